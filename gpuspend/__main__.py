@@ -1,0 +1,3 @@
+from gpuspend.cli import main
+
+main()

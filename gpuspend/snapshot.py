@@ -1,0 +1,138 @@
+"""What costing hands to every reader (TUI, report, notify, metrics): frozen values, so an unchanged
+snapshot compares equal and the TUI can skip repainting. Money is always paired with its currency.
+
+Fields may be added; existing names are a contract between gpuspend.costing and its readers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Rate:
+    per_gpu_hour: float | None      # None = "no rate" (never shown as $0)
+    currency: str
+    source: str                     # config | billing | onprem | catalog | provider | none
+    label: str                      # human text, e.g. "catalog: aws H100 $6.88 (as of 2026-01-21)"
+    as_of: str | None = None        # catalog date (YYYY-MM-DD) when source == catalog
+
+
+@dataclass(frozen=True)
+class GpuNow:
+    uuid: str
+    index: int | None
+    host: str
+    name: str
+    model: str | None
+    source: str                     # nvml | demo | runpod | lambda | vast
+    state: str                      # busy | held-idle | free-idle | lost | stale
+    util: float | None
+    mem_used: int | None            # bytes
+    mem_total: int | None
+    power: float | None             # watts
+    temperature: float | None
+    rate: Rate
+    cost_per_hour: float | None     # rate (+ energy where configured); None when no rate
+    idle_for_s: float               # continuous idle so far (0 when busy)
+    episode_open: bool              # idle longer than idle.after
+    episode_waste: float            # money wasted in the current episode (0 when none)
+    last_sample_ms: int | None
+    parent_uuid: str | None = None  # MIG parent
+
+
+@dataclass(frozen=True)
+class ProcessNow:
+    pid: int
+    user: str
+    command: str
+    gpu_uuid: str
+    gpu_index: int | None
+    used_memory: int | None
+    sm_util: float | None
+    cost_today: float               # attributed cost today, in Snapshot.currency
+
+
+@dataclass(frozen=True)
+class MonthView:
+    month: str                      # YYYY-MM
+    currency: str
+    mtd: float                      # billed up to coverage end + metered after it
+    billed: float
+    metered: float
+    coverage_end_ms: int | None     # end of the billing exports' coverage
+    projection: float | None
+    low: float | None               # 80% interval, None with < 3 days of data
+    high: float | None
+    interval_note: str              # e.g. "80% interval from 12 daily totals" or "not enough data (<3 days)"
+    budget: float | None
+    budget_pct_actual: float | None
+    budget_pct_forecast: float | None
+
+
+@dataclass(frozen=True)
+class AlertView:
+    kind: str                       # idle | budget | spike | collector | stale
+    subject: str
+    state: str                      # open | resolved
+    started_ms: int
+    dollars: float | None
+    message: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    now_ms: int
+    host: str
+    currency: str
+    gpus: tuple[GpuNow, ...]
+    processes: tuple[ProcessNow, ...]
+    cost_per_hour: float                     # sum over GPUs with a rate
+    cost_per_hour_by_state: tuple[tuple[str, float], ...]  # (state, $/h)
+    today_cost: float
+    idle_waste_today: float
+    months: tuple[MonthView, ...]            # one per currency
+    alerts: tuple[AlertView, ...]
+    hourly: tuple[tuple[int, float, float], ...] = ()  # (hour start ms, useful $, idle $) last 24 h
+    rate_sources: tuple[str, ...] = ()       # distinct Rate.label summaries, for the header
+    nvml_available: bool | None = None
+    collector: str = ""                      # "daemon pid 123 on host", "in-app", "none"
+    last_sample_ms: int | None = None
+    billing_coverage_end_ms: int | None = None
+    catalog_as_of: str | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)  # e.g. "3 GPUs have no rate"
+
+
+@dataclass(frozen=True)
+class DayTotal:
+    day: str                        # YYYY-MM-DD (UTC)
+    billed: float                   # from imported exports
+    metered: float                  # local metered cost (after the exports' coverage end)
+
+
+@dataclass(frozen=True)
+class Spender:
+    name: str                       # service / SKU / user / process
+    amount: float
+    is_gpu: bool = False
+
+
+@dataclass(frozen=True)
+class Alternative:
+    provider: str
+    gpu_model: str
+    per_gpu_hour: float
+    as_of: str
+    cost_same_hours: float          # what this box's GPU-hours this month would cost there
+    saving: float                   # current - alternative (negative = more expensive)
+
+
+@dataclass(frozen=True)
+class BillingSummary:
+    month: str
+    currency: str
+    days: tuple[DayTotal, ...]
+    services: tuple[Spender, ...]
+    gpu_skus: tuple[Spender, ...]
+    coverage: tuple[tuple[str, str, int | None, int], ...]  # (format, source/account, coverage_end_ms, rows)
+    alternatives: tuple[Alternative, ...]

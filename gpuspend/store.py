@@ -1,0 +1,283 @@
+"""The SQLite store: the only channel between collectors (writers) and costing/TUI/report (readers).
+
+WAL so readers never block the collector; a generous busy_timeout so nobody sees "database is locked";
+schema version in PRAGMA user_version with forward-only migrations (MIGRATIONS[i] takes version i to i+1).
+Times: sample/alert timestamps are UTC epoch milliseconds, billing times are UTC epoch seconds.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlite_utils
+
+from gpuspend.errors import DataError, UsageError
+
+BUSY_TIMEOUT_MS = 15_000
+
+# v1: the foundation (GPUs, raw samples, processes, per-minute rollups, collector lease)
+_V1 = """
+CREATE TABLE gpus (
+    id INTEGER PRIMARY KEY,
+    uuid TEXT NOT NULL UNIQUE,
+    host TEXT NOT NULL,
+    idx INTEGER,
+    name TEXT,
+    model TEXT,                 -- normalised model key used for pricing (H100, A100-80GB, ...)
+    memory_total INTEGER,       -- bytes
+    power_limit REAL,           -- watts
+    parent_id INTEGER REFERENCES gpus(id),  -- MIG device -> its physical GPU
+    mig_gi INTEGER,
+    mig_ci INTEGER,
+    source TEXT NOT NULL DEFAULT 'nvml',    -- nvml | demo | runpod | lambda | vast
+    first_seen INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    lost_at INTEGER             -- set when NVML reports the GPU lost; cleared when it answers again
+);
+CREATE TABLE gpu_samples (
+    gpu_id INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    util REAL, mem_util REAL, mem_used INTEGER, power REAL, energy_mj INTEGER,
+    temperature REAL, sm_clock INTEGER,
+    PRIMARY KEY (gpu_id, ts)
+) WITHOUT ROWID;
+CREATE INDEX gpu_samples_ts ON gpu_samples(ts);
+CREATE TABLE processes (
+    id INTEGER PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started INTEGER,            -- process start time (s) so a reused pid is a new process
+    user TEXT,
+    command TEXT,
+    UNIQUE (host, pid, started)
+);
+CREATE TABLE process_samples (
+    gpu_id INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    proc_id INTEGER NOT NULL,
+    used_memory INTEGER,
+    sm_util REAL,
+    PRIMARY KEY (gpu_id, ts, proc_id)
+) WITHOUT ROWID;
+CREATE INDEX process_samples_ts ON process_samples(ts);
+CREATE TABLE gpu_minutes (
+    gpu_id INTEGER NOT NULL,
+    minute INTEGER NOT NULL,    -- epoch ms of the minute start
+    samples INTEGER NOT NULL,
+    covered_s REAL NOT NULL,    -- seconds of this minute covered by samples (gaps excluded)
+    util_avg REAL, util_max REAL, mem_util_avg REAL, mem_used_avg REAL, power_avg REAL,
+    energy_j REAL,
+    busy_s REAL NOT NULL DEFAULT 0,
+    held_idle_s REAL NOT NULL DEFAULT 0,
+    free_idle_s REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (gpu_id, minute)
+) WITHOUT ROWID;
+CREATE INDEX gpu_minutes_minute ON gpu_minutes(minute);
+CREATE TABLE process_minutes (
+    gpu_id INTEGER NOT NULL,
+    minute INTEGER NOT NULL,
+    proc_id INTEGER NOT NULL,
+    share_s REAL NOT NULL,      -- GPU-seconds attributed to this process (SM share, else memory share)
+    idle_share_s REAL NOT NULL, -- of which while the GPU was idle (held-idle waste)
+    mem_used_avg REAL,
+    PRIMARY KEY (gpu_id, minute, proc_id)
+) WITHOUT ROWID;
+CREATE INDEX process_minutes_minute ON process_minutes(minute);
+CREATE TABLE collector_lease (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    owner TEXT NOT NULL,        -- daemon | tui | report
+    started INTEGER NOT NULL,
+    heartbeat INTEGER NOT NULL,
+    interval_s REAL NOT NULL
+);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+"""
+
+# v2: billing exports
+_V2 = """
+CREATE TABLE imports (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    format TEXT NOT NULL,           -- focus | aws-cur | aws-cur2 | gcp | azure
+    source TEXT NOT NULL,           -- provider / export identity used for replacement
+    account TEXT,
+    billing_period_start INTEGER,   -- epoch s
+    billing_period_end INTEGER,
+    version_id TEXT,                -- manifest assemblyId / executionId, when known
+    rows INTEGER NOT NULL,
+    gpu_rows INTEGER NOT NULL DEFAULT 0,
+    skipped_rows INTEGER NOT NULL DEFAULT 0,
+    coverage_end INTEGER,           -- latest charge_period_end in the file (epoch s)
+    imported_at INTEGER NOT NULL    -- epoch s
+);
+CREATE INDEX imports_period ON imports(source, account, billing_period_start);
+CREATE INDEX imports_sha ON imports(sha256);
+CREATE TABLE charges (
+    id INTEGER PRIMARY KEY,
+    import_id INTEGER NOT NULL REFERENCES imports(id) ON DELETE CASCADE,
+    line INTEGER,
+    billing_account TEXT, sub_account TEXT,
+    billing_period_start INTEGER, billing_period_end INTEGER,
+    charge_period_start INTEGER, charge_period_end INTEGER,
+    charge_category TEXT, charge_class TEXT, charge_type TEXT,
+    billed_cost REAL, effective_cost REAL, list_cost REAL, currency TEXT,
+    service TEXT, sku TEXT, sku_description TEXT, resource_id TEXT, instance_type TEXT,
+    region TEXT, quantity REAL, unit TEXT, tags TEXT,
+    is_gpu INTEGER NOT NULL DEFAULT 0, gpu_model TEXT, gpu_count REAL
+);
+CREATE INDEX charges_import ON charges(import_id);
+CREATE INDEX charges_period ON charges(billing_period_start, currency);
+CREATE INDEX charges_charge_start ON charges(charge_period_start);
+CREATE INDEX charges_resource ON charges(resource_id) WHERE resource_id IS NOT NULL;
+"""
+
+# v3: alerts and their notification outbox (state shared by every sender, so each goes out once)
+_V3 = """
+CREATE TABLE alerts (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,             -- idle | budget | spike | collector | stale
+    subject TEXT NOT NULL,          -- gpu uuid, budget:80:forecast:2026-11, ...
+    state TEXT NOT NULL,            -- open | resolved
+    started INTEGER NOT NULL,       -- epoch ms
+    ended INTEGER,
+    dollars REAL,
+    details TEXT,                   -- JSON
+    updated INTEGER NOT NULL,
+    last_notified INTEGER
+);
+CREATE UNIQUE INDEX alerts_one_open ON alerts(kind, subject) WHERE state = 'open';
+CREATE INDEX alerts_state ON alerts(state, kind);
+CREATE TABLE notifications (
+    id INTEGER PRIMARY KEY,
+    alert_id INTEGER NOT NULL REFERENCES alerts(id) ON DELETE CASCADE,
+    target TEXT NOT NULL,
+    event TEXT NOT NULL,            -- open | repeat:N | resolved
+    payload TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt INTEGER NOT NULL,
+    sent_at INTEGER,
+    last_error TEXT,
+    UNIQUE (alert_id, target, event)
+);
+CREATE INDEX notifications_pending ON notifications(sent_at, next_attempt);
+"""
+
+# v4: remote instances from GPU-cloud APIs (RunPod, Lambda, Vast.ai)
+_V4 = """
+CREATE TABLE cloud_instances (
+    id INTEGER PRIMARY KEY,
+    provider TEXT NOT NULL,
+    instance_id TEXT NOT NULL,
+    name TEXT,
+    gpu_model TEXT,
+    gpu_count REAL,
+    price_per_hour REAL,            -- what the provider reports for the whole instance
+    currency TEXT NOT NULL DEFAULT 'USD',
+    status TEXT,
+    util REAL,
+    first_seen INTEGER NOT NULL,    -- epoch ms
+    last_seen INTEGER NOT NULL,
+    UNIQUE (provider, instance_id)
+);
+CREATE TABLE cloud_spend (
+    provider TEXT NOT NULL,
+    instance_id TEXT NOT NULL,
+    ts INTEGER NOT NULL,            -- epoch ms of the poll
+    price_per_hour REAL NOT NULL,
+    running INTEGER NOT NULL,
+    PRIMARY KEY (provider, instance_id, ts)
+) WITHOUT ROWID;
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the database to SCHEMA_VERSION; each step in its own transaction. Returns the old version."""
+    old = conn.execute("PRAGMA user_version").fetchone()[0]
+    if old > SCHEMA_VERSION:
+        raise DataError(
+            f"database schema version {old} is newer than this gpuspend understands ({SCHEMA_VERSION})",
+            hint="upgrade gpuspend",
+        )
+    for version in range(old, SCHEMA_VERSION):
+        with transaction(conn):
+            # Re-check inside the write lock: another process may have migrated meanwhile.
+            if conn.execute("PRAGMA user_version").fetchone()[0] != version:
+                continue
+            for stmt in _statements(MIGRATIONS[version]):
+                conn.execute(stmt)
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+    return old
+
+
+def _statements(script: str) -> Iterator[str]:
+    buf: list[str] = []
+    for line in script.splitlines():
+        buf.append(line.split("--", 1)[0])
+        if line.rstrip().endswith(";") or line.split("--", 1)[0].rstrip().endswith(";"):
+            stmt = "\n".join(buf).strip()
+            if stmt.rstrip(";").strip():
+                yield stmt
+            buf = []
+
+
+def connect(path: str | Path, *, create: bool = True, migrate_schema: bool = True) -> sqlite3.Connection:
+    """Open the store. isolation_level=None: we manage transactions explicitly (see `transaction`)."""
+    p = Path(path)
+    if not create and not p.exists():
+        raise UsageError(f"database {p} does not exist", hint="run `gpuspend collect` or pass --db")
+    if create:
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot create the database folder {p.parent}: {exc.strerror}") from None
+    try:
+        conn = sqlite3.connect(str(p), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across app crashes (kill -9)
+        conn.execute("PRAGMA foreign_keys = ON")
+        if migrate_schema:
+            migrate(conn)
+    except sqlite3.DatabaseError as exc:
+        raise DataError(f"cannot open database: {exc}", where=str(p),
+                        hint="is it a gpuspend database? pass another --db") from None
+    return conn
+
+
+def db(conn: sqlite3.Connection) -> sqlite_utils.Database:
+    """sqlite-utils view of a connection (schema helpers, bulk inserts)."""
+    return sqlite_utils.Database(conn)
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception: all or nothing."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    else:
+        conn.execute("COMMIT")
+
+
+def get_meta(conn: sqlite3.Connection, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return row[0] if row else None
+
+
+def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+    conn.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                 (key, value))
