@@ -108,7 +108,7 @@ def root(ctx: click.Context, db: str | None, config_path: str | None, debug: boo
 
         ctx.exit(run_report(ctx.obj))
     if extra.get("fleet_url"):
-        from tui.app import run_fleet_app
+        from tui.fleet_app import run_fleet_app
 
         ctx.exit(run_fleet_app(ctx.obj))
     from tui.app import run_app
@@ -120,7 +120,10 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
-        root.main(args=args, prog_name="gpuspend", standalone_mode=False)
+        # standalone_mode=False: click *returns* the code of a ctx.exit(n) / Exit(n) instead of raising it.
+        rc = root.main(args=args, prog_name="gpuspend", standalone_mode=False)
+        if isinstance(rc, int) and not isinstance(rc, bool) and rc:
+            sys.exit(rc)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:

@@ -135,7 +135,13 @@ TARGET_DEFAULTS: dict[str, Any] = {
     "retries": 3,
 }
 
-SECRET_KEYS = {"api_key", "token", "url"}
+SECRET_KEYS = {"api_key", "token"}
+
+
+def _is_secret_key(key: str) -> bool:
+    """API keys and tokens anywhere; webhook URLs (which embed their secret) under notify.targets."""
+    leaf = key.rsplit(".", 1)[-1]
+    return leaf in SECRET_KEYS or (key.startswith("notify.targets") and leaf == "url")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
@@ -244,8 +250,7 @@ class _Loader:
             value = self.env(node, key, value)
             if value is None:
                 return None
-        leaf = key.rsplit(".", 1)[-1]
-        if leaf in SECRET_KEYS and value:
+        if value and _is_secret_key(key):
             self.has_secrets = True
         try:
             if kind == "str":

@@ -101,6 +101,7 @@ class Snapshot:
     billing_coverage_end_ms: int | None = None
     catalog_as_of: str | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)  # e.g. "3 GPUs have no rate"
+    underutilised: tuple[str, ...] = ()      # uuids averaging < idle.low_util_pct over 24 h
 
 
 @dataclass(frozen=True)

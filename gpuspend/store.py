@@ -11,10 +11,12 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-import sqlite_utils
+from typing import TYPE_CHECKING
 
 from gpuspend.errors import DataError, UsageError
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 BUSY_TIMEOUT_MS = 15_000
 
@@ -37,14 +39,16 @@ CREATE TABLE gpus (
     last_seen INTEGER NOT NULL,
     lost_at INTEGER             -- set when NVML reports the GPU lost; cleared when it answers again
 );
+-- Raw samples are keyed time-first: every tick appends at the end of the B-tree (full pages, no separate
+-- ts index): ~2.8 MB per GPU-day with processes at the default 2 s (bench/bench_dbsize.py).
+-- Latest sample: WHERE ts = (SELECT MAX(ts) FROM gpu_samples); a time range: WHERE ts BETWEEN ? AND ?.
 CREATE TABLE gpu_samples (
     gpu_id INTEGER NOT NULL,
     ts INTEGER NOT NULL,
     util REAL, mem_util REAL, mem_used INTEGER, power REAL, energy_mj INTEGER,
     temperature REAL, sm_clock INTEGER,
-    PRIMARY KEY (gpu_id, ts)
+    PRIMARY KEY (ts, gpu_id)
 ) WITHOUT ROWID;
-CREATE INDEX gpu_samples_ts ON gpu_samples(ts);
 CREATE TABLE processes (
     id INTEGER PRIMARY KEY,
     host TEXT NOT NULL,
@@ -60,9 +64,8 @@ CREATE TABLE process_samples (
     proc_id INTEGER NOT NULL,
     used_memory INTEGER,
     sm_util REAL,
-    PRIMARY KEY (gpu_id, ts, proc_id)
+    PRIMARY KEY (ts, gpu_id, proc_id)
 ) WITHOUT ROWID;
-CREATE INDEX process_samples_ts ON process_samples(ts);
 CREATE TABLE gpu_minutes (
     gpu_id INTEGER NOT NULL,
     minute INTEGER NOT NULL,    -- epoch ms of the minute start
@@ -134,7 +137,6 @@ CREATE TABLE charges (
 CREATE INDEX charges_import ON charges(import_id);
 CREATE INDEX charges_period ON charges(billing_period_start, currency);
 CREATE INDEX charges_charge_start ON charges(charge_period_start);
-CREATE INDEX charges_resource ON charges(resource_id) WHERE resource_id IS NOT NULL;
 """
 
 # v3: alerts and their notification outbox (state shared by every sender, so each goes out once)
@@ -142,31 +144,44 @@ _V3 = """
 CREATE TABLE alerts (
     id INTEGER PRIMARY KEY,
     kind TEXT NOT NULL,             -- idle | budget | spike | collector | stale
-    subject TEXT NOT NULL,          -- gpu uuid, budget:80:forecast:2026-11, ...
+    subject TEXT NOT NULL,          -- gpu uuid, budget:80:forecast:2026-11:USD, billing, catalog, ...
     state TEXT NOT NULL,            -- open | resolved
     started INTEGER NOT NULL,       -- epoch ms
     ended INTEGER,
     dollars REAL,
-    details TEXT,                   -- JSON
+    currency TEXT,
+    title TEXT NOT NULL DEFAULT '',
+    details TEXT,                   -- JSON: what the message shows (gpu, holders, idle for, ...)
     updated INTEGER NOT NULL,
-    last_notified INTEGER
+    last_notified INTEGER,
+    repeats INTEGER NOT NULL DEFAULT 0
 );
 CREATE UNIQUE INDEX alerts_one_open ON alerts(kind, subject) WHERE state = 'open';
 CREATE INDEX alerts_state ON alerts(state, kind);
+CREATE INDEX alerts_subject ON alerts(kind, subject, started);
 CREATE TABLE notifications (
     id INTEGER PRIMARY KEY,
     alert_id INTEGER NOT NULL REFERENCES alerts(id) ON DELETE CASCADE,
     target TEXT NOT NULL,
     event TEXT NOT NULL,            -- open | repeat:N | resolved
-    payload TEXT NOT NULL,
+    payload TEXT NOT NULL,          -- JSON, target-neutral; rendered per target kind at delivery
     created INTEGER NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',  -- pending | sent | failed (4xx: never retried)
+    claimed_by TEXT,                -- sender that holds it until next_attempt (claim = lease)
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt INTEGER NOT NULL,
     sent_at INTEGER,
-    last_error TEXT,
+    last_error TEXT,                -- never holds the URL or token
     UNIQUE (alert_id, target, event)
 );
-CREATE INDEX notifications_pending ON notifications(sent_at, next_attempt);
+CREATE INDEX notifications_pending ON notifications(status, next_attempt);
+CREATE TABLE run_rate_hours (       -- observed run rate per hour: the 7-day baseline for spend spikes
+    hour INTEGER NOT NULL,          -- epoch ms of the hour start
+    currency TEXT NOT NULL,
+    rate_sum REAL NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (hour, currency)
+) WITHOUT ROWID;
 """
 
 # v4: remote instances from GPU-cloud APIs (RunPod, Lambda, Vast.ai)
@@ -194,6 +209,21 @@ CREATE TABLE cloud_spend (
     running INTEGER NOT NULL,
     PRIMARY KEY (provider, instance_id, ts)
 ) WITHOUT ROWID;
+CREATE TABLE cloud_charges (        -- what a provider's billing API says was charged (Vast.ai /charges)
+    provider TEXT NOT NULL,
+    period_start INTEGER NOT NULL,  -- epoch s, month asked for; a re-fetch replaces the month
+    source TEXT NOT NULL,           -- instance-12345678
+    kind TEXT NOT NULL,             -- gpu | disk | bwd | bwu
+    start INTEGER,                  -- epoch s
+    end INTEGER,
+    amount REAL NOT NULL,
+    currency TEXT NOT NULL DEFAULT 'USD',
+    description TEXT,
+    label TEXT,
+    gpu_model TEXT,
+    fetched INTEGER NOT NULL        -- epoch ms
+);
+CREATE INDEX cloud_charges_period ON cloud_charges(provider, period_start);
 """
 
 MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4]
@@ -257,6 +287,8 @@ def connect(path: str | Path, *, create: bool = True, migrate_schema: bool = Tru
 
 def db(conn: sqlite3.Connection) -> sqlite_utils.Database:
     """sqlite-utils view of a connection (schema helpers, bulk inserts)."""
+    import sqlite_utils  # lazily: 50 ms of import that `--report` and the TUI start-up do not need
+
     return sqlite_utils.Database(conn)
 
 

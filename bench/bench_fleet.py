@@ -1,0 +1,155 @@
+"""Fleet report time for N simulated nodes x 8 GPUs, against a raw single PromQL query in the same run.
+
+One process serves N gpuspend exporters (one CollectorRegistry and port per node, each fed a constructed
+snapshot); a real Prometheus (the `prometheus` binary) scrapes them every second; then we time
+
+  baseline  one instant query returning every GPU's cost series (what any dashboard pays at minimum)
+  fleet     gpuspend.fleet.fetch_fleet + render (all of gpuspend's queries, parsing, building the view)
+
+and print medians and the ratio. Target: fleet report under 2 s at 100 x 8.
+
+    python bench/bench_fleet.py [--nodes 100] [--gpus 8] [--runs 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from gpuspend import fleet, metrics  # noqa: E402
+from gpuspend.snapshot import GpuNow, MonthView, ProcessNow, Rate, Snapshot  # noqa: E402
+
+TARGET_S = 2.0
+NOW_MS = 1794744000_000
+
+
+def node_snapshot(n: int, gpus: int) -> Snapshot:
+    host = f"node-{n:03d}"
+    rate = Rate(6.88, "USD", "catalog", "catalog: aws H100 $6.88/h (as of 2026-11-09)", "2026-11-09")
+    gs, procs = [], []
+    for i in range(gpus):
+        idle = (n + i) % 5 == 0
+        g = GpuNow(uuid=f"GPU-{n:03d}-{i}", index=i, host=host, name="NVIDIA H100 80GB HBM3", model="H100",
+                   source="demo", state="held-idle" if idle else "busy", util=0.0 if idle else 93.0,
+                   mem_used=60 << 30, mem_total=80 << 30, power=80.0 if idle else 640.0, temperature=55.0,
+                   rate=rate, cost_per_hour=6.88, idle_for_s=3600.0 if idle else 0.0, episode_open=idle,
+                   episode_waste=6.88 if idle else 0.0, last_sample_ms=NOW_MS)
+        gs.append(g)
+        procs.append(ProcessNow(pid=1000 + i, user=f"user{(n + i) % 7}", command="python train.py", gpu_uuid=g.uuid,
+                                gpu_index=i, used_memory=60 << 30, sm_util=None, cost_today=40.0))
+    month = MonthView("2026-11", "USD", 50_000.0, 30_000.0, 20_000.0, NOW_MS, 110_000.0, 100_000.0, 120_000.0,
+                      "80% interval from 14 daily totals", None, None, None)
+    return Snapshot(now_ms=NOW_MS, host=host, currency="USD", gpus=tuple(gs), processes=tuple(procs),
+                    cost_per_hour=6.88 * gpus, cost_per_hour_by_state=(("busy", 6.88 * gpus),),
+                    today_cost=800.0, idle_waste_today=25.0, months=(month,), alerts=(), catalog_as_of="2026-11-09",
+                    last_sample_ms=NOW_MS)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def timed(fn, runs: int) -> list[float]:
+    out = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--nodes", type=int, default=100)
+    ap.add_argument("--gpus", type=int, default=8)
+    ap.add_argument("--runs", type=int, default=7)
+    args = ap.parse_args()
+    binary = shutil.which("prometheus")
+    if binary is None:
+        print("bench_fleet: the prometheus binary is not installed (apt-get install prometheus)", file=sys.stderr)
+        return 2
+
+    exporters = []
+    tmp = Path(tempfile.mkdtemp(prefix="gpuspend-bench-fleet-"))
+    prom = None
+    try:
+        for n in range(args.nodes):
+            ex = metrics.serve("127.0.0.1", 0)
+            ex.update(node_snapshot(n, args.gpus))
+            exporters.append(ex)
+        port = free_port()
+        cfg = tmp / "prometheus.yml"
+        cfg.write_text("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n"
+                       "  - job_name: gpuspend\n    static_configs:\n      - targets:\n"
+                       + "".join(f"          - '127.0.0.1:{ex.port}'\n" for ex in exporters))
+        prom = subprocess.Popen([binary, f"--config.file={cfg}", f"--storage.tsdb.path={tmp / 'data'}",
+                                 f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
+        client = httpx.Client(timeout=10)
+        want = args.nodes * args.gpus
+        deadline = time.monotonic() + 90
+        have = 0
+        while time.monotonic() < deadline:
+            try:
+                r = client.get(f"{url}/api/v1/query", params={"query": "count(gpuspend_gpu_cost_per_hour)"})
+                res = r.json()["data"]["result"]
+                have = int(float(res[0]["value"][1])) if res else 0
+            except (httpx.HTTPError, KeyError, ValueError):
+                have = 0
+            if have >= want:
+                break
+            time.sleep(0.5)
+        else:
+            print(f"bench_fleet: only {have}/{want} GPU series scraped after 90 s", file=sys.stderr)
+            return 1
+        time.sleep(2)          # every target scraped at least once more
+
+        def baseline() -> None:
+            r = client.get(f"{url}/api/v1/query", params={"query": "gpuspend_gpu_cost_per_hour"})
+            assert len(r.json()["data"]["result"]) == want
+
+        def report() -> None:
+            view = fleet.fetch_fleet(url, client=client)
+            assert view.gpu_count == want, view.gpu_count
+            fleet.render(view, "text")
+
+        timed(report, 1)        # warm-up (imports, connection)
+        base = timed(baseline, args.runs)
+        full = timed(report, args.runs)
+        mb, mf = statistics.median(base), statistics.median(full)
+        print(f"fleet bench: {args.nodes} nodes x {args.gpus} GPUs = {want} GPUs, {args.runs} runs each")
+        print(f"  baseline (1 raw instant query, {want} series): median {mb * 1000:8.1f} ms  "
+              f"(min {min(base) * 1000:.1f}, max {max(base) * 1000:.1f})")
+        print(f"  fleet report (fetch_fleet + render):        median {mf * 1000:8.1f} ms  "
+              f"(min {min(full) * 1000:.1f}, max {max(full) * 1000:.1f})")
+        print(f"  ratio fleet/baseline: {mf / mb:.1f}x   target < {TARGET_S:g} s: {'PASS' if mf < TARGET_S else 'FAIL'}")
+        return 0 if mf < TARGET_S else 1
+    finally:
+        if prom is not None:
+            prom.terminate()
+            try:
+                prom.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                prom.kill()
+        for ex in exporters:
+            ex.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""AWS Cost and Usage Reports: legacy CUR (``lineItem/UnblendedCost`` headers, CSV/CSV.gz), its Athena/Parquet
+snake_case flattening, and CUR 2.0 / Data Exports (snake_case, map columns as JSON).
+
+Billed (cash) = the invoice: the sum of unblended cost over every line item type (negation lines make it add
+up). Effective (amortised) follows the CUR query library: covered usage at its effective cost, unused
+commitment from the fee lines, upfront fees and negations at zero.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from collectors.billing.normalise import Cols, Rows, coalesce, finish, month_start, next_month
+from collectors.billing.values import BadValue, merge_tag_columns, num_col, tags_col, text_col, ts_col
+
+NAME = "aws-cur"
+NAME_V2 = "aws-cur2"
+REQUIRED = ("line_item_unblended_cost", "line_item_usage_start_date")
+SIGNATURE = REQUIRED + ("line_item_line_item_type", "bill_billing_period_start_date", "bill_payer_account_id",
+                        "line_item_usage_end_date", "line_item_product_code", "line_item_usage_type",
+                        "line_item_currency_code", "line_item_usage_account_id", "identity_line_item_id")
+
+# lineItem/LineItemType -> FOCUS ChargeCategory; unknown types are kept as Adjustment (still summed).
+CATEGORY = {
+    "usage": "Usage", "discountedusage": "Usage", "savingsplancoveredusage": "Usage",
+    "savingsplannegation": "Usage",
+    "tax": "Tax",
+    "credit": "Credit", "refund": "Credit", "discount": "Credit", "bundleddiscount": "Credit",
+    "edpdiscount": "Credit", "privateratediscount": "Credit", "distributordiscount": "Credit",
+    "fee": "Purchase", "rifee": "Purchase", "savingsplanrecurringfee": "Purchase",
+    "savingsplanupfrontfee": "Purchase",
+}
+
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+def _snake(h: str) -> str:
+    s = h.replace("\ufeff", "").strip()
+    if "/" in s:
+        cat, _, rest = s.partition("/")
+        if cat in ("resourceTags", "costCategory"):
+            return f"{_CAMEL.sub('_', cat).lower()}/{rest}"       # keep the tag key as written
+        s = f"{cat}_{rest}"
+    return _CAMEL.sub("_", s).lower()
+
+
+def keys(header: list[str]) -> list[str]:
+    return [_snake(h) for h in header]
+
+
+def _effective(kind: str | None, unblended: float | None, res_eff: float | None, sp_eff: float | None,
+               sp_total: float | None, sp_used: float | None, ri_unused_upfront: float | None,
+               ri_unused_recurring: float | None, bill_type: str | None) -> float | None:
+    k = (kind or "usage").lower()
+    if k == "savingsplancoveredusage":
+        return sp_eff if sp_eff is not None else unblended
+    if k in ("savingsplannegation", "savingsplanupfrontfee"):
+        return 0.0
+    if k == "savingsplanrecurringfee":
+        if sp_total is not None and sp_used is not None:
+            return sp_total - sp_used
+        return unblended
+    if k == "discountedusage":
+        return res_eff if res_eff is not None else unblended
+    if k == "rifee":
+        if ri_unused_upfront is None and ri_unused_recurring is None:
+            return unblended
+        return (ri_unused_upfront or 0.0) + (ri_unused_recurring or 0.0)
+    if k == "fee" and (bill_type or "").lower() == "purchase":
+        return 0.0        # RI upfront: amortised over the term through the covered usage lines
+    return unblended
+
+
+def _tags(c: Cols, n: int, bad: list[BadValue]) -> list[str | None]:
+    per_column: list[tuple[str, list[str | None]]] = []
+    for i, k in enumerate(c.keys):
+        raw = c.raw[i].replace("\ufeff", "").strip()
+        if k.startswith("resource_tags/"):
+            per_column.append((raw.split("/", 1)[1], text_col(c.arrays[i], n)))
+        elif k.startswith("resource_tags_"):
+            per_column.append((raw[len("resource_tags_"):], text_col(c.arrays[i], n)))
+    merged = merge_tag_columns(per_column, n)
+    if c.has("resource_tags"):          # CUR 2.0: one map column
+        mapped = tags_col(c.get("resource_tags"), n, c.name("resource_tags"), bad)
+        merged = [_merge_json(a, b) for a, b in zip(merged, mapped, strict=True)]
+    return merged
+
+
+def _merge_json(a: str | None, b: str | None) -> str | None:
+    if a is None or b is None:
+        return a or b
+    d = json.loads(a)
+    d.update(json.loads(b))
+    return json.dumps(d, ensure_ascii=False, sort_keys=True)
+
+
+def normalise(c: Cols, ctx: dict[str, Any]) -> Rows:
+    n = c.n
+    bad: list[BadValue] = []
+
+    def num(*names: str) -> list[float | None]:
+        return num_col(c.get(*names), n, c.name(*names), bad)
+
+    unblended = num("line_item_unblended_cost")
+    net = num("line_item_net_unblended_cost")
+    billed = coalesce(net, unblended) if c.has("line_item_net_unblended_cost") else unblended
+    kind = text_col(c.get("line_item_line_item_type"), n)
+    bill_type = text_col(c.get("bill_bill_type"), n)
+    res_eff, sp_eff = num("reservation_effective_cost"), num("savings_plan_savings_plan_effective_cost")
+    sp_total, sp_used = num("savings_plan_total_commitment_to_date"), num("savings_plan_used_commitment")
+    ri_up = num("reservation_unused_amortized_upfront_fee_for_billing_period")
+    ri_rec = num("reservation_unused_recurring_fee")
+    effective = [_effective(*v) for v in zip(kind, billed, res_eff, sp_eff, sp_total, sp_used, ri_up, ri_rec,
+                                             bill_type, strict=True)]
+    start = ts_col(c.get("line_item_usage_start_date"), n, c.name("line_item_usage_start_date"), bad)
+    bp_start = ts_col(c.get("bill_billing_period_start_date"), n, c.name("bill_billing_period_start_date"), bad)
+    bp_end = ts_col(c.get("bill_billing_period_end_date"), n, c.name("bill_billing_period_end_date"), bad)
+    if not c.has("bill_billing_period_start_date"):       # minimal exports: the usage month is the period
+        bp_start = [month_start(t) for t in start]
+        bp_end = [next_month(t) for t in start]
+    currency = text_col(c.get("line_item_currency_code"), n)
+    if not c.has("line_item_currency_code"):
+        currency = ["USD"] * n                           # CUR without the column is always USD
+    data = {
+        "billing_account": coalesce(text_col(c.get("bill_payer_account_id"), n),
+                                    text_col(c.get("line_item_usage_account_id"), n)),
+        "sub_account": text_col(c.get("line_item_usage_account_id"), n),
+        "billing_period_start": bp_start,
+        "billing_period_end": bp_end,
+        "charge_period_start": start,
+        "charge_period_end": ts_col(c.get("line_item_usage_end_date"), n, c.name("line_item_usage_end_date"), bad),
+        "charge_category": [CATEGORY.get((k or "usage").lower(), "Adjustment") for k in kind],
+        "charge_class": [None] * n,
+        "charge_type": [k or "Usage" for k in kind],
+        "billed_cost": billed,
+        "effective_cost": effective,
+        "list_cost": num("pricing_public_on_demand_cost"),
+        "currency": currency,
+        "service": coalesce(text_col(c.get("product_product_name"), n), text_col(c.get("line_item_product_code"), n)),
+        "sku": text_col(c.get("product_sku"), n),
+        "sku_description": text_col(c.get("line_item_line_item_description"), n),
+        "resource_id": text_col(c.get("line_item_resource_id"), n),
+        "instance_type": text_col(c.get("product_instance_type"), n),
+        "region": coalesce(text_col(c.get("product_region_code", "product_region"), n),
+                           text_col(c.get("line_item_availability_zone"), n)),
+        "quantity": num("line_item_usage_amount"),
+        "unit": text_col(c.get("pricing_unit"), n),
+        "tags": _tags(c, n, bad),
+    }
+    gpu_texts = [text_col(c.get("line_item_usage_type"), n)]
+    rows = Rows(n, data, ["aws"] * n, gpu_texts, bad)
+    return finish(rows, {"charge_period_start": c.name("line_item_usage_start_date"),
+                         "billed_cost": c.name("line_item_unblended_cost")})

@@ -1,0 +1,70 @@
+"""FOCUS 1.0-1.2 exports (AWS/Azure/GCP/Oracle FOCUS exports, FinOps sample data).
+
+Already in FOCUS meanings: BilledCost and EffectiveCost are taken as they are, periods are UTC.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from collectors.billing.normalise import Cols, Rows, const, finish
+from collectors.billing.values import BadValue, num_col, tags_col, text_col, text_first, ts_col
+
+NAME = "focus"
+# Required to import (the spec's mandatory columns that carry the money and the periods).
+REQUIRED = ("billedcost", "billingperiodstart", "chargeperiodstart", "chargecategory")
+# Seen in every FOCUS file: used to score detection.
+SIGNATURE = REQUIRED + ("effectivecost", "billingcurrency", "billingperiodend", "chargeperiodend",
+                        "servicename", "providername", "billingaccountid", "listcost", "chargeclass")
+# Spec examples leave BillingCurrency out, and one draft spells it BilledCurrency.
+DEFAULT_CURRENCY = "USD"
+
+
+def keys(header: list[str]) -> list[str]:
+    from collectors.billing.reader import header_keys
+
+    return header_keys(header)
+
+
+def normalise(c: Cols, ctx: dict[str, Any]) -> Rows:
+    n = c.n
+    bad: list[BadValue] = []
+    billed = num_col(c.get("billedcost"), n, c.name("billedcost"), bad)
+    effective = num_col(c.get("effectivecost"), n, c.name("effectivecost"), bad) if c.has("effectivecost") \
+        else list(billed)
+    currency = text_col(c.get("billingcurrency", "billedcurrency"), n)
+    if not (c.has("billingcurrency") or c.has("billedcurrency")):
+        currency = const(DEFAULT_CURRENCY, n)
+    provider = text_col(c.get("providername", "invoiceissuername"), n)
+    data = {
+        "billing_account": text_col(c.get("billingaccountid"), n),
+        "sub_account": text_col(c.get("subaccountid"), n),
+        "billing_period_start": ts_col(c.get("billingperiodstart"), n, c.name("billingperiodstart"), bad),
+        "billing_period_end": ts_col(c.get("billingperiodend"), n, c.name("billingperiodend"), bad),
+        "charge_period_start": ts_col(c.get("chargeperiodstart"), n, c.name("chargeperiodstart"), bad),
+        "charge_period_end": ts_col(c.get("chargeperiodend"), n, c.name("chargeperiodend"), bad),
+        "charge_category": text_col(c.get("chargecategory"), n),
+        "charge_class": text_col(c.get("chargeclass"), n),
+        "charge_type": text_col(c.get("x_chargetype", "x_costtype", "pricingcategory"), n),
+        "billed_cost": billed,
+        "effective_cost": effective,
+        "list_cost": num_col(c.get("listcost"), n, c.name("listcost"), bad),
+        "currency": currency,
+        "service": text_col(c.get("servicename"), n),
+        "sku": text_col(c.get("skuid"), n),
+        "sku_description": text_col(c.get("chargedescription"), n),
+        "resource_id": text_col(c.get("resourceid"), n),
+        "instance_type": text_col(c.get("x_instancetype"), n),
+        "region": text_first(n, c.get("regionid"), c.get("regionname")),
+        "quantity": num_col(c.get("consumedquantity", "pricingquantity"), n, c.name("consumedquantity"), bad),
+        "unit": text_col(c.get("consumedunit", "pricingunit"), n),
+        "tags": tags_col(c.get("tags"), n, c.name("tags"), bad),
+    }
+    source = ["focus:" + (p or "unknown") for p in provider]
+    gpu_texts = [text_col(c.get(k), n) for k in ("x_usagetype", "x_skumetersubcategory", "x_skudetails",
+                                                  "skupricedetails", "skumeter")]
+    rows = Rows(n, data, source, gpu_texts, bad)
+    return finish(rows, {"billing_period_start": c.name("billingperiodstart"),
+                         "charge_period_start": c.name("chargeperiodstart"),
+                         "charge_category": c.name("chargecategory"),
+                         "billed_cost": c.name("billedcost")})

@@ -1,0 +1,144 @@
+"""The common shape every format is normalised to (FOCUS meanings), and the checks and GPU marking applied to it.
+
+A format module turns one batch of text columns into `Rows`: one Python list per canonical field (the
+`charges` columns), plus the replacement key parts (`source`, `billing_account`, `billing_period_start`).
+`finish()` then applies what is common: required values, GPU marking from the data catalog, bad-row
+collection. Nothing here knows about SQL.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from collectors.billing import gpu_catalog
+from collectors.billing.values import BadValue
+
+# Canonical fields in `charges` column order (line and import_id are added by the importer).
+FIELDS: tuple[str, ...] = (
+    "billing_account", "sub_account", "billing_period_start", "billing_period_end",
+    "charge_period_start", "charge_period_end", "charge_category", "charge_class", "charge_type",
+    "billed_cost", "effective_cost", "list_cost", "currency",
+    "service", "sku", "sku_description", "resource_id", "instance_type", "region", "quantity", "unit", "tags",
+    "is_gpu", "gpu_model", "gpu_count",
+)
+
+
+class Cols:
+    """Column access by normalised header key; a format asks for the first of several spellings."""
+
+    def __init__(self, keys: Sequence[str], raw: Sequence[str], arrays: Sequence[pa.Array], n: int) -> None:
+        self.index: dict[str, int] = {}
+        for i, k in enumerate(keys):
+            self.index.setdefault(k, i)       # a repeated header name: the first one wins
+        self.keys, self.raw, self.arrays, self.n = list(keys), list(raw), arrays, n
+
+    def get(self, *names: str) -> pa.Array | None:
+        for name in names:
+            i = self.index.get(name)
+            if i is not None:
+                return self.arrays[i]
+        return None
+
+    def name(self, *names: str) -> str:
+        """The file's own spelling of the first present column (for error messages)."""
+        for name in names:
+            i = self.index.get(name)
+            if i is not None:
+                return self.raw[i].replace("\ufeff", "").strip()
+        return names[0]
+
+    def has(self, name: str) -> bool:
+        return name in self.index
+
+
+@dataclass
+class Rows:
+    n: int
+    data: dict[str, list[Any]]
+    source: list[str]
+    gpu_texts: list[list[str | None]] = field(default_factory=list)   # extra texts for GPU marking
+    bad: list[BadValue] = field(default_factory=list)
+
+
+def const(value: Any, n: int) -> list[Any]:
+    return [value] * n
+
+
+def coalesce(*cols: list[Any]) -> list[Any]:
+    return [next((v for v in vals if v is not None), None) for vals in zip(*cols, strict=True)]
+
+
+def month_start(ts: int | None) -> int | None:
+    """UTC month start (epoch s) of `ts`."""
+    if ts is None:
+        return None
+    import calendar
+    import time
+
+    t = time.gmtime(ts)
+    return calendar.timegm((t.tm_year, t.tm_mon, 1, 0, 0, 0))
+
+
+def next_month(ts: int | None) -> int | None:
+    if ts is None:
+        return None
+    import calendar
+    import time
+
+    t = time.gmtime(ts)
+    y, m = (t.tm_year + 1, 1) if t.tm_mon == 12 else (t.tm_year, t.tm_mon + 1)
+    return calendar.timegm((y, m, 1, 0, 0, 0))
+
+
+_INSTANCE_LIKE = re.compile(r"^(ml\.)?[a-z][a-z0-9-]*\.[a-z0-9]+$|^[a-z]\d-[a-z]+-\d+g?$|^Standard_N", re.I)
+
+
+def finish(rows: Rows, required: dict[str, str]) -> Rows:
+    """Required-value checks and GPU marking. `required` maps a canonical field to the file's column name."""
+    d = rows.data
+    n = rows.n
+    for fld, colname in required.items():
+        vals = d[fld]
+        if None in vals:                      # C-speed scan; walk the column only when something is missing
+            rows.bad.extend(BadValue(i, colname, "", "a value (it is required)")
+                            for i, v in enumerate(vals) if v is None)
+    billed, effective = d["billed_cost"], d["effective_cost"]
+    if None in billed and None in effective:  # Azure's amortised dataset carries effective only
+        rows.bad.extend(BadValue(i, "cost", "", "a value (it is required)")
+                        for i in range(n) if billed[i] is None and effective[i] is None)
+    _mark_gpus(rows)
+    return rows
+
+
+_NO_GPU = (0, None, None)
+
+
+def _mark_gpus(rows: Rows) -> None:
+    """is_gpu / gpu_model / gpu_count from the catalog, classifying each distinct combination of texts once."""
+    d = rows.data
+    inst = d["instance_type"]
+    texts = list(zip(inst, *rows.gpu_texts, d["sku"], d["sku_description"], strict=True))
+    verdict: dict[tuple, tuple[int, str | None, float | None]] = {}
+    fill: dict[tuple, str] = {}
+    for key in dict.fromkeys(texts):
+        hit = gpu_catalog.classify(*key)
+        if hit is None:
+            verdict[key] = _NO_GPU
+        else:
+            verdict[key] = (1, hit.model, hit.gpus)
+            if key[0] is None and _INSTANCE_LIKE.match(hit.text):
+                fill[key] = hit.text
+    marks = [verdict[k] for k in texts]
+    d["is_gpu"] = [m[0] for m in marks]
+    d["gpu_model"] = [m[1] for m in marks]
+    d["gpu_count"] = [m[2] for m in marks]
+    if fill:                                  # instance type named only in a description or usage type
+        d["instance_type"] = [fill.get(k, v) if v is None else v for k, v in zip(texts, inst, strict=True)]
+
+
+Normaliser = Callable[[Cols, dict[str, Any]], Rows]

@@ -1,0 +1,289 @@
+"""Stream a billing file (CSV, CSV.gz, Parquet, JSONL/JSONL.gz) as batches of text columns.
+
+Memory stays flat whatever the file size: pyarrow's C CSV reader yields blocks of a few thousand rows,
+Parquet is read by record batch, JSONL line by line. Every column is handed on as a pyarrow string array,
+so the format modules apply one set of parsing rules whatever the container. Header names never leave
+this process as SQL: they are only used as dictionary keys.
+
+When pyarrow rejects a file (bad UTF-8, a short row, a truncated gzip stream) we re-read it with the
+Python csv module just far enough to say on which line, so the user gets ``file:line: what``.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from gpuspend.errors import DataError
+
+BLOCK_SIZE = 1 << 20        # bytes per CSV block (~1.4k FOCUS rows): peak memory is a few blocks, whatever the file size
+JSON_BATCH = 5000
+
+
+@dataclass
+class Batch:
+    first_line: int                 # file line number of the batch's first row
+    columns: list[pa.Array]         # one string array per header column
+    num_rows: int
+
+
+def sniff(path: Path) -> str:
+    """'parquet' | 'jsonl' | 'csv' from the first bytes (gzip looked through)."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head == b"PAR1":
+        return "parquet"
+    if head[:2] == b"\x1f\x8b":
+        try:
+            with gzip.open(path, "rb") as g:
+                head = g.read(64)
+        except (OSError, EOFError, zlib.error):
+            raise DataError("not a readable gzip file", where=f"{path}:1",
+                            hint="the download may be incomplete; fetch it again") from None
+    else:
+        with open(path, "rb") as fh:
+            head = fh.read(64)
+    stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    return "jsonl" if stripped.startswith(b"{") else "csv"
+
+
+def _is_gz(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
+
+
+def _decoded_lines(path: Path) -> Iterator[str]:
+    """Text lines, decoded one at a time so a bad byte or a cut gzip stream is blamed on its own line."""
+    lineno = 0
+    try:
+        with gzip.open(path, "rb") if _is_gz(path) else open(path, "rb") as raw:
+            for lineno, line in enumerate(raw, 1):  # noqa: B007
+                try:
+                    yield line.decode("utf-8-sig" if lineno == 1 else "utf-8")
+                except UnicodeDecodeError:
+                    raise DataError("not UTF-8 text", where=f"{path}:{lineno}",
+                                    hint="re-export the file as UTF-8") from None
+    except (EOFError, zlib.error, OSError):      # gzip.BadGzipFile is an OSError
+        raise DataError("truncated or corrupt gzip data", where=f"{path}:{lineno + 1}",
+                        hint="the download may be incomplete; fetch it again") from None
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    raw = gzip.open(path, "rb") if _is_gz(path) else open(path, "rb")  # noqa: SIM115
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+
+
+class Table:
+    """One billing file: `.header` (raw names) and `.batches()`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.kind = sniff(path)
+        self.header: list[str] = self._read_header()
+
+    # ------------------------------------------------------------ header
+    def _read_header(self) -> list[str]:
+        if self.kind == "parquet":
+            import pyarrow.parquet as pq
+
+            try:
+                return list(pq.ParquetFile(self.path).schema_arrow.names)
+            except (pa.ArrowException, OSError) as exc:
+                raise DataError(f"not a readable Parquet file ({type(exc).__name__})", where=f"{self.path}:1",
+                                hint="the download may be incomplete; fetch it again") from None
+        if self.kind == "jsonl":
+            self._json_keys = self._scan_json_keys()
+            return self._json_keys
+        rd = csv.reader(_decoded_lines(self.path))
+        try:
+            row = next(rd, None)
+            first = next(rd, None)
+        except csv.Error as exc:
+            raise DataError(f"malformed CSV: {exc}", where=f"{self.path}:{rd.line_num}") from None
+        if not row or not any(c.strip() for c in row):
+            raise DataError("empty file: no header and no rows", where=f"{self.path}:1",
+                            hint="check that the export finished writing")
+        # Some exports name one more column than their rows carry (koku's CUR sample): read the rows at
+        # their own width and treat the trailing header names as absent columns.
+        self.width = len(first) if first and 0 < len(first) < len(row) else len(row)
+        return row
+
+    def _scan_json_keys(self) -> list[str]:
+        """JSONL: nested objects are flattened to dotted names (service.description), lists kept as JSON."""
+        keys: dict[str, None] = {}
+        for _line, obj in self._json_rows(limit=200):
+            keys.update(dict.fromkeys(_flatten(obj)))
+        if not keys:
+            raise DataError("empty file: no JSON rows", where=f"{self.path}:1")
+        return list(keys)
+
+    def _json_rows(self, limit: int | None = None) -> Iterator[tuple[int, dict]]:
+        n = 0
+        lineno = 0
+        try:
+            with _open_text(self.path) as fh:
+                for lineno, line in enumerate(fh, 1):  # noqa: B007
+                    if not line.strip():
+                        continue
+                    try:
+                        obj = json.loads(line)
+                    except ValueError:
+                        raise DataError("not a JSON object", where=f"{self.path}:{lineno}",
+                                        hint="JSONL needs one object per line") from None
+                    if not isinstance(obj, dict):
+                        raise DataError("not a JSON object", where=f"{self.path}:{lineno}")
+                    yield lineno, obj
+                    n += 1
+                    if limit is not None and n >= limit:
+                        return
+        except UnicodeDecodeError:
+            raise DataError("not UTF-8 text", where=f"{self.path}:{lineno + 1}",
+                            hint="re-export the file as UTF-8") from None
+        except (EOFError, zlib.error, gzip.BadGzipFile):
+            raise DataError("truncated or corrupt gzip data", where=f"{self.path}:{lineno + 1}",
+                            hint="the download may be incomplete; fetch it again") from None
+
+    # ------------------------------------------------------------ batches
+    def batches(self) -> Iterator[Batch]:
+        if self.kind == "parquet":
+            yield from self._parquet_batches()
+        elif self.kind == "jsonl":
+            yield from self._json_batches()
+        else:
+            yield from self._csv_batches()
+
+    def _csv_batches(self) -> Iterator[Batch]:
+        names = [f"c{i}" for i in range(self.width)]     # our own names: the header may repeat or be odd
+        read = pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=BLOCK_SIZE, encoding="utf8",
+                                 use_threads=False)   # our own reader thread overlaps parsing with inserts
+        parse = pacsv.ParseOptions(newlines_in_values=True)
+        conv = pacsv.ConvertOptions(column_types={n: pa.string() for n in names}, strings_can_be_null=False,
+                                    quoted_strings_can_be_null=False, null_values=[])
+        line = 2
+        try:
+            stream = pa.input_stream(str(self.path), compression="gzip" if _is_gz(self.path) else None)
+            reader = pacsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=conv)
+            for rb in reader:
+                if rb.num_rows == 0:
+                    continue
+                cols = list(rb.columns)
+                cols += [pa.nulls(rb.num_rows, pa.string())] * (len(self.header) - self.width)
+                yield Batch(line, cols, rb.num_rows)
+                line += rb.num_rows
+        except (pa.ArrowException, OSError, EOFError) as exc:
+            self._diagnose(exc)
+
+    def _diagnose(self, exc: BaseException) -> None:
+        """pyarrow failed: find the line with the Python reader and raise a DataError naming it."""
+        width = self.width
+        reader = csv.reader(_decoded_lines(self.path))
+        lineno = 1
+        try:
+            next(reader, None)
+            for row in reader:
+                lineno = reader.line_num
+                if len(row) != width and any(row):
+                    raise DataError(f"expected {width} fields, found {len(row)}", where=f"{self.path}:{lineno}",
+                                    hint="the row is cut short or has an unquoted comma")
+        except csv.Error as e:
+            raise DataError(f"malformed CSV: {e}", where=f"{self.path}:{reader.line_num}") from None
+        raise DataError(f"cannot read the file ({type(exc).__name__})", where=f"{self.path}:{lineno}",
+                        hint="run with --debug for details") from exc
+
+    def _parquet_batches(self) -> Iterator[Batch]:
+        import pyarrow.parquet as pq
+
+        line = 1      # Parquet has no lines: report the 1-based row number instead
+        try:
+            for rb in pq.ParquetFile(self.path).iter_batches(batch_size=16384):
+                yield Batch(line, [_as_text(c) for c in rb.columns], rb.num_rows)
+                line += rb.num_rows
+        except (pa.ArrowException, OSError) as exc:
+            raise DataError(f"cannot read Parquet data ({type(exc).__name__})", where=f"{self.path}:{line}",
+                            hint="the file may be truncated; fetch it again") from None
+
+    def _json_batches(self) -> Iterator[Batch]:
+        keys = self._json_keys
+        index = {k: i for i, k in enumerate(keys)}
+        rows: list[list[str | None]] = []
+        first = None
+        lines: list[int] = []
+        for lineno, obj in self._json_rows():
+            if first is None:
+                first = lineno
+            vals: list[str | None] = [None] * len(keys)
+            for k, v in _flatten(obj).items():
+                i = index.get(k)
+                if i is not None:
+                    vals[i] = v
+            rows.append(vals)
+            lines.append(lineno)
+            if len(rows) >= JSON_BATCH:
+                yield _json_batch(first, rows, len(keys))
+                rows, first = [], None
+        if rows:
+            yield _json_batch(first or 1, rows, len(keys))
+
+
+def _json_batch(first: int, rows: list[list[str | None]], width: int) -> Batch:
+    cols = [pa.array([r[i] for r in rows], pa.string()) for i in range(width)]
+    return Batch(first, cols, len(rows))
+
+
+def _flatten(obj: dict, prefix: str = "") -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for k, v in obj.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, name + "."))
+        elif v is None:
+            out[name] = None
+        elif isinstance(v, (list, bool)):
+            out[name] = json.dumps(v)
+        else:
+            out[name] = str(v)
+    return out
+
+
+def _as_text(col: pa.Array) -> pa.Array:
+    if pa.types.is_string(col.type):
+        return col
+    if pa.types.is_large_string(col.type) or pa.types.is_dictionary(col.type):
+        return col.cast(pa.string())
+    if pa.types.is_timestamp(col.type):
+        # Naive Parquet timestamps are UTC by convention in billing exports.
+        ms = col.cast(pa.timestamp("ms", tz=col.type.tz or "UTC"))
+        return pa.array([None if v is None else v.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+                         for v in ms.to_pylist()], pa.string())
+    if pa.types.is_nested(col.type) or pa.types.is_map(col.type):
+        return pa.array([None if v is None else json.dumps(v if not isinstance(v, list) or not v
+                                                           or not isinstance(v[0], tuple) else dict(v),
+                                                           default=str)
+                         for v in col.to_pylist()], pa.string())
+    try:
+        return col.cast(pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return pa.array([None if v is None else str(v) for v in col.to_pylist()], pa.string())
+
+
+def header_keys(header: list[str]) -> list[str]:
+    """Raw header names -> lookup keys: BOM and spaces stripped, localized 'Label (Key)' -> key, lowercase."""
+    import re
+
+    out = []
+    for h in header:
+        s = h.replace("\ufeff", "").strip()
+        m = re.search(r"\(([^()]+)\)\s*$", s)
+        if m and not s.startswith("("):
+            s = m.group(1).strip()
+        out.append(s.lower())
+    return out

@@ -1,0 +1,274 @@
+"""Cell-level parsing shared by every export format: nulls, numbers, timestamps, tags.
+
+Columns arrive as pyarrow string arrays (CSV, Parquet and JSONL are all read as text, so one set of rules
+applies). The fast path converts a whole column with pyarrow compute; only when that fails do we walk the
+column in Python, which both accepts the rarer spellings (US dates, ``... UTC``) and finds the bad row.
+"""
+
+from __future__ import annotations
+
+import ast
+import calendar
+import json
+import re
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+# Every null spelling seen in real exports (FOCUS sample: NULL; spec examples: (null); Python dumps: None).
+NULL_MARKERS = ("", "NULL", "null", "(null)", "None", "none", "nan", "NaN")
+_NULLSET = pa.array(NULL_MARKERS, pa.string())
+_NULL_STR = pa.scalar(None, pa.string())
+
+
+class BadValue(Exception):
+    """A cell that cannot be read; `row` is the index inside the batch."""
+
+    def __init__(self, row: int, column: str, value: str, expected: str) -> None:
+        self.row, self.column, self.value, self.expected = row, column, value, expected
+        super().__init__(f"{column}: cannot read {safe_text(value)!r} as {expected}")
+
+
+_CTRL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def safe_text(value: Any, limit: int = 60) -> str:
+    """Outside text made safe for one terminal line: no control characters / escapes, bounded length."""
+    text = _CTRL.sub("?", str(value))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def clean(arr: pa.Array) -> pa.Array:
+    """Trimmed strings with every null marker turned into a real null."""
+    if arr.type != pa.string():
+        arr = pc.cast(arr, pa.string())
+    trimmed = pc.utf8_trim_whitespace(arr)
+    return pc.if_else(pc.is_in(trimmed, value_set=_NULLSET), _NULL_STR, trimmed)
+
+
+def text_col(arr: pa.Array | None, n: int) -> list[str | None]:
+    if arr is None:
+        return [None] * n
+    return clean(arr).to_pylist()
+
+
+def text_first(n: int, *arrs: pa.Array | None) -> list[str | None]:
+    """Per row, the first non-null of several text columns (computed in Arrow, not per row in Python)."""
+    present = [clean(a) for a in arrs if a is not None]
+    if not present:
+        return [None] * n
+    return (pc.coalesce(*present) if len(present) > 1 else present[0]).to_pylist()
+
+
+# ---------------------------------------------------------------- numbers
+
+def parse_num(text: str) -> float:
+    s = text.strip().replace("\u00a0", "")
+    if s.startswith("$"):
+        s = s[1:]
+    return float(s)
+
+
+def num_col(arr: pa.Array | None, n: int, name: str, bad: list[BadValue]) -> list[float | None]:
+    """Floats (None for nulls). Unreadable cells are appended to `bad` and read as None."""
+    if arr is None:
+        return [None] * n
+    a = clean(arr)
+    try:
+        return pc.cast(a, pa.float64()).to_pylist()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    out: list[float | None] = []
+    for i, v in enumerate(a.to_pylist()):
+        if v is None:
+            out.append(None)
+            continue
+        try:
+            f = parse_num(v)
+            if f != f or f in (float("inf"), float("-inf")):
+                raise ValueError
+            out.append(f)
+        except ValueError:
+            bad.append(BadValue(i, name, v, "a number"))
+            out.append(None)
+    return out
+
+
+# ---------------------------------------------------------------- timestamps
+
+_US_DATE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{2}|\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?(?:\s*([AP]M))?)?$", re.I)
+_COMPACT = re.compile(r"^(\d{4})(\d{2})(\d{2})(?:T(\d{2})(\d{2})(\d{2})(?:\.\d+)?Z?)?$")
+
+
+def parse_ts(text: str) -> int:
+    """Epoch seconds (UTC) from any timestamp spelling seen in billing exports; a missing offset means UTC."""
+    s = text.strip()
+    if s.endswith(" UTC"):
+        s = s[:-4] + "+00:00"
+    m = _US_DATE.match(s)
+    if m:
+        mo, d, y, hh, mm, ss, ampm = m.groups()
+        year = int(y) + (2000 if len(y) == 2 else 0)
+        hour = int(hh or 0)
+        if ampm:
+            hour = hour % 12 + (12 if ampm.upper() == "PM" else 0)
+        dt = datetime(year, int(mo), int(d), hour, int(mm or 0), int(ss or 0))
+        return calendar.timegm(dt.timetuple())
+    m = _COMPACT.match(s)
+    if m:
+        y, mo, d, hh, mm, ss = m.groups()
+        dt = datetime(int(y), int(mo), int(d), int(hh or 0), int(mm or 0), int(ss or 0))
+        return calendar.timegm(dt.timetuple())
+    dt = datetime.fromisoformat(s)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp())
+
+
+_TS_TYPES = (pa.timestamp("ms", tz="UTC"), pa.timestamp("ms"))
+_TS_HINT: dict[str, int] = {}
+
+
+def ts_col(arr: pa.Array | None, n: int, name: str, bad: list[BadValue]) -> list[int | None]:
+    """Epoch seconds (None for nulls); bad cells go to `bad`."""
+    if arr is None:
+        return [None] * n
+    a = clean(arr)
+    # Try last batch's winning spelling first: a file keeps one timestamp style per column.
+    first = _TS_HINT.get(name, 0)
+    for k in (first, *(j for j in range(len(_TS_TYPES)) if j != first)):
+        try:
+            ms = pc.cast(pc.cast(a, _TS_TYPES[k]), pa.int64())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+        _TS_HINT[name] = k
+        return pc.divide(ms, 1000).to_pylist()       # billing times are after 1970: truncation = floor
+    out: list[int | None] = []
+    cache: dict[str, int] = {}
+    for i, v in enumerate(a.to_pylist()):
+        if v is None:
+            out.append(None)
+            continue
+        t = cache.get(v)
+        if t is None:
+            try:
+                t = cache[v] = parse_ts(v)
+            except (ValueError, OverflowError):
+                bad.append(BadValue(i, name, v, "a date/time"))
+                out.append(None)
+                continue
+        out.append(t)
+    return out
+
+
+# ---------------------------------------------------------------- tags and other JSON-ish cells
+
+def loads_lenient(text: str) -> Any:
+    """JSON, JSON without its outer braces (Azure EA tags), or a Python repr (koku's GCP flattening)."""
+    s = text.strip()
+    try:
+        return json.loads(s)
+    except ValueError:
+        pass
+    if s and s[0] not in "{[":
+        try:
+            return json.loads("{" + s + "}")
+        except ValueError:
+            pass
+    try:
+        return ast.literal_eval(s)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        raise ValueError("not JSON") from None
+
+
+def tags_json(value: Any) -> str | None:
+    """A tags cell -> a JSON object string with scalar values (None when empty).
+
+    Accepts a JSON object, an object without braces, a list of {key, value} records (GCP labels), or a
+    list of (key, value) pairs (Parquet maps). Raises ValueError when it is none of those.
+    """
+    if value is None:
+        return None
+    obj = loads_lenient(value) if isinstance(value, str) else value
+    if isinstance(obj, list):
+        pairs: dict[str, Any] = {}
+        for item in obj:
+            if isinstance(item, dict) and "key" in item:
+                pairs[str(item["key"])] = item.get("value")
+            elif isinstance(item, (list, tuple)) and len(item) == 2:
+                pairs[str(item[0])] = item[1]
+            else:
+                raise ValueError("not a tag list")
+        obj = pairs
+    if not isinstance(obj, dict):
+        raise ValueError("not an object")
+    if not obj:
+        return None
+    flat = {str(k): (v if v is None or isinstance(v, (str, int, float, bool)) else json.dumps(v))
+            for k, v in obj.items()}
+    return json.dumps(flat, ensure_ascii=False, sort_keys=True)
+
+
+_TAGS_CACHE: dict[str, str | None] = {}
+
+
+def _tags_cell(v: str) -> str | None:
+    """A well-formed flat JSON object is kept as written (valid JSON already); anything else is rebuilt."""
+    if v[0] == "{":
+        try:
+            obj = json.loads(v)
+        except ValueError:
+            obj = None
+        if isinstance(obj, dict) and not any(isinstance(x, (dict, list)) for x in obj.values()):
+            return v if obj else None
+    return tags_json(v)
+
+
+def tags_col(arr: pa.Array | None, n: int, name: str, bad: list[BadValue]) -> list[str | None]:
+    if arr is None:
+        return [None] * n
+    out: list[str | None] = []
+    cache = _TAGS_CACHE               # across batches and files: tag sets repeat across a whole export
+    if len(cache) > 200_000:
+        cache.clear()
+    for i, v in enumerate(clean(arr).to_pylist()):
+        if v is None:
+            out.append(None)
+            continue
+        if v in cache:
+            out.append(cache[v])
+            continue
+        try:
+            cache[v] = t = _tags_cell(v)
+        except ValueError:
+            bad.append(BadValue(i, name, v, "tags (a JSON object)"))
+            t = None
+        out.append(t)
+    return out
+
+
+def merge_tag_columns(columns: Sequence[tuple[str, list[str | None]]], n: int) -> list[str | None]:
+    """One-column-per-tag layouts (CUR `resourceTags/user:env`) -> one JSON object per row."""
+    if not columns:
+        return [None] * n
+    out: list[str | None] = []
+    for i in range(n):
+        d = {k: vals[i] for k, vals in columns if vals[i] is not None}
+        out.append(json.dumps(d, ensure_ascii=False, sort_keys=True) if d else None)
+    return out
+
+
+def mapped(values: list[Any], fn: Callable[[Any], Any]) -> list[Any]:
+    """Apply `fn` with a cache keyed by value: billing columns repeat the same few values."""
+    cache: dict[Any, Any] = {}
+    out = []
+    for v in values:
+        if v in cache:
+            out.append(cache[v])
+        else:
+            r = cache[v] = fn(v)
+            out.append(r)
+    return out

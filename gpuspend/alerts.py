@@ -1,0 +1,417 @@
+"""Alert state in SQLite: which conditions are open, and which notifications each one has queued.
+
+`evaluate(conn, cfg, snapshot, now_ms)` turns a costing Snapshot (plus a few store facts: the collector
+lease, billing coverage, the run-rate history) into conditions, then, in ONE BEGIN IMMEDIATE transaction,
+opens / updates / resolves rows in `alerts` and enqueues rows in `notifications` (sent by gpuspend.notify).
+Because the whole read-decide-write runs under SQLite's write lock, and the outbox has UNIQUE
+(alert_id, target, event), two processes evaluating at once (daemon + cron) enqueue each message once.
+
+Rules (reference/cost-tools.md section 6):
+- one alert per episode: kind + subject, at most one open (partial unique index);
+- 'open' once per target (when the alert first passes that target's filter), 'repeat:N' at most every
+  alerts.repeat while open (not for budgets: a threshold fires once per month, like AWS Budgets),
+  'resolved' once, to the targets that were told it opened;
+- hysteresis: each condition is True (firing), False (clear) or None (in the band between: keep state).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from gpuspend.notify import Target, configured_targets
+from gpuspend.snapshot import AlertView, GpuNow, MonthView, Snapshot
+from gpuspend.store import transaction
+
+KINDS = ("idle", "budget", "spike", "collector", "stale")
+NO_REPEAT = {"budget"}
+BUDGET_HYSTERESIS_PCT = 5.0     # a crossed threshold clears only 5 points below it
+SPIKE_MIN_HOURS = 24            # hours of run-rate history before a baseline means anything
+BASELINE_MS = 7 * 86_400_000
+ALERTNAMES = {"idle": "GpuIdle", "budget": "BudgetThreshold", "spike": "SpendSpike",
+              "collector": "CollectorStopped", "stale": "StaleData"}
+
+
+@dataclass(frozen=True)
+class Condition:
+    kind: str
+    subject: str
+    firing: bool | None             # None: inside the hysteresis band, keep the current state
+    title: str = ""
+    text: str = ""
+    dollars: float | None = None
+    currency: str | None = None
+    fields: tuple[tuple[str, str], ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+    silent_resolve: bool = False    # resolve without a message (a budget month that has ended)
+    refresh: bool = True            # False: keep the alert's stored text (a GPU busy again, episode not yet over)
+    started_ms: int | None = None   # when the condition began, if before the alert opened (idle run start)
+
+
+@dataclass(frozen=True)
+class Change:
+    alert_id: int
+    kind: str
+    subject: str
+    event: str                      # open | repeat:N | resolved
+    title: str
+
+
+# -- text helpers ------------------------------------------------------------------------------------------
+
+# Escape sequences first (CSI, OSC), so their parameters go too, then any other control character.
+_CONTROL = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean(text: Any, limit: int = 200) -> str:
+    """Outside text (process names, instance names) is data: strip terminal escapes and control characters."""
+    s = _CONTROL.sub("", str(text)).replace("\n", " ").strip()
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+def money(amount: float | None, currency: str | None) -> str:
+    if amount is None:
+        return "n/a"
+    sym = "$" if (currency or "USD") == "USD" else ""
+    suffix = "" if sym else f" {currency}"
+    return f"{sym}{amount:,.2f}{suffix}"
+
+
+def duration(seconds: float) -> str:
+    s = int(max(0, seconds))
+    d, rem = divmod(s, 86400)
+    h, rem = divmod(rem, 3600)
+    m = rem // 60
+    if d:
+        return f"{d}d {h}h"
+    if h:
+        return f"{h}h {m:02d}m"
+    return f"{m}m"
+
+
+# -- conditions --------------------------------------------------------------------------------------------
+
+def _idle_conditions(snap: Snapshot) -> list[Condition]:
+    holders: dict[str, list[str]] = {}
+    for p in snap.processes:
+        who = f"{clean(p.user, 40) or '?'} ({clean(p.command, 60)}, pid {p.pid})"
+        holders.setdefault(p.gpu_uuid, []).append(who)
+    out = []
+    for g in snap.gpus:
+        if g.state in ("lost", "stale"):
+            firing: bool | None = None      # no data: neither proof of idle nor of work
+        else:
+            firing = bool(g.episode_open)
+        c = _idle_condition(snap, g, holders.get(g.uuid, []), firing)
+        if firing is None or (g.episode_open and g.state not in ("held-idle", "free-idle")):
+            # No fresh data, or busy again before costing ends the episode (idle.busy_for): keep the last
+            # idle numbers and send no reminder on a guess.
+            c = Condition(c.kind, c.subject, c.firing, refresh=False)
+        out.append(c)
+    return out
+
+
+def _idle_condition(snap: Snapshot, g: GpuNow, holders: list[str], firing: bool | None) -> Condition:
+    where = clean(g.host, 60)
+    label = f"GPU {g.index} " if g.index is not None else "GPU "
+    name = clean(g.name or g.model or "GPU", 60)
+    held = ", ".join(holders[:3]) + (f" and {len(holders) - 3} more" if len(holders) > 3 else "")
+    currency = g.rate.currency or snap.currency
+    idle_kind = "held idle" if g.state == "held-idle" else "idle"
+    title = f"{label}({name}) on {where} {idle_kind} for {duration(g.idle_for_s)}"
+    fields = [("GPU", f"{label}{name} on {where}"),
+              ("Held by", held or "nobody (no process holds memory)"),
+              ("Idle for", duration(g.idle_for_s)),
+              ("Wasted so far", money(g.episode_waste, currency))]
+    if g.cost_per_hour is not None:
+        fields.append(("Burning", f"{money(g.cost_per_hour, currency)}/h"))
+    return Condition("idle", g.uuid, firing, title=title, dollars=round(g.episode_waste or 0.0, 2),
+                     currency=currency, fields=tuple(fields), started_ms=snap.now_ms - int(g.idle_for_s * 1000),
+                     labels={"gpu": g.uuid, "host": where, "gpu_index": str(g.index), "source": g.source})
+
+
+def _budget_conditions(cfg: Any, snap: Snapshot) -> list[Condition]:
+    budget = getattr(cfg, "budget", None) or {}
+    thresholds = [float(t) for t in (budget.get("thresholds") or [])]
+    bases = [b for b in (budget.get("basis") or []) if b in ("actual", "forecast")]
+    out = []
+    for m in snap.months:
+        if not m.budget:
+            continue
+        for basis in bases:
+            pct = m.budget_pct_actual if basis == "actual" else m.budget_pct_forecast
+            amount = m.mtd if basis == "actual" else m.projection
+            if pct is None:
+                continue
+            for thr in thresholds:
+                firing: bool | None = True if pct >= thr else (False if pct < thr - BUDGET_HYSTERESIS_PCT else None)
+                out.append(_budget_condition(m, basis, thr, pct, amount, firing))
+    return out
+
+
+def _budget_condition(m: MonthView, basis: str, thr: float, pct: float, amount: float | None,
+                      firing: bool | None) -> Condition:
+    what = "spent" if basis == "actual" else "forecast"
+    title = f"Budget {thr:g}% {'reached' if basis == 'actual' else 'forecast'} for {m.month}: " \
+            f"{what} {money(amount, m.currency)} of {money(m.budget, m.currency)} ({int(pct)}%)"   # 99.7 is not 100
+    fields = (("Month", m.month), ("Basis", basis), ("Threshold", f"{thr:g}%"),
+              ("Month to date", money(m.mtd, m.currency)), ("Projection", money(m.projection, m.currency)),
+              ("Budget", money(m.budget, m.currency)))
+    return Condition("budget", f"budget:{thr:g}:{basis}:{m.month}:{m.currency}", firing, title=title,
+                     dollars=amount, currency=m.currency, fields=fields,
+                     labels={"month": m.month, "basis": basis, "threshold": f"{thr:g}"})
+
+
+def _record_run_rate(conn: sqlite3.Connection, snap: Snapshot, now_ms: int) -> None:
+    hour = now_ms - now_ms % 3_600_000
+    conn.execute("INSERT INTO run_rate_hours (hour, currency, rate_sum, n) VALUES (?, ?, ?, 1) "
+                 "ON CONFLICT(hour, currency) DO UPDATE SET rate_sum = rate_sum + excluded.rate_sum, n = n + 1",
+                 (hour, snap.currency, float(snap.cost_per_hour)))
+    conn.execute("DELETE FROM run_rate_hours WHERE hour < ?", (hour - 2 * BASELINE_MS,))
+
+
+def _spike_condition(conn: sqlite3.Connection, cfg: Any, snap: Snapshot, now_ms: int) -> Condition | None:
+    hour = now_ms - now_ms % 3_600_000
+    row = conn.execute("SELECT COUNT(*), AVG(rate_sum / n) FROM run_rate_hours WHERE currency = ? "
+                       "AND hour >= ? AND hour < ?", (snap.currency, hour - BASELINE_MS, hour)).fetchone()
+    hours, baseline = row[0], row[1]
+    pct = float(cfg.alerts.spike_pct)
+    if hours < SPIKE_MIN_HOURS or not baseline or baseline <= 0:
+        return Condition("spike", f"spend:{snap.currency}", None)   # not enough history: decide nothing
+    now_rate = float(snap.cost_per_hour)
+    up = (now_rate / baseline - 1) * 100
+    firing: bool | None = True if up >= pct else (False if up < pct / 2 else None)
+    extra_day = (now_rate - baseline) * 24
+    title = f"Spend run rate {money(now_rate, snap.currency)}/h is {up:.0f}% above the 7-day baseline"
+    return Condition("spike", f"spend:{snap.currency}", firing, title=title, dollars=round(max(extra_day, 0), 2),
+                     currency=snap.currency,
+                     fields=(("Run rate", f"{money(now_rate, snap.currency)}/h"),
+                             ("7-day baseline", f"{money(baseline, snap.currency)}/h"),
+                             ("Extra per day", money(extra_day, snap.currency))))
+
+
+def _collector_condition(conn: sqlite3.Connection, cfg: Any, snap: Snapshot, now_ms: int) -> Condition | None:
+    row = conn.execute("SELECT pid, host, owner, heartbeat FROM collector_lease WHERE id = 1").fetchone()
+    if row:
+        last, who = row[3], f"{row[2]} pid {row[0]} on {clean(row[1], 60)}"
+    elif snap.last_sample_ms is not None:
+        last, who = snap.last_sample_ms, "no collector holds the lease"
+    else:
+        return None                 # nothing has ever collected here: nothing has stopped
+    limit_ms = float(cfg.alerts.collector_stopped) * 1000
+    age = now_ms - last
+    title = f"Collector stopped: no sample for {duration(age / 1000)} ({who})"
+    return Condition("collector", "collector", age > limit_ms, title=title,
+                     fields=(("Last heartbeat", datetime.fromtimestamp(last / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")),
+                             ("Collector", who)))
+
+
+def _stale_conditions(conn: sqlite3.Connection, cfg: Any, snap: Snapshot, now_ms: int) -> list[Condition]:
+    out = []
+    coverage = snap.billing_coverage_end_ms
+    if coverage is None:
+        row = conn.execute("SELECT MAX(coverage_end) FROM imports").fetchone()
+        coverage = row[0] * 1000 if row and row[0] is not None else None
+    if coverage is not None:
+        age = (now_ms - coverage) / 1000
+        when = datetime.fromtimestamp(coverage / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+        out.append(Condition("stale", "billing", age > float(cfg.alerts.stale_billing),
+                             title=f"Billing data is stale: exports end {when} ({duration(age)} ago)",
+                             text="Import the latest billing exports (gpuspend import FILE).",
+                             fields=(("Coverage ends", when),)))
+    if snap.catalog_as_of:
+        try:
+            as_of = datetime.strptime(snap.catalog_as_of, "%Y-%m-%d").replace(tzinfo=UTC)
+        except ValueError:
+            return out
+        age = now_ms / 1000 - as_of.timestamp()
+        out.append(Condition("stale", "catalog", age > float(cfg.alerts.stale_catalog),
+                             title=f"Price catalog is {int(age // 86400)} days old (as of {snap.catalog_as_of})",
+                             text="Catalog rates may be out of date: set rates: in the config or import billing.",
+                             fields=(("Catalog as of", snap.catalog_as_of),)))
+    return out
+
+
+def conditions(conn: sqlite3.Connection, cfg: Any, snap: Snapshot, now_ms: int) -> list[Condition]:
+    out: list[Condition] = []
+    out += _idle_conditions(snap)
+    out += _budget_conditions(cfg, snap)
+    for c in (_spike_condition(conn, cfg, snap, now_ms), _collector_condition(conn, cfg, snap, now_ms)):
+        if c is not None:
+            out.append(c)
+    out += _stale_conditions(conn, cfg, snap, now_ms)
+    return out
+
+
+# -- state machine -----------------------------------------------------------------------------------------
+
+def _payload(alert_id: int, c: Condition, event: str, started: int, ended: int | None) -> str:
+    return json.dumps({"alert_id": alert_id, "kind": c.kind, "subject": c.subject, "event": event,
+                       "alertname": ALERTNAMES.get(c.kind, c.kind), "title": c.title, "text": c.text,
+                       "dollars": c.dollars, "currency": c.currency, "fields": [list(f) for f in c.fields],
+                       "labels": c.labels, "started_ms": started, "ended_ms": ended}, sort_keys=True)
+
+
+def _condition_from_row(kind: str, subject: str, details: str | None, dollars: float | None,
+                        currency: str | None, title: str) -> Condition:
+    d = json.loads(details) if details else {}
+    return Condition(kind, subject, False, title=title, text=d.get("text", ""), dollars=dollars, currency=currency,
+                     fields=tuple(tuple(f) for f in d.get("fields", [])), labels=d.get("labels", {}))
+
+
+def _details(c: Condition) -> str:
+    # "message" is what costing puts in Snapshot.alerts (AlertView.message) for the TUI and the report.
+    return json.dumps({"message": c.title, "text": c.text, "fields": [list(f) for f in c.fields],
+                       "labels": c.labels}, sort_keys=True)
+
+
+def _enqueue(conn: sqlite3.Connection, alert_id: int, target: str, event: str, payload: str, now_ms: int) -> bool:
+    cur = conn.execute("INSERT OR IGNORE INTO notifications (alert_id, target, event, payload, created, next_attempt) "
+                       "VALUES (?, ?, ?, ?, ?, ?)", (alert_id, target, event, payload, now_ms, now_ms))
+    return cur.rowcount == 1
+
+
+def _told(conn: sqlite3.Connection, alert_id: int) -> dict[str, tuple[int, int]]:
+    """target -> (created of its latest notification, repeats so far) for targets told this alert opened."""
+    out: dict[str, tuple[int, int]] = {}
+    for target, last, repeats in conn.execute(
+            "SELECT target, MAX(created), SUM(event LIKE 'repeat:%') FROM notifications WHERE alert_id = ? "
+            "GROUP BY target HAVING SUM(event = 'open') > 0", (alert_id,)):
+        out[target] = (last, int(repeats or 0))
+    return out
+
+
+def _open(conn: sqlite3.Connection, c: Condition, targets: list[Target], now_ms: int) -> list[Change]:
+    if c.kind in NO_REPEAT and conn.execute(
+            "SELECT 1 FROM alerts WHERE kind = ? AND subject = ?", (c.kind, c.subject)).fetchone():
+        return []                   # a budget threshold fires once per month, even after it cleared
+    started = min(c.started_ms, now_ms) if c.started_ms is not None else now_ms
+    cur = conn.execute(
+        "INSERT OR IGNORE INTO alerts (kind, subject, state, started, dollars, currency, title, details, updated, "
+        "last_notified) VALUES (?, ?, 'open', ?, ?, ?, ?, ?, ?, ?)",
+        (c.kind, c.subject, started, c.dollars, c.currency, c.title, _details(c), now_ms, now_ms))
+    if cur.rowcount != 1:
+        return []
+    alert_id = int(cur.lastrowid)
+    for t in targets:
+        if t.accepts(c.kind, c.dollars):
+            _enqueue(conn, alert_id, t.name, "open", _payload(alert_id, c, "open", started, None), now_ms)
+    return [Change(alert_id, c.kind, c.subject, "open", c.title)]
+
+
+def _update(conn: sqlite3.Connection, row: tuple, c: Condition, targets: list[Target], repeat_ms: int,
+            now_ms: int) -> list[Change]:
+    alert_id, started, repeats = row[0], row[1], row[2]
+    if not c.refresh:
+        return []
+    conn.execute("UPDATE alerts SET dollars = ?, currency = ?, title = ?, details = ?, updated = ? WHERE id = ?",
+                 (c.dollars, c.currency, c.title, _details(c), now_ms, alert_id))
+    told = _told(conn, alert_id)
+    changes: list[Change] = []
+    for t in targets:
+        if not t.accepts(c.kind, c.dollars) and t.name not in told:
+            continue
+        if t.name not in told:      # passes this target's filter for the first time (e.g. min_dollars)
+            _enqueue(conn, alert_id, t.name, "open", _payload(alert_id, c, "open", started, None), now_ms)
+            continue
+        last, n = told[t.name]
+        if c.kind in NO_REPEAT or now_ms - last < repeat_ms:
+            continue
+        event = f"repeat:{n + 1}"
+        if _enqueue(conn, alert_id, t.name, event, _payload(alert_id, c, event, started, None), now_ms):
+            repeats = max(repeats, n + 1)
+            changes.append(Change(alert_id, c.kind, c.subject, event, c.title))
+    if changes:
+        conn.execute("UPDATE alerts SET repeats = ?, last_notified = ? WHERE id = ?", (repeats, now_ms, alert_id))
+    # The same repeat to several targets is one change for the caller.
+    return list({ch.event: ch for ch in changes}.values())
+
+
+def _resolve(conn: sqlite3.Connection, row: tuple, silent: bool, now_ms: int) -> list[Change]:
+    """The resolved message repeats what the alert last said (final idle time, money wasted), not the
+    clear condition (a busy GPU has no idle time to show)."""
+    alert_id, started = row[0], row[1]
+    conn.execute("UPDATE alerts SET state = 'resolved', ended = ?, updated = ? WHERE id = ? AND state = 'open'",
+                 (now_ms, now_ms, alert_id))
+    if silent:
+        return []
+    kind, subject = conn.execute("SELECT kind, subject FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+    c = _condition_from_row(kind, subject, row[3], row[4], row[5], row[6])
+    for target in _told(conn, alert_id):
+        _enqueue(conn, alert_id, target, "resolved", _payload(alert_id, c, "resolved", started, now_ms), now_ms)
+    return [Change(alert_id, c.kind, c.subject, "resolved", c.title)]
+
+
+def evaluate(conn: sqlite3.Connection, cfg: Any, snapshot: Snapshot, now_ms: int) -> list[Change]:
+    """Open, repeat and resolve alerts for this snapshot; enqueue their notifications. Idempotent for a
+    given state of the store, and safe when several processes call it at once."""
+    targets = configured_targets(cfg)
+    repeat_ms = int(float(cfg.alerts.repeat) * 1000)
+    changes: list[Change] = []
+    with transaction(conn):
+        conds = conditions(conn, cfg, snapshot, now_ms)
+        _record_run_rate(conn, snapshot, now_ms)
+        seen: set[tuple[str, str]] = set()
+        open_rows = {(k, s): (i, st, rp, d, dl, cur, ti) for i, k, s, st, rp, d, dl, cur, ti in conn.execute(
+            "SELECT id, kind, subject, started, repeats, details, dollars, currency, title FROM alerts "
+            "WHERE state = 'open'")}
+        for c in conds:
+            seen.add((c.kind, c.subject))
+            row = open_rows.get((c.kind, c.subject))
+            if row is None:
+                if c.firing:
+                    changes += _open(conn, c, targets, now_ms)
+            elif c.firing is False:
+                changes += _resolve(conn, row, c.silent_resolve, now_ms)
+            else:
+                changes += _update(conn, row, c, targets, repeat_ms, now_ms)
+        # Open alerts whose subject is gone: a GPU that left the snapshot, a budget month that ended.
+        for (kind, subject), row in open_rows.items():
+            if (kind, subject) in seen:
+                continue
+            if kind == "spike":
+                continue            # no verdict this time (e.g. currency changed): keep it
+            changes += _resolve(conn, row, kind == "budget", now_ms)
+    return changes
+
+
+# -- readers -----------------------------------------------------------------------------------------------
+
+def alert_views(conn: sqlite3.Connection, *, since_ms: int | None = None) -> tuple[AlertView, ...]:
+    """Open alerts, plus those resolved since `since_ms`: what the TUI and the report show."""
+    rows = conn.execute(
+        "SELECT kind, subject, state, started, dollars, title FROM alerts WHERE state = 'open' "
+        "OR (ended IS NOT NULL AND ended >= ?) ORDER BY state = 'open' DESC, started DESC",
+        (since_ms if since_ms is not None else 2**62,)).fetchall()
+    return tuple(AlertView(k, s, st, started, d, t) for k, s, st, started, d, t in rows)
+
+
+def open_alerts(conn: sqlite3.Connection, kinds: Iterable[str] | None = None) -> tuple[AlertView, ...]:
+    views = alert_views(conn)
+    wanted = set(kinds) if kinds else None
+    return tuple(v for v in views if v.state == "open" and (wanted is None or v.kind in wanted))
+
+
+def alerts_task(conn: sqlite3.Connection, cfg: Any, now_ms: int) -> None:
+    """Collector periodic task (daemon and the TUI's in-app collector): snapshot, evaluate, deliver.
+    Delivery problems become one log line; the messages stay in the outbox for the next try."""
+    from gpuspend.costing import build_snapshot
+    from gpuspend.notify import deliver_pending
+
+    evaluate(conn, cfg, build_snapshot(conn, cfg, now_ms), now_ms)
+    result = deliver_pending(conn, cfg, now_ms)
+    # A misconfigured target is said once per process, not every 30 s; delivery failures each time they
+    # happen (the outbox backoff spaces them out).
+    errors = [e for e in result.errors if e not in _said]
+    _said.update(e for e in errors if e.startswith("notify target "))
+    if errors:
+        more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise RuntimeError(f"notifications not delivered: {errors[0]}{more}")
+
+
+_said: set[str] = set()

@@ -1,0 +1,58 @@
+"""`gpuspend import PATH...`: load billing exports (FOCUS, AWS CUR / CUR 2.0, GCP, Azure) into the database."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+FORMAT_CHOICES = ("focus", "aws-cur", "aws-cur2", "gcp", "azure")
+
+
+@click.command("import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=True))
+@click.option("--format", "fmt", type=click.Choice(FORMAT_CHOICES), default=None,
+              help="Skip detection and read the files as this format.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object describing what was imported.")
+@click.option("--skip-bad-rows", is_flag=True, help="Import the readable rows and report the bad ones.")
+@click.option("--dataset", type=click.Choice(("actual", "amortized")), default=None,
+              help="Azure: which cost dataset the files are (default: from the file name, else actual).")
+@click.option("--db", type=click.Path(dir_okay=False), default=None, help="SQLite database (same as the root --db).")
+@click.pass_obj
+def import_cmd(opts: Any, paths: tuple[str, ...], fmt: str | None, as_json: bool, skip_bad_rows: bool,
+               dataset: str | None, db: str | None) -> None:
+    """Import billing export files or export folders (CSV, CSV.gz, Parquet, JSONL); exit 3 on bad input."""
+    from collectors.billing.importer import import_paths
+    from gpuspend.store import connect
+
+    if db:
+        opts.db = db
+    cfg = opts.load_config()
+    conn = connect(opts.db_path(cfg))
+    try:
+        results = import_paths(conn, list(paths), fmt=fmt, skip_bad_rows=skip_bad_rows, dataset=dataset)
+    finally:
+        conn.close()
+    if as_json:
+        click.echo(json.dumps({"files": [r.as_json() for r in results]}))
+        return
+    for r in results:
+        click.echo(_line(r))
+
+
+def _line(r: Any) -> str:
+    from time import gmtime, strftime
+
+    from collectors.billing.values import safe_text
+
+    state = "unchanged, already imported" if r.unchanged else "imported"
+    text = f"{safe_text(r.path, 200)}: {r.format}, {r.rows} rows ({r.gpu_rows} GPU) {state}"
+    if r.skipped_rows:
+        more = "…" if r.skipped_rows > len(r.bad_lines) else ""
+        text += f"; skipped {r.skipped_rows} bad rows (lines {', '.join(map(str, r.bad_lines))}{more})"
+    for p in r.periods:
+        cur = safe_text(p.currency or "?", 12)
+        text += (f"\n  period {strftime('%Y-%m', gmtime(p.start))} {cur}: billed {p.billed:,.2f}, "
+                 f"effective {p.effective:,.2f}, {p.rows} rows")
+    return text

@@ -1,0 +1,821 @@
+"""The cost engine: pure functions over store rows, shared by the TUI, `--report`, alerts and metrics.
+
+Time is read as *segments*: a per-minute rollup row (older than the rollup watermark) or one raw sample
+(newer), each with seconds busy / held-idle / free-idle. Rollups cover months cheaply; raw samples give the
+live tail at sample precision; the watermark keeps the two from ever counting the same second twice.
+Money = rate x seconds / 3600; a gap longer than 3 intervals is a gap, not money (the rollup and
+`raw_segments` both stop covering after one interval).
+
+Idle episodes (DESIGN.md): a run of idle starts at the first idle second; it becomes an episode once it
+holds `idle.after` seconds of idle, and its waste counts from the run's first idle second; it ends after
+`idle.busy_for` seconds of continuous busy, or at a gap. Short busy blips do not end a run. Inside a
+rollup minute the idle seconds are taken to come before the busy ones (order within a minute is unknown).
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import os
+import socket
+import sqlite3
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from gpuspend import clock, forecast, pricing
+from gpuspend.rollup import GAP_INTERVALS, WATERMARK_KEY, collector_interval, sample_state
+from gpuspend.snapshot import (
+    AlertView,
+    Alternative,
+    BillingSummary,
+    DayTotal,
+    GpuNow,
+    ProcessNow,
+    Rate,
+    Snapshot,
+    Spender,
+)
+from gpuspend.store import get_meta
+
+DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
+STATES = ("busy", "held-idle", "free-idle", "lost", "stale")
+
+
+# -- small data types ----------------------------------------------------------------------------------
+@dataclass
+class Episode:
+    gpu_id: int
+    uuid: str
+    start_ms: int
+    end_ms: int | None               # None while open
+    idle_s: float = 0.0
+    held_s: float = 0.0
+    waste: float | None = 0.0        # None when the GPU has no rate
+    currency: str = "USD"
+    by_day: dict[str, float] = field(default_factory=dict)   # waste by UTC day
+    by_hour: dict[int, float] = field(default_factory=dict)  # waste by hour start (ms), for report windows
+    last_ms: int = 0                 # end of the last idle second seen
+
+    @property
+    def open(self) -> bool:
+        return self.end_ms is None
+
+
+@dataclass
+class GpuTimeline:
+    """What the episode scan leaves behind for one GPU."""
+    episodes: list[Episode]
+    idle_for_s: float                # current continuous idle run (0 when busy)
+    run_start_ms: int | None
+
+
+@dataclass(frozen=True)
+class Spend:
+    """Attributed money for one process (cost, and of it the idle part)."""
+    proc_id: int
+    pid: int
+    user: str
+    command: str
+    cost: float
+    idle_cost: float
+    currency: str
+
+
+def day_start(ms: int) -> int:
+    return ms // DAY_MS * DAY_MS
+
+
+def _money(rate: Rate, seconds: float) -> float:
+    return (rate.per_gpu_hour or 0.0) * seconds / 3600.0
+
+
+# -- reading the store ---------------------------------------------------------------------------------
+def load_gpus(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    cur = conn.execute("SELECT id, uuid, host, idx, name, model, memory_total, power_limit, parent_id, source, "
+                       "first_seen, last_seen, lost_at FROM gpus ORDER BY host, idx, uuid")
+    cols = [c[0] for c in cur.description]
+    return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+
+
+def watermark(conn: sqlite3.Connection) -> int:
+    """Rollup rows are final before this; raw samples are read from it on."""
+    wm = get_meta(conn, WATERMARK_KEY)
+    if wm is not None:
+        return int(wm)
+    row = conn.execute("SELECT MIN(ts) FROM gpu_samples").fetchone()
+    return row[0] // 60_000 * 60_000 if row and row[0] is not None else 0
+
+
+MIG_LABEL = "MIG slice: its cost is counted on the physical GPU"
+
+
+def resolve_rates(conn: sqlite3.Connection, cfg: Any, gpus: list[dict[str, Any]],
+                  now_ms: int | None = None, **kw: Any) -> dict[int, Rate]:
+    """Rate per gpu id. MIG slices carry no money of their own: the physical GPU is what is paid for, so
+    pricing both would count it twice."""
+    out = {}
+    for g in gpus:
+        if g.get("parent_id"):
+            out[g["id"]] = Rate(None, cfg.currency or "USD", "none", MIG_LABEL)
+        else:
+            out[g["id"]] = pricing.resolve_rate(cfg, conn, g, now_ms=now_ms, **kw)
+    return out
+
+
+_TAIL_CACHE: dict[tuple, dict[int, list[tuple[int, float, float, float, float]]]] = {}
+
+
+def raw_segments(conn: sqlite3.Connection, lo_ms: int, hi_ms: int, interval_s: float, idle_pct: float,
+                 now_ms: int, gpu_id: int | None = None) -> dict[int, list[tuple[int, float, float, float, float]]]:
+    """{gpu_id: [(start_ms, covered_s, busy_s, held_s, free_s)]} from raw samples in [lo, hi), one per
+    sample, each covering up to the next sample (one interval after a gap or at the end).
+
+    The tail after the rollup watermark is read once per state of the database (data_version moves when
+    another connection commits, total_changes when this one does) and sliced for each caller: a snapshot
+    asks for it a dozen times."""
+    wm = watermark(conn)
+    if lo_ms < wm:
+        return _raw_segments(conn, lo_ms, hi_ms, interval_s, idle_pct, now_ms, gpu_id)
+    key = (id(conn), _db_key(conn), conn.execute("PRAGMA data_version").fetchone()[0], conn.total_changes,
+           wm, interval_s, idle_pct, now_ms)
+    tail = _TAIL_CACHE.get(key)
+    if tail is None:
+        tail = _raw_segments(conn, wm, now_ms + 1, interval_s, idle_pct, now_ms, None)
+        _TAIL_CACHE.clear()
+        _TAIL_CACHE[key] = tail
+    if hi_ms > now_ms + 1:
+        return _raw_segments(conn, lo_ms, hi_ms, interval_s, idle_pct, now_ms, gpu_id)
+    out: dict[int, list[tuple[int, float, float, float, float]]] = {}
+    for gid, segs in tail.items():
+        if gpu_id is not None and gid != gpu_id:
+            continue
+        i = bisect.bisect_left(segs, (lo_ms,))
+        j = bisect.bisect_left(segs, (hi_ms,))
+        if i < j:
+            out[gid] = segs[i:j]
+    return out
+
+
+def _raw_segments(conn: sqlite3.Connection, lo_ms: int, hi_ms: int, interval_s: float, idle_pct: float,
+                  now_ms: int, gpu_id: int | None = None) -> dict[int, list[tuple[int, float, float, float, float]]]:
+    interval_ms = max(1, int(interval_s * 1000))
+    cap = GAP_INTERVALS * interval_ms
+    holders: set[tuple[int, int]] = set()
+    only = "" if gpu_id is None else " AND gpu_id = ?"
+    args: tuple = (lo_ms, hi_ms) if gpu_id is None else (lo_ms, hi_ms, gpu_id)
+    for gid, ts in conn.execute(
+            "SELECT DISTINCT gpu_id, ts FROM process_samples WHERE ts >= ? AND ts < ? "
+            "AND (used_memory IS NULL OR used_memory > 0)" + only, args):
+        holders.add((gid, ts))
+    rows = conn.execute("SELECT gpu_id, ts, util FROM gpu_samples WHERE ts >= ? AND ts < ?" + only +
+                        " ORDER BY gpu_id, ts", args).fetchall()
+    out: dict[int, list[tuple[int, float, float, float, float]]] = defaultdict(list)
+    for i, (gid, ts, util) in enumerate(rows):
+        nxt = rows[i + 1] if i + 1 < len(rows) and rows[i + 1][0] == gid else None
+        if nxt is not None:
+            dt = nxt[1] - ts
+            covered = dt if dt <= cap else interval_ms
+        else:
+            covered = max(0, min(now_ms - ts, interval_ms))
+        sec = covered / 1000.0
+        state = sample_state(util, (gid, ts) in holders, idle_pct)
+        out[gid].append((ts, sec, sec if state == "busy" else 0.0, sec if state == "held-idle" else 0.0,
+                         sec if state == "free-idle" else 0.0))
+    return out
+
+
+def segments(conn: sqlite3.Connection, cfg: Any, lo_ms: int, hi_ms: int, now_ms: int,
+             wm: int | None = None, gpu_id: int | None = None
+             ) -> dict[int, list[tuple[int, float, float, float, float]]]:
+    """Rollup minutes before the watermark + raw samples after it, ordered, per GPU (or just `gpu_id`)."""
+    wm = watermark(conn) if wm is None else wm
+    out: dict[int, list[tuple[int, float, float, float, float]]] = defaultdict(list)
+    if lo_ms < wm:
+        q = ("SELECT gpu_id, minute, covered_s, busy_s, held_idle_s, free_idle_s FROM gpu_minutes "
+             "WHERE minute >= ? AND minute < ?")
+        args: tuple = (lo_ms, min(hi_ms, wm))
+        if gpu_id is not None:
+            q, args = q + " AND gpu_id = ?", (*args, gpu_id)
+        for gid, minute, cov, busy, held, free in conn.execute(q + " ORDER BY gpu_id, minute", args):
+            out[gid].append((minute, cov, busy, held, free))
+    if hi_ms > wm:
+        interval = collector_interval(conn, cfg.interval)
+        for gid, segs in raw_segments(conn, max(lo_ms, wm), hi_ms, interval, cfg.idle.util_pct, now_ms,
+                                      gpu_id).items():
+            out[gid].extend(segs)
+    return out
+
+
+MAX_LOOKBACK_MS = 31 * DAY_MS
+
+
+def run_start_bound(conn: sqlite3.Connection, cfg: Any, gpu_id: int, before_ms: int, wm: int) -> int:
+    """Where to start scanning one GPU so that an idle run in progress at `before_ms` is seen from its first
+    idle second: the last rollup minute before it that was clearly busy (or a month back at most)."""
+    floor = before_ms - MAX_LOOKBACK_MS
+    if before_ms > wm:
+        row = conn.execute("SELECT MAX(ts) FROM gpu_samples WHERE gpu_id = ? AND ts >= ? AND ts < ? AND util > ?",
+                           (gpu_id, wm, before_ms, float(cfg.idle.util_pct))).fetchone()
+        if row and row[0] is not None:
+            return int(row[0])
+    row = conn.execute("SELECT MAX(minute) FROM gpu_minutes WHERE gpu_id = ? AND minute >= ? AND minute < ? "
+                       "AND busy_s >= ?", (gpu_id, floor, min(before_ms, wm), float(cfg.idle.busy_for))).fetchone()
+    return int(row[0]) if row and row[0] is not None else floor
+
+
+# -- idle episodes -------------------------------------------------------------------------------------
+def scan_episodes(segs: list[tuple[int, float, float, float, float]], rate: Rate, cfg: Any, now_ms: int,
+                  gpu_id: int = 0, uuid: str = "", gap_ms: float | None = None) -> GpuTimeline:
+    """Walk one GPU's segments (ordered) and return its idle episodes and current idle run."""
+    after, busy_for = float(cfg.idle.after), float(cfg.idle.busy_for)
+    if gap_ms is None:
+        gap_ms = GAP_INTERVALS * float(cfg.interval) * 1000 + 60_000
+    episodes: list[Episode] = []
+    run: Episode | None = None
+    pending: list[tuple[int, float]] = []     # (ts, idle_s) of a run not yet long enough
+    busy_streak = 0.0
+    streak_start = 0.0
+    last_end: float | None = None
+    has_rate = rate.per_gpu_hour is not None
+
+    def close(at: float) -> None:
+        nonlocal run, pending
+        if run is not None and run.idle_s >= after:
+            run.end_ms = int(at)
+            episodes.append(run)
+        run, pending = None, []
+
+    for start, cov, busy, held, free in segs:
+        if last_end is not None and start - last_end > gap_ms and run is not None:
+            close(last_end)                   # a gap ends a run: we do not know what happened in it
+        idle = held + free
+        if idle > 0:
+            if run is None:
+                run = Episode(gpu_id, uuid, start, None, currency=rate.currency,
+                              waste=0.0 if has_rate else None)
+            run.idle_s += idle
+            run.held_s += held
+            run.last_ms = int(start + idle * 1000)
+            busy_streak = 0.0
+            if run.idle_s - idle >= after:    # already an episode: book straight away
+                _book(run, start, idle, rate)
+            else:
+                pending.append((start, idle))
+                if run.idle_s >= after:
+                    for ts, s in pending:
+                        _book(run, ts, s, rate)
+                    pending = []
+        if busy > 0 and run is not None:
+            if busy_streak == 0.0:
+                streak_start = start + (cov - busy) * 1000
+            busy_streak += busy
+            if busy_streak >= busy_for:
+                close(streak_start)           # ended when the busy stretch began (confirmed busy_for later)
+                busy_streak = 0.0
+        last_end = start + cov * 1000
+    idle_for = 0.0
+    run_start = None
+    if run is not None:
+        if last_end is not None and now_ms - last_end > gap_ms:
+            close(last_end)                   # data stopped: the run ended when the data did
+        else:
+            idle_for = max(0.0, ((last_end or run.start_ms) - run.start_ms) / 1000.0)
+            run_start = run.start_ms
+            if run.idle_s >= after:
+                episodes.append(run)          # open episode (end_ms None)
+    return GpuTimeline(episodes, idle_for, run_start)
+
+
+def _book(ep: Episode, ts: int, idle_s: float, rate: Rate) -> None:
+    if rate.per_gpu_hour is None:
+        return
+    money = _money(rate, idle_s)
+    ep.waste = (ep.waste or 0.0) + money
+    d = forecast.day_key(ts)
+    ep.by_day[d] = ep.by_day.get(d, 0.0) + money
+    h = ts // HOUR_MS * HOUR_MS
+    ep.by_hour[h] = ep.by_hour.get(h, 0.0) + money
+
+
+def idle_episodes(conn: sqlite3.Connection, cfg: Any, since_ms: int, until_ms: int, now_ms: int | None = None,
+                  rates: dict[int, Rate] | None = None, gpus: list[dict[str, Any]] | None = None
+                  ) -> tuple[list[Episode], dict[int, GpuTimeline]]:
+    """Episodes that overlap [since, until) (open or closed), and each GPU's timeline. Each GPU is scanned
+    from its last busy minute before `since`, so an episode that began earlier keeps its true start."""
+    now = clock.now_ms() if now_ms is None else now_ms
+    gpus = load_gpus(conn) if gpus is None else gpus
+    rates = resolve_rates(conn, cfg, gpus, now) if rates is None else rates
+    wm = watermark(conn)
+    out: list[Episode] = []
+    timelines: dict[int, GpuTimeline] = {}
+    for g in gpus:
+        lo = run_start_bound(conn, cfg, g["id"], since_ms, wm)
+        segs = segments(conn, cfg, lo, until_ms, now, wm, g["id"])
+        tl = scan_episodes(segs.get(g["id"], []), rates[g["id"]], cfg, now, g["id"], g["uuid"])
+        timelines[g["id"]] = tl
+        out.extend(e for e in tl.episodes if (e.end_ms is None or e.end_ms > since_ms) and e.start_ms < until_ms)
+    out.sort(key=lambda e: (e.start_ms, e.gpu_id))
+    return out, timelines
+
+
+def waste_since(episodes: list[Episode], since_ms: int) -> dict[str, float]:
+    """{currency: waste booked from the hour holding `since_ms` on} (episodes may have begun earlier)."""
+    h0 = since_ms // HOUR_MS * HOUR_MS
+    out: dict[str, float] = {}
+    for e in episodes:
+        v = sum(m for h, m in e.by_hour.items() if h >= h0)
+        if e.waste is not None:
+            out[e.currency] = out.get(e.currency, 0.0) + v
+    return out
+
+
+def waste_in(episodes: list[Episode], day: str | None = None) -> float:
+    """Sum of episode waste (one UTC day, or all)."""
+    if day is None:
+        return sum(e.waste or 0.0 for e in episodes)
+    return sum(e.by_day.get(day, 0.0) for e in episodes)
+
+
+_UNDER_CACHE: dict[tuple, tuple[float, list]] = {}
+
+
+def underutilised(conn: sqlite3.Connection, cfg: Any, now_ms: int,
+                  gpus: list[dict[str, Any]] | None = None) -> list[tuple[str, float]]:
+    """[(uuid, avg util %)] of GPUs whose average utilisation over the last 24 h is below idle.low_util_pct.
+    A 24 h average moves slowly: recomputed at most once a minute per database."""
+    key = (_db_key(conn), now_ms // 60_000, float(cfg.idle.low_util_pct))
+    hit = _UNDER_CACHE.get(key)
+    if hit is not None:
+        return list(hit[1])
+    gpus = load_gpus(conn) if gpus is None else gpus
+    by_id = {g["id"]: g["uuid"] for g in gpus}
+    out = []
+    for gid, avg in conn.execute(
+            # both bounds: with only `minute >= ?` SQLite prefers a full scan in primary-key order
+            "SELECT gpu_id, SUM(util_avg * covered_s) / SUM(covered_s) FROM gpu_minutes WHERE minute >= ? "
+            "AND minute < ? AND util_avg IS NOT NULL AND covered_s > 0 GROUP BY gpu_id",
+            (now_ms - DAY_MS, now_ms + 1)):
+        if avg is not None and avg < float(cfg.idle.low_util_pct) and gid in by_id:
+            out.append((by_id[gid], float(avg)))
+    _UNDER_CACHE.clear()
+    _UNDER_CACHE[key] = (0.0, out)
+    return sorted(out)
+
+
+# -- metered cost ----------------------------------------------------------------------------------------
+_DAY_CACHE: dict[tuple, tuple[float, dict[int, list[float]]]] = {}
+_CACHE_TTL_S = 600.0
+
+
+def _db_key(conn: sqlite3.Connection) -> tuple:
+    path = conn.execute("PRAGMA database_list").fetchone()[2]
+    try:
+        st = os.stat(path)
+        return (path, st.st_ino)
+    except OSError:
+        return (path, 0)
+
+
+def covered_by_day(conn: sqlite3.Connection, cfg: Any, lo_ms: int, hi_ms: int, now_ms: int
+                   ) -> dict[tuple[int, str], list[float]]:
+    """{(gpu_id, day): [covered_s, busy_s, idle_s]} over [lo, hi). Whole days before today and behind the
+    rollup watermark are final, so they are cached per day (a few minutes, keyed by the database file):
+    calling this every second, or for overlapping ranges, costs one query for the days not seen yet."""
+    wm = watermark(conn)
+    today0 = day_start(now_ms)
+    out: dict[tuple[int, str], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+    past_hi = min(hi_ms, today0, wm)
+    recent_lo = max(lo_ms, past_hi)
+    if lo_ms < past_hi:
+        first_full = -(-lo_ms // DAY_MS) * DAY_MS
+        last_full = past_hi // DAY_MS * DAY_MS
+        if first_full >= last_full:          # no whole day inside: a plain range
+            recent_lo = lo_ms
+        else:
+            parts = [(lo_ms, first_full)] if lo_ms < first_full else []
+            if last_full < past_hi:
+                parts.append((last_full, past_hi))
+            dbk = _db_key(conn)
+            clock_s = time.monotonic()
+            days = range(first_full, last_full, DAY_MS)
+            # Local copies: the TUI and the metrics thread share these caches, and either may clear them.
+            have = {d: hit[1] for d in days
+                    if (hit := _DAY_CACHE.get((dbk, d))) is not None and clock_s - hit[0] <= _CACHE_TTL_S}
+            missing = [d for d in days if d not in have]
+            if missing:
+                fresh: dict[int, dict[int, list[float]]] = {d: {} for d in missing}
+                for gid, d, cov, busy, idle in minute_sums(conn, missing[0], missing[-1] + DAY_MS, DAY_MS):
+                    if d * DAY_MS in fresh:
+                        fresh[d * DAY_MS][gid] = [cov, busy, idle]
+                if len(_DAY_CACHE) > 4096:
+                    _DAY_CACHE.clear()
+                for d, per_gpu in fresh.items():
+                    _DAY_CACHE[(dbk, d)] = (clock_s, per_gpu)
+                    have[d] = per_gpu
+            for d in days:
+                name = forecast.day_key(d)
+                for gid, vals in have[d].items():
+                    out[(gid, name)] = list(vals)
+            for a, b in parts:
+                for (gid, d), vals in covered_totals(conn, cfg, a, b, now_ms, DAY_MS).items():
+                    acc = out[(gid, forecast.day_key(d))]
+                    for i, v in enumerate(vals):
+                        acc[i] += v
+    for (gid, d), vals in covered_totals(conn, cfg, recent_lo, hi_ms, now_ms, DAY_MS).items():
+        acc = out[(gid, forecast.day_key(d))]
+        for i, v in enumerate(vals):
+            acc[i] += v
+    return out
+
+
+def metered_daily(conn: sqlite3.Connection, cfg: Any, rates: dict[int, Rate], lo_ms: int, hi_ms: int,
+                  now_ms: int) -> dict[str, dict[str, float]]:
+    """{currency: {day: metered cost}} over [lo, hi); GPUs without a rate add nothing (and are noted)."""
+    out: dict[str, dict[str, float]] = {}
+    for (gid, day), (cov, *_rest) in covered_by_day(conn, cfg, lo_ms, hi_ms, now_ms).items():
+        rate = rates.get(gid)
+        if rate is None or rate.per_gpu_hour is None:
+            continue
+        bucket = out.setdefault(rate.currency, {})
+        bucket[day] = bucket.get(day, 0.0) + _money(rate, cov)
+    return out
+
+
+def minute_sums(conn: sqlite3.Connection, lo_ms: int, hi_ms: int, bucket_ms: int | None) -> list[tuple]:
+    """[(gpu_id, bucket, covered_s, busy_s, idle_s)] from gpu_minutes in [lo, hi). One primary-key range
+    scan per GPU: rows are stored by (gpu_id, minute), so this reads them in order, where the minute index
+    would cost a random lookup per row (about twice slower on a year of rollups)."""
+    group = f"minute / {int(bucket_ms)}" if bucket_ms else "0"     # our own integer, never outside text
+    q = (f"SELECT gpu_id, {group} AS b, SUM(covered_s), SUM(busy_s), SUM(held_idle_s + free_idle_s) "
+         "FROM gpu_minutes WHERE gpu_id = ? AND minute >= ? AND minute < ? GROUP BY b")
+    out: list[tuple] = []
+    for (gid,) in conn.execute("SELECT id FROM gpus ORDER BY id").fetchall():
+        out.extend(conn.execute(q, (gid, lo_ms, hi_ms)).fetchall())
+    return out
+
+
+def covered_totals(conn: sqlite3.Connection, cfg: Any, lo_ms: int, hi_ms: int, now_ms: int,
+                   bucket_ms: int | None = None) -> dict[tuple[int, int], list[float]]:
+    """{(gpu_id, bucket start): [covered_s, busy_s, idle_s]} over [lo, hi): sums done by SQLite on the
+    rollups, raw tail added in Python. bucket_ms None: one bucket (0) for the whole range."""
+    wm = watermark(conn)
+    out: dict[tuple[int, int], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+    if lo_ms >= hi_ms:
+        return out
+    if lo_ms < wm:
+        for gid, b, cov, busy, idle in minute_sums(conn, lo_ms, min(hi_ms, wm), bucket_ms):
+            acc = out[(gid, b * bucket_ms if bucket_ms else 0)]
+            acc[0] += cov
+            acc[1] += busy
+            acc[2] += idle
+    if hi_ms > wm:
+        interval = collector_interval(conn, cfg.interval)
+        for gid, segs in raw_segments(conn, max(lo_ms, wm), hi_ms, interval, cfg.idle.util_pct, now_ms).items():
+            for start, cov, busy, held, free in segs:
+                acc = out[(gid, start // bucket_ms * bucket_ms if bucket_ms else 0)]
+                acc[0] += cov
+                acc[1] += busy
+                acc[2] += held + free
+    return out
+
+
+def metered_total(conn: sqlite3.Connection, cfg: Any, rates: dict[int, Rate], lo_ms: int, hi_ms: int,
+                  now_ms: int) -> dict[str, float]:
+    """{currency: metered cost} over [lo, hi) (run rates, today)."""
+    out: dict[str, float] = {}
+    for (gid, _b), (cov, _busy, _idle) in covered_totals(conn, cfg, lo_ms, hi_ms, now_ms).items():
+        rate = rates.get(gid)
+        if rate is None or rate.per_gpu_hour is None:
+            continue
+        out[rate.currency] = out.get(rate.currency, 0.0) + _money(rate, cov)
+    return out
+
+
+def hourly(conn: sqlite3.Connection, cfg: Any, rates: dict[int, Rate], now_ms: int,
+           hours: int = 24) -> tuple[tuple[int, float, float], ...]:
+    """(hour start ms, useful money, idle money) for the last `hours` hours, in the main currency."""
+    h0 = now_ms // HOUR_MS * HOUR_MS - (hours - 1) * HOUR_MS
+    acc: dict[int, list[float]] = {h0 + i * HOUR_MS: [0.0, 0.0] for i in range(hours)}
+    for (gid, h), (_cov, busy, idle) in covered_totals(conn, cfg, h0, now_ms + 1, now_ms, HOUR_MS).items():
+        rate = rates.get(gid)
+        slot = acc.get(h)
+        if rate is None or rate.per_gpu_hour is None or slot is None:
+            continue
+        slot[0] += _money(rate, busy)
+        slot[1] += _money(rate, idle)
+    return tuple((h, round(v[0], 6), round(v[1], 6)) for h, v in sorted(acc.items()))
+
+
+# -- attribution -----------------------------------------------------------------------------------------
+def _weights(procs: list[tuple[int, int | None, float | None]]) -> list[tuple[int, float]]:
+    """SM share when NVML gave one, else memory share, else equal (same rule as the rollup)."""
+    sm_total = sum(p[2] or 0.0 for p in procs)
+    if sm_total > 0:
+        return [(pid, (sm or 0.0) / sm_total) for pid, _m, sm in procs]
+    mem_total = sum(p[1] or 0 for p in procs)
+    if mem_total > 0:
+        return [(pid, (mem or 0) / mem_total) for pid, mem, _s in procs]
+    return [(pid, 1.0 / len(procs)) for pid, _m, _s in procs]
+
+
+def attribution(conn: sqlite3.Connection, cfg: Any, rates: dict[int, Rate], lo_ms: int, hi_ms: int,
+                now_ms: int) -> list[Spend]:
+    """Cost and idle cost per process over [lo, hi), biggest first. Older time from process_minutes,
+    the raw tail split like the rollup does (SM share, else memory share)."""
+    wm = watermark(conn)
+    acc: dict[tuple[int, int], list[float]] = defaultdict(lambda: [0.0, 0.0])   # (proc, gpu) -> share, idle
+    if lo_ms < wm:
+        for proc, gid, share, idle in conn.execute(
+                "SELECT proc_id, gpu_id, SUM(share_s), SUM(idle_share_s) FROM process_minutes "
+                "WHERE minute >= ? AND minute < ? GROUP BY proc_id, gpu_id", (lo_ms, min(hi_ms, wm))):
+            a = acc[(proc, gid)]
+            a[0] += share or 0.0
+            a[1] += idle or 0.0
+    if hi_ms > wm:
+        lo = max(lo_ms, wm)
+        procs: dict[tuple[int, int], list[tuple[int, int | None, float | None]]] = defaultdict(list)
+        for gid, ts, proc, mem, sm in conn.execute(
+                "SELECT gpu_id, ts, proc_id, used_memory, sm_util FROM process_samples WHERE ts >= ? AND ts < ?",
+                (lo, hi_ms)):
+            procs[(gid, ts)].append((proc, mem, sm))
+        if procs:
+            interval = collector_interval(conn, cfg.interval)
+            for gid, segs in raw_segments(conn, lo, hi_ms, interval, cfg.idle.util_pct, now_ms).items():
+                for start, cov, _busy, held, free in segs:
+                    plist = procs.get((gid, start))
+                    if not plist:
+                        continue
+                    for proc, w in _weights(plist):
+                        a = acc[(proc, gid)]
+                        a[0] += cov * w
+                        a[1] += (held + free) * w
+    if not acc:
+        return []
+    ids = sorted({p for p, _g in acc})
+    info: dict[int, tuple[int, str, str]] = {}
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        marks = ",".join("?" * len(chunk))
+        for pid_row in conn.execute(f"SELECT id, pid, user, command FROM processes WHERE id IN ({marks})", chunk):
+            info[pid_row[0]] = (pid_row[1], pid_row[2] or "?", pid_row[3] or "")
+    # One line per process as a user knows it (pid, user, command): a process row recorded twice (history
+    # and live sampler) or spread over several GPUs is still one process.
+    money: dict[tuple[int, str, str, str], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+    for (proc, gid), (share, idle) in acc.items():
+        rate = rates.get(gid)
+        if rate is None or rate.per_gpu_hour is None:
+            continue
+        pid, user, command = info.get(proc, (0, "?", ""))
+        m = money[(pid, user, command, rate.currency)]
+        m[0] += _money(rate, share)
+        m[1] += _money(rate, idle)
+        m[2] = max(m[2], proc)
+    out = [Spend(int(v[2]), pid, user, command, cost=v[0], idle_cost=v[1], currency=cur)
+           for (pid, user, command, cur), v in money.items()]
+    out.sort(key=lambda s: (-s.cost, s.pid))
+    return out
+
+
+def by_user(spends: list[Spend]) -> list[tuple[str, str, float, float]]:
+    """[(user, currency, cost, idle cost)] biggest first."""
+    acc: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for s in spends:
+        a = acc[(s.user, s.currency)]
+        a[0] += s.cost
+        a[1] += s.idle_cost
+    return sorted(((u, c, v[0], v[1]) for (u, c), v in acc.items()), key=lambda r: (-r[2], r[0]))
+
+
+# -- the snapshot ----------------------------------------------------------------------------------------
+def _latest(conn: sqlite3.Connection, wm: int, now_ms: int) -> dict[int, tuple]:
+    """Newest sample per GPU: {gpu_id: (ts, util, mem_used, power, temperature)}."""
+    out: dict[int, tuple] = {}
+    # gpu_samples is keyed (ts, gpu_id) and the sampler keeps gpus.last_seen = the GPU's newest sample ts,
+    # so this is a point lookup per GPU; the bounded fallback covers rows whose last_seen is not a sample.
+    for gid, last in conn.execute("SELECT id, last_seen FROM gpus").fetchall():
+        row = conn.execute("SELECT ts, util, mem_used, power, temperature FROM gpu_samples WHERE ts = ? "
+                           "AND gpu_id = ?", (last, gid)).fetchone()
+        if row is None and last is not None:
+            row = conn.execute("SELECT ts, util, mem_used, power, temperature FROM gpu_samples WHERE ts <= ? "
+                               "AND ts >= ? AND gpu_id = ? ORDER BY ts DESC LIMIT 1",
+                               (last, last - 3600_000, gid)).fetchone()
+        if row:
+            out[gid] = row
+    return out
+
+
+def _current_procs(conn: sqlite3.Connection, latest: dict[int, tuple]) -> dict[int, list[tuple]]:
+    out: dict[int, list[tuple]] = {}
+    for gid, row in latest.items():
+        out[gid] = conn.execute(
+            "SELECT ps.proc_id, p.pid, p.user, p.command, ps.used_memory, ps.sm_util FROM process_samples ps "
+            "JOIN processes p ON p.id = ps.proc_id WHERE ps.gpu_id = ? AND ps.ts = ? ORDER BY p.pid",
+            (gid, row[0])).fetchall()
+    return out
+
+
+def _alerts(conn: sqlite3.Connection) -> tuple[AlertView, ...]:
+    out = []
+    for kind, subject, state, started, dollars, details in conn.execute(
+            "SELECT kind, subject, state, started, dollars, details FROM alerts WHERE state = 'open' "
+            "ORDER BY started"):
+        msg = ""
+        if details:
+            try:
+                d = json.loads(details)
+                msg = str(d.get("message", "")) if isinstance(d, dict) else ""
+            except ValueError:
+                msg = ""
+        out.append(AlertView(kind, subject, state, started, dollars, msg or f"{kind} {subject}"))
+    return tuple(out)
+
+
+def _collector(conn: sqlite3.Connection, now_ms: int) -> str:
+    from gpuspend import lease
+
+    info = lease.holder(conn, now_ms)
+    if info is None:
+        return "none"
+    return f"{info.describe()}{' (stale)' if info.stale else ''}"
+
+
+def build_snapshot(conn: sqlite3.Connection, cfg: Any, now_ms: int | None = None, *,
+                   month: str | None = None) -> Snapshot:
+    """Everything a reader shows, computed once from the store. Cheap enough to call every second."""
+    now = clock.now_ms() if now_ms is None else now_ms
+    gpus = load_gpus(conn)
+    rates = resolve_rates(conn, cfg, gpus, now)
+    wm = watermark(conn)
+    interval = collector_interval(conn, cfg.interval)
+    latest = _latest(conn, wm, now)
+    cur_procs = _current_procs(conn, latest)
+    today0 = day_start(now)
+    today = forecast.day_key(now)
+    episodes, timelines = idle_episodes(conn, cfg, today0, now + 1, now, rates, gpus)
+    stale_ms = GAP_INTERVALS * interval * 1000
+    currency = next((r.currency for r in rates.values() if r.per_gpu_hour is not None), cfg.currency or "USD")
+
+    gnow: list[GpuNow] = []
+    by_state: dict[str, float] = {s: 0.0 for s in STATES}
+    total = 0.0
+    for g in gpus:
+        rate = rates[g["id"]]
+        row = latest.get(g["id"])
+        procs = cur_procs.get(g["id"], [])
+        if g["lost_at"] is not None:
+            state = "lost"
+        elif row is None or now - row[0] > stale_ms:
+            state = "stale"
+        else:
+            holds = any((p[4] is None) or p[4] > 0 for p in procs)
+            state = sample_state(row[1], holds, cfg.idle.util_pct)
+        tl = timelines.get(g["id"])
+        open_ep = next((e for e in (tl.episodes if tl else []) if e.open), None)
+        cph = rate.per_gpu_hour
+        if cph is not None and rate.currency == currency:
+            total += cph
+            by_state[state] += cph
+        idle_state = state in ("held-idle", "free-idle")
+        parent = next((p["uuid"] for p in gpus if p["id"] == g["parent_id"]), None) if g["parent_id"] else None
+        gnow.append(GpuNow(
+            uuid=g["uuid"], index=g["idx"], host=g["host"], name=g["name"] or "", model=g["model"],
+            source=g["source"], state=state, util=row[1] if row else None, mem_used=row[2] if row else None,
+            mem_total=g["memory_total"], power=row[3] if row else None, temperature=row[4] if row else None,
+            rate=rate, cost_per_hour=cph, idle_for_s=tl.idle_for_s if (tl and idle_state) else 0.0,
+            episode_open=open_ep is not None, episode_waste=(open_ep.waste or 0.0) if open_ep else 0.0,
+            last_sample_ms=row[0] if row else None, parent_uuid=parent))
+
+    uuid_of = {g["id"]: (g["uuid"], g["idx"]) for g in gpus}
+    spends = {(s.pid, s.user, s.command): s for s in attribution(conn, cfg, rates, today0, now + 1, now)}
+    pnow = []
+    for gid, procs in cur_procs.items():
+        for _proc_id, pid, user, command, mem, sm in procs:
+            s = spends.get((pid, user or "?", command or ""))
+            pnow.append(ProcessNow(pid=pid, user=user or "?", command=command or "", gpu_uuid=uuid_of[gid][0],
+                                   gpu_index=uuid_of[gid][1], used_memory=mem, sm_util=sm,
+                                   cost_today=s.cost if s else 0.0))
+
+    month = month or forecast.month_of(now)
+    months, cov_end = month_views_for(conn, cfg, month, now, rates)
+    cov_today = max(cov_end or 0, today0)
+    today_billed = forecast.billed_daily(conn, forecast.month_of(now), cov_end).get(currency, {}).get(today, 0.0) \
+        if cov_end and cov_end > today0 else 0.0
+    today_metered = metered_total(conn, cfg, rates, cov_today, now + 1, now).get(currency, 0.0)
+
+    notes = []
+    no_rate = [g for g in gnow if g.rate.per_gpu_hour is None and g.rate.label != MIG_LABEL]
+    if no_rate:
+        notes.append(f"{len(no_rate)} GPU{'s' if len(no_rate) > 1 else ''} have no rate: "
+                     f"{no_rate[0].rate.label}")
+    cat_dates = sorted({r.as_of for r in rates.values() if r.source == "catalog" and r.as_of})
+    for d in cat_dates:
+        if pricing.is_stale(d, cfg, now):
+            notes.append(f"catalog price from {d} is older than {cfg.alerts.stale_catalog / 86400:.0f} days")
+    under = underutilised(conn, cfg, now, gpus)
+    if under:
+        notes.append(f"underutilised over 24 h (< {cfg.idle.low_util_pct:g}%): "
+                     + ", ".join(f"{u[:12]} {a:.0f}%" for u, a in under[:4]))
+    last = max((r[0] for r in latest.values()), default=None)
+    return Snapshot(
+        now_ms=now, host=cfg.host or (gpus[0]["host"] if gpus else socket.gethostname()), currency=currency,
+        gpus=tuple(gnow), processes=tuple(sorted(pnow, key=lambda p: (-p.cost_today, p.pid))),
+        cost_per_hour=total, cost_per_hour_by_state=tuple((s, by_state[s]) for s in STATES),
+        today_cost=today_billed + today_metered,
+        idle_waste_today=sum(e.by_day.get(today, 0.0) for e in episodes if e.currency == currency),
+        months=months, alerts=_alerts(conn), hourly=hourly(conn, cfg, rates, now),
+        rate_sources=tuple(sorted({r.label for r in rates.values()})), nvml_available=None,
+        collector=_collector(conn, now), last_sample_ms=last, billing_coverage_end_ms=cov_end,
+        catalog_as_of=cat_dates[0] if cat_dates else None, notes=tuple(notes),
+        underutilised=tuple(u for u, _a in under))
+
+
+def month_views_for(conn: sqlite3.Connection, cfg: Any, month: str, now_ms: int,
+                    rates: dict[int, Rate]) -> tuple[tuple, int | None]:
+    """MonthViews for `month` (billed up to coverage + metered after) and the coverage end."""
+    start, end = forecast.month_bounds(month)
+    cov_end = forecast.billing_coverage(conn, month)
+    lo = max(start, cov_end or start)
+    hi = min(end, now_ms + 1)
+    metered = metered_daily(conn, cfg, rates, lo, hi, now_ms) if lo < hi else {}
+    win_lo = max(start, now_ms - int(float(cfg.forecast.window) * 1000)) if now_ms < end else end
+    w_lo = max(win_lo, cov_end or win_lo)
+    window = metered_total(conn, cfg, rates, w_lo, min(now_ms + 1, end), now_ms) if w_lo < now_ms else {}
+    views = forecast.month_views(conn, cfg, month, now_ms, metered, window, cov_end, win_lo)
+    return views, cov_end
+
+
+# -- billing summary -------------------------------------------------------------------------------------
+def billing_summary(conn: sqlite3.Connection, cfg: Any, month: str, now_ms: int | None = None,
+                    currency: str | None = None, top: int = 8) -> BillingSummary:
+    """The month so far by day (billed and metered), top services, top GPU SKUs, import coverage and the
+    "cheaper elsewhere" alternatives for this box's GPUs."""
+    now = clock.now_ms() if now_ms is None else now_ms
+    start, end = forecast.month_bounds(month)
+    s_s, e_s = start // 1000, end // 1000
+    cov_end = forecast.billing_coverage(conn, month)
+    all_billed = forecast.billed_daily(conn, month, cov_end)
+    if currency is None:      # the currency with the most billed money this month
+        totals = sorted(((sum(abs(v) for v in d.values()), c) for c, d in all_billed.items()), reverse=True)
+        currency = totals[0][1] if totals else (cfg.currency or "USD")
+    gpus = load_gpus(conn)
+    rates = resolve_rates(conn, cfg, gpus, now)
+    billed = all_billed.get(currency, {})
+    lo, hi = max(start, cov_end or start), min(end, now + 1)
+    metered = (metered_daily(conn, cfg, rates, lo, hi, now) if lo < hi else {}).get(currency, {})
+    days = tuple(DayTotal(d, round(billed.get(d, 0.0), 6), round(metered.get(d, 0.0), 6))
+                 for d in sorted(set(billed) | set(metered)))
+    services = tuple(Spender(name or "(none)", float(total), bool(g)) for name, total, g in conn.execute(
+        "SELECT service, SUM(billed_cost) AS t, MAX(is_gpu) FROM charges WHERE billing_period_start >= ? "
+        "AND billing_period_start < ? AND currency = ? GROUP BY service ORDER BY t DESC LIMIT ?",
+        (s_s, e_s, currency, top)))
+    skus = tuple(Spender(name or "(none)", float(total), True) for name, total in conn.execute(
+        "SELECT COALESCE(instance_type, sku, gpu_model) AS k, SUM(billed_cost) AS t FROM charges "
+        "WHERE billing_period_start >= ? AND billing_period_start < ? AND currency = ? AND is_gpu = 1 "
+        "GROUP BY k ORDER BY t DESC LIMIT ?", (s_s, e_s, currency, top)))
+    coverage = tuple((fmt, f"{src}/{acct}" if acct else src, c * 1000 if c is not None else None, int(n or 0))
+                     for fmt, src, acct, c, n in conn.execute(
+                         "SELECT format, source, account, MAX(coverage_end), SUM(rows) FROM imports "
+                         "WHERE billing_period_start >= ? AND billing_period_start < ? "
+                         "GROUP BY format, source, account ORDER BY source", (s_s, e_s)))
+    return BillingSummary(month=month, currency=currency, days=days, services=services, gpu_skus=skus,
+                          coverage=coverage, alternatives=alternatives(conn, cfg, month, now, gpus, rates))
+
+
+def alternatives(conn: sqlite3.Connection, cfg: Any, month: str, now_ms: int,
+                 gpus: list[dict[str, Any]] | None = None, rates: dict[int, Rate] | None = None
+                 ) -> tuple[Alternative, ...]:
+    """What this box's GPU-hours this month would cost at each other catalog provider (USD only)."""
+    gpus = load_gpus(conn) if gpus is None else gpus
+    rates = resolve_rates(conn, cfg, gpus, now_ms) if rates is None else rates
+    start, end = forecast.month_bounds(month)
+    hi = min(end, now_ms + 1)
+    if start >= hi:
+        return ()
+    cov = covered_by_day(conn, cfg, start, hi, now_ms)
+    hours: dict[str, float] = defaultdict(float)
+    current: dict[str, float] = defaultdict(float)
+    current_provider: dict[str, str] = {}
+    model_of = {g["id"]: g["model"] for g in gpus}
+    for (gid, _day), (secs, *_r) in cov.items():
+        model, rate = model_of.get(gid), rates.get(gid)
+        if not model or rate is None or rate.per_gpu_hour is None or rate.currency != "USD":
+            continue
+        hours[model] += secs / 3600.0
+        current[model] += _money(rate, secs)
+        if rate.source == "catalog":
+            current_provider[model] = rate.label.split()[1]
+    out = []
+    cat = pricing.load_catalog()
+    for model in sorted(hours):
+        for e in cat.for_model(model):
+            if e.provider == current_provider.get(model):
+                continue
+            cost = hours[model] * e.usd_per_gpu_hour
+            out.append(Alternative(provider=e.provider, gpu_model=model, per_gpu_hour=round(e.usd_per_gpu_hour, 6),
+                                   as_of=e.as_of, cost_same_hours=round(cost, 6),
+                                   saving=round(current[model] - cost, 6)))
+    out.sort(key=lambda a: (a.gpu_model, -a.saving, a.provider))
+    return tuple(out)

@@ -1,0 +1,574 @@
+"""The fleet view: many nodes through Prometheus (gpuspend's own exporters, and nodes that run only NVIDIA's
+dcgm-exporter), read with a handful of instant queries over the HTTP API.
+
+Numbers for gpuspend nodes are the nodes' own snapshot figures (per-host gauges), so the fleet total equals the
+sum of the nodes' own reports. dcgm-only nodes are priced here from configured rates or the price catalog, and
+their month figures are run-rate estimates (marked as such).
+
+When Prometheus is unreachable, slow or answers an error, the last good view (cached per URL under the XDG cache
+dir) is returned marked stale, with the reason; `run_fleet_report` then exits 3.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import json
+import os
+import re
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from gpuspend.errors import EXIT_ALERTS, EXIT_OK, DataError, UsageError
+
+IDLE_STATES = ("held-idle", "free-idle")
+# Every gpuspend series the view needs, in one selector (one round trip, one JSON parse).
+GPUSPEND_SERIES = ("gpu_cost_per_hour", "gpu_state", "gpu_utilization_ratio", "gpu_idle_for_seconds",
+                   "gpu_idle_episode_waste", "gpu_idle_episode_open", "gpu_rate_info", "cost_per_hour",
+                   "idle_waste_today", "month_to_date", "month_projection", "up")
+Q_GPUSPEND = '{__name__=~"gpuspend_(' + "|".join(GPUSPEND_SERIES) + ')"}'
+Q_DCGM = '{__name__=~"DCGM_FI_DEV_GPU_UTIL|DCGM_FI_PROF_GR_ENGINE_ACTIVE"}'
+# Nodes that exported in the last hour but not now: shown as missing rather than silently dropped.
+Q_MISSING = "last_over_time(gpuspend_up[1h]) unless on(instance, job) gpuspend_up"
+
+
+class FleetError(DataError):
+    """Prometheus unreachable, too slow, or answering an error (exit 3)."""
+
+
+@dataclass
+class FleetGpu:
+    node: str
+    gpu: str
+    uuid: str
+    model: str
+    source: str                      # gpuspend | dcgm
+    state: str                       # busy | held-idle | free-idle | idle (dcgm) | lost | stale | unknown
+    util_pct: float | None
+    cost_per_hour: float | None      # None = no rate
+    currency: str
+    rate_source: str
+    idle: bool
+    idle_for_s: float | None
+    episode_open: bool
+    waste: float                     # gpuspend: open episode's waste; dcgm: idle minutes today x rate
+
+
+@dataclass
+class FleetNode:
+    name: str
+    source: str                      # gpuspend | dcgm
+    up: bool = True
+    gpus: list[FleetGpu] = field(default_factory=list)
+    cost_per_hour: dict[str, float] = field(default_factory=dict)     # currency -> amount
+    waste_per_hour: dict[str, float] = field(default_factory=dict)    # $/h of GPUs idle now
+    waste_today: dict[str, float] = field(default_factory=dict)
+    mtd: dict[str, float] = field(default_factory=dict)
+    projection: dict[str, float] = field(default_factory=dict)
+    estimated: bool = False          # month figures are run-rate estimates (dcgm)
+    unpriced: int = 0                # GPUs with no rate
+
+    @property
+    def idle_gpus(self) -> int:
+        return sum(1 for g in self.gpus if g.idle)
+
+
+@dataclass
+class FleetView:
+    url: str
+    fetched_s: float
+    nodes: list[FleetNode]
+    missing: list[str] = field(default_factory=list)    # nodes seen in the last hour, not now
+    stale: bool = False
+    error: str | None = None
+
+    def totals(self) -> dict[str, dict[str, float]]:
+        """Per currency (never summed across): cost_per_hour, waste_per_hour, waste_today, mtd, projection."""
+        out: dict[str, dict[str, float]] = {}
+        for n in self.nodes:
+            for key in ("cost_per_hour", "waste_per_hour", "waste_today", "mtd", "projection"):
+                for cur, v in getattr(n, key).items():
+                    out.setdefault(cur, {k: 0.0 for k in ("cost_per_hour", "waste_per_hour", "waste_today",
+                                                          "mtd", "projection")})[key] += v
+        return out
+
+    @property
+    def gpu_count(self) -> int:
+        return sum(len(n.gpus) for n in self.nodes)
+
+    @property
+    def idle_count(self) -> int:
+        return sum(n.idle_gpus for n in self.nodes)
+
+    def idle_gpus(self) -> list[FleetGpu]:
+        """Idle GPUs across nodes, biggest waste first."""
+        gpus = [g for n in self.nodes for g in n.gpus if g.idle]
+        return sorted(gpus, key=lambda g: (-g.waste, -(g.cost_per_hour or 0.0), g.node, g.gpu))
+
+    def to_json(self) -> dict[str, Any]:
+        nodes = []
+        for n in self.nodes:
+            d = asdict(n)
+            d["idle_gpus"] = n.idle_gpus
+            nodes.append(d)
+        return {"url": self.url, "fetched_at": _iso(self.fetched_s), "stale": self.stale, "error": self.error,
+                "nodes": nodes, "missing_nodes": self.missing, "gpus": self.gpu_count,
+                "idle_gpus": self.idle_count, "totals": self.totals()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FleetView:
+        nodes = []
+        for d in data.get("nodes", []):
+            d = dict(d)
+            d.pop("idle_gpus", None)
+            gpus = [FleetGpu(**g) for g in d.pop("gpus", [])]
+            nodes.append(FleetNode(gpus=gpus, **d))
+        fetched = datetime.fromisoformat(data["fetched_at"]).timestamp()
+        return cls(url=data["url"], fetched_s=fetched, nodes=nodes, missing=list(data.get("missing_nodes", [])))
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# -- Prometheus HTTP API ---------------------------------------------------------------------------------------
+
+def check_url(url: str) -> str:
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise UsageError(f"--fleet {url!r}: expected a Prometheus URL like http://prometheus:9090")
+    return url.strip().rstrip("/")
+
+
+class Prometheus:
+    """Instant queries against /api/v1/query with one timeout for connect, read and the server's evaluation."""
+
+    def __init__(self, url: str, timeout_s: float = 5.0, client: httpx.Client | None = None) -> None:
+        self.url = check_url(url)
+        self.timeout_s = float(timeout_s)
+        self.client = client or httpx.Client(timeout=self.timeout_s)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        """An instant vector: [{"metric": {...}, "value": [ts, "v"]}, ...]. Raises FleetError."""
+        where = f"{self.url}/api/v1/query"
+        try:
+            # Prometheus durations take integer units: send the evaluation timeout in ms.
+            timeout_ms = max(1, int(self.timeout_s * 1000))
+            resp = self.client.get(where, params={"query": promql, "timeout": f"{timeout_ms}ms"})
+        except httpx.TimeoutException:
+            raise FleetError(f"Prometheus did not answer within {self.timeout_s:g}s", where=self.url,
+                             hint="is it overloaded? raise fleet.timeout in the config") from None
+        except httpx.HTTPError as exc:
+            raise FleetError(f"Prometheus unreachable: {_first_line(exc) or type(exc).__name__}", where=self.url,
+                             hint="check the --fleet URL and that Prometheus is running") from None
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or body.get("status") != "success":
+            detail = ""
+            if isinstance(body, dict):
+                detail = f"{body.get('errorType', '')}: {body.get('error', '')}".strip(": ")
+            detail = detail or f"HTTP {resp.status_code} {resp.reason_phrase}"
+            raise FleetError(f"Prometheus query failed: {_clean(detail)[:200]}", where=self.url,
+                             hint="is this URL a Prometheus server (…/api/v1/query)?")
+        data = body.get("data") or {}
+        if data.get("resultType") != "vector":
+            raise FleetError(f"unexpected Prometheus answer (resultType {data.get('resultType')!r})", where=self.url)
+        return list(data.get("result") or [])
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else ""
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _clean(text: Any) -> str:
+    """Label values are outside text: no control characters or escapes reach a terminal."""
+    return _CONTROL.sub("?", str(text))
+
+
+def _value(sample: dict[str, Any]) -> float | None:
+    try:
+        v = float(sample["value"][1])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    return None if v != v else v        # NaN -> None
+
+
+# -- building the view -------------------------------------------------------------------------------------------
+
+def _cfg_get(cfg: Any, section: str, key: str, default: Any) -> Any:
+    try:
+        value = getattr(getattr(cfg, section), key)
+    except AttributeError:
+        return default
+    return default if value is None else value
+
+
+def fetch_fleet(url: str, cfg: Any = None, *, timeout_s: float | None = None,
+                client: httpx.Client | None = None) -> FleetView:
+    """Query Prometheus and build the fleet view. Raises FleetError (exit 3) when Prometheus fails."""
+    cfg = cfg if cfg is not None else default_config()
+    timeout = float(timeout_s or _cfg_get(cfg, "fleet", "timeout", 5.0))
+    prom = Prometheus(url, timeout, client)
+    util_pct = float(_cfg_get(cfg, "idle", "util_pct", 5.0))
+    after_s = int(_cfg_get(cfg, "idle", "after", 900.0))
+    wall = time.time()    # Prometheus evaluates at its own (real) time; windows are measured in that clock
+    since_midnight = max(60, int(wall - wall // 86400 * 86400))
+    window = max(after_s, 1)
+    queries = {
+        "own": Q_GPUSPEND,
+        "dcgm": Q_DCGM,
+        "missing": Q_MISSING,
+        # minutes idle since UTC midnight, and the highest utilisation over idle.after (episode open if low),
+        # only for series that already existed idle.after ago (else we cannot know the GPU idled that long);
+        # the profiling metric (0..1) separately, for nodes without DCGM_FI_DEV_GPU_UTIL
+        "dcgm_idle_min": f"count_over_time((DCGM_FI_DEV_GPU_UTIL < {util_pct:g})[{since_midnight}s:1m])",
+        "dcgm_max": f"max_over_time(DCGM_FI_DEV_GPU_UTIL[{window}s]) and DCGM_FI_DEV_GPU_UTIL offset {window}s",
+        "gr_idle_min": f"count_over_time((DCGM_FI_PROF_GR_ENGINE_ACTIVE < {util_pct / 100:g})"
+                       f"[{since_midnight}s:1m])",
+        "gr_max": f"max_over_time(DCGM_FI_PROF_GR_ENGINE_ACTIVE[{window}s]) * 100 "
+                  f"and DCGM_FI_PROF_GR_ENGINE_ACTIVE offset {window}s",
+    }
+    try:
+        with ThreadPoolExecutor(max_workers=len(queries)) as pool:
+            futures = {k: pool.submit(prom.query, q) for k, q in queries.items()}
+            results = {k: f.result() for k, f in futures.items()}
+    finally:
+        if client is None:
+            prom.close()
+    nodes = _gpuspend_nodes(results["own"])
+    known_uuids = {g.uuid for n in nodes.values() for g in n.gpus}
+    for node in _dcgm_nodes(results["dcgm"], results["gr_idle_min"] + results["dcgm_idle_min"],
+                            results["gr_max"] + results["dcgm_max"], cfg, util_pct, known_uuids, set(nodes), wall):
+        nodes[node.name] = node
+    missing = sorted({_clean(s["metric"].get("host") or s["metric"].get("instance", "?"))
+                      for s in results["missing"]} - set(nodes))
+    return FleetView(url=prom.url, fetched_s=wall, nodes=[nodes[k] for k in sorted(nodes)], missing=missing)
+
+
+def _gpuspend_nodes(samples: list[dict[str, Any]]) -> dict[str, FleetNode]:
+    nodes: dict[str, FleetNode] = {}
+    gpus: dict[tuple[str, str], dict[str, Any]] = {}
+    months: dict[tuple[str, str, str], tuple[str, float]] = {}    # (host, cur, metric) -> (month, v)
+
+    def node(name: str) -> FleetNode:
+        return nodes.setdefault(name, FleetNode(name=name, source="gpuspend"))
+
+    for s in samples:
+        m = s.get("metric", {})
+        name = m.get("__name__", "")[len("gpuspend_"):]
+        host = _clean(m.get("host") or m.get("instance") or "?")
+        v = _value(s)
+        cur = _clean(m.get("currency", ""))
+        if name.startswith("gpu_"):
+            uuid = _clean(m.get("uuid", ""))
+            g = gpus.setdefault((host, uuid), {"node": host, "gpu": _clean(m.get("gpu", "")), "uuid": uuid,
+                                               "model": _clean(m.get("model", ""))})
+            if name == "gpu_cost_per_hour":
+                g["cost"], g["currency"] = v, cur
+            elif name == "gpu_state" and v == 1.0:
+                g["state"] = _clean(m.get("state", "unknown"))
+            elif name == "gpu_utilization_ratio" and v is not None:
+                g["util"] = v * 100.0
+            elif name == "gpu_idle_for_seconds":
+                g["idle_for"] = v
+            elif name == "gpu_idle_episode_waste":
+                g["waste"] = v or 0.0
+                g.setdefault("currency", cur)
+            elif name == "gpu_idle_episode_open":
+                g["open"] = v == 1.0
+            elif name == "gpu_rate_info":
+                g["rate_source"] = _clean(m.get("source", ""))
+        elif name == "up":
+            node(host).up = v == 1.0
+        elif name in ("cost_per_hour", "idle_waste_today"):
+            target = node(host).cost_per_hour if name == "cost_per_hour" else node(host).waste_today
+            target[cur] = v or 0.0
+        elif name in ("month_to_date", "month_projection"):
+            key = (host, cur, name)
+            month = m.get("month", "")
+            if v is not None and (key not in months or month > months[key][0]):
+                months[key] = (month, v)
+    for (host, cur, name), (_, v) in months.items():
+        target = node(host).mtd if name == "month_to_date" else node(host).projection
+        target[cur] = v
+    for (host, _), g in sorted(gpus.items(), key=lambda kv: (kv[0][0], _gpu_sort(kv[1]["gpu"]), kv[0][1])):
+        state = g.get("state", "unknown")
+        fg = FleetGpu(node=host, gpu=g["gpu"], uuid=g["uuid"], model=g["model"], source="gpuspend", state=state,
+                      util_pct=g.get("util"), cost_per_hour=g.get("cost"), currency=g.get("currency", ""),
+                      rate_source=g.get("rate_source", "none" if g.get("cost") is None else ""),
+                      idle=state in IDLE_STATES, idle_for_s=g.get("idle_for"), episode_open=g.get("open", False),
+                      waste=g.get("waste", 0.0))
+        n = node(host)
+        n.gpus.append(fg)
+        if fg.cost_per_hour is None:
+            n.unpriced += 1
+        elif fg.idle:
+            n.waste_per_hour[fg.currency] = n.waste_per_hour.get(fg.currency, 0.0) + fg.cost_per_hour
+    return nodes
+
+
+def _gpu_sort(index: str) -> tuple[int, str]:
+    return (int(index), "") if index.isdigit() else (1 << 30, index)
+
+
+def _dcgm_key(m: dict[str, Any]) -> tuple[str, str, str]:
+    node = _clean(m.get("Hostname") or m.get("hostname") or m.get("instance") or "?")
+    return node, _clean(m.get("gpu", "")), _clean(m.get("UUID") or m.get("uuid") or "")
+
+
+def _dcgm_nodes(util_samples: list[dict[str, Any]], idle_min: list[dict[str, Any]], max_util: list[dict[str, Any]],
+                cfg: Any, util_pct: float, known_uuids: set[str], known_nodes: set[str],
+                wall: float) -> list[FleetNode]:
+    per_gpu: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for s in util_samples:
+        m = s.get("metric", {})
+        key = _dcgm_key(m)
+        if key[2] in known_uuids or key[0] in known_nodes:
+            continue            # the node runs gpuspend too: its own figures win
+        v = _value(s)
+        g = per_gpu.setdefault(key, {"model": _clean(m.get("modelName", ""))})
+        if v is None:
+            continue
+        if m.get("__name__") == "DCGM_FI_DEV_GPU_UTIL":
+            g["util"] = v
+        else:
+            g.setdefault("util_gr", v * 100.0)
+    # later entries win: DCGM_FI_DEV_GPU_UTIL figures come after the profiling metric's
+    idle_minutes = {_dcgm_key(s.get("metric", {})): _value(s) or 0.0 for s in idle_min}
+    max_over = {_dcgm_key(s.get("metric", {})): _value(s) for s in max_util}
+    now = datetime.fromtimestamp(wall, tz=UTC)
+    days = calendar.monthrange(now.year, now.month)[1]
+    month_h = days * 24.0
+    elapsed_h = (wall - datetime(now.year, now.month, 1, tzinfo=UTC).timestamp()) / 3600.0
+    nodes: dict[str, FleetNode] = {}
+    for key in sorted(per_gpu, key=lambda k: (k[0], _gpu_sort(k[1]), k[2])):
+        g = per_gpu[key]
+        node_name, index, uuid = key
+        util = g.get("util", g.get("util_gr"))
+        rate, currency, source = dcgm_rate(cfg, node_name, uuid, g["model"])
+        idle = util is not None and util < util_pct
+        mx = max_over.get(key)
+        episode = idle and mx is not None and mx < util_pct
+        waste = (idle_minutes.get(key, 0.0) / 60.0 * rate) if rate is not None else 0.0
+        fg = FleetGpu(node=node_name, gpu=index, uuid=uuid, model=g["model"], source="dcgm",
+                      state="idle" if idle else ("busy" if util is not None else "unknown"), util_pct=util,
+                      cost_per_hour=rate, currency=currency, rate_source=source, idle=idle,
+                      idle_for_s=None, episode_open=episode, waste=waste)
+        n = nodes.setdefault(node_name, FleetNode(name=node_name, source="dcgm", estimated=True))
+        n.gpus.append(fg)
+        if rate is None:
+            n.unpriced += 1
+            continue
+        n.cost_per_hour[currency] = n.cost_per_hour.get(currency, 0.0) + rate
+        n.waste_today[currency] = n.waste_today.get(currency, 0.0) + waste
+        if idle:
+            n.waste_per_hour[currency] = n.waste_per_hour.get(currency, 0.0) + rate
+        # No history for these nodes: assume the GPU is billed all month at today's rate.
+        n.mtd[currency] = n.mtd.get(currency, 0.0) + rate * elapsed_h
+        n.projection[currency] = n.projection.get(currency, 0.0) + rate * month_h
+    return list(nodes.values())
+
+
+def _normal_model(name: str) -> str:
+    try:
+        from collectors.sampler import normalise_model
+
+        return normalise_model(name) or name
+    except ImportError:
+        return name
+
+
+def default_config() -> Any:
+    """Built-in defaults (no file): for callers that have no config, such as the bench."""
+    from gpuspend.config import DEFAULTS, Config, _deep_copy, _sectionize
+
+    return Config(_sectionize(_deep_copy(DEFAULTS)))
+
+
+def dcgm_rate(cfg: Any, node: str, uuid: str, model_name: str) -> tuple[float | None, str, str]:
+    """(per GPU-hour, currency, source) for a GPU known only from dcgm-exporter, through the same resolver as
+    local GPUs: configured rates (per uuid, per host, per model), on-prem, then the catalog for `provider:`.
+    Index keys of rates.per_gpu mean this machine's GPUs, so they are not applied to remote ones."""
+    from gpuspend.pricing import resolve_rate
+
+    gpu = {"uuid": uuid, "idx": None, "host": node, "model": _normal_model(model_name), "source": "dcgm",
+           "power": None, "id": None}
+    rate = resolve_rate(cfg, None, gpu)
+    return rate.per_gpu_hour, rate.currency, rate.source
+
+
+# -- stale cache -------------------------------------------------------------------------------------------------
+
+def cache_path(url: str) -> Path:
+    import platformdirs
+
+    digest = hashlib.sha256(url.encode()).hexdigest()[:16]
+    return Path(platformdirs.user_cache_dir("gpuspend")) / f"fleet-{digest}.json"
+
+
+def save_cache(view: FleetView) -> None:
+    path = cache_path(view.url)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(view.to_json()), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass        # a cache we cannot write only costs us the stale fallback
+
+
+def load_cache(url: str) -> FleetView | None:
+    try:
+        return FleetView.from_json(json.loads(cache_path(url).read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def fleet_view(url: str, cfg: Any = None, *, timeout_s: float | None = None,
+               client: httpx.Client | None = None) -> FleetView:
+    """Fresh view (cached for later), or on FleetError the last good one marked stale with the reason.
+    Raises FleetError only when there is nothing cached to fall back to."""
+    url = check_url(url)
+    try:
+        view = fetch_fleet(url, cfg, timeout_s=timeout_s, client=client)
+    except FleetError as exc:
+        cached = load_cache(url)
+        if cached is None:
+            raise
+        cached.stale, cached.error = True, exc.message
+        return cached
+    save_cache(view)
+    return view
+
+
+# -- rendering ---------------------------------------------------------------------------------------------------
+
+def money(amount: float | None, currency: str) -> str:
+    if amount is None:
+        return "no rate"
+    return f"${amount:,.2f}" if currency == "USD" else f"{amount:,.2f} {currency}"
+
+
+def _money_map(values: dict[str, float]) -> str:
+    return " + ".join(money(v, c) for c, v in sorted(values.items())) or "-"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+NODE_HEADER = ("Node", "Source", "GPUs", "Idle", "Cost/h", "Idle burn/h", "Waste today", "MTD", "Projection")
+
+
+def node_rows(view: FleetView) -> list[tuple[str, ...]]:
+    rows = []
+    for n in view.nodes:
+        mark = "" if n.up else " (down)"
+        est = " (est.)" if n.estimated else ""
+        rows.append((n.name + mark, n.source, str(len(n.gpus)), str(n.idle_gpus), _money_map(n.cost_per_hour),
+                     _money_map(n.waste_per_hour), _money_map(n.waste_today), _money_map(n.mtd) + est,
+                     _money_map(n.projection) + est))
+    return rows
+
+
+def idle_rows(view: FleetView) -> list[tuple[str, ...]]:
+    return [(g.node, g.gpu, g.model or "?", g.state, _duration(g.idle_for_s),
+             money(g.cost_per_hour, g.currency or "USD"), money(g.waste, g.currency or "USD"))
+            for g in view.idle_gpus()]
+
+
+IDLE_HEADER = ("Node", "GPU", "Model", "State", "Idle for", "Cost/h", "Waste")
+
+
+def banner(view: FleetView) -> str | None:
+    if not view.stale:
+        return None
+    return f"STALE: Prometheus failed ({view.error}); showing the last good view from {_iso(view.fetched_s)}"
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], markdown: bool, left: int) -> list[str]:
+    """Plain or markdown table; the first `left` columns are text (left-aligned), the rest numbers."""
+    if markdown:
+        esc = [tuple(c.replace("|", "\\|") for c in r) for r in [header, *rows]]
+        return ["| " + " | ".join(esc[0]) + " |", "|" + "|".join("---" for _ in header) + "|",
+                *("| " + " | ".join(r) + " |" for r in esc[1:])]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    fmt = "  ".join(f"{{:{'<' if i < left else '>'}{w}}}" for i, w in enumerate(widths))
+    return [fmt.format(*header).rstrip(), *(fmt.format(*r).rstrip() for r in rows)]
+
+
+def render(view: FleetView, fmt: str = "text") -> str:
+    if fmt == "json":
+        return json.dumps(view.to_json(), indent=2, sort_keys=True)
+    md = fmt == "markdown"
+    out: list[str] = []
+    title = (f"Fleet: {plural(len(view.nodes), 'node')}, {plural(view.gpu_count, 'GPU')} "
+             f"({view.idle_count} idle) from {view.url}")
+    out.append(("# " if md else "") + title)
+    out.append(f"As of {_iso(view.fetched_s)}")
+    if (b := banner(view)) is not None:
+        out.append(f"**{b}**" if md else b)
+    out.append("")
+    out.extend(_table(NODE_HEADER, node_rows(view), md, 2))
+    for cur, t in sorted(view.totals().items()):
+        out.append("")
+        out.append(("## " if md else "") + f"Fleet total ({cur})")
+        out.append(f"Cost per hour: {money(t['cost_per_hour'], cur)}   Idle burn: {money(t['waste_per_hour'], cur)}/h"
+                   f"   Waste today: {money(t['waste_today'], cur)}")
+        out.append(f"Month to date: {money(t['mtd'], cur)}   Projected month: {money(t['projection'], cur)}")
+    if any(n.estimated for n in view.nodes):
+        out.append("(est.) dcgm-exporter nodes: month figures assume today's rate for the whole month")
+    idle = idle_rows(view)
+    out.append("")
+    out.append(("## " if md else "") + f"Idle GPUs ({len(idle)})")
+    if idle:
+        out.extend(_table(IDLE_HEADER, idle, md, 4))
+    else:
+        out.append("none")
+    if view.missing:
+        out.append("")
+        out.append("Not reporting now (seen in the last hour): " + ", ".join(view.missing))
+    return "\n".join(out)
+
+
+def run_fleet_report(opts: Any) -> int:
+    """`gpuspend --report --fleet URL`: 0 ok, 1 with --fail-on idle and an open idle episode, 2 usage,
+    3 Prometheus unreachable or erroring (the last good view is still printed, marked stale)."""
+    url = check_url(opts.extra.get("fleet_url") or "")
+    fmt = opts.extra.get("fmt") or "text"
+    cfg = opts.load_config()
+    view = fleet_view(url, cfg)          # raises FleetError (exit 3) when nothing is cached
+    sys.stdout.write(render(view, fmt) + "\n")
+    if view.stale:
+        raise FleetError(view.error or "Prometheus failed", where=view.url,
+                         hint=f"printed the last good view from {_iso(view.fetched_s)}, marked stale")
+    kinds = {k.strip() for k in (opts.extra.get("fail_on") or "").split(",") if k.strip()}
+    if "idle" in kinds and any(g.episode_open for g in view.idle_gpus()):
+        return EXIT_ALERTS
+    return EXIT_OK
+

@@ -1,0 +1,250 @@
+"""What one GPU costs per hour, and where that number comes from (DESIGN.md "Cost semantics").
+
+Sources, first that applies: config `rates:` -> billing-derived (this machine's resource in the imported
+exports) -> on-prem (capex amortised + measured power x PUE x electricity) -> the shipped catalog for
+`provider:` and model (dated; stale entries flagged) -> none ("no rate", never $0). GPUs rented from GPU
+clouds (RunPod, Lambda, Vast) take the price their API reports (source "provider").
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from gpuspend import clock
+from gpuspend.snapshot import Rate
+
+# EC2 (and some other clouds) put the instance id here; readable without root.
+DMI_ASSET_TAG = Path("/sys/devices/virtual/dmi/id/board_asset_tag")
+CLOUD_SOURCES = ("runpod", "lambda", "vast")
+# The simulated demo box prices itself like an AWS p5 when no provider is configured, so the demo has money.
+DEMO_PROVIDER = "aws"
+BILLING_WINDOW_S = 7 * 86400     # billing-derived rate: effective cost over the last week of charges
+
+
+@dataclass(frozen=True)
+class PriceEntry:
+    provider: str
+    gpu: str
+    sku: str
+    gpus_per_instance: int
+    usd_per_hour: float
+    region: str | None
+    as_of: str
+    source: str
+
+    @property
+    def usd_per_gpu_hour(self) -> float:
+        return self.usd_per_hour / self.gpus_per_instance
+
+
+@dataclass(frozen=True)
+class Catalog:
+    as_of: str
+    stale_after_days: float
+    entries: tuple[PriceEntry, ...]
+
+    def lookup(self, provider: str | None, model: str | None) -> PriceEntry | None:
+        if not provider or not model:
+            return None
+        p, m = provider.lower(), model.upper()
+        for e in self.entries:
+            if e.provider == p and e.gpu.upper() == m:
+                return e
+        return None
+
+    def for_model(self, model: str | None) -> list[PriceEntry]:
+        m = (model or "").upper()
+        return [e for e in self.entries if e.gpu.upper() == m]
+
+    def providers(self) -> list[str]:
+        return sorted({e.provider for e in self.entries})
+
+
+@lru_cache(maxsize=1)
+def load_catalog() -> Catalog:
+    """The shipped catalog (gpuspend/data/prices.yaml), parsed once per process."""
+    import yaml
+
+    text = resources.files("gpuspend").joinpath("data/prices.yaml").read_text(encoding="utf-8")
+    raw = yaml.safe_load(text)
+    entries = tuple(
+        PriceEntry(provider=str(r["provider"]).lower(), gpu=str(r["gpu"]), sku=str(r["sku"]),
+                   gpus_per_instance=int(r.get("gpus_per_instance") or 1), usd_per_hour=float(r["usd_per_hour"]),
+                   region=r.get("region"), as_of=str(r["as_of"]), source=str(r["source"]))
+        for r in raw["prices"])
+    return Catalog(as_of=str(raw["catalog_as_of"]), stale_after_days=float(raw.get("stale_after_days", 90)),
+                   entries=entries)
+
+
+def age_days(as_of: str, now_ms: int | None = None) -> float:
+    now = clock.now_ms() if now_ms is None else now_ms
+    d = datetime.strptime(as_of, "%Y-%m-%d").replace(tzinfo=UTC)
+    return (now / 1000 - d.timestamp()) / 86400
+
+
+def is_stale(as_of: str | None, cfg: Any, now_ms: int | None = None) -> bool:
+    if not as_of:
+        return False
+    return age_days(as_of, now_ms) * 86400 > float(cfg.alerts.stale_catalog)
+
+
+def _get(gpu: Any, key: str) -> Any:
+    try:
+        return gpu[key]
+    except (KeyError, IndexError, TypeError):
+        return getattr(gpu, key, None)
+
+
+def _money(v: float, currency: str) -> str:
+    return f"${v:,.4g}" if currency == "USD" else f"{v:,.4g} {currency}"
+
+
+# -- the sources, in order -----------------------------------------------------------------------------
+def _from_config(cfg: Any, gpu: Any) -> Rate | None:
+    rates = cfg.rates
+    cur = cfg.currency or "USD"
+    uuid, idx, host, model = _get(gpu, "uuid"), _get(gpu, "idx"), _get(gpu, "host"), _get(gpu, "model")
+    per_gpu = rates.per_gpu or {}
+    for key in (uuid, str(idx) if idx is not None else None):
+        if key is not None and key in per_gpu:
+            return Rate(float(per_gpu[key]), cur, "config", f"config: per_gpu {key} {_money(per_gpu[key], cur)}/h")
+    per_host = rates.per_host or {}
+    if host and host in per_host:
+        return Rate(float(per_host[host]), cur, "config", f"config: per_host {host} {_money(per_host[host], cur)}/h")
+    per_model = rates.per_model or {}
+    for key, value in per_model.items():
+        if model and key.upper() == str(model).upper():
+            return Rate(float(value), cur, "config", f"config: per_model {key} {_money(value, cur)}/h")
+    inst = rates.instance or {}
+    if inst.get("usd_per_hour") is not None:
+        n = inst.get("gpus") or 1
+        v = float(inst["usd_per_hour"]) / n
+        return Rate(v, cur, "config", f"config: instance {_money(inst['usd_per_hour'], cur)}/h / {n} GPUs")
+    return None
+
+
+def detect_resource_id(asset_tag_path: Path | None = None) -> str | None:
+    """The cloud instance id of this machine, if the platform exposes it (EC2: i-0123456789abcdef0)."""
+    path = DMI_ASSET_TAG if asset_tag_path is None else asset_tag_path
+    try:
+        text = path.read_text(encoding="ascii", errors="replace").strip()
+    except OSError:
+        return None
+    return text if text.startswith("i-") and len(text) <= 32 else None
+
+
+def _host_gpu_count(conn: sqlite3.Connection, host: str | None) -> int:
+    row = conn.execute("SELECT COUNT(*) FROM gpus WHERE host = ? AND parent_id IS NULL", (host,)).fetchone()
+    return int(row[0]) if row and row[0] else 1
+
+
+def _from_billing(cfg: Any, conn: sqlite3.Connection | None, gpu: Any, asset_tag_path: Path | None) -> Rate | None:
+    if conn is None:
+        return None
+    rid = cfg.billing.resource_id or detect_resource_id(asset_tag_path)
+    if not rid:
+        return None
+    # Resource ids are instance ids in EC2 CUR but ARNs/paths elsewhere: match the id or a suffix of it.
+    row = conn.execute(
+        "SELECT MAX(charge_period_end) FROM charges WHERE resource_id = ? OR resource_id LIKE ?",
+        (rid, "%/" + rid)).fetchone()
+    if not row or row[0] is None:
+        return None
+    end = row[0]
+    rows = conn.execute(
+        "SELECT currency, SUM(COALESCE(effective_cost, billed_cost)), MIN(charge_period_start), "
+        "MAX(charge_period_end), MAX(gpu_count) FROM charges "
+        "WHERE (resource_id = ? OR resource_id LIKE ?) AND charge_period_end > ? "
+        "GROUP BY currency ORDER BY COUNT(*) DESC",
+        (rid, "%/" + rid, end - BILLING_WINDOW_S)).fetchall()
+    if not rows:
+        return None
+    cur, total, start, stop, gpus = rows[0]
+    hours = max((stop - start) / 3600.0, 1 / 60)
+    n = int(gpus) if gpus else _host_gpu_count(conn, _get(gpu, "host"))
+    per_gpu = (total or 0.0) / hours / max(n, 1)
+    return Rate(per_gpu, cur or "USD", "billing",
+                f"billing: {rid} {_money(total / hours, cur or 'USD')}/h / {n} GPUs")
+
+
+def _measured_power(conn: sqlite3.Connection | None, gpu: Any) -> float | None:
+    p = _get(gpu, "power")
+    if p is not None:
+        return float(p)
+    if conn is None or _get(gpu, "id") is None:
+        return None
+    row = conn.execute("SELECT AVG(power_avg) FROM (SELECT power_avg FROM gpu_minutes WHERE gpu_id = ? "
+                       "ORDER BY minute DESC LIMIT 60)", (_get(gpu, "id"),)).fetchone()
+    return float(row[0]) if row and row[0] is not None else None
+
+
+def _from_onprem(cfg: Any, conn: sqlite3.Connection | None, gpu: Any) -> Rate | None:
+    op = cfg.onprem
+    if op.purchase_price is None and op.electricity_per_kwh is None:
+        return None
+    cur = cfg.currency or "USD"
+    capex = 0.0
+    parts = []
+    if op.purchase_price is not None:
+        years = float(op.amortise_years or 4.0)
+        capex = float(op.purchase_price) / (years * 365 * 24)
+        parts.append(f"{_money(op.purchase_price, cur)} over {years:g} y")
+    energy = 0.0
+    if op.electricity_per_kwh is not None:
+        watts = _measured_power(conn, gpu)
+        if watts is not None:
+            energy = watts / 1000.0 * float(op.pue or 1.0) * float(op.electricity_per_kwh)
+            parts.append(f"{watts:.0f} W x PUE {float(op.pue or 1.0):g}")
+    if not parts:
+        return None
+    return Rate(capex + energy, cur, "onprem", f"on-prem: {' + '.join(parts)}")
+
+
+def _from_provider(conn: sqlite3.Connection | None, gpu: Any) -> Rate | None:
+    source = _get(gpu, "source")
+    if conn is None or source not in CLOUD_SOURCES:
+        return None
+    host, uuid = str(_get(gpu, "host") or ""), str(_get(gpu, "uuid") or "")
+    row = conn.execute(
+        "SELECT instance_id, price_per_hour, gpu_count, currency FROM cloud_instances WHERE provider = ? "
+        "AND (instance_id = ? OR ? LIKE '%' || instance_id || '%') ORDER BY last_seen DESC LIMIT 1",
+        (source, host, uuid)).fetchone()
+    if not row or row[1] is None:
+        return None
+    n = row[2] or 1
+    return Rate(float(row[1]) / n, row[3] or "USD", "provider",
+                f"{source}: {row[0]} {_money(row[1], row[3] or 'USD')}/h / {n:g} GPUs")
+
+
+def _from_catalog(cfg: Any, gpu: Any, now_ms: int | None) -> Rate | None:
+    provider = cfg.provider or (DEMO_PROVIDER if _get(gpu, "source") == "demo" else None)
+    entry = load_catalog().lookup(provider, _get(gpu, "model"))
+    if entry is None:
+        return None
+    stale = " STALE" if is_stale(entry.as_of, cfg, now_ms) else ""
+    return Rate(entry.usd_per_gpu_hour, "USD", "catalog",
+                f"catalog: {entry.provider} {entry.gpu} {_money(entry.usd_per_gpu_hour, 'USD')}/h "
+                f"(as of {entry.as_of}{stale})", as_of=entry.as_of)
+
+
+def resolve_rate(cfg: Any, conn: sqlite3.Connection | None, gpu: Any, *, asset_tag_path: Path | None = None,
+                 now_ms: int | None = None) -> Rate:
+    """The rate of one GPU (a `gpus` row as dict/sqlite3.Row), in DESIGN.md order, with its source label."""
+    for rate in (
+        _from_config(cfg, gpu),
+        _from_provider(conn, gpu),
+        _from_billing(cfg, conn, gpu, asset_tag_path),
+        _from_onprem(cfg, conn, gpu),
+        _from_catalog(cfg, gpu, now_ms),
+    ):
+        if rate is not None:
+            return rate
+    model = _get(gpu, "model") or "unknown model"
+    hint = "set `provider:` or `rates:` in the config" if not cfg.provider else f"no catalog price for {model}"
+    return Rate(None, cfg.currency or "USD", "none", f"no rate ({hint})")

@@ -1,0 +1,474 @@
+"""`gpuspend --report`: the headless report for cron (text, markdown or JSON), with meaningful exit codes.
+
+One data dict (the JSON document, schema in gpuspend/data/report.schema.json) is built from a costing
+Snapshot, and the text and markdown renderers only format it, so the three formats never disagree.
+Errors go to stderr through GpuspendError (exit 2/3); exit 1 when alerts selected by --fail-on are active.
+Never imports textual: cron boxes may not have a terminal, and start-up must stay fast.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from gpuspend import clock, costing, forecast, pricing
+from gpuspend.config import parse_duration
+from gpuspend.errors import EXIT_ALERTS, EXIT_OK, GpuspendError, UsageError
+from gpuspend.snapshot import Snapshot
+
+SCHEMA_VERSION = 1
+FAIL_KINDS = ("idle", "budget", "stale", "spike", "collector")
+WIDTH = 80
+TOP = 5
+_CTRL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
+
+
+# -- options -------------------------------------------------------------------------------------------
+def parse_fail_on(text: str | None) -> set[str]:
+    kinds = {k.strip().lower() for k in (text or "").split(",") if k.strip()}
+    if "all" in kinds:
+        return set(FAIL_KINDS)
+    bad = sorted(kinds - set(FAIL_KINDS))
+    if bad:
+        raise UsageError(f"--fail-on: unknown alert kind '{bad[0]}'", hint=f"choose from {','.join(FAIL_KINDS)},all")
+    return kinds
+
+
+def parse_since(text: str | None, now_ms: int) -> int:
+    """--since: an ISO date/time (UTC unless it says otherwise) or a duration back from now (24h, 7d)."""
+    if not text:
+        return now_ms - costing.DAY_MS
+    try:
+        return now_ms - int(parse_duration(text) * 1000)
+    except ValueError:
+        pass
+    try:
+        d = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--since {text!r} is not a date, time or duration",
+                         hint="use e.g. 2026-11-01, 2026-11-14T08:00 or 24h") from None
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=UTC)
+    ms = int(d.timestamp() * 1000)
+    if ms > now_ms:
+        raise UsageError(f"--since {text!r} is in the future")
+    return ms
+
+
+# -- helpers -------------------------------------------------------------------------------------------
+def clean(text: Any, limit: int | None = None) -> str:
+    """Outside text (process names, services, tags) as inert data: no control characters or escapes."""
+    s = _CTRL.sub("?", str(text if text is not None else ""))
+    if limit is not None and len(s) > limit:
+        s = s[: max(0, limit - 1)] + "~"
+    return s
+
+
+def iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def money(v: float | None, cur: str) -> str:
+    if v is None:
+        return "n/a"
+    return f"${v:,.2f}" if cur == "USD" else f"{v:,.2f} {cur}"
+
+
+def dur(seconds: float | None) -> str:
+    if seconds is None:
+        return "n/a"
+    s = int(seconds)
+    if s < 90:
+        return f"{s}s"
+    if s < 5400:
+        return f"{s // 60}m"
+    if s < 2 * 86400:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    return f"{s // 86400}d{(s % 86400) // 3600}h"
+
+
+def _r(v: float | None, nd: int = 4) -> float | None:
+    return None if v is None else round(float(v), nd)
+
+
+# -- sampling ------------------------------------------------------------------------------------------
+def take_sample(db_path: Path, cfg: Any, demo: bool) -> tuple[bool, str]:
+    """One fresh sample through the real collector when we can; never fails the report."""
+    try:
+        from gpuspend.daemon import Collector
+
+        with Collector(db_path, cfg, demo=demo, owner="report") as col:
+            col.tick()
+        return True, "fresh sample taken"
+    except GpuspendError as exc:
+        return False, f"no fresh sample: {exc.message}"
+    except ImportError as exc:
+        return False, f"no fresh sample: {exc}"
+
+
+# -- the document --------------------------------------------------------------------------------------
+def build_document(conn: Any, cfg: Any, snap: Snapshot, since_ms: int, month: str, sample: tuple[bool, str],
+                   fail_on: set[str]) -> dict[str, Any]:
+    now = snap.now_ms
+    cur = snap.currency
+    gpus = costing.load_gpus(conn)
+    rates = costing.resolve_rates(conn, cfg, gpus, now)
+    episodes, _tl = costing.idle_episodes(conn, cfg, since_ms, now + 1, now, rates, gpus)
+    spends = costing.attribution(conn, cfg, rates, since_ms, now + 1, now)
+    billing = costing.billing_summary(conn, cfg, month, now)
+    index_of = {g["uuid"]: g["idx"] for g in gpus}
+
+    waste_total = {k: round(v, 4) for k, v in costing.waste_since(episodes, since_ms).items()}
+    months = []
+    for mv in snap.months:
+        months.append({
+            "month": mv.month, "currency": mv.currency, "mtd": _r(mv.mtd), "billed": _r(mv.billed),
+            "metered": _r(mv.metered), "coverage_end": iso(mv.coverage_end_ms), "projection": _r(mv.projection),
+            "low": _r(mv.low), "high": _r(mv.high), "interval_note": mv.interval_note, "budget": _r(mv.budget),
+            "budget_pct_actual": _r(mv.budget_pct_actual, 2), "budget_pct_forecast": _r(mv.budget_pct_forecast, 2),
+            "thresholds_crossed": [{"pct": p, "basis": b} for p, b in forecast.crossed_thresholds(cfg, mv)],
+        })
+    last_age = None if snap.last_sample_ms is None else max(0.0, (now - snap.last_sample_ms) / 1000)
+    cat = pricing.load_catalog()
+    cat_as_of = snap.catalog_as_of or cat.as_of
+    cat_age = pricing.age_days(cat_as_of, now)
+    cat_stale = pricing.is_stale(cat_as_of, cfg, now) if snap.catalog_as_of else False
+    cov = snap.billing_coverage_end_ms
+    billing_stale = cov is not None and (now - cov) / 1000 > float(cfg.alerts.stale_billing)
+    collector_stale = bool(snap.gpus) and (last_age is None or last_age > float(cfg.alerts.collector_stopped))
+
+    active: set[str] = {a.kind for a in snap.alerts if a.state == "open"}
+    if any(g.episode_open for g in snap.gpus):
+        active.add("idle")
+    if any(m["thresholds_crossed"] for m in months):
+        active.add("budget")
+    if cat_stale or billing_stale:
+        active.add("stale")
+    if collector_stale:
+        active.add("collector")
+
+    doc: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "generated_at": iso(now),
+        "host": clean(snap.host),
+        "currency": cur,
+        "window": {"since": iso(since_ms), "until": iso(now)},
+        "now": {
+            "cost_per_hour": _r(snap.cost_per_hour),
+            "by_state": {s: _r(v) for s, v in snap.cost_per_hour_by_state},
+            "gpus": [{
+                "index": g.index, "uuid": clean(g.uuid), "name": clean(g.name), "model": g.model,
+                "state": g.state, "util": g.util, "power": g.power, "mem_used": g.mem_used,
+                "rate": {"per_gpu_hour": _r(g.rate.per_gpu_hour), "currency": g.rate.currency,
+                         "source": g.rate.source, "label": clean(g.rate.label), "as_of": g.rate.as_of},
+                "cost_per_hour": _r(g.cost_per_hour), "idle_for_s": round(g.idle_for_s, 1),
+                "episode_open": g.episode_open, "episode_waste": _r(g.episode_waste),
+            } for g in snap.gpus],
+        },
+        "today": {"cost": _r(snap.today_cost), "idle_waste": _r(snap.idle_waste_today), "currency": cur},
+        "month": months,
+        "idle": {
+            "episodes": [{
+                "gpu_uuid": e.uuid, "gpu_index": index_of.get(e.uuid), "start": iso(e.start_ms),
+                "end": iso(e.end_ms), "open": e.open, "idle_s": round(e.idle_s, 1), "held_s": round(e.held_s, 1),
+                "waste": _r(e.waste), "currency": e.currency,
+            } for e in episodes],
+            "waste_total": waste_total,
+            "holders": [{"user": clean(s.user), "pid": s.pid, "command": clean(s.command, 200),
+                         "idle_cost": _r(s.idle_cost), "currency": s.currency}
+                        for s in sorted(spends, key=lambda s: -s.idle_cost) if s.idle_cost > 0.005][:TOP * 2],
+            "underutilised": [{"uuid": u, "gpu_index": index_of.get(u)} for u in snap.underutilised],
+        },
+        "top": {
+            "users": [{"name": clean(u), "cost": _r(c), "idle_cost": _r(i), "currency": k}
+                      for u, k, c, i in costing.by_user(spends)[:TOP * 2]],
+            "processes": [{"pid": s.pid, "user": clean(s.user), "command": clean(s.command, 200),
+                           "cost": _r(s.cost), "idle_cost": _r(s.idle_cost), "currency": s.currency}
+                          for s in spends[:TOP * 2]],
+            "billing_currency": billing.currency,
+            "services": [{"name": clean(s.name), "amount": _r(s.amount), "is_gpu": s.is_gpu}
+                         for s in billing.services],
+            "gpu_skus": [{"name": clean(s.name), "amount": _r(s.amount)} for s in billing.gpu_skus],
+            "alternatives": [{"provider": a.provider, "gpu_model": a.gpu_model, "per_gpu_hour": a.per_gpu_hour,
+                              "as_of": a.as_of, "cost_same_hours": _r(a.cost_same_hours), "saving": _r(a.saving)}
+                             for a in billing.alternatives],
+        },
+        "freshness": {
+            "last_sample": iso(snap.last_sample_ms), "last_sample_age_s": _r(last_age, 1),
+            "sampled": sample[0], "sample_note": sample[1], "collector": clean(snap.collector),
+            "billing_coverage_end": iso(cov), "billing_stale": billing_stale,
+            "imports": [{"format": f, "source": clean(s), "coverage_end": iso(c), "rows": n}
+                        for f, s, c, n in billing.coverage],
+            "catalog_as_of": cat_as_of, "catalog_age_days": round(cat_age, 1), "catalog_stale": cat_stale,
+        },
+        "alerts": [{"kind": a.kind, "subject": clean(a.subject), "state": a.state, "started": iso(a.started_ms),
+                    "dollars": _r(a.dollars), "message": clean(a.message)} for a in snap.alerts],
+        "active": sorted(active),
+        "failing": sorted(active & fail_on),
+        "notes": [clean(n) for n in snap.notes if not n.startswith("underutilised")],
+    }
+    return doc
+
+
+# -- renderers -----------------------------------------------------------------------------------------
+def _cmd(text: str, width: int) -> str:
+    return clean(text, width)
+
+
+def render_text(doc: dict[str, Any]) -> str:
+    cur = doc["currency"]
+    out: list[str] = []
+
+    def head(title: str) -> None:
+        out.append("")
+        out.append(title)
+        out.append("-" * len(title))
+
+    out.append(clean(f"gpuspend report: {doc['host']} at {doc['generated_at']}", WIDTH))
+    out.append(f"window: {doc['window']['since']} .. {doc['window']['until']}")
+    now = doc["now"]
+    head("Now")
+    out.append(f"cost per hour: {money(now['cost_per_hour'], cur)}/h  "
+               + "  ".join(f"{s} {money(v, cur)}" for s, v in now["by_state"].items() if v))
+    for g in now["gpus"]:
+        cph = money(g["cost_per_hour"], g["rate"]["currency"]) + "/h" if g["cost_per_hour"] is not None \
+            else "no rate"
+        util = "-" if g["util"] is None else f"{g['util']:.0f}%"
+        idle = f" idle {dur(g['idle_for_s'])}" if g["idle_for_s"] else ""
+        ep = f" wasted {money(g['episode_waste'], cur)}" if g["episode_open"] else ""
+        out.append(clean(f"  GPU {g['index'] if g['index'] is not None else '?'} {g['model'] or g['name']:<10} "
+                         f"{g['state']:<9} {util:>4} {cph:>10}{idle}{ep}", WIDTH))
+    srcs = sorted({g["rate"]["label"] for g in now["gpus"]})
+    for s in srcs[:3]:
+        out.append(clean(f"  rate {s}", WIDTH))
+    head("Today (UTC)")
+    out.append(f"cost so far: {money(doc['today']['cost'], cur)}   idle waste: "
+               f"{money(doc['today']['idle_waste'], cur)}")
+    head("This month")
+    if not doc["month"]:
+        out.append("no cost data for this month")
+    for m in doc["month"]:
+        c = m["currency"]
+        out.append(f"{m['month']} {c}: to date {money(m['mtd'], c)} (billed {money(m['billed'], c)}"
+                   f" + metered {money(m['metered'], c)})")
+        if m["coverage_end"]:
+            out.append(f"  billing exports cover up to {m['coverage_end']}")
+        if m["projection"] is not None:
+            rng = f", 80% {money(m['low'], c)} .. {money(m['high'], c)}" if m["low"] is not None else ""
+            out.append(f"  projected month: {money(m['projection'], c)}{rng}")
+        out.append(f"  {m['interval_note']}")
+        if m["budget"] is not None:
+            pf = f", forecast {m['budget_pct_forecast']:.0f}%" if m["budget_pct_forecast"] is not None else ""
+            out.append(f"  budget {money(m['budget'], c)}: actual {m['budget_pct_actual']:.0f}%{pf}")
+            for t in m["thresholds_crossed"]:
+                out.append(f"  ! budget threshold {t['pct']:g}% crossed ({t['basis']})")
+    idle = doc["idle"]
+    head("Idle waste")
+    totals = ", ".join(money(v, k) for k, v in sorted(idle["waste_total"].items())) or money(0.0, cur)
+    out.append(f"{len(idle['episodes'])} episodes in the window, waste in the window {totals}")
+    out.append("(episode waste below counts each episode whole, from its first idle second)")
+    shown = sorted(idle["episodes"], key=lambda e: (not e["open"], -(e["waste"] or 0), e["start"]))[:8]
+    for e in sorted(shown, key=lambda e: (e["start"], e["gpu_index"] or 0)):
+        end = "open" if e["open"] else e["end"][11:16]
+        out.append(f"  GPU {e['gpu_index']} {e['start'][5:16].replace('T', ' ')} .. {end:<5} "
+                   f"{dur(e['idle_s']):>7} idle {money(e['waste'], e['currency']):>10}")
+    if idle["holders"]:
+        out.append("held idle by:")
+        for h in idle["holders"][:TOP]:
+            left = f"  {h['user'][:12]:<12} pid {h['pid']:<7} {money(h['idle_cost'], h['currency']):>10}  "
+            out.append(left + _cmd(h["command"], WIDTH - len(left)))
+    if idle["underutilised"]:
+        out.append("underutilised over 24 h: GPU " + ", ".join(str(u["gpu_index"]) for u in idle["underutilised"]))
+    top = doc["top"]
+    head("Top spenders")
+    if top["users"]:
+        out.append("users (window):")
+        for u in top["users"][:TOP]:
+            out.append(f"  {u['name'][:20]:<20} {money(u['cost'], u['currency']):>12}  idle "
+                       f"{money(u['idle_cost'], u['currency'])}")
+    if top["processes"]:
+        out.append("processes (window):")
+        for p in top["processes"][:TOP]:
+            left = f"  {p['user'][:10]:<10} {p['pid']:<7} {money(p['cost'], p['currency']):>11}  "
+            out.append(left + _cmd(p["command"], WIDTH - len(left)))
+    bc = top["billing_currency"]
+    if top["services"]:
+        out.append(f"billed services ({bc}):")
+        for s in top["services"][:TOP]:
+            out.append(f"  {s['name'][:50]:<50} {money(s['amount'], bc):>14}")
+    if top["gpu_skus"]:
+        out.append(f"billed GPU SKUs ({bc}):")
+        for s in top["gpu_skus"][:TOP]:
+            out.append(f"  {s['name'][:50]:<50} {money(s['amount'], bc):>14}")
+    if top["alternatives"]:
+        out.append("same GPU-hours elsewhere this month (catalog):")
+        for a in top["alternatives"][:TOP]:
+            word = "save" if a["saving"] >= 0 else "extra"
+            out.append(f"  {a['provider']:<10} {a['gpu_model']:<10} {money(a['per_gpu_hour'], 'USD'):>7}/h "
+                       f"{money(a['cost_same_hours'], 'USD'):>12}  {word} {money(abs(a['saving']), 'USD')}")
+    if not (top["users"] or top["services"]):
+        out.append("no spending recorded in the window")
+    fr = doc["freshness"]
+    head("Data freshness")
+    age = f" ({dur(fr['last_sample_age_s'])} ago)" if fr["last_sample_age_s"] is not None else ""
+    out.append(f"last sample: {fr['last_sample'] or 'none'}{age}; {fr['sample_note']}")
+    out.append(clean(f"collector: {fr['collector']}", WIDTH))
+    out.append(f"billing coverage end: {fr['billing_coverage_end'] or 'no billing imported'}"
+               + (" (stale)" if fr["billing_stale"] else ""))
+    out.append(f"price catalog as of {fr['catalog_as_of']} ({fr['catalog_age_days']:.0f} days)"
+               + (" STALE" if fr["catalog_stale"] else ""))
+    if doc["alerts"] or doc["notes"]:
+        head("Alerts and notes")
+        for a in doc["alerts"]:
+            out.append(clean(f"  [{a['kind']}] {a['message']}", WIDTH))
+        for n in doc["notes"]:
+            out.append(clean(f"  {n}", WIDTH))
+    if doc["failing"]:
+        out.append("")
+        out.append("failing: " + ", ".join(doc["failing"]))
+    return "\n".join(line[:WIDTH].rstrip() for line in out) + "\n"
+
+
+def _md(text: Any) -> str:
+    """Markdown-inert: escape the characters that would format or break a table cell."""
+    return re.sub(r"([\\`*_\[\]<>|#])", r"\\\1", clean(text))
+
+
+def render_markdown(doc: dict[str, Any]) -> str:
+    cur = doc["currency"]
+    o: list[str] = [f"# gpuspend report: {_md(doc['host'])}", "",
+                    f"Generated {doc['generated_at']}; window {doc['window']['since']} .. {doc['window']['until']}.",
+                    "", "## Now", "", f"Cost per hour: **{money(doc['now']['cost_per_hour'], cur)}/h**", "",
+                    "| State | $/h |", "|---|---:|"]
+    o += [f"| {s} | {money(v, cur)} |" for s, v in doc["now"]["by_state"].items()]
+    o += ["", "| GPU | Model | State | Util | Cost/h | Rate source |", "|---:|---|---|---:|---:|---|"]
+    for g in doc["now"]["gpus"]:
+        cph = money(g["cost_per_hour"], g["rate"]["currency"]) if g["cost_per_hour"] is not None else "no rate"
+        util = "-" if g["util"] is None else f"{g['util']:.0f}%"
+        o.append(f"| {g['index']} | {_md(g['model'] or g['name'])} | {g['state']} | {util} | {cph} | "
+                 f"{_md(g['rate']['label'])} |")
+    o += ["", "## Today", "", f"Cost so far {money(doc['today']['cost'], cur)}; idle waste "
+          f"{money(doc['today']['idle_waste'], cur)}.", "", "## This month", ""]
+    for m in doc["month"]:
+        c = m["currency"]
+        o.append(f"- **{m['month']} {c}**: to date {money(m['mtd'], c)} (billed {money(m['billed'], c)} + "
+                 f"metered {money(m['metered'], c)})")
+        if m["projection"] is not None:
+            rng = f" (80%: {money(m['low'], c)} .. {money(m['high'], c)})" if m["low"] is not None else ""
+            o.append(f"- projected month: {money(m['projection'], c)}{rng}; {m['interval_note']}")
+        if m["budget"] is not None:
+            o.append(f"- budget {money(m['budget'], c)}: actual {m['budget_pct_actual']:.0f}%"
+                     + (f", forecast {m['budget_pct_forecast']:.0f}%" if m["budget_pct_forecast"] is not None else ""))
+            o += [f"- budget threshold {t['pct']:g}% crossed ({t['basis']})" for t in m["thresholds_crossed"]]
+    if not doc["month"]:
+        o.append("No cost data for this month.")
+    idle = doc["idle"]
+    totals = ", ".join(money(v, k) for k, v in sorted(idle["waste_total"].items())) or money(0.0, cur)
+    o += ["", "## Idle waste", "", f"{len(idle['episodes'])} episodes in the window; waste in the window "
+          f"{totals} (the table counts each episode whole).", ""]
+    if idle["episodes"]:
+        o += ["| GPU | Start | End | Idle | Waste |", "|---:|---|---|---:|---:|"]
+        o += [f"| {e['gpu_index']} | {e['start']} | {e['end'] or 'open'} | {dur(e['idle_s'])} | "
+              f"{money(e['waste'], e['currency'])} |" for e in idle["episodes"]]
+    if idle["holders"]:
+        o += ["", "| Held idle by | PID | Idle cost | Command |", "|---|---:|---:|---|"]
+        o += [f"| {_md(h['user'])} | {h['pid']} | {money(h['idle_cost'], h['currency'])} | {_md(h['command'][:60])} |"
+              for h in idle["holders"][:TOP]]
+    top = doc["top"]
+    o += ["", "## Top spenders", ""]
+    if top["users"]:
+        o += ["| User | Cost | Idle cost |", "|---|---:|---:|"]
+        o += [f"| {_md(u['name'])} | {money(u['cost'], u['currency'])} | {money(u['idle_cost'], u['currency'])} |"
+              for u in top["users"][:TOP]]
+        o.append("")
+    if top["processes"]:
+        o += ["| PID | User | Cost | Command |", "|---:|---|---:|---|"]
+        o += [f"| {p['pid']} | {_md(p['user'])} | {money(p['cost'], p['currency'])} | {_md(p['command'][:60])} |"
+              for p in top["processes"][:TOP]]
+        o.append("")
+    bc = top["billing_currency"]
+    for title, rows in (("Billed service", top["services"]), ("Billed GPU SKU", top["gpu_skus"])):
+        if rows:
+            o += [f"| {title} | {bc} |", "|---|---:|"]
+            o += [f"| {_md(s['name'])} | {money(s.get('amount'), bc)} |" for s in rows[:TOP]]
+            o.append("")
+    if top["alternatives"]:
+        o += ["| Elsewhere | GPU | $/GPU-h | Same hours | Saving |", "|---|---|---:|---:|---:|"]
+        o += [f"| {a['provider']} | {a['gpu_model']} | {money(a['per_gpu_hour'], 'USD')} | "
+              f"{money(a['cost_same_hours'], 'USD')} | {money(a['saving'], 'USD')} |" for a in top["alternatives"][:TOP]]
+        o.append("")
+    fr = doc["freshness"]
+    o += ["## Data freshness", "", f"- last sample: {fr['last_sample'] or 'none'}; {_md(fr['sample_note'])}",
+          f"- collector: {_md(fr['collector'])}",
+          f"- billing coverage end: {fr['billing_coverage_end'] or 'no billing imported'}"
+          + (" (stale)" if fr["billing_stale"] else ""),
+          f"- price catalog as of {fr['catalog_as_of']} ({fr['catalog_age_days']:.0f} days)"
+          + (" **stale**" if fr["catalog_stale"] else "")]
+    if doc["alerts"] or doc["notes"]:
+        o += ["", "## Alerts and notes", ""]
+        o += [f"- [{a['kind']}] {_md(a['message'])}" for a in doc["alerts"]]
+        o += [f"- {_md(n)}" for n in doc["notes"]]
+    if doc["failing"]:
+        o += ["", f"**Failing:** {', '.join(doc['failing'])}"]
+    return "\n".join(o) + "\n"
+
+
+# -- entry point ---------------------------------------------------------------------------------------
+def run_report(opts: Any) -> int:
+    from gpuspend.store import connect
+
+    extra = opts.extra
+    fmt = extra.get("fmt") or "text"
+    fail_on = parse_fail_on(extra.get("fail_on"))
+    month_opt = extra.get("month")
+    month_arg = forecast.parse_month(month_opt) if month_opt else None
+    cfg = opts.load_config()
+    now = clock.now_ms()
+    since = parse_since(extra.get("since"), now)
+    path = opts.db_path(cfg)
+    if opts.demo:
+        from gpuspend.demo import ensure_demo_db
+
+        ensure_demo_db(path, now)
+    sample = (False, "no fresh sample (--no-sample)")
+    if not extra.get("no_sample"):
+        sample = take_sample(path, cfg, opts.demo)
+    conn = connect(path)
+    try:
+        now = clock.now_ms()
+        month = month_arg or forecast.month_of(now)
+        snap = costing.build_snapshot(conn, cfg, now, month=month)
+        if extra.get("notify"):
+            snap = _notify(conn, cfg, snap, now)
+        doc = build_document(conn, cfg, snap, since, month, sample, fail_on)
+    finally:
+        conn.close()
+    if fmt == "json":
+        text = json.dumps(doc, indent=2, sort_keys=False) + "\n"
+    elif fmt == "markdown":
+        text = render_markdown(doc)
+    else:
+        text = render_text(doc)
+    sys.stdout.write(text)
+    sys.stdout.flush()
+    return EXIT_ALERTS if doc["failing"] else EXIT_OK
+
+
+def _notify(conn: Any, cfg: Any, snap: Snapshot, now: int) -> Snapshot:
+    """Evaluate alerts and deliver pending notifications (modules owned by the alerts engineer)."""
+    import dataclasses
+
+    try:
+        from gpuspend import alerts, notify
+    except ImportError:
+        print("gpuspend: warning: --notify: alerts are not available in this build", file=sys.stderr)
+        return snap
+    alerts.evaluate(conn, cfg, snap, now)
+    notify.deliver_pending(conn, cfg, now)
+    return dataclasses.replace(snap, alerts=costing._alerts(conn))

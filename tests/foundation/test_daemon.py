@@ -1,0 +1,113 @@
+"""The Collector: ticks, periodic tasks that may fail, threads, and a lease lost while running."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from gpuspend import daemon
+from gpuspend.config import load_config
+from gpuspend.daemon import Collector
+from gpuspend.errors import LeaseHeld
+from gpuspend.store import connect
+
+NOW = 1_794_744_000_000
+
+
+def _count(db: Path, table: str) -> int:
+    c = connect(db)
+    try:
+        return c.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+    finally:
+        c.close()
+
+
+def test_tick_writes_samples_and_rolls_up(db_path: Path) -> None:
+    with Collector(db_path, load_config(), demo=True, interval_s=2) as col:
+        for k in range(31):
+            assert col.tick(NOW + k * 2000) == 8
+    assert _count(db_path, "gpus") == 8
+    assert _count(db_path, "gpu_samples") == 8 * 31
+    # the rollup task ran at the first tick and again 60 s later: the first minute is complete
+    c = connect(db_path)
+    rows = c.execute("SELECT minute, SUM(samples), SUM(covered_s) FROM gpu_minutes GROUP BY minute").fetchall()
+    c.close()
+    assert rows == [(NOW, 8 * 30, 8 * 60.0), (NOW + 60_000, 8, 0.0)]
+    assert _count(db_path, "collector_lease") == 0      # released on close
+
+
+def test_failing_task_logs_one_line_and_sampling_goes_on(db_path: Path, monkeypatch, capsys) -> None:
+    calls = []
+
+    def broken(conn, cfg, now_ms):
+        conn.execute("BEGIN IMMEDIATE")           # fail half-way through a transaction
+        raise RuntimeError("exporter exploded\nsecond line")
+
+    def counting(conn, cfg, now_ms):
+        calls.append(now_ms)
+
+    monkeypatch.setattr(daemon, "PERIODIC_TASKS", list(daemon.PERIODIC_TASKS))
+    daemon.register_task("broken", 10, broken)
+    daemon.register_task("counting", 10, counting)
+    with Collector(db_path, load_config(), demo=True) as col:
+        for k in range(6):
+            col.tick(NOW + k * 2000)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["gpuspend: collect: task broken failed: RuntimeError: exporter exploded"] * 2
+    assert calls == [NOW, NOW + 10_000]
+    assert _count(db_path, "gpu_samples") == 48
+
+
+def test_second_collector_is_refused_naming_the_holder(db_path: Path) -> None:
+    # Same process but the lease row says another live pid holds it (pid 1 always exists).
+    c = connect(db_path)
+    c.execute("INSERT INTO collector_lease VALUES (1, 1, ?, 'daemon', ?, ?, 2.0)",
+              (__import__("socket").gethostname(), NOW, NOW))
+    c.close()
+    with pytest.raises(LeaseHeld, match="daemon pid 1 on"):
+        Collector(db_path, load_config(), demo=True).open()
+    assert _count(db_path, "collector_lease") == 1      # the holder's row is untouched
+
+
+def test_lease_taken_over_while_stalled_stops_the_tick(db_path: Path) -> None:
+    col = Collector(db_path, load_config(), demo=True).open()
+    col.tick(NOW)
+    c = connect(db_path)
+    c.execute("UPDATE collector_lease SET pid = 1, host = 'elsewhere'")
+    c.close()
+    with pytest.raises(LeaseHeld, match="lost the collector lease"):
+        col.tick(NOW + 2000)
+    col.close()
+    assert _count(db_path, "gpu_samples") == 8          # the refused tick wrote nothing
+    assert _count(db_path, "collector_lease") == 1      # and we did not delete the new holder's lease
+
+
+def test_runs_in_a_worker_thread_with_its_own_connection(db_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("GPUSPEND_NOW")       # real time, so every tick has its own timestamp
+    col = Collector(db_path, load_config(), demo=True, owner="tui", interval_s=0.05)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            col.open()
+            col.run(0.05, stop)
+        except BaseException as exc:  # surfaced to the test below
+            errors.append(exc)
+        finally:
+            col.close()
+
+    t = threading.Thread(target=work)
+    t.start()
+    deadline = time.monotonic() + 20
+    while col.ticks < 4 and time.monotonic() < deadline and t.is_alive():
+        time.sleep(0.02)
+    stop.set()
+    t.join(10)
+    assert not errors and not t.is_alive()
+    assert col.ticks >= 4
+    assert _count(db_path, "gpu_samples") == 8 * col.ticks
+    assert _count(db_path, "collector_lease") == 0

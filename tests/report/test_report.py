@@ -1,0 +1,216 @@
+"""`gpuspend --report` as cron runs it: golden text/markdown on demo data, JSON schema, exit codes, sampling,
+hostile text, and no textual import.
+
+Golden files live in tests/report/golden/. After an intended change to the report (or to the demo data),
+regenerate them with:   GPUSPEND_UPDATE_GOLDEN=1 python -m pytest tests/report
+and review the diff before committing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from gpuspend.store import connect
+from tests.conftest import ROOT, run_cli
+from tests.costing.builders import NOW_MS, add_gpus, add_process, add_samples, set_watermark
+
+GOLDEN = Path(__file__).parent / "golden"
+SCHEMA = ROOT / "gpuspend" / "data" / "report.schema.json"
+
+
+@pytest.fixture(scope="module")
+def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo database, built once for the module with the fixed clock (reports with --no-sample only
+    read it; tests that write take a copy)."""
+    path = tmp_path_factory.mktemp("demo") / "demo.db"
+    env = {"GPUSPEND_NOW": "2026-11-15T12:00:00+00:00"}
+    r = run_cli("--demo", "--db", str(path), "--report", "--no-sample", "--format", "json", env=env)
+    assert r.returncode == 0, r.stderr
+    return path
+
+
+def report(db: Path, *args: str, env: dict[str, str] | None = None):
+    return run_cli("--db", str(db), "--report", *args, env=env)
+
+
+def check_golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("GPUSPEND_UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    assert path.exists(), f"{path} missing: run with GPUSPEND_UPDATE_GOLDEN=1"
+    assert text == path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(("fmt", "name"), [("text", "demo.txt"), ("markdown", "demo.md")])
+def test_golden_reports_on_demo_data(demo_db, fmt, name):
+    r = report(demo_db, "--demo", "--no-sample", "--format", fmt)
+    assert r.returncode == 0, r.stderr
+    check_golden(name, r.stdout)
+
+
+def test_text_is_plain_and_fits_80_columns(demo_db):
+    r = report(demo_db, "--demo", "--no-sample")
+    assert "\x1b" not in r.stdout
+    assert max(len(line) for line in r.stdout.splitlines()) <= 80
+    for section in ("Now", "Today (UTC)", "This month", "Idle waste", "Top spenders", "Data freshness"):
+        assert f"\n{section}\n" in r.stdout
+
+
+def test_json_matches_schema_and_is_consistent(demo_db):
+    r = report(demo_db, "--demo", "--no-sample", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text())).validate(doc)
+    assert doc["schema_version"] == 1
+    gpus = doc["now"]["gpus"]
+    assert len(gpus) == 8
+    assert doc["now"]["cost_per_hour"] == pytest.approx(sum(g["cost_per_hour"] for g in gpus), abs=1e-3)
+    assert doc["now"]["cost_per_hour"] == pytest.approx(sum(doc["now"]["by_state"].values()), abs=1e-3)
+    for m in doc["month"]:
+        assert m["mtd"] == pytest.approx(m["billed"] + m["metered"], abs=1e-3)
+        assert m["projection"] >= m["mtd"]
+    # the demo's notebook GPU sits idle: an open episode, and "idle" is active (not failing: no --fail-on)
+    assert any(e["open"] for e in doc["idle"]["episodes"])
+    assert "idle" in doc["active"] and doc["failing"] == []
+    assert doc["freshness"]["sampled"] is False and "--no-sample" in doc["freshness"]["sample_note"]
+
+
+def test_fail_on_selected_alerts_exits_1(demo_db, tmp_path):
+    r = report(demo_db, "--demo", "--no-sample", "--fail-on", "idle")
+    assert r.returncode == 1 and "failing: idle" in r.stdout and r.stderr.count("Traceback") == 0
+    r = report(demo_db, "--demo", "--no-sample", "--fail-on", "budget")
+    assert r.returncode == 0
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("budget: {monthly: 1000, currency: USD}\n")
+    r = report(demo_db, "--demo", "--no-sample", "--fail-on", "budget", "--config", str(cfg), "--format", "json")
+    assert r.returncode == 1
+    doc = json.loads(r.stdout)
+    assert doc["failing"] == ["budget"] and doc["month"][0]["thresholds_crossed"]
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (("--fail-on", "idle,bogus"), "unknown alert kind 'bogus'"),
+    (("--month", "2026-13"), "YYYY-MM"),
+    (("--since", "last tuesday"), "--since"),
+    (("--format", "yaml"), "yaml"),
+])
+def test_usage_errors_exit_2_with_one_line(tmp_path, args, needle):
+    r = report(tmp_path / "x.db", "--no-sample", *args)
+    assert r.returncode == 2
+    assert r.stdout == ""
+    assert needle in r.stderr and "Traceback" not in r.stderr
+
+
+def test_config_error_exits_2(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("idle:\n  util_pc: 5\n")
+    r = run_cli("--config", str(cfg), "--db", str(tmp_path / "x.db"), "--report", "--no-sample")
+    assert r.returncode == 2 and "c.yaml:2" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_corrupt_database_exits_3_and_is_left_alone(tmp_path):
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"this is not a database" * 100)
+    before = bad.read_bytes()
+    r = report(bad, "--no-sample")
+    assert r.returncode == 3 and r.stdout == "" and "Traceback" not in r.stderr
+    assert bad.read_bytes() == before
+
+
+def test_empty_database_reports_without_gpus(tmp_path):
+    r = report(tmp_path / "empty.db", "--no-sample")
+    assert r.returncode == 0, r.stderr
+    assert "no cost data for this month" in r.stdout and "last sample: none" in r.stdout
+
+
+def test_report_never_imports_textual(tmp_path):
+    code = ("import sys\nfrom gpuspend.cli import main\n"
+            f"try:\n    main(['--db', {str(tmp_path / 'e.db')!r}, '--report', '--no-sample'])\n"
+            "except SystemExit as e:\n    assert not e.code, e.code\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'tui', 'rich'))\n"
+            "print('IMPORTED', bad, file=sys.stderr)\n")
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert "IMPORTED []" in r.stderr, r.stderr
+
+
+def test_sampling_with_no_driver_is_skipped_and_said(tmp_path):
+    r = report(tmp_path / "e.db", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    fr = json.loads(r.stdout)["freshness"]
+    assert fr["sampled"] is False and fr["sample_note"].startswith("no fresh sample")
+
+
+def test_demo_takes_one_fresh_sample(demo_db, tmp_path):
+    db = tmp_path / "demo.db"
+    shutil.copy(demo_db, db)
+    r = report(db, "--demo", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["freshness"]["sampled"] is True
+    conn = connect(db)
+    assert conn.execute("SELECT COUNT(*) FROM collector_lease").fetchone()[0] == 0    # lease given back
+    conn.close()
+
+
+def test_sampling_skipped_while_a_daemon_holds_the_lease(demo_db, tmp_path):
+    db = tmp_path / "demo.db"
+    shutil.copy(demo_db, db)
+    conn = connect(db)
+    with conn:
+        conn.execute("INSERT INTO collector_lease (id, pid, host, owner, started, heartbeat, interval_s) "
+                     "VALUES (1, ?, ?, 'daemon', ?, ?, 3600)", (os.getpid(), socket.gethostname(), NOW_MS, NOW_MS))
+    conn.close()
+    r = report(db, "--demo", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["freshness"]["sampled"] is False and "daemon" in doc["freshness"]["sample_note"]
+    assert "daemon pid" in doc["freshness"]["collector"]
+
+
+def test_outside_text_is_inert(tmp_path):
+    db = tmp_path / "h.db"
+    conn = connect(db)
+    (gid,) = add_gpus(conn, 1)
+    evil = add_process(conn, 666, "mallory|x", "\x1b[31mred\x1b[0m [bold]boom[/bold] | `rm` \u202e")
+    set_watermark(conn, NOW_MS - 3600_000)
+    add_samples(conn, gid, NOW_MS - 3600_000, NOW_MS + 1, 60_000, 0.0, [(evil, 2**30, None)])
+    conn.close()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("rates: {per_model: {H100: 2.0}}\n")
+    text = report(db, "--no-sample", "--config", str(cfg))
+    assert text.returncode == 0, text.stderr
+    assert "\x1b" not in text.stdout and "\u202e" not in text.stdout and "[bold]boom[/bold]" in text.stdout
+    md = report(db, "--no-sample", "--config", str(cfg), "--format", "markdown").stdout
+    assert "mallory\\|x" in md and "\\`rm\\`" in md and "\x1b" not in md
+    doc = json.loads(report(db, "--no-sample", "--config", str(cfg), "--format", "json").stdout)
+    assert doc["top"]["processes"][0]["command"].startswith("?[31mred")
+
+
+def test_month_option_reports_that_month(demo_db):
+    r = report(demo_db, "--demo", "--no-sample", "--month", "2026-10", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    (oct_,) = json.loads(r.stdout)["month"]
+    assert oct_["month"] == "2026-10" and oct_["interval_note"] == "month closed"
+    assert oct_["projection"] == oct_["mtd"] > 0
+
+
+def test_prices_command(demo_db):
+    r = run_cli("--demo", "--db", str(demo_db), "prices", "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert {p["provider"] for p in doc["prices"]} >= {"aws", "gcp", "azure", "lambda", "coreweave", "runpod"}
+    assert all(p["as_of"] and p["age_days"] >= 0 for p in doc["prices"])
+    assert len(doc["local_gpus"]) == 8 and doc["local_gpus"][0]["source"] == "catalog"
+    text = run_cli("--demo", "--db", str(demo_db), "prices", "--model", "h100").stdout
+    assert "p5.48xlarge" in text and "GPU 0 H100 on gpu-demo-01: catalog: aws H100 $6.88/h" in text
+    assert "L4" not in text.split("\n\n")[0]

@@ -1,0 +1,333 @@
+"""Pilot tests: what a user sees and does on the dashboard, on real SQLite files."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from textual.widgets import Input
+
+from collectors.reading import ProcReading
+from gpuspend import lease
+from gpuspend.store import connect
+from tests.conftest import ROOT, run_cli
+from tests.tui.conftest import NOW_MS
+from tests.tui.factory import GIB, ScriptedSource, refreshed, screen_text, wait_for, write_samples
+from tui.screens.billing import BillingScreen
+from tui.screens.dashboard import DashboardScreen
+from tui.screens.help import HelpScreen
+from tui.widgets.alerts import AlertsPanel
+from tui.widgets.fmt import money
+from tui.widgets.gpu_table import GpuTable
+from tui.widgets.process_table import ProcessTable
+from tui.widgets.summary import SummaryBar
+
+pytestmark = pytest.mark.anyio
+
+
+def cell(table, row: str, col: str) -> str:
+    value = table.get_cell(row, col)
+    return getattr(value, "plain", str(value)).strip()
+
+
+async def started(pilot) -> None:
+    await wait_for(pilot, lambda: pilot.app.snapshots_applied >= 1)
+
+
+async def test_demo_dashboard_shows_costs_gpus_processes_and_alerts(make_app, demo_db):
+    app = make_app(demo_db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        summary = str(app.screen.query_one(SummaryBar).render())
+        assert "$55.04/h" in summary and "MTD" in summary and "idle waste today" in summary
+        assert "catalog: aws H100" in summary
+        gpus = app.screen.query_one(GpuTable)
+        assert gpus.row_count == 8
+        states = [cell(gpus, g.uuid, "state") for g in app.snapshot.gpus]
+        assert states == [g.state for g in app.snapshot.gpus]
+        idle = [g for g in app.snapshot.gpus if g.episode_open]
+        assert idle and "busy" in states      # the demo has a mix (its story: idle GPUs burning money)
+        assert app.screen.query_one(ProcessTable).row_count == len(app.snapshot.processes) > 0
+        alerts = str(app.screen.query_one(AlertsPanel).render())
+        assert f"idle: GPU {idle[0].index} {idle[0].state}" in alerts and "wasted" in alerts
+
+
+async def test_update_in_place_keeps_cursor(make_app, db_path, cfg):
+    src = ScriptedSource(gpus=4)
+    write_samples(db_path, cfg, src, NOW_MS - 60_000, 10)
+    app = make_app(db_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        table = app.screen.query_one(GpuTable)
+        table.focus()
+        table.move_cursor(row=2)
+        await pilot.pause()
+        assert cell(table, "GPU-test-0002", "util").endswith("90%")
+        src.util[2] = 3.0
+        write_samples(db_path, cfg, src, NOW_MS - 2000, 1)
+        await refreshed(pilot)
+        assert cell(table, "GPU-test-0002", "util").endswith("3%")
+        assert table.cursor_row == 2
+        assert table.row_count == 4
+        await pilot.press("down")
+        assert table.cursor_row == 3
+
+
+async def test_pause_freezes_display_and_resume_catches_up(make_app, db_path, cfg):
+    src = ScriptedSource(gpus=2)
+    write_samples(db_path, cfg, src, NOW_MS - 20_000, 5)
+    app = make_app(db_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        await pilot.press("p")
+        assert app.paused
+        banner = app.screen.query_one("#banner")
+        assert banner.display and "PAUSED" in str(banner.render())
+        src.util[0] = 1.0
+        write_samples(db_path, cfg, src, NOW_MS - 1000, 1)
+        n = app.snapshots_applied
+        app.action_refresh_now()
+        await pilot.pause(0.3)
+        assert app.snapshots_applied == n
+        table = app.screen.query_one(GpuTable)
+        assert cell(table, "GPU-test-0000", "util").endswith("90%")
+        await pilot.press("p")
+        await wait_for(pilot, lambda: app.snapshots_applied > n)
+        assert not app.paused and not banner.display
+        assert cell(table, "GPU-test-0000", "util").endswith("1%")
+
+
+async def test_plus_minus_change_refresh_interval(make_app, demo_db):
+    app = make_app(demo_db, interval=1.0)
+    async with app.run_test() as pilot:
+        await pilot.press("plus")
+        assert app.interval == 0.5
+        await pilot.press("minus", "minus", "minus")
+        assert app.interval == 5.0
+        assert app._timer is not None and app._timer._interval == 5.0
+
+
+async def test_q_quits(make_app, demo_db):
+    app = make_app(demo_db)
+    async with app.run_test() as pilot:
+        await pilot.press("q")
+        await pilot.pause()
+        assert not app.is_running
+
+
+async def test_billing_screen_and_back(make_app, demo_db):
+    app = make_app(demo_db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        await pilot.press("b")
+        assert isinstance(app.screen, BillingScreen)
+        title = app.screen.query_one("#billing-title")
+        await wait_for(pilot, lambda: "so far" in str(title.render()))
+        assert "2026-11" in str(title.render())
+        await pilot.pause()
+        text = screen_text(app)
+        for words in ("2026-11 by day", "2026-11-14", "month so far", "top services", "top GPU SKUs",
+                      "import coverage", "cheaper elsewhere", "runpod"):
+            assert words in text
+        await pilot.press("escape")
+        assert isinstance(app.screen, DashboardScreen)
+
+
+async def test_help_screen_lists_keys(make_app, demo_db):
+    app = make_app(demo_db)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        text = str(app.screen.query_one("#help-text").render())
+        for words in ("Pause", "Billing", "Filter", "held-idle", "free-idle"):
+            assert words in text
+        await pilot.press("escape")
+        assert isinstance(app.screen, DashboardScreen)
+
+
+async def test_slash_filters_processes(make_app, demo_db):
+    app = make_app(demo_db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        procs = app.screen.query_one(ProcessTable)
+        total = procs.row_count
+        carol = sum(1 for p in app.snapshot.processes if p.user == "carol")
+        assert 0 < carol < total
+        await pilot.press("slash")
+        box = app.screen.query_one("#filter", Input)
+        assert box.display and box.has_focus
+        await pilot.press(*"carol")
+        assert procs.row_count == carol
+        await pilot.press("enter")
+        assert procs.has_focus and procs.row_count == carol
+        await pilot.press("escape")
+        assert procs.row_count == total and not box.display
+
+
+async def test_keymap_override_from_config(make_app, demo_db):
+    app = make_app(demo_db, keymap={"pause": "space", "billing": "f2"})
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        await pilot.press("p")
+        assert not app.paused
+        await pilot.press("space")
+        assert app.paused
+        await pilot.press("f2")
+        assert isinstance(app.screen, BillingScreen)
+        await pilot.press("escape", "question_mark")
+        assert "space" in str(app.screen.query_one("#help-text").render())
+
+
+async def test_unknown_keymap_id_is_reported(make_app, demo_db):
+    app = make_app(demo_db)
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        assert app.apply_keymap({"pasue": "space"}) == ["pasue"]
+
+
+async def test_command_palette_opens_billing(make_app, demo_db):
+    app = make_app(demo_db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.2)
+        await pilot.press(*"Billing")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, BillingScreen))
+
+
+async def test_markup_and_escapes_in_process_names_are_shown_literally(make_app, db_path, cfg):
+    evil = ProcReading(pid=4242, used_memory=2 * GIB, user="[b]mallory[/b]",
+                       command="[red]rm -rf /[/red] \x1b[2J\x1b]0;pwned\x07done [link=http://x]y[/link]")
+    src = ScriptedSource(gpus=1, procs={0: [evil]})
+    write_samples(db_path, cfg, src, NOW_MS - 10_000, 5)
+    app = make_app(db_path)
+    async with app.run_test(size=(140, 30)) as pilot:
+        await started(pilot)
+        procs = app.screen.query_one(ProcessTable)
+        key = "4242:GPU-test-0000"
+        assert cell(procs, key, "user") == "[b]mallory[/b]"
+        assert cell(procs, key, "cmd") == "[red]rm -rf /[/red] done [link=http://x]y[/link]"
+        svg = app.export_screenshot()
+        assert "[b]mallory[/b]" in svg and "pwned" not in svg and "\x1b" not in svg
+
+
+async def test_no_nvml_shows_banner_and_stored_data(make_app, db_path, cfg, monkeypatch):
+    import pynvml
+
+    from tests.fake_pynvml import FakeNvml
+
+    write_samples(db_path, cfg, ScriptedSource(gpus=2), NOW_MS - 10_000, 5)
+    fake = FakeNvml.h100_box()
+    fake.init_error = pynvml.NVMLError_LibraryNotFound
+    monkeypatch.setitem(sys.modules, "pynvml", fake.module)
+    app = make_app(db_path, collect=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        banner = app.screen.query_one("#banner")
+        await wait_for(pilot, lambda: banner.display)
+        assert "NVML unavailable" in str(banner.render())
+        await started(pilot)
+        assert app.screen.query_one(GpuTable).row_count == 2
+        assert "NVML unavailable" in app.collector_text
+
+
+@pytest.fixture
+def fake_gpus(monkeypatch):
+    from tests.fake_pynvml import FakeNvml
+
+    fake = FakeNvml.h100_box(2)
+    monkeypatch.setitem(sys.modules, "pynvml", fake.module)
+    return fake
+
+
+async def test_lease_handoff_daemon_then_in_app(make_app, db_path, cfg, fake_gpus):
+    """While a `gpuspend collect` daemon holds the lease the app only reads; when it stops, the app
+    collects; while the app collects a daemon is refused; on quit the app releases the lease."""
+    write_samples(db_path, cfg, ScriptedSource(gpus=2), NOW_MS - 10_000, 5)
+    env = dict(os.environ)
+    daemon = subprocess.Popen([sys.executable, "-m", "gpuspend", "collect", "--demo", "--db", str(db_path),
+                               "--interval", "0.5"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              cwd=ROOT, text=True)
+    try:
+        conn = connect(db_path)
+        try:
+            deadline = time.monotonic() + 30
+            while (lease.holder(conn) is None or lease.holder(conn).pid != daemon.pid) and daemon.poll() is None:
+                assert time.monotonic() < deadline, "daemon did not take the lease"
+                time.sleep(0.1)
+        finally:
+            conn.close()
+        app = make_app(db_path, collect=True)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: app.collector_text == f"daemon pid {daemon.pid} on {socket.gethostname()}")
+            assert fake_gpus.calls["nvmlInit"] == 0          # never touched NVML while the daemon collects
+            daemon.send_signal(signal.SIGTERM)               # the daemon stops and releases the lease
+            daemon.wait(20)
+            await wait_for(pilot, lambda: app.collector_text == "in-app", timeout=20)
+            await wait_for(pilot, lambda: app._collector.ticks >= 1)
+            refused = run_cli("collect", "--demo", "--once", "--db", str(db_path))
+            assert refused.returncode != 0 and "already writing" in refused.stderr
+            await pilot.press("q")
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+    conn = connect(db_path)
+    try:
+        assert lease.holder(conn) is None
+    finally:
+        conn.close()
+
+
+async def test_80x24_keeps_every_gpu_and_column(make_app, demo_db):
+    app = make_app(demo_db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot)
+        gpus = app.screen.query_one(GpuTable)
+        await pilot.pause()
+        assert gpus.virtual_size.width <= gpus.size.width      # no column cut off / scrolled away
+        assert gpus.size.height >= 9                           # header + 8 GPUs
+        text = screen_text(app)
+        wasting = [g for g in app.snapshot.gpus if g.episode_open]
+        for words in ("wasted", "processes", "alerts", *(money(g.episode_waste) for g in wasting)):
+            assert words in text
+        for g in app.snapshot.gpus:
+            assert cell(gpus, g.uuid, "state") in text
+
+
+async def test_ascii_mode_draws_no_box_or_block_characters(make_app, demo_db):
+    app = make_app(demo_db, ascii_only=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        await pilot.pause()
+        text = screen_text(app)
+        assert "#" in text and "processes" in text
+        odd = {ch for ch in text if "\u2500" <= ch <= "\u259f" or "\u2800" <= ch <= "\u28ff"}
+        assert not odd, odd
+
+
+async def test_notification_when_an_idle_episode_opens(make_app, db_path, cfg, monkeypatch):
+    src = ScriptedSource(gpus=2)
+    write_samples(db_path, cfg, src, NOW_MS - 600_000, 301)           # busy for the last 10 minutes
+    app = make_app(db_path)
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        await started(pilot)
+        assert "idle alert" not in screen_text(app)
+        src.util[1] = 0.0                                              # GPU 1 goes idle for 20 minutes
+        write_samples(db_path, cfg, src, NOW_MS + 2000, 600)
+        monkeypatch.setenv("GPUSPEND_NOW", str((NOW_MS + 1_200_000) / 1000))
+        await refreshed(pilot)
+        await pilot.pause()
+        text = screen_text(app)
+        assert "idle alert" in text and "idle: GPU 1" in text
+        assert str(app.screen.query_one(AlertsPanel).render()).count("idle: GPU 1") == 1
+        # the same episode on the next tick does not notify again
+        n = len(app._notifications)
+        await refreshed(pilot)
+        assert len(app._notifications) == n

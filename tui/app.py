@@ -1,0 +1,380 @@
+"""The Textual dashboard. Reads SQLite through gpuspend.costing on every tick; never calls NVML itself.
+
+State lives on the App as `var`s (no repaint); leaf widgets repaint only what changed (see
+shared/reference/textual-practices.md §3.1). Snapshots are built in a thread worker so a slow query never
+blocks input; the in-app collector (tui.collect) runs in its own thread and only writes SQLite.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import sys
+import termios
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.reactive import var
+from textual.screen import Screen
+from textual.timer import Timer
+
+from gpuspend import clock, forecast
+from gpuspend.snapshot import BillingSummary, Snapshot
+from tui.collect import InAppCollector
+from tui.screens.billing import BillingScreen
+from tui.screens.dashboard import DashboardScreen
+from tui.screens.help import HelpScreen
+from tui.widgets.alerts import AlertLine, alert_lines
+
+INTERVALS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+WATCHDOG_S = 2.0
+# With no new commit in the database, rebuild the snapshot only this often (ages and "idle for" move on).
+UNCHANGED_REBUILD_MS = 10_000
+
+
+class GpuspendApp(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "gpuspend"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (34, "-tall")]
+    BINDINGS = [
+        Binding("q", "quit", "Quit", id="quit"),
+        Binding("p", "pause", "Pause", id="pause"),
+        Binding("plus", "faster", "Faster", key_display="+", id="faster"),
+        Binding("minus", "slower", "Slower", key_display="-", id="slower"),
+        Binding("b", "billing", "Billing", id="billing"),
+        Binding("question_mark", "help", "Help", key_display="?", id="help"),
+        Binding("r", "refresh_now", "Refresh", show=False, id="refresh"),
+    ]
+
+    snapshot: var[Snapshot | None] = var(None)
+    paused: var[bool] = var(False)
+    interval: var[float] = var(1.0)
+    collector_text: var[str] = var("starting")
+    nvml_error: var[str | None] = var(None)
+
+    def __init__(self, db_path: str | Path, cfg: Any, *, demo: bool = False, interval: float | None = None,
+                 ascii_only: bool = False, collect: bool = True, keymap: dict[str, str] | None = None,
+                 watchdog: bool = False, prefetch: Prefetch | None = None) -> None:
+        super().__init__()
+        self.db_path = Path(db_path)
+        self.cfg = cfg
+        self.demo = demo
+        self.ascii_only = ascii_only
+        self.collect = collect
+        self.watchdog = watchdog
+        self._keymap = dict(keymap or {})
+        self.set_reactive(GpuspendApp.interval, float(interval or cfg.tui.interval or 1.0))
+        self.set_reactive(GpuspendApp.collector_text, "starting" if collect else "off (read-only)")
+        self.alert_lines: list[AlertLine] = []
+        self.snapshots_applied = 0
+        self._seen_alerts: set[str] | None = None
+        self._timer: Timer | None = None
+        self._loading = False
+        self._data_version: int | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._prefetch = prefetch
+        self._db_lock = threading.Lock()
+        self._data_ready = threading.Event()
+        self._collector: InAppCollector | None = None
+        self.animation_level = "none"
+        if ascii_only:
+            self.add_class("-ascii")
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    def on_mount(self) -> None:
+        if self._keymap:
+            self.apply_keymap(self._keymap)
+        self.push_screen(DashboardScreen(ascii_only=self.ascii_only))
+        self._timer = self.set_interval(self.interval, self._tick)
+        if self.collect:
+            self._collector = InAppCollector(self.db_path, self.cfg, demo=self.demo, report=self._report_collector,
+                                             ready=self._data_ready)
+            threading.Thread(target=self._collector.run, name="gpuspend-collector", daemon=True).start()
+        if self.watchdog:
+            self.set_interval(WATCHDOG_S, self._check_terminal)
+        self._tick()
+
+    def on_unmount(self) -> None:
+        if self._collector is not None:
+            self._collector.close()        # releases the lease so a daemon can take over at once
+        if self._conn is not None:
+            with self._db_lock:
+                self._conn.close()
+                self._conn = None
+
+    def apply_keymap(self, keymap: dict[str, str]) -> list[str]:
+        """Config `tui.keymap` ({binding id: keys}); returns unknown ids (reported as a notification)."""
+        known = {b.id for b in self._all_bindings() if b.id}
+        unknown = sorted(k for k in keymap if k not in known)
+        self.set_keymap({k: v for k, v in keymap.items() if k in known})
+        if unknown:
+            self.notify(f"tui.keymap: unknown binding id(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}",
+                        severity="warning", markup=False, timeout=8)
+        return unknown
+
+    @staticmethod
+    def _all_bindings() -> list[Binding]:
+        out: list[Binding] = []
+        for cls in (GpuspendApp, DashboardScreen, BillingScreen, HelpScreen):
+            out += [b for b in cls.BINDINGS if isinstance(b, Binding)]
+        return out
+
+    def describe_keys(self) -> list[tuple[str, str]]:
+        """(keys, description) for the help screen, after keymap overrides."""
+        rows = []
+        for b in self._all_bindings():
+            if not b.id or not b.description or b.id in ("clear_filter", "help_close", "billing_back"):
+                continue
+            keys = self._keymap.get(b.id, b.key_display or b.key)
+            rows.append((keys, b.description))
+        rows.append(("esc", "close a screen / clear the filter"))
+        return rows
+
+    # -- terminal watchdog -----------------------------------------------------------------------------
+    def _check_terminal(self) -> None:
+        """A dropped SSH link without SIGHUP leaves Textual's input thread spinning on EOF (Textual PR #6690):
+        when stdin is no longer a terminal, end the process. app.exit() can hang writing to the dead pty."""
+        try:
+            fd = sys.__stdin__.fileno()
+            termios.tcgetattr(fd)          # EIO once the pty's master side is gone
+            alive = os.isatty(fd)
+        except (OSError, ValueError, AttributeError, termios.error):
+            alive = False
+        if not alive:
+            if self._collector is not None:
+                self._collector.close(2.0)
+            os._exit(1)
+
+    # -- data ------------------------------------------------------------------------------------------
+    def _tick(self, force: bool = False) -> None:
+        if self.paused or self._loading or not isinstance(self.screen, DashboardScreen):
+            return                         # nobody is looking, or a load is still running: skip
+        self._loading = True
+        self._load_snapshot(force)
+
+    def _connection(self) -> sqlite3.Connection:
+        from gpuspend.store import connect
+
+        if self._conn is None:
+            self._conn = connect(self.db_path)
+        return self._conn
+
+    def _prepare(self) -> None:
+        if not self._data_ready.is_set():
+            if self.demo:
+                from gpuspend.demo import ensure_demo_db
+
+                ensure_demo_db(self.db_path)
+            self._data_ready.set()
+
+    @work(thread=True, group="snapshot", exit_on_error=False)
+    def _load_snapshot(self, force: bool = False) -> None:
+        from gpuspend.costing import build_snapshot
+
+        try:
+            if self._prefetch is not None:      # the first snapshot, built while Textual started
+                prefetch, self._prefetch = self._prefetch, None
+                snap, self._conn, self._data_version = prefetch.result()
+                self._data_ready.set()
+                self.call_from_thread(self.apply_snapshot, snap)
+                return
+            self._prepare()
+            with self._db_lock:
+                conn = self._connection()
+                # data_version changes only when another connection (a collector) commits
+                version = conn.execute("PRAGMA data_version").fetchone()[0]
+                last = self.snapshot
+                if (not force and last is not None and version == self._data_version
+                        and clock.now_ms() - last.now_ms < UNCHANGED_REBUILD_MS):
+                    self.call_from_thread(self._unchanged)
+                    return
+                self._data_version = version
+                snap = build_snapshot(conn, self.cfg)
+        except Exception as exc:  # shown, not raised: the dashboard keeps running on a bad tick
+            self.call_from_thread(self._load_failed, exc)
+            return
+        self.call_from_thread(self.apply_snapshot, snap)
+
+    def _unchanged(self) -> None:
+        self._loading = False
+
+    def _load_failed(self, exc: Exception) -> None:
+        self._loading = False
+        line = exc.line() if hasattr(exc, "line") else f"{type(exc).__name__}: {exc}"
+        self.notify(line, title="cannot read the database", severity="error", markup=False)
+
+    def load_billing(self, month: str) -> BillingSummary:
+        """Called from the billing screen's worker thread."""
+        from gpuspend.costing import billing_summary
+
+        self._prepare()
+        with self._db_lock:
+            return billing_summary(self._connection(), self.cfg, month)
+
+    def apply_snapshot(self, snap: Snapshot) -> None:
+        """On the UI thread: hand the snapshot to the dashboard; notify alerts that just opened."""
+        self._loading = False
+        self.snapshot = snap
+        self.snapshots_applied += 1
+        self.alert_lines = alert_lines(snap, stale_after_s=float(self.cfg.alerts.collector_stopped),
+                                       thresholds=tuple(self.cfg.budget.thresholds or ()))
+        self._dashboard().show_snapshot(snap, self.collector_text, self.alert_lines)
+        keys = {a.key for a in self.alert_lines}
+        if self._seen_alerts is not None:
+            for a in self.alert_lines:
+                if a.key not in self._seen_alerts and a.kind != "stale":
+                    self.announce(a)
+        self._seen_alerts = keys
+
+    def announce(self, alert: AlertLine) -> None:
+        self.notify(alert.text, title=f"{alert.kind} alert", severity="error" if alert.severity == "error"
+                    else "warning", markup=False, timeout=15)
+
+    def _dashboard(self) -> DashboardScreen:
+        return next(s for s in self.screen_stack if isinstance(s, DashboardScreen))
+
+    def _report_collector(self, text: str, nvml_error: str | None) -> None:
+        try:
+            self.call_from_thread(self._set_collector, text, nvml_error)
+        except RuntimeError:
+            pass                           # the app is shutting down
+
+    def _set_collector(self, text: str, nvml_error: str | None) -> None:
+        self.collector_text = text
+        if nvml_error is not None:
+            self.nvml_error = nvml_error
+        self._update_banner()
+        if self.snapshot is not None:
+            self._dashboard().show_snapshot(self.snapshot, self.collector_text, self.alert_lines)
+
+    def _update_banner(self) -> None:
+        parts = []
+        if self.nvml_error:
+            parts.append(f"NVML unavailable: showing stored data only ({self.nvml_error})")
+        if self.paused:
+            parts.append(f"PAUSED: press {self._keymap.get('pause', 'p')} to resume")
+        self._dashboard().set_banner("  |  ".join(parts) or None)
+
+    # -- actions ---------------------------------------------------------------------------------------
+    def action_pause(self) -> None:
+        self.paused = not self.paused
+        if self._timer is not None:
+            (self._timer.pause if self.paused else self._timer.resume)()
+        self._update_banner()
+        if not self.paused:
+            self._tick()
+
+    def _set_interval(self, seconds: float) -> None:
+        self.interval = seconds
+        if self._timer is not None:
+            self._timer.stop()
+        self._timer = self.set_interval(seconds, self._tick, pause=self.paused)
+        self.notify(f"refresh every {seconds:g} s", timeout=2, markup=False)
+
+    def action_faster(self) -> None:
+        smaller = [i for i in INTERVALS if i < self.interval]
+        self._set_interval(smaller[-1] if smaller else self.interval)
+
+    def action_slower(self) -> None:
+        larger = [i for i in INTERVALS if i > self.interval]
+        self._set_interval(larger[0] if larger else self.interval)
+
+    def dashboard_resumed(self) -> None:
+        self._tick()                       # catch up after billing/help (ticks were skipped meanwhile)
+
+    def action_refresh_now(self) -> None:
+        self._tick(force=True)
+
+    def action_billing(self) -> None:
+        if isinstance(self.screen, BillingScreen):
+            return
+        now = self.snapshot.now_ms if self.snapshot else clock.now_ms()
+        self.push_screen(BillingScreen(forecast.month_of(now), ascii_only=self.ascii_only))
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Pause / resume refresh", "Freeze the dashboard (collection continues)",
+                            self.action_pause)
+        yield SystemCommand("Billing", "Month by day, top services and SKUs, cheaper elsewhere",
+                            self.action_billing)
+        yield SystemCommand("Refresh faster", "Shorter refresh interval", self.action_faster)
+        yield SystemCommand("Refresh slower", "Longer refresh interval", self.action_slower)
+        yield SystemCommand("Refresh now", "Read the database now", self.action_refresh_now)
+        yield SystemCommand("Keys and columns", "What everything means", self.action_help)
+
+
+class Prefetch:
+    """Builds the first snapshot in a thread started before the App, so reading SQLite overlaps Textual's
+    start-up (first full frame sooner). Errors surface in the app's first load, like any tick's."""
+
+    def __init__(self, db_path: Path, cfg: Any, demo: bool) -> None:
+        self._out: tuple[Snapshot, sqlite3.Connection, int] | BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(db_path, cfg, demo), daemon=True,
+                                        name="gpuspend-prefetch")
+        self._thread.start()
+
+    def _run(self, db_path: Path, cfg: Any, demo: bool) -> None:
+        from gpuspend.costing import build_snapshot
+        from gpuspend.store import connect
+
+        try:
+            if demo:
+                from gpuspend.demo import ensure_demo_db
+
+                ensure_demo_db(db_path)
+            conn = connect(db_path)
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+            self._out = (build_snapshot(conn, cfg), conn, version)
+        except BaseException as exc:  # handed to the UI thread by result()
+            self._out = exc
+
+    def result(self) -> tuple[Snapshot, sqlite3.Connection, int]:
+        self._thread.join()
+        if isinstance(self._out, BaseException):
+            raise self._out
+        assert self._out is not None
+        return self._out
+
+
+def _color_system(choice: str | None) -> None:
+    """--color-system / tui.color_system -> Textual's colour system (read when the App is created)."""
+    if not choice:
+        return
+    import textual.constants
+
+    os.environ["TEXTUAL_COLOR_SYSTEM"] = choice
+    textual.constants.COLOR_SYSTEM = choice  # type: ignore[misc]  # already read at import time
+
+
+def run_app(opts: Any) -> int:
+    """`gpuspend` / `gpuspend --demo`: open the dashboard. Returns the exit code."""
+    from gpuspend.errors import UsageError
+
+    cfg = opts.load_config()
+    if not sys.stdout.isatty() or not sys.stdin.isatty():
+        raise UsageError("the dashboard needs a terminal", hint="use `gpuspend --report` in scripts and cron")
+    extra = opts.extra
+    _color_system(extra.get("color_system") or cfg.tui.color_system)
+    interval = extra.get("interval")
+    if interval is not None and interval <= 0:
+        raise UsageError(f"--interval must be positive, got {interval:g}")
+    db_path = opts.db_path(cfg)
+    app = GpuspendApp(db_path, cfg, demo=opts.demo, interval=interval,
+                      ascii_only=bool(extra.get("ascii_only") or cfg.tui.ascii),
+                      keymap=dict(cfg.tui.keymap or {}), watchdog=True,
+                      prefetch=Prefetch(db_path, cfg, opts.demo))
+    # Never ignore SIGHUP: its default action is what ends us when an SSH session drops.
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    app.run()
+    return app.return_code or 0

@@ -1,0 +1,62 @@
+"""`?`: what the keys do (after keymap overrides) and what the states and columns mean."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+STATES = [
+    ("busy", "utilisation above idle.util_pct"),
+    ("held-idle", "idle but a process holds memory (a notebook or server left open)"),
+    ("free-idle", "idle and nothing running: release the GPU or stop the instance"),
+    ("lost", "the GPU fell off the bus (XID 79 / GPU lost)"),
+    ("stale", "no recent sample (collector stopped?)"),
+]
+
+
+def help_text(keys: list[tuple[str, str]]) -> Text:
+    t = Text()
+    t.append("gpuspend dashboard\n\n", style="bold")
+    t.append("Keys\n", style="bold underline")
+    for key, what in keys:
+        t.append(f"  {key:<12}", style="bold")
+        t.append(f"{what}\n")
+    t.append("  ctrl+p      command palette\n\n")
+    t.append("GPU states\n", style="bold underline")
+    for name, what in STATES:
+        t.append(f"  {name:<12}", style="bold")
+        t.append(f"{what}\n")
+    t.append("\nColumns\n", style="bold underline")
+    t.append("  $/h         the GPU's rate and where it comes from (header line: rates)\n"
+             "  idle for    continuous idle time; an episode opens after idle.after\n"
+             "  wasted      money spent on this GPU during the open idle episode\n"
+             "  today       process cost today, split by memory share when GPUs are shared\n\n")
+    t.append("Header\n", style="bold underline")
+    t.append("  now $/h, today, month-to-date (billed up to the exports' coverage, metered after),\n"
+             "  projected month with its 80% interval, vs the budget (yellow/red past the thresholds),\n"
+             "  idle waste today.\n\n")
+    t.append("Keys can be remapped in the config: tui.keymap: {pause: space, billing: f2}\n", style="dim")
+    return t
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [
+        Binding("escape", "dismiss", "Close", id="help_close"),
+        Binding("question_mark", "dismiss", "Close", show=False),
+        Binding("q", "dismiss", "Close", show=False),
+    ]
+
+    def compose(self) -> ComposeResult:
+        keys = self.app.describe_keys() if hasattr(self.app, "describe_keys") else []
+        with VerticalScroll(id="help-box"):
+            yield Static(help_text(keys), id="help-text")
+
+    def on_mount(self) -> None:
+        self.query_one("#help-box").border_title = "help (esc to close)"
+
+    def action_dismiss(self, result: None = None) -> None:
+        self.dismiss(None)

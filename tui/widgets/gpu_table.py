@@ -1,0 +1,44 @@
+"""One row per GPU, keyed by UUID."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+
+from gpuspend.snapshot import GpuNow
+from tui.widgets.fmt import bar, duration, money, plain, state
+from tui.widgets.keyed_table import KeyedTable
+
+
+def gpu_cells(g: GpuNow, currency: str, *, ascii_only: bool = False, bar_width: int = 8) -> list[Any]:
+    mem_pct = (100.0 * g.mem_used / g.mem_total) if (g.mem_used is not None and g.mem_total) else None
+    rate = money(g.cost_per_hour, g.rate.currency) if g.cost_per_hour is not None else "no rate"
+    idle = duration(g.idle_for_s) if g.idle_for_s > 0 else ""
+    waste = money(g.episode_waste, currency) if g.episode_open else ""
+    return [
+        Text("-" if g.index is None else str(g.index), justify="right"),
+        plain(g.model or g.name),
+        bar(g.util, bar_width, ascii_only=ascii_only),
+        bar(mem_pct, bar_width, ascii_only=ascii_only, style="#5fd7ff"),
+        Text("-" if g.power is None else f"{g.power:.0f}W", justify="right"),
+        Text("-" if g.temperature is None else f"{g.temperature:.0f}C", justify="right"),
+        Text(rate, justify="right", style="dim" if g.cost_per_hour is None else ""),
+        state(g.state),
+        Text(idle, justify="right"),
+        Text(waste, justify="right", style="bold #ff5f5f" if waste else ""),
+    ]
+
+
+class GpuTable(KeyedTable):
+    COLUMNS = (("idx", "#"), ("model", "GPU"), ("util", "util"), ("mem", "memory"), ("power", "power"),
+               ("temp", "temp"), ("rate", "$/h"), ("state", "state"), ("idle", "idle"),
+               ("waste", "wasted"))
+    DEFAULT_CSS = "GpuTable { height: auto; max-height: 18; }"
+
+    ascii_only = False
+    bar_width = 8
+
+    def show(self, gpus: tuple[GpuNow, ...], currency: str) -> bool:
+        return self.sync([(g.uuid, gpu_cells(g, currency, ascii_only=self.ascii_only, bar_width=self.bar_width))
+                          for g in gpus])

@@ -1,0 +1,89 @@
+"""The header line: $/h now, today, month-to-date, projection vs budget, idle waste, rate sources."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widgets import Static
+
+from gpuspend.snapshot import MonthView, Snapshot
+from tui.widgets.fmt import clean, money
+
+
+def budget_style(pct: float | None, thresholds: tuple[float, ...]) -> str:
+    """Green under the first threshold, yellow past it, red past the last one."""
+    if pct is None or not thresholds:
+        return ""
+    ts = sorted(thresholds)
+    if pct >= ts[-1]:
+        return "bold #ff5f5f"
+    if pct >= ts[0]:
+        return "#ffd75f"
+    return "#5fd75f"
+
+
+def _month(snap: Snapshot) -> MonthView | None:
+    return next((m for m in snap.months if m.currency == snap.currency), snap.months[0] if snap.months else None)
+
+
+def summary_text(snap: Snapshot, thresholds: tuple[float, ...] = (50.0, 80.0, 100.0), *,
+                 compact: bool = False) -> Text:
+    """One line at 120 columns; `compact` (80 columns) drops the interval and shortens labels."""
+    cur = snap.currency
+    t = Text(no_wrap=False)
+    if not compact:
+        t.append("now ", style="dim")
+    t.append(f"{money(snap.cost_per_hour, cur)}/h", style="bold")
+    t.append("  today ", style="dim")
+    t.append(money(snap.today_cost, cur), style="bold")
+    m = _month(snap)
+    if m is not None:
+        t.append("  MTD ", style="dim")
+        t.append(money(m.mtd, m.currency), style="bold")
+        t.append("  proj ", style="dim")
+        if m.projection is None:
+            t.append("n/a", style="dim")
+        else:
+            style = budget_style(m.budget_pct_forecast, thresholds)
+            t.append(money(m.projection, m.currency, decimals=0), style=f"bold {style}".strip())
+            if not compact and m.low is not None and m.high is not None and m.high > m.low:
+                t.append(f" ({money(m.low, m.currency, decimals=0)}-{money(m.high, m.currency, decimals=0)})",
+                         style="dim")
+        if m.budget is not None:
+            t.append(" / budget ", style="dim")
+            t.append(money(m.budget, m.currency, decimals=0))
+            if m.budget_pct_forecast is not None:
+                t.append(f" {m.budget_pct_forecast:.0f}%",
+                         style=budget_style(m.budget_pct_forecast, thresholds) or "")
+    t.append("  idle today " if compact else "  idle waste today ", style="dim")
+    t.append(money(snap.idle_waste_today, cur), style="bold #ff5f5f" if snap.idle_waste_today > 0 else "")
+    return t
+
+
+def sources_text(snap: Snapshot, collector: str) -> Text:
+    t = Text(no_wrap=True, overflow="ellipsis")
+    t.append("rates: ", style="dim")
+    t.append(clean("; ".join(snap.rate_sources) or "none"))
+    t.append("  collector: ", style="dim")
+    t.append(clean(collector))
+    return t
+
+
+class SummaryBar(Static):
+    """Two lines; content set from the App when the snapshot changes (update() repaints only this widget)."""
+
+    DEFAULT_CSS = "SummaryBar { height: auto; max-height: 3; padding: 0 1; }"
+
+    thresholds: reactive[tuple[float, ...]] = reactive((50.0, 80.0, 100.0))
+    _last: Text | None = None
+
+    def show(self, snap: Snapshot, collector: str, *, compact: bool = False) -> None:
+        text = summary_text(snap, self.thresholds, compact=compact)
+        text.append("\n")
+        sources = sources_text(snap, collector)
+        if self.size.width > 2:
+            sources.truncate(self.size.width - 2, overflow="ellipsis")   # the second line never wraps
+        text.append_text(sources)
+        if text != self._last:          # an unchanged line costs nothing on the terminal
+            self._last = text
+            self.update(text)
