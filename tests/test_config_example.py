@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 from gpuspend.config import DEFAULTS, iter_keys, load_config
-
 from tests.conftest import ROOT
 
 EXAMPLE = ROOT / "config.example.yaml"
