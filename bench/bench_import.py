@@ -14,7 +14,6 @@ child) for 200k and 1M rows to show that memory does not grow with the file.
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -118,4 +117,3 @@ if __name__ == "__main__":
     else:
         args = [int(a) for a in sys.argv[1:]]
         speed(args[0] if args else 200_000, args[1] if len(args) > 1 else 3)
-    _ = resource

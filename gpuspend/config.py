@@ -88,7 +88,7 @@ SCHEMA: dict[str, Any] = {
     },
     "tui": {"interval": "number", "keymap": "map:str", "ascii": "bool", "color_system": "str"},
     "metrics": {"listen": "str"},
-    "fleet": {"url": "str", "timeout": "duration"},
+    "fleet": {"timeout": "duration"},
 }
 
 DEFAULTS: dict[str, Any] = {
@@ -120,7 +120,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "tui": {"interval": 1.0, "keymap": {}, "ascii": False, "color_system": None},
     "metrics": {"listen": None},
-    "fleet": {"url": None, "timeout": 5.0},
+    "fleet": {"timeout": 5.0},
 }
 
 TARGET_DEFAULTS: dict[str, Any] = {

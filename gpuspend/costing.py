@@ -21,11 +21,19 @@ import socket
 import sqlite3
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gpuspend import clock, forecast, pricing
-from gpuspend.rollup import GAP_INTERVALS, WATERMARK_KEY, collector_interval, sample_state
+from gpuspend.rollup import (
+    GAP_INTERVALS,
+    REMOTE_SOURCES,
+    WATERMARK_KEY,
+    cloud_interval,
+    collector_interval,
+    remote_gpu_ids,
+    sample_state,
+)
 from gpuspend.snapshot import (
     AlertView,
     Alternative,
@@ -129,25 +137,27 @@ _TAIL_CACHE: dict[tuple, dict[int, list[tuple[int, float, float, float, float]]]
 
 
 def raw_segments(conn: sqlite3.Connection, lo_ms: int, hi_ms: int, interval_s: float, idle_pct: float,
-                 now_ms: int, gpu_id: int | None = None) -> dict[int, list[tuple[int, float, float, float, float]]]:
+                 now_ms: int, gpu_id: int | None = None, remote_interval_s: float | None = None
+                 ) -> dict[int, list[tuple[int, float, float, float, float]]]:
     """{gpu_id: [(start_ms, covered_s, busy_s, held_s, free_s)]} from raw samples in [lo, hi), one per
-    sample, each covering up to the next sample (one interval after a gap or at the end).
+    sample, each covering up to the next sample (one interval after a gap or at the end). GPU-cloud GPUs
+    are sampled once per cloud poll: `remote_interval_s` is their interval (gap rule and last sample).
 
     The tail after the rollup watermark is read once per state of the database (data_version moves when
     another connection commits, total_changes when this one does) and sliced for each caller: a snapshot
     asks for it a dozen times."""
     wm = watermark(conn)
     if lo_ms < wm:
-        return _raw_segments(conn, lo_ms, hi_ms, interval_s, idle_pct, now_ms, gpu_id)
+        return _raw_segments(conn, lo_ms, hi_ms, interval_s, idle_pct, now_ms, gpu_id, remote_interval_s)
     key = (id(conn), _db_key(conn), conn.execute("PRAGMA data_version").fetchone()[0], conn.total_changes,
-           wm, interval_s, idle_pct, now_ms)
+           wm, interval_s, idle_pct, now_ms, remote_interval_s)
     tail = _TAIL_CACHE.get(key)
     if tail is None:
-        tail = _raw_segments(conn, wm, now_ms + 1, interval_s, idle_pct, now_ms, None)
+        tail = _raw_segments(conn, wm, now_ms + 1, interval_s, idle_pct, now_ms, None, remote_interval_s)
         _TAIL_CACHE.clear()
         _TAIL_CACHE[key] = tail
     if hi_ms > now_ms + 1:
-        return _raw_segments(conn, lo_ms, hi_ms, interval_s, idle_pct, now_ms, gpu_id)
+        return _raw_segments(conn, lo_ms, hi_ms, interval_s, idle_pct, now_ms, gpu_id, remote_interval_s)
     out: dict[int, list[tuple[int, float, float, float, float]]] = {}
     for gid, segs in tail.items():
         if gpu_id is not None and gid != gpu_id:
@@ -160,9 +170,11 @@ def raw_segments(conn: sqlite3.Connection, lo_ms: int, hi_ms: int, interval_s: f
 
 
 def _raw_segments(conn: sqlite3.Connection, lo_ms: int, hi_ms: int, interval_s: float, idle_pct: float,
-                  now_ms: int, gpu_id: int | None = None) -> dict[int, list[tuple[int, float, float, float, float]]]:
-    interval_ms = max(1, int(interval_s * 1000))
-    cap = GAP_INTERVALS * interval_ms
+                  now_ms: int, gpu_id: int | None = None, remote_interval_s: float | None = None
+                  ) -> dict[int, list[tuple[int, float, float, float, float]]]:
+    local_ms = max(1, int(interval_s * 1000))
+    remote_ms = max(1, int(remote_interval_s * 1000)) if remote_interval_s else local_ms
+    remote = remote_gpu_ids(conn) if remote_ms != local_ms else frozenset()
     holders: set[tuple[int, int]] = set()
     only = "" if gpu_id is None else " AND gpu_id = ?"
     args: tuple = (lo_ms, hi_ms) if gpu_id is None else (lo_ms, hi_ms, gpu_id)
@@ -174,6 +186,8 @@ def _raw_segments(conn: sqlite3.Connection, lo_ms: int, hi_ms: int, interval_s: 
                         " ORDER BY gpu_id, ts", args).fetchall()
     out: dict[int, list[tuple[int, float, float, float, float]]] = defaultdict(list)
     for i, (gid, ts, util) in enumerate(rows):
+        interval_ms = remote_ms if gid in remote else local_ms
+        cap = GAP_INTERVALS * interval_ms
         nxt = rows[i + 1] if i + 1 < len(rows) and rows[i + 1][0] == gid else None
         if nxt is not None:
             dt = nxt[1] - ts
@@ -204,12 +218,24 @@ def segments(conn: sqlite3.Connection, cfg: Any, lo_ms: int, hi_ms: int, now_ms:
     if hi_ms > wm:
         interval = collector_interval(conn, cfg.interval)
         for gid, segs in raw_segments(conn, max(lo_ms, wm), hi_ms, interval, cfg.idle.util_pct, now_ms,
-                                      gpu_id).items():
+                                      gpu_id, cloud_interval(cfg)).items():
             out[gid].extend(segs)
     return out
 
 
 MAX_LOOKBACK_MS = 31 * DAY_MS
+
+
+def is_remote(source: str | None) -> bool:
+    """A GPU rented from a GPU cloud (RunPod, Lambda, Vast): sampled once per cloud poll, priced by its API."""
+    return source in REMOTE_SOURCES
+
+
+def gap_ms_for(cfg: Any, source: str | None) -> float:
+    """Silence after which a GPU's idle run ends (3 sampling intervals, + a rollup minute of slack). GPU-cloud
+    GPUs are sampled once per `clouds.interval`, local ones every `interval`."""
+    interval = cloud_interval(cfg) if is_remote(source) else float(cfg.interval)
+    return GAP_INTERVALS * interval * 1000 + 60_000
 
 
 def run_start_bound(conn: sqlite3.Connection, cfg: Any, gpu_id: int, before_ms: int, wm: int) -> int:
@@ -314,7 +340,8 @@ def idle_episodes(conn: sqlite3.Connection, cfg: Any, since_ms: int, until_ms: i
     for g in gpus:
         lo = run_start_bound(conn, cfg, g["id"], since_ms, wm)
         segs = segments(conn, cfg, lo, until_ms, now, wm, g["id"])
-        tl = scan_episodes(segs.get(g["id"], []), rates[g["id"]], cfg, now, g["id"], g["uuid"])
+        tl = scan_episodes(segs.get(g["id"], []), rates[g["id"]], cfg, now, g["id"], g["uuid"],
+                           gap_ms_for(cfg, g.get("source")))
         timelines[g["id"]] = tl
         out.extend(e for e in tl.episodes if (e.end_ms is None or e.end_ms > since_ms) and e.start_ms < until_ms)
     out.sort(key=lambda e: (e.start_ms, e.gpu_id))
@@ -473,7 +500,8 @@ def covered_totals(conn: sqlite3.Connection, cfg: Any, lo_ms: int, hi_ms: int, n
             acc[2] += idle
     if hi_ms > wm:
         interval = collector_interval(conn, cfg.interval)
-        for gid, segs in raw_segments(conn, max(lo_ms, wm), hi_ms, interval, cfg.idle.util_pct, now_ms).items():
+        for gid, segs in raw_segments(conn, max(lo_ms, wm), hi_ms, interval, cfg.idle.util_pct, now_ms,
+                                      remote_interval_s=cloud_interval(cfg)).items():
             for start, cov, busy, held, free in segs:
                 acc = out[(gid, start // bucket_ms * bucket_ms if bucket_ms else 0)]
                 acc[0] += cov
@@ -543,7 +571,8 @@ def attribution(conn: sqlite3.Connection, cfg: Any, rates: dict[int, Rate], lo_m
             procs[(gid, ts)].append((proc, mem, sm))
         if procs:
             interval = collector_interval(conn, cfg.interval)
-            for gid, segs in raw_segments(conn, lo, hi_ms, interval, cfg.idle.util_pct, now_ms).items():
+            for gid, segs in raw_segments(conn, lo, hi_ms, interval, cfg.idle.util_pct, now_ms,
+                                          remote_interval_s=cloud_interval(cfg)).items():
                 for start, cov, _busy, held, free in segs:
                     plist = procs.get((gid, start))
                     if not plist:
@@ -665,9 +694,10 @@ def build_snapshot(conn: sqlite3.Connection, cfg: Any, now_ms: int | None = None
         rate = rates[g["id"]]
         row = latest.get(g["id"])
         procs = cur_procs.get(g["id"], [])
+        stale_after = GAP_INTERVALS * cloud_interval(cfg) * 1000 if is_remote(g["source"]) else stale_ms
         if g["lost_at"] is not None:
             state = "lost"
-        elif row is None or now - row[0] > stale_ms:
+        elif row is None or now - row[0] > stale_after:
             state = "stale"
         else:
             holds = any((p[4] is None) or p[4] > 0 for p in procs)
@@ -703,7 +733,8 @@ def build_snapshot(conn: sqlite3.Connection, cfg: Any, now_ms: int | None = None
     cov_today = max(cov_end or 0, today0)
     today_billed = forecast.billed_daily(conn, forecast.month_of(now), cov_end).get(currency, {}).get(today, 0.0) \
         if cov_end and cov_end > today0 else 0.0
-    today_metered = metered_total(conn, cfg, rates, cov_today, now + 1, now).get(currency, 0.0)
+    today_metered = metered_total(conn, cfg, local_rates(conn, rates), cov_today, now + 1, now).get(currency, 0.0)
+    today_metered += sum(cloud_daily(conn, cfg, today0, now + 1, now).get(currency, {}).values())
 
     notes = []
     no_rate = [g for g in gnow if g.rate.per_gpu_hour is None and g.rate.label != MIG_LABEL]
@@ -734,17 +765,120 @@ def build_snapshot(conn: sqlite3.Connection, cfg: Any, now_ms: int | None = None
 
 def month_views_for(conn: sqlite3.Connection, cfg: Any, month: str, now_ms: int,
                     rates: dict[int, Rate]) -> tuple[tuple, int | None]:
-    """MonthViews for `month` (billed up to coverage + metered after) and the coverage end."""
+    """MonthViews for `month` and the coverage end. Metered = local GPUs after the exports' coverage end
+    (their time x rate) + GPU-cloud spend over the whole month (cloud_daily: no billing export holds it, so
+    the exports' coverage does not apply). GPU-cloud GPUs are metered only through their cloud spend."""
     start, end = forecast.month_bounds(month)
     cov_end = forecast.billing_coverage(conn, month)
+    local = local_rates(conn, rates)
     lo = max(start, cov_end or start)
     hi = min(end, now_ms + 1)
-    metered = metered_daily(conn, cfg, rates, lo, hi, now_ms) if lo < hi else {}
+    metered = metered_daily(conn, cfg, local, lo, hi, now_ms) if lo < hi else {}
+    cloud = cloud_daily(conn, cfg, start, hi, now_ms)
     win_lo = max(start, now_ms - int(float(cfg.forecast.window) * 1000)) if now_ms < end else end
     w_lo = max(win_lo, cov_end or win_lo)
-    window = metered_total(conn, cfg, rates, w_lo, min(now_ms + 1, end), now_ms) if w_lo < now_ms else {}
-    views = forecast.month_views(conn, cfg, month, now_ms, metered, window, cov_end, win_lo)
+    window = metered_total(conn, cfg, local, w_lo, min(now_ms + 1, end), now_ms) if w_lo < now_ms else {}
+    if win_lo < now_ms:
+        for cur, days in cloud_daily(conn, cfg, win_lo, min(now_ms + 1, end), now_ms).items():
+            window[cur] = window.get(cur, 0.0) + sum(days.values())
+    views = forecast.month_views(conn, cfg, month, now_ms, _add_daily(metered, cloud), window, cov_end, win_lo)
+    views = tuple(replace(v, cloud=sum(cloud.get(v.currency, {}).values())) for v in views)
     return views, cov_end
+
+
+def local_rates(conn: sqlite3.Connection, rates: dict[int, Rate]) -> dict[int, Rate]:
+    """The rates to meter GPU time with: GPU-cloud GPUs are left out, their money comes from the provider's
+    own meter (cloud_daily), so a remote GPU is never counted twice."""
+    remote = remote_gpu_ids(conn)
+    return {gid: r for gid, r in rates.items() if gid not in remote}
+
+
+def _add_daily(*parts: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for part in parts:
+        for cur, days in part.items():
+            bucket = out.setdefault(cur, {})
+            for d, v in days.items():
+                bucket[d] = bucket.get(d, 0.0) + v
+    return out
+
+
+# -- GPU-cloud spend (RunPod, Lambda, Vast.ai) -------------------------------------------------------------
+def _spread(out: dict[str, dict[str, float]], currency: str, per_ms: float, a_ms: int, b_ms: int,
+            lo_ms: int, hi_ms: int) -> None:
+    """Add money spent at `per_ms` over [a, b) to the UTC days it falls on, clipped to [lo, hi)."""
+    t, stop = max(a_ms, lo_ms), min(b_ms, hi_ms)
+    bucket = out.setdefault(currency, {})
+    while t < stop:
+        nxt = min(stop, day_start(t) + DAY_MS)
+        d = forecast.day_key(t)
+        bucket[d] = bucket.get(d, 0.0) + per_ms * (nxt - t)
+        t = nxt
+
+
+def _vast_charges(conn: sqlite3.Connection, out: dict[str, dict[str, float]], lo_ms: int, hi_ms: int
+                  ) -> dict[str, int]:
+    """Add Vast.ai charges in [lo, hi) to `out` (each spread evenly over its start..end), and return how far
+    the charges reach per instance id (epoch ms): the poll log meters an instance only after that.
+
+    Each month's fetch replaces that month (cloud_charges.period_start) and may list a contract that spans
+    months in full, so a month's money is read only from that month's fetch, clipped to the month."""
+    reach: dict[str, int] = {}
+    for source, end in conn.execute("SELECT source, MAX(end) FROM cloud_charges WHERE provider = 'vast' "
+                                    "AND end IS NOT NULL GROUP BY source"):
+        if source.startswith("instance-"):
+            reach[source[len("instance-"):]] = int(end) * 1000
+    month = forecast.month_of(lo_ms)
+    while True:
+        m0, m1 = forecast.month_bounds(month)
+        if m0 >= hi_ms:
+            break
+        a, b = max(lo_ms, m0), min(hi_ms, m1)
+        for start, end, amount, cur in conn.execute(
+                "SELECT start, end, amount, currency FROM cloud_charges WHERE provider = 'vast' AND period_start = ?",
+                (m0 // 1000,)):
+            cur = cur or "USD"
+            s_ms = int(start if start is not None else end if end is not None else m0 // 1000) * 1000
+            e_ms = int(end) * 1000 if end is not None else s_ms
+            if e_ms > s_ms:
+                _spread(out, cur, float(amount) / (e_ms - s_ms), s_ms, e_ms, a, b)
+            elif a <= s_ms < b:                   # a charge without a span: on the day it names
+                bucket = out.setdefault(cur, {})
+                d = forecast.day_key(s_ms)
+                bucket[d] = bucket.get(d, 0.0) + float(amount)
+        month = forecast.month_of(m1)
+    return reach
+
+
+def cloud_daily(conn: sqlite3.Connection, cfg: Any, lo_ms: int, hi_ms: int, now_ms: int
+                ) -> dict[str, dict[str, float]]:
+    """{currency: {day: money}} spent on GPU-cloud instances in [lo, hi).
+
+    RunPod and Lambda: the poll log (cloud_spend) integrated with the same gap rule as GPU samples: a
+    billed poll counts until the next poll, or one poll interval after a gap of more than 3 intervals or
+    after the last poll. Vast.ai: its charges where they reach for each instance, the poll log after that."""
+    out: dict[str, dict[str, float]] = {}
+    if lo_ms >= hi_ms:
+        return out
+    interval_ms = int(cloud_interval(cfg) * 1000)
+    cap = GAP_INTERVALS * interval_ms
+    reach = _vast_charges(conn, out, lo_ms, hi_ms)
+    rows = conn.execute(
+        "SELECT s.provider, s.instance_id, s.ts, s.price_per_hour, s.running, COALESCE(i.currency, 'USD') "
+        "FROM cloud_spend s LEFT JOIN cloud_instances i ON i.provider = s.provider AND i.instance_id = s.instance_id "
+        "WHERE s.ts >= ? AND s.ts < ? ORDER BY s.provider, s.instance_id, s.ts", (lo_ms - cap, hi_ms)).fetchall()
+    for i, (provider, instance_id, ts, price, running, cur) in enumerate(rows):
+        if not running or price is None:
+            continue
+        nxt = rows[i + 1] if i + 1 < len(rows) and rows[i + 1][:2] == (provider, instance_id) else None
+        if nxt is not None:
+            dt = nxt[2] - ts
+            stop = ts + (dt if dt <= cap else interval_ms)
+        else:
+            stop = ts + max(0, min(now_ms - ts, interval_ms))
+        start = max(ts, reach.get(instance_id, ts)) if provider == "vast" else ts
+        _spread(out, cur, float(price) / HOUR_MS, start, stop, lo_ms, hi_ms)
+    return {cur: days for cur, days in out.items() if days}
 
 
 # -- billing summary -------------------------------------------------------------------------------------
@@ -764,7 +898,8 @@ def billing_summary(conn: sqlite3.Connection, cfg: Any, month: str, now_ms: int 
     rates = resolve_rates(conn, cfg, gpus, now)
     billed = all_billed.get(currency, {})
     lo, hi = max(start, cov_end or start), min(end, now + 1)
-    metered = (metered_daily(conn, cfg, rates, lo, hi, now) if lo < hi else {}).get(currency, {})
+    metered = _add_daily(metered_daily(conn, cfg, local_rates(conn, rates), lo, hi, now) if lo < hi else {},
+                         cloud_daily(conn, cfg, start, hi, now)).get(currency, {})
     days = tuple(DayTotal(d, round(billed.get(d, 0.0), 6), round(metered.get(d, 0.0), 6))
                  for d in sorted(set(billed) | set(metered)))
     services = tuple(Spender(name or "(none)", float(total), bool(g)) for name, total, g in conn.execute(
@@ -805,8 +940,8 @@ def alternatives(conn: sqlite3.Connection, cfg: Any, month: str, now_ms: int,
             continue
         hours[model] += secs / 3600.0
         current[model] += _money(rate, secs)
-        if rate.source == "catalog":
-            current_provider[model] = rate.label.split()[1]
+        if rate.provider:               # where this money goes now: not an alternative to itself
+            current_provider[model] = rate.provider
     out = []
     cat = pricing.load_catalog()
     for model in sorted(hours):

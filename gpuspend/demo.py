@@ -77,6 +77,13 @@ def _import_billing(conn, now_ms: int) -> None:
         print("gpuspend: demo: billing demo data not available; showing metered costs only", file=sys.stderr)
         return
     import_demo_billing(conn, now_ms)
+    # The demo box is that export's EC2 instance: record its id so its GPUs are priced from the billing
+    # (billing-derived rate), as a real box is through its asset tag or `billing.resource_id`.
+    from collectors.billing.demo import DEMO_INSTANCE
+    from gpuspend.pricing import META_RESOURCE_ID
+
+    with transaction(conn):
+        set_meta(conn, META_RESOURCE_ID, DEMO_INSTANCE)
 
 
 def ensure_demo_db(path: str | Path, now_ms: int | None = None, seed: int = 42) -> Path:

@@ -4,7 +4,7 @@ Served by prometheus-client on its own CollectorRegistry (never the global one, 
 many exporters in one process). A custom collector renders the latest snapshot on each scrape, so a GPU that
 disappears drops its series at once and one scrape never mixes two snapshots.
 
-Naming (documented in contrib/metrics.md): every metric starts `gpuspend_`; units are in the name (`_seconds`,
+Naming (documented in the README, "Fleet"): every metric starts `gpuspend_`; units are in the name (`_seconds`,
 `_watts`, `_bytes`, `_ratio`); money carries a `currency` label (never summed across currencies), so money
 metrics have no unit suffix; counters end in `_total`. GPU series carry host/gpu/uuid/model labels.
 

@@ -8,6 +8,8 @@ clouds (RunPod, Lambda, Vast) take the price their API reports (source "provider
 
 from __future__ import annotations
 
+import os
+import re
 import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,14 +19,18 @@ from pathlib import Path
 from typing import Any
 
 from gpuspend import clock
+from gpuspend.rollup import REMOTE_SOURCES
 from gpuspend.snapshot import Rate
 
 # EC2 (and some other clouds) put the instance id here; readable without root.
 DMI_ASSET_TAG = Path("/sys/devices/virtual/dmi/id/board_asset_tag")
-CLOUD_SOURCES = ("runpod", "lambda", "vast")
+CLOUD_SOURCES = REMOTE_SOURCES     # GPUs rented from GPU clouds: priced by the provider's API
 # The simulated demo box prices itself like an AWS p5 when no provider is configured, so the demo has money.
 DEMO_PROVIDER = "aws"
 BILLING_WINDOW_S = 7 * 86400     # billing-derived rate: effective cost over the last week of charges
+# The resource id of the machine the database describes, when neither config nor the platform names it:
+# written by the demo for its simulated p5 (so demo GPUs are priced from its billing like a real EC2 box).
+META_RESOURCE_ID = "billing.resource_id"
 
 
 @dataclass(frozen=True)
@@ -144,12 +150,56 @@ def _host_gpu_count(conn: sqlite3.Connection, host: str | None) -> int:
     return int(row[0]) if row and row[0] else 1
 
 
+def machine_resource_id(cfg: Any, conn: sqlite3.Connection | None, asset_tag_path: Path | None = None) -> str | None:
+    """This machine's billing resource id: `billing.resource_id` from config, else the platform's asset tag,
+    else the one recorded in the database (meta billing.resource_id)."""
+    rid = cfg.billing.resource_id or detect_resource_id(asset_tag_path)
+    if not rid and conn is not None:
+        from gpuspend.store import get_meta
+
+        rid = get_meta(conn, META_RESOURCE_ID)
+    return rid or None
+
+
+_BILLING_CACHE: dict[tuple, tuple | None] = {}
+
+
 def _from_billing(cfg: Any, conn: sqlite3.Connection | None, gpu: Any, asset_tag_path: Path | None) -> Rate | None:
     if conn is None:
         return None
-    rid = cfg.billing.resource_id or detect_resource_id(asset_tag_path)
+    rid = machine_resource_id(cfg, conn, asset_tag_path)
     if not rid:
         return None
+    # Charges change only with an import: the scan below (resource ids are not indexed, and may be matched
+    # by suffix) is done once per import state, not once per GPU per snapshot.
+    path = conn.execute("PRAGMA database_list").fetchone()[2]
+    imports = conn.execute("SELECT COUNT(*), MAX(id), MAX(imported_at) FROM imports").fetchone()
+    try:
+        inode = os.stat(path).st_ino if path else id(conn)
+    except OSError:
+        inode = 0
+    key = (path, inode, rid, tuple(imports))
+    if key in _BILLING_CACHE:
+        found = _BILLING_CACHE[key]
+    else:
+        found = _billing_window(conn, rid)
+        if len(_BILLING_CACHE) > 64:
+            _BILLING_CACHE.clear()
+        _BILLING_CACHE[key] = found
+    if found is None:
+        return None
+    cur, total, start, stop, gpus, provider = found
+    hours = max((stop - start) / 3600.0, 1 / 60)
+    n = int(gpus) if gpus else _host_gpu_count(conn, _get(gpu, "host"))
+    per_gpu = (total or 0.0) / hours / max(n, 1)
+    return Rate(per_gpu, cur or "USD", "billing",
+                f"billing: {rid} {_money(total / hours, cur or 'USD')}/h / {n} GPUs",
+                provider=provider or (cfg.provider.lower() if cfg.provider else None))
+
+
+def _billing_window(conn: sqlite3.Connection, rid: str) -> tuple | None:
+    """(currency, effective cost, first start, last end, GPU count, catalog provider) of this resource's last
+    week of charges; the provider is read from the import's source (e.g. 'focus:AWS' -> aws)."""
     # Resource ids are instance ids in EC2 CUR but ARNs/paths elsewhere: match the id or a suffix of it.
     row = conn.execute(
         "SELECT MAX(charge_period_end) FROM charges WHERE resource_id = ? OR resource_id LIKE ?",
@@ -159,18 +209,17 @@ def _from_billing(cfg: Any, conn: sqlite3.Connection | None, gpu: Any, asset_tag
     end = row[0]
     rows = conn.execute(
         "SELECT currency, SUM(COALESCE(effective_cost, billed_cost)), MIN(charge_period_start), "
-        "MAX(charge_period_end), MAX(gpu_count) FROM charges "
+        "MAX(charge_period_end), MAX(gpu_count), MAX(import_id) FROM charges "
         "WHERE (resource_id = ? OR resource_id LIKE ?) AND charge_period_end > ? "
         "GROUP BY currency ORDER BY COUNT(*) DESC",
         (rid, "%/" + rid, end - BILLING_WINDOW_S)).fetchall()
     if not rows:
         return None
-    cur, total, start, stop, gpus = rows[0]
-    hours = max((stop - start) / 3600.0, 1 / 60)
-    n = int(gpus) if gpus else _host_gpu_count(conn, _get(gpu, "host"))
-    per_gpu = (total or 0.0) / hours / max(n, 1)
-    return Rate(per_gpu, cur or "USD", "billing",
-                f"billing: {rid} {_money(total / hours, cur or 'USD')}/h / {n} GPUs")
+    *head, import_id = rows[0]
+    src = conn.execute("SELECT source, format FROM imports WHERE id = ?", (import_id,)).fetchone()
+    words = set(re.split(r"[^a-z0-9]+", " ".join(str(v) for v in (src or ()) if v).lower()))
+    provider = next((p for p in load_catalog().providers() if p in words), None)
+    return (*head, provider)
 
 
 def _measured_power(conn: sqlite3.Connection | None, gpu: Any) -> float | None:
@@ -206,20 +255,31 @@ def _from_onprem(cfg: Any, conn: sqlite3.Connection | None, gpu: Any) -> Rate | 
     return Rate(capex + energy, cur, "onprem", f"on-prem: {' + '.join(parts)}")
 
 
+def remote_instance_id(provider: str, uuid: str) -> str | None:
+    """The instance id in a remote GPU's uuid, which the cloud collectors write as exactly
+    '{provider}:{instance_id}:{n}'. Exact, never a substring: instance '1' is not 'vast:1000:0'."""
+    head, sep, n = uuid.rpartition(":")
+    prefix = provider + ":"
+    if not sep or not n.isdigit() or not head.startswith(prefix) or len(head) == len(prefix):
+        return None
+    return head[len(prefix):]
+
+
 def _from_provider(conn: sqlite3.Connection | None, gpu: Any) -> Rate | None:
     source = _get(gpu, "source")
     if conn is None or source not in CLOUD_SOURCES:
         return None
-    host, uuid = str(_get(gpu, "host") or ""), str(_get(gpu, "uuid") or "")
+    instance_id = remote_instance_id(source, str(_get(gpu, "uuid") or ""))
+    if instance_id is None:
+        return None
     row = conn.execute(
         "SELECT instance_id, price_per_hour, gpu_count, currency FROM cloud_instances WHERE provider = ? "
-        "AND (instance_id = ? OR ? LIKE '%' || instance_id || '%') ORDER BY last_seen DESC LIMIT 1",
-        (source, host, uuid)).fetchone()
+        "AND instance_id = ?", (source, instance_id)).fetchone()
     if not row or row[1] is None:
         return None
     n = row[2] or 1
     return Rate(float(row[1]) / n, row[3] or "USD", "provider",
-                f"{source}: {row[0]} {_money(row[1], row[3] or 'USD')}/h / {n:g} GPUs")
+                f"{source}: {row[0]} {_money(row[1], row[3] or 'USD')}/h / {n:g} GPUs", provider=source)
 
 
 def _from_catalog(cfg: Any, gpu: Any, now_ms: int | None) -> Rate | None:
@@ -230,7 +290,7 @@ def _from_catalog(cfg: Any, gpu: Any, now_ms: int | None) -> Rate | None:
     stale = " STALE" if is_stale(entry.as_of, cfg, now_ms) else ""
     return Rate(entry.usd_per_gpu_hour, "USD", "catalog",
                 f"catalog: {entry.provider} {entry.gpu} {_money(entry.usd_per_gpu_hour, 'USD')}/h "
-                f"(as of {entry.as_of}{stale})", as_of=entry.as_of)
+                f"(as of {entry.as_of}{stale})", as_of=entry.as_of, provider=entry.provider)
 
 
 def resolve_rate(cfg: Any, conn: sqlite3.Connection | None, gpu: Any, *, asset_tag_path: Path | None = None,

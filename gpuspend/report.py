@@ -129,7 +129,8 @@ def build_document(conn: Any, cfg: Any, snap: Snapshot, since_ms: int, month: st
     for mv in snap.months:
         months.append({
             "month": mv.month, "currency": mv.currency, "mtd": _r(mv.mtd), "billed": _r(mv.billed),
-            "metered": _r(mv.metered), "coverage_end": iso(mv.coverage_end_ms), "projection": _r(mv.projection),
+            "metered": _r(mv.metered), "cloud": _r(mv.cloud), "coverage_end": iso(mv.coverage_end_ms),
+            "projection": _r(mv.projection),
             "low": _r(mv.low), "high": _r(mv.high), "interval_note": mv.interval_note, "budget": _r(mv.budget),
             "budget_pct_actual": _r(mv.budget_pct_actual, 2), "budget_pct_forecast": _r(mv.budget_pct_forecast, 2),
             "thresholds_crossed": [{"pct": p, "basis": b} for p, b in forecast.crossed_thresholds(cfg, mv)],
@@ -257,6 +258,8 @@ def render_text(doc: dict[str, Any]) -> str:
         c = m["currency"]
         out.append(f"{m['month']} {c}: to date {money(m['mtd'], c)} (billed {money(m['billed'], c)}"
                    f" + metered {money(m['metered'], c)})")
+        if m.get("cloud"):
+            out.append(f"  of the metered part, GPU clouds (RunPod/Lambda/Vast): {money(m['cloud'], c)}")
         if m["coverage_end"]:
             out.append(f"  billing exports cover up to {m['coverage_end']}")
         if m["projection"] is not None:
@@ -358,7 +361,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
     for m in doc["month"]:
         c = m["currency"]
         o.append(f"- **{m['month']} {c}**: to date {money(m['mtd'], c)} (billed {money(m['billed'], c)} + "
-                 f"metered {money(m['metered'], c)})")
+                 f"metered {money(m['metered'], c)})"
+                 + (f"; GPU clouds {money(m['cloud'], c)} of it" if m.get("cloud") else ""))
         if m["projection"] is not None:
             rng = f" (80%: {money(m['low'], c)} .. {money(m['high'], c)})" if m["low"] is not None else ""
             o.append(f"- projected month: {money(m['projection'], c)}{rng}; {m['interval_note']}")
@@ -470,5 +474,9 @@ def _notify(conn: Any, cfg: Any, snap: Snapshot, now: int) -> Snapshot:
         print("gpuspend: warning: --notify: alerts are not available in this build", file=sys.stderr)
         return snap
     alerts.evaluate(conn, cfg, snap, now)
-    notify.deliver_pending(conn, cfg, now)
+    result = notify.deliver_pending(conn, cfg, now)
+    # Delivery problems are warnings: the report itself is fine and failed messages stay in the outbox for a
+    # later run, so the exit code keeps meaning "alerts active" (1) or not. The errors never hold URLs/tokens.
+    for err in result.errors:
+        print(f"gpuspend: warning: --notify: {clean(err, 300)}", file=sys.stderr)
     return dataclasses.replace(snap, alerts=costing._alerts(conn))

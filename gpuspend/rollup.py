@@ -63,11 +63,13 @@ def _weights(procs: list[tuple[int, int | None, float | None]]) -> list[tuple[in
 
 
 def roll_up(conn: sqlite3.Connection, *, interval_s: float, idle_util_pct: float = 5.0,
-            now_ms: int | None = None, max_chunks: int | None = None) -> int:
+            now_ms: int | None = None, max_chunks: int | None = None, remote_interval_s: float | None = None) -> int:
     """Roll every raw sample not yet final into per-minute rows. Returns the number of gpu_minutes written.
 
     `max_chunks` bounds the work of one call (the collector's periodic task: a long backlog is worked off an
-    hour per chunk over several runs, so sampling and the lease heartbeat are never held up for long)."""
+    hour per chunk over several runs, so sampling and the lease heartbeat are never held up for long).
+    `remote_interval_s`: the cloud poll interval, used instead of `interval_s` for GPU-cloud GPUs (sampled
+    once per poll), so their polls are not cut to one local interval each."""
     now = clock.now_ms() if now_ms is None else now_ms
     row = conn.execute("SELECT MAX(ts) FROM gpu_samples").fetchone()
     max_ts = row[0] if row else None
@@ -85,7 +87,7 @@ def roll_up(conn: sqlite3.Connection, *, interval_s: float, idle_util_pct: float
     while True:
         end = min(wm + CHUNK_MS, final_wm)
         last = end >= final_wm
-        written += _roll_range(conn, wm, None if last else end, interval_s, idle_util_pct, now)
+        written += _roll_range(conn, wm, None if last else end, interval_s, idle_util_pct, now, remote_interval_s)
         chunks += 1
         if last or (max_chunks is not None and chunks >= max_chunks):
             break
@@ -94,11 +96,13 @@ def roll_up(conn: sqlite3.Connection, *, interval_s: float, idle_util_pct: float
 
 
 def _roll_range(conn: sqlite3.Connection, start: int, end: int | None, interval_s: float, idle_pct: float,
-                now: int) -> int:
+                now: int, remote_interval_s: float | None = None) -> int:
     """Recompute minutes in [start, end) (end None: to the newest sample) and move the watermark to `end`
     (or the newest sample's minute), all in one transaction."""
-    interval_ms = max(1, int(interval_s * 1000))
-    cap = GAP_INTERVALS * interval_ms
+    local_ms = max(1, int(interval_s * 1000))
+    remote_ms = max(1, int(remote_interval_s * 1000)) if remote_interval_s else local_ms
+    remote = remote_gpu_ids(conn) if remote_ms != local_ms else frozenset()
+    cap = GAP_INTERVALS * max(local_ms, remote_ms if remote else local_ms)
     lo = start - cap                         # the sample before `start` covers time into it
     hi = (end + cap) if end is not None else None
     with transaction(conn):
@@ -119,6 +123,8 @@ def _roll_range(conn: sqlite3.Connection, start: int, end: int | None, interval_
         max_ts = start
         for i, (gid, ts, util, mem_util, mem_used, power, energy) in enumerate(samples):
             max_ts = max(max_ts, ts)
+            interval_ms = remote_ms if gid in remote else local_ms
+            cap = GAP_INTERVALS * interval_ms
             nxt = samples[i + 1] if i + 1 < n and samples[i + 1][0] == gid else None
             if nxt is not None:
                 dt = nxt[1] - ts
@@ -240,6 +246,21 @@ def apply_retention(conn: sqlite3.Connection, *, raw_s: float, interval_s: float
     return n
 
 
+REMOTE_SOURCES = ("runpod", "lambda", "vast")   # GPUs sampled once per cloud poll, not per collector tick
+
+
+def remote_gpu_ids(conn: sqlite3.Connection) -> frozenset[int]:
+    marks = ",".join("?" * len(REMOTE_SOURCES))
+    return frozenset(r[0] for r in conn.execute(f"SELECT id FROM gpus WHERE source IN ({marks})", REMOTE_SOURCES))
+
+
+def cloud_interval(cfg: Any) -> float:
+    """The GPU-cloud poll interval (clouds.interval, 5 min by default)."""
+    clouds = getattr(cfg, "clouds", None)
+    value = getattr(clouds, "interval", None) if clouds is not None else None
+    return float(value) if value else 300.0
+
+
 def collector_interval(conn: sqlite3.Connection, default: float) -> float:
     """The interval the running collector samples at (from its lease row), else the configured one."""
     row = conn.execute("SELECT interval_s FROM collector_lease WHERE id = 1").fetchone()
@@ -249,5 +270,6 @@ def collector_interval(conn: sqlite3.Connection, default: float) -> float:
 def rollup_task(conn: sqlite3.Connection, cfg: Any, now_ms: int) -> None:
     """Periodic task for the collector: roll up, then apply raw retention."""
     interval = collector_interval(conn, cfg.interval)
-    roll_up(conn, interval_s=interval, idle_util_pct=cfg.idle.util_pct, now_ms=now_ms, max_chunks=TASK_MAX_CHUNKS)
+    roll_up(conn, interval_s=interval, idle_util_pct=cfg.idle.util_pct, now_ms=now_ms, max_chunks=TASK_MAX_CHUNKS,
+            remote_interval_s=cloud_interval(cfg))
     apply_retention(conn, raw_s=cfg.retention.raw, interval_s=interval, now_ms=now_ms)

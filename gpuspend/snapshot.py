@@ -16,6 +16,7 @@ class Rate:
     source: str                     # config | billing | onprem | catalog | provider | none
     label: str                      # human text, e.g. "catalog: aws H100 $6.88 (as of 2026-01-21)"
     as_of: str | None = None        # catalog date (YYYY-MM-DD) when source == catalog
+    provider: str | None = None     # catalog provider this money goes to when known (aws, runpod, ...)
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class MonthView:
     budget: float | None
     budget_pct_actual: float | None
     budget_pct_forecast: float | None
+    cloud: float = 0.0              # of `metered`: spend on GPU-cloud instances (RunPod, Lambda, Vast.ai)
 
 
 @dataclass(frozen=True)

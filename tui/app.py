@@ -82,6 +82,8 @@ class GpuspendApp(App[int]):
         self._prefetch = prefetch
         self._db_lock = threading.Lock()
         self._data_ready = threading.Event()
+        # The in-app collector starts after the first frame: its start-up work would compete for the GIL.
+        self._first_shown = threading.Event()
         self._collector: InAppCollector | None = None
         self.animation_level = "none"
         if ascii_only:
@@ -95,7 +97,7 @@ class GpuspendApp(App[int]):
         self._timer = self.set_interval(self.interval, self._tick)
         if self.collect:
             self._collector = InAppCollector(self.db_path, self.cfg, demo=self.demo, report=self._report_collector,
-                                             ready=self._data_ready)
+                                             ready=self._first_shown)
             threading.Thread(target=self._collector.run, name="gpuspend-collector", daemon=True).start()
         if self.watchdog:
             self.set_interval(WATCHDOG_S, self._check_terminal)
@@ -207,6 +209,7 @@ class GpuspendApp(App[int]):
 
     def _load_failed(self, exc: Exception) -> None:
         self._loading = False
+        self._first_shown.set()
         line = exc.line() if hasattr(exc, "line") else f"{type(exc).__name__}: {exc}"
         self.notify(line, title="cannot read the database", severity="error", markup=False)
 
@@ -221,6 +224,7 @@ class GpuspendApp(App[int]):
     def apply_snapshot(self, snap: Snapshot) -> None:
         """On the UI thread: hand the snapshot to the dashboard; notify alerts that just opened."""
         self._loading = False
+        self._first_shown.set()
         self.snapshot = snap
         self.snapshots_applied += 1
         self.alert_lines = alert_lines(snap, stale_after_s=float(self.cfg.alerts.collector_stopped),
@@ -347,10 +351,17 @@ class Prefetch:
         return self._out
 
 
+COLOR_SYSTEMS = ("auto", "standard", "256", "truecolor")
+
+
 def _color_system(choice: str | None) -> None:
     """--color-system / tui.color_system -> Textual's colour system (read when the App is created)."""
     if not choice:
         return
+    if choice not in COLOR_SYSTEMS:
+        from gpuspend.errors import ConfigError
+
+        raise ConfigError(f"tui.color_system must be one of {', '.join(COLOR_SYSTEMS)}, got {choice!r}")
     import textual.constants
 
     os.environ["TEXTUAL_COLOR_SYSTEM"] = choice
@@ -362,13 +373,13 @@ def run_app(opts: Any) -> int:
     from gpuspend.errors import UsageError
 
     cfg = opts.load_config()
-    if not sys.stdout.isatty() or not sys.stdin.isatty():
-        raise UsageError("the dashboard needs a terminal", hint="use `gpuspend --report` in scripts and cron")
     extra = opts.extra
-    _color_system(extra.get("color_system") or cfg.tui.color_system)
     interval = extra.get("interval")
     if interval is not None and interval <= 0:
         raise UsageError(f"--interval must be positive, got {interval:g}")
+    if not sys.stdout.isatty() or not sys.stdin.isatty():
+        raise UsageError("the dashboard needs a terminal", hint="use `gpuspend --report` in scripts and cron")
+    _color_system(extra.get("color_system") or cfg.tui.color_system)
     db_path = opts.db_path(cfg)
     app = GpuspendApp(db_path, cfg, demo=opts.demo, interval=interval,
                       ascii_only=bool(extra.get("ascii_only") or cfg.tui.ascii),

@@ -113,14 +113,42 @@ def import_units(conn: sqlite3.Connection, units: Iterable[Unit], *, fmt: str | 
     cache = conn.execute("PRAGMA cache_size").fetchone()[0]
     conn.execute("PRAGMA foreign_keys = OFF")
     conn.execute("PRAGMA cache_size = -65536")
+    units = list(units)
     try:
         with transaction(conn):
+            rebuild = _drop_indexes_for_bulk(conn, units)
             for unit in units:
                 results.extend(_import_unit(conn, unit, fmt, skip_bad_rows, dataset or unit.dataset, now))
+            for sql in rebuild:
+                conn.execute(sql)
     finally:
         conn.execute(f"PRAGMA foreign_keys = {'ON' if fk else 'OFF'}")
         conn.execute(f"PRAGMA cache_size = {int(cache)}")
     return results
+
+
+BYTES_PER_ROW = 600         # a FOCUS/CUR CSV row is 500-800 bytes: a cheap row estimate from file sizes
+BULK_MIN_ROWS = 50_000      # below this, per-row index updates are cheaper than rebuilding
+
+
+def _drop_indexes_for_bulk(conn: sqlite3.Connection, units: list[Unit]) -> list[str]:
+    """When the import is bigger than what is already stored, drop the charges indexes and return their SQL.
+
+    Building an index once over sorted keys after the bulk insert is cheaper than updating it per row
+    (~25% of insert time). All inside the import's transaction: readers (WAL) keep the old snapshot, and a
+    failure rolls the indexes back with everything else. The SQL comes from sqlite_master, i.e. our schema.
+    """
+    estimate = sum(f.stat().st_size for u in units for f in u.files) // BYTES_PER_ROW
+    if estimate < BULK_MIN_ROWS:
+        return []
+    existing = conn.execute("SELECT COUNT(*) FROM charges").fetchone()[0]
+    if estimate <= existing:
+        return []
+    saved = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'charges' "
+                         "AND sql IS NOT NULL ORDER BY name").fetchall()
+    for name, _sql in saved:
+        conn.execute(f'DROP INDEX "{name}"')
+    return [sql for _name, sql in saved]
 
 
 class _Slices:
@@ -146,7 +174,7 @@ class _Slices:
             "INSERT INTO imports (path, sha256, format, source, account, billing_period_start, billing_period_end, "
             "version_id, rows, gpu_rows, skipped_rows, coverage_end, imported_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, NULL, ?)",
-            (str(path), sha, fmt, source, account, start, bp_end, self.version, self.now))
+            (str(path.resolve()), sha, fmt, source, account, start, bp_end, self.version, self.now))
         sid = int(cur.lastrowid)
         self.ids[key] = sid
         self.stats[sid] = [0, 0, None, bp_end]
@@ -267,16 +295,17 @@ def _import_file(conn: sqlite3.Connection, path: Path, sha: str, fmt: str | None
         if rows.bad:
             first = min(rows.bad, key=lambda b: b.row)
             if not skip_bad:
-                raise DataError(f"{first.column}: cannot read {safe_text(first.value)!r} as {first.expected}"
-                                if first.value else f"{first.column}: missing {first.expected}",
-                                where=f"{path}:{batch.first_line + first.row}",
+                col = safe_text(first.column)          # header text is outside data too
+                raise DataError(f"{col}: cannot read {safe_text(first.value)!r} as {first.expected}"
+                                if first.value else f"{col}: missing {first.expected}",
+                                where=f"{path}:{batch.line_numbers()[first.row]}",
                                 hint="fix the row, or pass --skip-bad-rows to import the rest")
             skip = {b.row for b in rows.bad}
             for r in sorted(skip):
                 if len(res.bad_lines) < MAX_BAD_LINES:
-                    res.bad_lines.append(batch.first_line + r)
+                    res.bad_lines.append(batch.line_numbers()[r])
             res.skipped_rows += len(skip)
-        _insert_batch(conn, rows, skip, batch.first_line, path, sha, verdict.fmt, slices, totals, res)
+        _insert_batch(conn, rows, skip, batch.line_numbers(), path, sha, verdict.fmt, slices, totals, res)
     if seen_rows == 0:
         raise DataError("no data rows (header only)", where=f"{path}:2",
                         hint="the export may still be running; import it when it is complete")
@@ -284,19 +313,18 @@ def _import_file(conn: sqlite3.Connection, path: Path, sha: str, fmt: str | None
     return res
 
 
-def _insert_batch(conn: sqlite3.Connection, rows: Any, skip: set[int], first_line: int, path: Path, sha: str,
+def _insert_batch(conn: sqlite3.Connection, rows: Any, skip: set[int], lines: Sequence[int], path: Path, sha: str,
                   fmt: str, slices: _Slices, totals: dict[tuple[int, str | None], PeriodTotal],
                   res: FileResult) -> None:
     """Insert one normalised batch; column-wise work (no per-row Python beyond building the tuples)."""
     d = rows.data
     n = rows.n
-    lines = range(first_line, first_line + n)
     cols = [d[f] for f in FIELDS]
     source = rows.source
     if skip:
         keep = [i for i in range(n) if i not in skip]
         cols = [[c[i] for i in keep] for c in cols]
-        lines = [first_line + i for i in keep]
+        lines = [lines[i] for i in keep]
         source = [source[i] for i in keep]
         n = len(keep)
     if n == 0:

@@ -16,7 +16,7 @@ import gzip
 import io
 import json
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +34,10 @@ class Batch:
     first_line: int                 # file line number of the batch's first row
     columns: list[pa.Array]         # one string array per header column
     num_rows: int
+    lines: list[int] | None = None  # exact line numbers when rows are not one per consecutive line (JSONL)
+
+    def line_numbers(self) -> Sequence[int]:
+        return self.lines if self.lines is not None else range(self.first_line, self.first_line + self.num_rows)
 
 
 def sniff(path: Path) -> str:
@@ -120,7 +124,7 @@ class Table:
     def _scan_json_keys(self) -> list[str]:
         """JSONL: nested objects are flattened to dotted names (service.description), lists kept as JSON."""
         keys: dict[str, None] = {}
-        for _line, obj in self._json_rows(limit=200):
+        for _line, obj in self._json_rows(limit=JSON_BATCH):
             keys.update(dict.fromkeys(_flatten(obj)))
         if not keys:
             raise DataError("empty file: no JSON rows", where=f"{self.path}:1")
@@ -215,11 +219,8 @@ class Table:
         keys = self._json_keys
         index = {k: i for i, k in enumerate(keys)}
         rows: list[list[str | None]] = []
-        first = None
         lines: list[int] = []
         for lineno, obj in self._json_rows():
-            if first is None:
-                first = lineno
             vals: list[str | None] = [None] * len(keys)
             for k, v in _flatten(obj).items():
                 i = index.get(k)
@@ -228,15 +229,15 @@ class Table:
             rows.append(vals)
             lines.append(lineno)
             if len(rows) >= JSON_BATCH:
-                yield _json_batch(first, rows, len(keys))
-                rows, first = [], None
+                yield _json_batch(lines, rows, len(keys))
+                rows, lines = [], []
         if rows:
-            yield _json_batch(first or 1, rows, len(keys))
+            yield _json_batch(lines, rows, len(keys))
 
 
-def _json_batch(first: int, rows: list[list[str | None]], width: int) -> Batch:
+def _json_batch(lines: list[int], rows: list[list[str | None]], width: int) -> Batch:
     cols = [pa.array([r[i] for r in rows], pa.string()) for i in range(width)]
-    return Batch(first, cols, len(rows))
+    return Batch(lines[0], cols, len(rows), lines)
 
 
 def _flatten(obj: dict, prefix: str = "") -> dict[str, str | None]:
@@ -261,9 +262,10 @@ def _as_text(col: pa.Array) -> pa.Array:
         return col.cast(pa.string())
     if pa.types.is_timestamp(col.type):
         # Naive Parquet timestamps are UTC by convention in billing exports.
-        ms = col.cast(pa.timestamp("ms", tz=col.type.tz or "UTC"))
-        return pa.array([None if v is None else v.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-                         for v in ms.to_pylist()], pa.string())
+        import pyarrow.compute as pc
+
+        utc = col.cast(pa.timestamp(col.type.unit, tz="UTC")) if col.type.tz else col
+        return pc.strftime(utc, format="%Y-%m-%dT%H:%M:%SZ")
     if pa.types.is_nested(col.type) or pa.types.is_map(col.type):
         return pa.array([None if v is None else json.dumps(v if not isinstance(v, list) or not v
                                                            or not isinstance(v[0], tuple) else dict(v),

@@ -137,3 +137,13 @@ def test_format_override(cli, db_path: Path, tmp_path: Path) -> None:
     assert cli("--db", str(db_path), "import", "--format", "aws-cur2", str(tmp_path / "cur.csv")).returncode == 0
     r = cli("--db", str(db_path), "import", "--format", "gcp", str(tmp_path / "cur.csv"))
     assert r.returncode == 3 and "not a gcp export: missing required column(s) cost" in r.stderr
+
+
+def test_jsonl_bad_row_names_its_real_line(cli, db_path: Path, tmp_path: Path) -> None:
+    lines = (FIXTURES / "gcp_export.jsonl").read_text().splitlines()
+    bad = json.loads(lines[2])
+    bad["usage_start_time"] = "someday"
+    path = tmp_path / "gcp.jsonl"
+    path.write_text("\n".join([lines[0], "", lines[1], json.dumps(bad), *lines[3:]]) + "\n")   # a blank line
+    r = cli("--db", str(db_path), "import", str(path))
+    assert r.returncode == 3 and "gcp.jsonl:4: usage_start_time: cannot read 'someday'" in r.stderr

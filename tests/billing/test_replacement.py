@@ -151,3 +151,29 @@ def test_azure_manifest_names_the_dataset_and_run(conn, tmp_path: Path) -> None:
     assert conn.execute("SELECT source, version_id FROM imports").fetchall() == [("azure-amortized", "run-42")]
     assert conn.execute("SELECT COUNT(*) FROM charges WHERE billed_cost IS NULL").fetchone()[0] == res.rows == 3
     assert import_paths(conn, [tmp_path / "costs"])[0].unchanged
+
+
+def test_bulk_import_rebuilds_the_indexes(conn, db_path: Path, tmp_path: Path, monkeypatch) -> None:
+    """Big first imports drop and rebuild the charges indexes; after success or failure they are all there."""
+    from collectors.billing import importer
+    from gpuspend.errors import DataError
+
+    monkeypatch.setattr(importer, "BULK_MIN_ROWS", 1)
+    monkeypatch.setattr(importer, "BYTES_PER_ROW", 1)
+
+    def indexes() -> list[tuple]:
+        return conn.execute("SELECT name, sql FROM sqlite_master WHERE tbl_name = 'charges' AND type = 'index' "
+                            "ORDER BY name").fetchall()
+
+    before = indexes()
+    assert len(before) >= 3
+    import_paths(conn, [focus_file(tmp_path / "a.csv", 9)])
+    assert indexes() == before and totals(conn) == (9, 90.0)
+    plan = " ".join(r[-1] for r in conn.execute(
+        "EXPLAIN QUERY PLAN SELECT * FROM charges WHERE import_id = 1").fetchall())
+    assert "charges_import" in plan
+    bad = tmp_path / "bad.csv"
+    bad.write_text((tmp_path / "a.csv").read_text().replace("2026-11-03T00:00:00Z", "never"))
+    with pytest.raises(DataError):
+        import_paths(conn, [bad])
+    assert indexes() == before and totals(conn) == (9, 90.0)

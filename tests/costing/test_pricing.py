@@ -127,7 +127,25 @@ def test_onprem_capex_plus_measured_energy(store, tmp_path):
 def test_gpu_cloud_instance_uses_provider_price(db_path, tmp_path):
     conn = new_store(db_path)
     add_gpus(conn, 2, model="H100", host="pod-abc", source="runpod")
+    conn.execute("UPDATE gpus SET uuid = 'runpod:pod-abc:' || idx")     # as the cloud collector names them
     conn.execute("INSERT INTO cloud_instances (provider, instance_id, gpu_model, gpu_count, price_per_hour, "
                  "first_seen, last_seen) VALUES ('runpod', 'pod-abc', 'H100', 2, 7.98, 0, 1)")
     rate = pricing.resolve_rate(cfg_from(tmp_path, "provider: aws\n"), conn, gpu(conn))
     assert rate.source == "provider" and rate.per_gpu_hour == pytest.approx(3.99)
+
+
+def test_billing_resource_recorded_in_the_database_is_the_last_resort(store, tmp_path):
+    """The demo records its EC2 instance in meta; config and a detected asset tag still come first."""
+    from gpuspend.store import set_meta, transaction
+
+    rid = _billing(store)
+    no_tag = tmp_path / "no_asset_tag"
+    cfg = cfg_from(tmp_path, "provider: aws\n")
+    assert pricing.resolve_rate(cfg, store, gpu(store), asset_tag_path=no_tag).source == "catalog"
+    with transaction(store):
+        set_meta(store, pricing.META_RESOURCE_ID, rid)
+    rate = pricing.resolve_rate(cfg, store, gpu(store), asset_tag_path=no_tag)
+    assert rate.source == "billing" and rate.per_gpu_hour == pytest.approx(5.0) and rid in rate.label
+    tag = tmp_path / "board_asset_tag"
+    tag.write_text("i-0000000000000000\n")            # this box's own tag wins (and matches no charges)
+    assert pricing.resolve_rate(cfg, store, gpu(store), asset_tag_path=tag).source == "catalog"

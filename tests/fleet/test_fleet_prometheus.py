@@ -172,8 +172,8 @@ def test_missing_node_is_reported_after_it_stops(fleet_env, tmp_path_factory):
 
 
 def _doc_queries() -> list[str]:
-    """The PromQL examples of contrib/metrics.md: lines between comments, joined."""
-    text = (ROOT / "contrib" / "metrics.md").read_text()
+    """The PromQL examples in the README: lines between comments, joined."""
+    text = (ROOT / "README.md").read_text()
     block = text.split("```promql\n", 1)[1].split("```", 1)[0]
     queries, current = [], []
     for line in block.splitlines() + [""]:

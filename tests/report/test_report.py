@@ -56,6 +56,16 @@ def test_golden_reports_on_demo_data(demo_db, fmt, name):
     check_golden(name, r.stdout)
 
 
+def test_demo_gpus_are_priced_from_the_demo_billing(demo_db):
+    """The demo imports a billing export for its p5.48xlarge: its GPUs take the billing-derived rate (the
+    export's effective $55.04/h over 8 GPUs), like a real EC2 box, not the catalog."""
+    doc = json.loads(report(demo_db, "--demo", "--no-sample", "--format", "json").stdout)
+    assert len(doc["now"]["gpus"]) == 8
+    assert {g["rate"]["source"] for g in doc["now"]["gpus"]} == {"billing"}
+    assert [g["rate"]["per_gpu_hour"] for g in doc["now"]["gpus"]] == [pytest.approx(55.04 / 8)] * 8
+    assert all("i-0demo0p5h100box1" in g["rate"]["label"] for g in doc["now"]["gpus"])
+
+
 def test_text_is_plain_and_fits_80_columns(demo_db):
     r = report(demo_db, "--demo", "--no-sample")
     assert "\x1b" not in r.stdout
@@ -210,7 +220,7 @@ def test_prices_command(demo_db):
     doc = json.loads(r.stdout)
     assert {p["provider"] for p in doc["prices"]} >= {"aws", "gcp", "azure", "lambda", "coreweave", "runpod"}
     assert all(p["as_of"] and p["age_days"] >= 0 for p in doc["prices"])
-    assert len(doc["local_gpus"]) == 8 and doc["local_gpus"][0]["source"] == "catalog"
+    assert len(doc["local_gpus"]) == 8 and doc["local_gpus"][0]["source"] == "billing"   # the demo p5's export
     text = run_cli("--demo", "--db", str(demo_db), "prices", "--model", "h100").stdout
-    assert "p5.48xlarge" in text and "GPU 0 H100 on gpu-demo-01: catalog: aws H100 $6.88/h" in text
+    assert "p5.48xlarge" in text and "GPU 0 H100 on gpu-demo-01: billing: i-0demo0p5h100box1 $55.04/h / 8 GPUs" in text
     assert "L4" not in text.split("\n\n")[0]

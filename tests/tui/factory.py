@@ -74,7 +74,7 @@ async def refreshed(pilot) -> None:
     app = pilot.app
     n = app.snapshots_applied
     await wait_for(pilot, lambda: not app._loading)
-    app.action_refresh_now()
+    await pilot.press("r")                 # the refresh-now binding
     await wait_for(pilot, lambda: app.snapshots_applied > n)
 
 

@@ -45,7 +45,7 @@ async def test_demo_dashboard_shows_costs_gpus_processes_and_alerts(make_app, de
         await started(pilot)
         summary = str(app.screen.query_one(SummaryBar).render())
         assert "$55.04/h" in summary and "MTD" in summary and "idle waste today" in summary
-        assert "catalog: aws H100" in summary
+        assert app.snapshot.rate_sources and f"rates: {app.snapshot.rate_sources[0][:24]}" in summary
         gpus = app.screen.query_one(GpuTable)
         assert gpus.row_count == 8
         states = [cell(gpus, g.uuid, "state") for g in app.snapshot.gpus]

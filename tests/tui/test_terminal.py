@@ -56,3 +56,23 @@ def test_dashboard_refuses_without_a_terminal(cli, demo_db):
     assert r.returncode == 2
     assert r.stderr.strip().startswith("gpuspend:") and "--report" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_bad_interval_is_one_clear_line(cli, demo_db):
+    r = cli("--db", str(demo_db), "--interval", "0")
+    assert r.returncode == 2
+    assert r.stderr.strip() == "gpuspend: --interval must be positive, got 0"
+
+
+def test_color_system_option_reaches_textual(monkeypatch, make_app, demo_db):
+    import textual.constants
+
+    from tui.app import _color_system
+
+    monkeypatch.setattr(textual.constants, "COLOR_SYSTEM", textual.constants.COLOR_SYSTEM)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TEXTUAL_COLOR_SYSTEM", "auto")
+    _color_system("256")
+    assert make_app(demo_db).console.color_system == "256"
+    _color_system("standard")
+    assert make_app(demo_db).console.color_system == "standard"
