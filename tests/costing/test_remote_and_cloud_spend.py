@@ -6,12 +6,15 @@ Clock: 2026-11-15 12:00 UTC (NOW). Local rate: config per_model H100 = $2.00/GPU
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
+import jsonschema
 import pytest
 
 from gpuspend import costing, forecast, pricing, rollup
 from gpuspend.store import transaction
+from tests.conftest import ROOT, run_cli
 from tests.costing.builders import (
     DAY0_MS,
     HOUR,
@@ -213,12 +216,6 @@ def test_vast_charges_spanning_months_count_only_inside_the_month(db_path, tmp_p
 
 
 def test_report_shows_cloud_spend_per_currency(mixed, db_path, tmp_path):
-    import json
-
-    import jsonschema
-
-    from tests.conftest import ROOT, run_cli
-
     base = ("--db", str(db_path), "--config", str(tmp_path / "config.yaml"), "--report", "--no-sample")
     doc = json.loads(run_cli(*base, "--format", "json").stdout)
     jsonschema.validate(doc, json.loads((ROOT / "gpuspend/data/report.schema.json").read_text()))
