@@ -14,6 +14,7 @@ child) for 200k and 1M rows to show that memory does not grow with the file.
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -36,7 +37,8 @@ t = time.perf_counter()
 [r] = import_paths(conn, [sys.argv[2]])
 el = time.perf_counter() - t
 conn.close()
-print(el, r.rows, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+ru = resource.getrusage(resource.RUSAGE_SELF)
+print(el, r.rows, ru.ru_maxrss * 1024, ru.ru_utime + ru.ru_stime)
 """
 
 
@@ -54,16 +56,24 @@ def build(path: Path, rows: int) -> Path:
     return path
 
 
-def run_sqlite_cli(csv_path: Path, d: Path) -> float:
+def _child_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def run_sqlite_cli(csv_path: Path, d: Path) -> tuple[float, float]:
+    """(wall s, CPU s) of the sqlite3 CLI import."""
     db = d / "cli.db"
     db.unlink(missing_ok=True)
+    cpu = _child_cpu()
     t = time.perf_counter()
     subprocess.run(["sqlite3", str(db), ".mode csv", f".import {csv_path} t"], check=True)
-    return time.perf_counter() - t
+    return time.perf_counter() - t, _child_cpu() - cpu
 
 
-def run_gpuspend(csv_path: Path, d: Path) -> tuple[float, float, int, int]:
-    """(wall s of the whole CLI process, importer-only s, rows, peak RSS bytes)."""
+def run_gpuspend(csv_path: Path, d: Path) -> tuple[float, float, int, int, float]:
+    """(wall s of the whole CLI process, importer-only s, rows, peak RSS bytes, CPU s of the importer process
+    including Python start-up)."""
     db = d / "gs.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
@@ -76,7 +86,7 @@ def run_gpuspend(csv_path: Path, d: Path) -> tuple[float, float, int, int]:
         Path(f"{db}{suffix}").unlink(missing_ok=True)
     out = subprocess.run([sys.executable, "-c", CHILD, str(db), str(csv_path)], check=True, env=env,
                          capture_output=True, text=True, cwd=ROOT).stdout.split()
-    return wall, float(out[0]), int(out[1]), int(out[2])
+    return wall, float(out[0]), int(out[1]), int(out[2]), float(out[3])
 
 
 def speed(rows: int, runs: int) -> None:
@@ -86,18 +96,25 @@ def speed(rows: int, runs: int) -> None:
         d = Path(tmp)
         big = build(d / "big.csv", rows)
         print(f"FOCUS CSV: {rows} rows, {fmt_bytes(big.stat().st_size)} ({'public sample' if SAMPLE.exists() else 'fixture'} repeated)")
-        cli, wall, inproc, rss = [], [], [], []
+        cli, cli_cpu, wall, inproc, rss, cpu = [], [], [], [], [], []
         for _ in range(runs):
-            cli.append(run_sqlite_cli(big, d))
-            w, i, n, r = run_gpuspend(big, d)
+            cw, cc = run_sqlite_cli(big, d)
+            cli.append(cw)
+            cli_cpu.append(cc)
+            w, i, n, r, u = run_gpuspend(big, d)
             assert n == rows, n
             wall.append(w)
             inproc.append(i)
             rss.append(r)
+            cpu.append(u)
         c, w, i = statistics.median(cli), statistics.median(wall), statistics.median(inproc)
+        cc, u = statistics.median(cli_cpu), statistics.median(cpu)
         print(f"sqlite3 CLI .import        median {c:6.2f} s  {rows / c:10,.0f} rows/s")
         print(f"gpuspend import (CLI wall) median {w:6.2f} s  {rows / w:10,.0f} rows/s  ratio {c / w:4.2f}x")
         print(f"gpuspend importer only     median {i:6.2f} s  {rows / i:10,.0f} rows/s  ratio {c / i:4.2f}x")
+        # CPU seconds are steadier than wall time on a shared machine (the importer uses two threads).
+        print(f"CPU: sqlite3 CLI median {cc:6.2f} s, gpuspend importer process median {u:6.2f} s "
+              f"(Python start-up included)")
         print(f"peak RSS of the import process: {fmt_bytes(max(rss))}")
 
 
@@ -106,7 +123,7 @@ def rss() -> None:
         d = Path(tmp)
         for rows in (200_000, 1_000_000):
             big = build(d / f"big{rows}.csv", rows)
-            _w, secs, n, peak = run_gpuspend(big, d)
+            _w, secs, n, peak, _cpu = run_gpuspend(big, d)
             print(f"{n:>9,} rows ({fmt_bytes(big.stat().st_size)}): importer {secs:6.2f} s, peak RSS {fmt_bytes(peak)}")
             big.unlink()
 

@@ -242,77 +242,132 @@ def run_start_bound(conn: sqlite3.Connection, cfg: Any, gpu_id: int, before_ms: 
     """Where to start scanning one GPU so that an idle run in progress at `before_ms` is seen from its first
     idle second: the last rollup minute before it that was clearly busy (or a month back at most)."""
     floor = before_ms - MAX_LOOKBACK_MS
+    memo = _memo(conn) if before_ms <= wm else None
+    if memo is not None:                  # reads only final rollup minutes: the answer cannot change
+        key = (gpu_id, before_ms, float(cfg.idle.busy_for))
+        cache, hit = _memo_get(memo, "run_start", key, size=256)
+        if hit is None:
+            hit = cache[key] = _run_start_in_minutes(conn, cfg, gpu_id, floor, before_ms)
+        return hit
     if before_ms > wm:
         row = conn.execute("SELECT MAX(ts) FROM gpu_samples WHERE gpu_id = ? AND ts >= ? AND ts < ? AND util > ?",
                            (gpu_id, wm, before_ms, float(cfg.idle.util_pct))).fetchone()
         if row and row[0] is not None:
             return int(row[0])
+    return _run_start_in_minutes(conn, cfg, gpu_id, floor, min(before_ms, wm))
+
+
+def _run_start_in_minutes(conn: sqlite3.Connection, cfg: Any, gpu_id: int, floor: int, hi_ms: int) -> int:
     row = conn.execute("SELECT MAX(minute) FROM gpu_minutes WHERE gpu_id = ? AND minute >= ? AND minute < ? "
-                       "AND busy_s >= ?", (gpu_id, floor, min(before_ms, wm), float(cfg.idle.busy_for))).fetchone()
+                       "AND busy_s >= ?", (gpu_id, floor, hi_ms, float(cfg.idle.busy_for))).fetchone()
     return int(row[0]) if row and row[0] is not None else floor
 
 
 # -- idle episodes -------------------------------------------------------------------------------------
+class EpisodeScan:
+    """The idle-episode state machine for one GPU, fed its segments in time order.
+
+    Resumable: `feed` may be called any number of times with consecutive slices and gives exactly what one
+    call with all of them gives (same operations in the same order). `timeline` ends the scan (it may close
+    the run), so call it on a `copy()` to keep feeding; the cost engine keeps one scan per GPU at the rollup
+    watermark and one after the last final raw sample, and feeds them only what is new."""
+
+    __slots__ = ("rate", "gpu_id", "uuid", "after", "busy_for", "gap_ms", "episodes", "run", "pending",
+                 "busy_streak", "streak_start", "last_end")
+
+    def __init__(self, rate: Rate, cfg: Any, gpu_id: int = 0, uuid: str = "", gap_ms: float | None = None) -> None:
+        self.rate = rate
+        self.gpu_id = gpu_id
+        self.uuid = uuid
+        self.after, self.busy_for = float(cfg.idle.after), float(cfg.idle.busy_for)
+        self.gap_ms = GAP_INTERVALS * float(cfg.interval) * 1000 + 60_000 if gap_ms is None else gap_ms
+        self.episodes: list[Episode] = []     # closed episodes: never changed again
+        self.run: Episode | None = None       # the idle run in progress
+        self.pending: list[tuple[int, float]] = []     # (ts, idle_s) of a run not yet long enough
+        self.busy_streak = 0.0
+        self.streak_start = 0.0
+        self.last_end: float | None = None
+
+    def copy(self) -> EpisodeScan:
+        """An independent scan in the same state (closed episodes are shared: nothing changes them)."""
+        c = EpisodeScan.__new__(EpisodeScan)
+        for name in ("rate", "gpu_id", "uuid", "after", "busy_for", "gap_ms", "busy_streak", "streak_start",
+                     "last_end"):
+            setattr(c, name, getattr(self, name))
+        c.episodes = list(self.episodes)
+        run = self.run
+        c.run = None if run is None else replace(run, by_day=dict(run.by_day), by_hour=dict(run.by_hour))
+        c.pending = list(self.pending)
+        return c
+
+    def _close(self, at: float) -> None:
+        run = self.run
+        if run is not None and run.idle_s >= self.after:
+            run.end_ms = int(at)
+            self.episodes.append(run)
+        self.run, self.pending = None, []
+
+    def feed(self, segs: list[tuple[int, float, float, float, float]]) -> EpisodeScan:
+        rate, after, busy_for, gap_ms = self.rate, self.after, self.busy_for, self.gap_ms
+        has_rate = rate.per_gpu_hour is not None
+        run, pending, last_end = self.run, self.pending, self.last_end
+        busy_streak, streak_start = self.busy_streak, self.streak_start
+        for start, cov, busy, held, free in segs:
+            if last_end is not None and start - last_end > gap_ms and run is not None:
+                self.run, self.pending = run, pending
+                self._close(last_end)             # a gap ends a run: we do not know what happened in it
+                run, pending = None, self.pending
+            idle = held + free
+            if idle > 0:
+                if run is None:
+                    run = Episode(self.gpu_id, self.uuid, start, None, currency=rate.currency,
+                                  waste=0.0 if has_rate else None)
+                run.idle_s += idle
+                run.held_s += held
+                run.last_ms = int(start + idle * 1000)
+                busy_streak = 0.0
+                if run.idle_s - idle >= after:    # already an episode: book straight away
+                    _book(run, start, idle, rate)
+                else:
+                    pending.append((start, idle))
+                    if run.idle_s >= after:
+                        for ts, s in pending:
+                            _book(run, ts, s, rate)
+                        pending = []
+            if busy > 0 and run is not None:
+                if busy_streak == 0.0:
+                    streak_start = start + (cov - busy) * 1000
+                busy_streak += busy
+                if busy_streak >= busy_for:
+                    self.run, self.pending = run, pending
+                    self._close(streak_start)     # ended when the busy stretch began (confirmed busy_for later)
+                    run, pending = None, self.pending
+                    busy_streak = 0.0
+            last_end = start + cov * 1000
+        self.run, self.pending, self.last_end = run, pending, last_end
+        self.busy_streak, self.streak_start = busy_streak, streak_start
+        return self
+
+    def timeline(self, now_ms: int) -> GpuTimeline:
+        """Episodes and the current idle run as of `now_ms`. Ends the scan."""
+        idle_for = 0.0
+        run_start = None
+        run, last_end = self.run, self.last_end
+        if run is not None:
+            if last_end is not None and now_ms - last_end > self.gap_ms:
+                self._close(last_end)             # data stopped: the run ended when the data did
+            else:
+                idle_for = max(0.0, ((last_end or run.start_ms) - run.start_ms) / 1000.0)
+                run_start = run.start_ms
+                if run.idle_s >= self.after:
+                    self.episodes.append(run)     # open episode (end_ms None)
+        return GpuTimeline(self.episodes, idle_for, run_start)
+
+
 def scan_episodes(segs: list[tuple[int, float, float, float, float]], rate: Rate, cfg: Any, now_ms: int,
                   gpu_id: int = 0, uuid: str = "", gap_ms: float | None = None) -> GpuTimeline:
     """Walk one GPU's segments (ordered) and return its idle episodes and current idle run."""
-    after, busy_for = float(cfg.idle.after), float(cfg.idle.busy_for)
-    if gap_ms is None:
-        gap_ms = GAP_INTERVALS * float(cfg.interval) * 1000 + 60_000
-    episodes: list[Episode] = []
-    run: Episode | None = None
-    pending: list[tuple[int, float]] = []     # (ts, idle_s) of a run not yet long enough
-    busy_streak = 0.0
-    streak_start = 0.0
-    last_end: float | None = None
-    has_rate = rate.per_gpu_hour is not None
-
-    def close(at: float) -> None:
-        nonlocal run, pending
-        if run is not None and run.idle_s >= after:
-            run.end_ms = int(at)
-            episodes.append(run)
-        run, pending = None, []
-
-    for start, cov, busy, held, free in segs:
-        if last_end is not None and start - last_end > gap_ms and run is not None:
-            close(last_end)                   # a gap ends a run: we do not know what happened in it
-        idle = held + free
-        if idle > 0:
-            if run is None:
-                run = Episode(gpu_id, uuid, start, None, currency=rate.currency,
-                              waste=0.0 if has_rate else None)
-            run.idle_s += idle
-            run.held_s += held
-            run.last_ms = int(start + idle * 1000)
-            busy_streak = 0.0
-            if run.idle_s - idle >= after:    # already an episode: book straight away
-                _book(run, start, idle, rate)
-            else:
-                pending.append((start, idle))
-                if run.idle_s >= after:
-                    for ts, s in pending:
-                        _book(run, ts, s, rate)
-                    pending = []
-        if busy > 0 and run is not None:
-            if busy_streak == 0.0:
-                streak_start = start + (cov - busy) * 1000
-            busy_streak += busy
-            if busy_streak >= busy_for:
-                close(streak_start)           # ended when the busy stretch began (confirmed busy_for later)
-                busy_streak = 0.0
-        last_end = start + cov * 1000
-    idle_for = 0.0
-    run_start = None
-    if run is not None:
-        if last_end is not None and now_ms - last_end > gap_ms:
-            close(last_end)                   # data stopped: the run ended when the data did
-        else:
-            idle_for = max(0.0, ((last_end or run.start_ms) - run.start_ms) / 1000.0)
-            run_start = run.start_ms
-            if run.idle_s >= after:
-                episodes.append(run)          # open episode (end_ms None)
-    return GpuTimeline(episodes, idle_for, run_start)
+    return EpisodeScan(rate, cfg, gpu_id, uuid, gap_ms).feed(segs).timeline(now_ms)
 
 
 def _book(ep: Episode, ts: int, idle_s: float, rate: Rate) -> None:
@@ -330,22 +385,103 @@ def idle_episodes(conn: sqlite3.Connection, cfg: Any, since_ms: int, until_ms: i
                   rates: dict[int, Rate] | None = None, gpus: list[dict[str, Any]] | None = None
                   ) -> tuple[list[Episode], dict[int, GpuTimeline]]:
     """Episodes that overlap [since, until) (open or closed), and each GPU's timeline. Each GPU is scanned
-    from its last busy minute before `since`, so an episode that began earlier keeps its true start."""
+    from its last busy minute before `since`, so an episode that began earlier keeps its true start.
+
+    Up to now (until = now + 1) on a store connection, each GPU's scan resumes from the state this
+    connection kept last time (see _live_timeline): the same numbers as a full scan, for the price of the
+    samples that arrived since. Treat the returned episodes as read-only: closed ones are shared."""
     now = clock.now_ms() if now_ms is None else now_ms
     gpus = load_gpus(conn) if gpus is None else gpus
     rates = resolve_rates(conn, cfg, gpus, now) if rates is None else rates
     wm = watermark(conn)
+    memo = _memo(conn)
+    live = memo is not None and until_ms == now + 1 and wm <= until_ms
+    interval = collector_interval(conn, cfg.interval) if live else 0.0
     out: list[Episode] = []
     timelines: dict[int, GpuTimeline] = {}
     for g in gpus:
         lo = run_start_bound(conn, cfg, g["id"], since_ms, wm)
-        segs = segments(conn, cfg, lo, until_ms, now, wm, g["id"])
-        tl = scan_episodes(segs.get(g["id"], []), rates[g["id"]], cfg, now, g["id"], g["uuid"],
-                           gap_ms_for(cfg, g.get("source")))
+        gap = gap_ms_for(cfg, g.get("source"))
+        if live:
+            assert memo is not None
+            tl = _live_timeline(conn, cfg, memo, g, rates[g["id"]], lo, wm, now, gap, interval)
+        else:
+            segs = segments(conn, cfg, lo, until_ms, now, wm, g["id"])
+            tl = scan_episodes(segs.get(g["id"], []), rates[g["id"]], cfg, now, g["id"], g["uuid"], gap)
         timelines[g["id"]] = tl
         out.extend(e for e in tl.episodes if (e.end_ms is None or e.end_ms > since_ms) and e.start_ms < until_ms)
     out.sort(key=lambda e: (e.start_ms, e.gpu_id))
     return out, timelines
+
+
+@dataclass
+class _ScanCheckpoint:
+    """One GPU's scan, kept on the connection between calls.
+
+    `at_wm`: fed every rollup minute in [lo, wm): final (the rollup never rewrites a minute behind its
+    watermark), so it only ever grows by the minutes the watermark moved over. `raw`: `at_wm` plus the raw
+    samples after the watermark that already have a successor (a sample's segment depends on the next
+    sample, and only the newest one on `now`); `raw_n` of them, the last being `raw_last`."""
+    wm: int
+    at_wm: EpisodeScan
+    raw: EpisodeScan | None = None
+    raw_n: int = 0
+    raw_last: tuple | None = None
+
+
+def _live_timeline(conn: sqlite3.Connection, cfg: Any, memo: dict[str, Any], g: dict[str, Any], rate: Rate,
+                   lo: int, wm: int, now: int, gap: float, interval: float) -> GpuTimeline:
+    """scan_episodes(segments(conn, cfg, lo, now + 1, now, wm, gpu)) without re-reading what was scanned."""
+    gid = g["id"]
+    idle_pct = float(cfg.idle.util_pct)
+    remote_s = cloud_interval(cfg)
+    key = (gid, g["uuid"], lo, rate.per_gpu_hour, rate.currency, float(cfg.idle.after), float(cfg.idle.busy_for),
+           gap, idle_pct, interval, remote_s)
+    scans: dict[tuple, _ScanCheckpoint] = memo.setdefault("scans", {})
+    ck = scans.get(key)
+    if ck is None or wm < ck.wm:          # first call, other settings, or a store that went back: start over
+        at_wm = EpisodeScan(rate, cfg, gid, g["uuid"], gap)
+        if lo < wm:
+            at_wm.feed(segments(conn, cfg, lo, wm, now, wm, gid).get(gid, []))
+        if len(scans) > 64:
+            scans.clear()
+        ck = scans[key] = _ScanCheckpoint(wm, at_wm)
+    elif wm > ck.wm:                      # the rollup moved on: its new minutes replace raw samples
+        if max(lo, ck.wm) < wm:
+            ck.at_wm.feed(segments(conn, cfg, max(lo, ck.wm), wm, now, wm, gid).get(gid, []))
+        ck.wm, ck.raw, ck.raw_n, ck.raw_last = wm, None, 0, None
+    tail = raw_segments(conn, max(lo, wm), now + 1, interval, idle_pct, now, gid, remote_s).get(gid, [])
+    n = ck.raw_n
+    if ck.raw is None or n > len(tail) - 1 or (n and tail[n - 1] != ck.raw_last):
+        ck.raw, n = ck.at_wm.copy(), 0    # the tail is not what we scanned (clock went back, rows rewritten)
+    if len(tail) - 1 > n:
+        ck.raw.feed(tail[n:-1])
+        n = len(tail) - 1
+    ck.raw_n, ck.raw_last = n, tail[n - 1] if n else None
+    scan = ck.raw.copy()
+    if tail:
+        scan.feed(tail[-1:])
+    return scan.timeline(now)
+
+
+def reset_caches() -> None:
+    """Forget the module-wide caches (tail, day sums, 24 h utilisation); per-connection memos go with their
+    connection. For tests and benchmarks that want a cold computation."""
+    _TAIL_CACHE.clear()
+    _DAY_CACHE.clear()
+    _UNDER_CACHE.clear()
+
+
+def _memo(conn: sqlite3.Connection) -> dict[str, Any] | None:
+    """Per-connection memo (store.StoreConnection carries attributes; a bare sqlite3 connection does not,
+    and is then always computed cold). Lives and dies with the connection, so it never crosses databases."""
+    attrs = getattr(conn, "__dict__", None)
+    if attrs is None:
+        return None
+    memo = attrs.get("_costing_memo")
+    if memo is None:
+        memo = attrs["_costing_memo"] = {}
+    return memo
 
 
 def waste_since(episodes: list[Episode], since_ms: int) -> dict[str, float]:
@@ -484,6 +620,38 @@ def minute_sums(conn: sqlite3.Connection, lo_ms: int, hi_ms: int, bucket_ms: int
     return out
 
 
+def _final_key(conn: sqlite3.Connection, table: str, lo_ms: int, hi_ms: int) -> tuple:
+    """The rows of `table` (gpu_minutes / process_minutes) in [lo, hi), hi <= the rollup watermark, named by
+    their first and last minute (two index lookups). Behind the watermark rows are final and only ever added
+    after it, so equal keys mean equal rows; a window sliding by the second changes key once a minute."""
+    args = (lo_ms, hi_ms)
+    first = conn.execute(f"SELECT MIN(minute) FROM {table} WHERE minute >= ? AND minute < ?", args).fetchone()[0]
+    last = conn.execute(f"SELECT MAX(minute) FROM {table} WHERE minute >= ? AND minute < ?", args).fetchone()[0]
+    return (table, first, last)                   # table: our own identifier, never outside text
+
+
+def _memo_get(memo: dict[str, Any], name: str, key: tuple, size: int = 32) -> tuple[dict, Any]:
+    cache = memo.setdefault(name, {})
+    hit = cache.get(key)
+    if hit is None and len(cache) >= size:
+        cache.pop(next(iter(cache)))       # the oldest entry
+    return cache, hit
+
+
+def _final_minute_sums(conn: sqlite3.Connection, lo_ms: int, hi_ms: int, bucket_ms: int | None) -> list[tuple]:
+    """minute_sums over rollup minutes behind the watermark (hi <= watermark), memoised per connection:
+    the same result, read again only when the window takes in another minute or the watermark moves."""
+    memo = _memo(conn)
+    if memo is None:
+        return minute_sums(conn, lo_ms, hi_ms, bucket_ms)
+    gids = tuple(r[0] for r in conn.execute("SELECT id FROM gpus ORDER BY id"))
+    key = (*_final_key(conn, "gpu_minutes", lo_ms, hi_ms), bucket_ms, gids)
+    cache, hit = _memo_get(memo, "minute_sums", key)
+    if hit is None:
+        hit = cache[key] = minute_sums(conn, lo_ms, hi_ms, bucket_ms)
+    return hit
+
+
 def covered_totals(conn: sqlite3.Connection, cfg: Any, lo_ms: int, hi_ms: int, now_ms: int,
                    bucket_ms: int | None = None) -> dict[tuple[int, int], list[float]]:
     """{(gpu_id, bucket start): [covered_s, busy_s, idle_s]} over [lo, hi): sums done by SQLite on the
@@ -493,7 +661,7 @@ def covered_totals(conn: sqlite3.Connection, cfg: Any, lo_ms: int, hi_ms: int, n
     if lo_ms >= hi_ms:
         return out
     if lo_ms < wm:
-        for gid, b, cov, busy, idle in minute_sums(conn, lo_ms, min(hi_ms, wm), bucket_ms):
+        for gid, b, cov, busy, idle in _final_minute_sums(conn, lo_ms, min(hi_ms, wm), bucket_ms):
             acc = out[(gid, b * bucket_ms if bucket_ms else 0)]
             acc[0] += cov
             acc[1] += busy
@@ -549,6 +717,23 @@ def _weights(procs: list[tuple[int, int | None, float | None]]) -> list[tuple[in
     return [(pid, 1.0 / len(procs)) for pid, _m, _s in procs]
 
 
+def _final_process_sums(conn: sqlite3.Connection, lo_ms: int, hi_ms: int) -> list[tuple]:
+    """[(proc_id, gpu_id, share_s, idle_share_s)] over process_minutes in [lo, hi), hi <= watermark (final,
+    so memoised per connection like _final_minute_sums)."""
+    def read() -> list[tuple]:
+        return conn.execute("SELECT proc_id, gpu_id, SUM(share_s), SUM(idle_share_s) FROM process_minutes "
+                            "WHERE minute >= ? AND minute < ? GROUP BY proc_id, gpu_id", (lo_ms, hi_ms)).fetchall()
+
+    memo = _memo(conn)
+    if memo is None:
+        return read()
+    key = _final_key(conn, "process_minutes", lo_ms, hi_ms)
+    cache, hit = _memo_get(memo, "process_sums", key)
+    if hit is None:
+        hit = cache[key] = read()
+    return hit
+
+
 def attribution(conn: sqlite3.Connection, cfg: Any, rates: dict[int, Rate], lo_ms: int, hi_ms: int,
                 now_ms: int) -> list[Spend]:
     """Cost and idle cost per process over [lo, hi), biggest first. Older time from process_minutes,
@@ -556,9 +741,7 @@ def attribution(conn: sqlite3.Connection, cfg: Any, rates: dict[int, Rate], lo_m
     wm = watermark(conn)
     acc: dict[tuple[int, int], list[float]] = defaultdict(lambda: [0.0, 0.0])   # (proc, gpu) -> share, idle
     if lo_ms < wm:
-        for proc, gid, share, idle in conn.execute(
-                "SELECT proc_id, gpu_id, SUM(share_s), SUM(idle_share_s) FROM process_minutes "
-                "WHERE minute >= ? AND minute < ? GROUP BY proc_id, gpu_id", (lo_ms, min(hi_ms, wm))):
+        for proc, gid, share, idle in _final_process_sums(conn, lo_ms, min(hi_ms, wm)):
             a = acc[(proc, gid)]
             a[0] += share or 0.0
             a[1] += idle or 0.0

@@ -260,6 +260,11 @@ def _statements(script: str) -> Iterator[str]:
             buf = []
 
 
+class StoreConnection(sqlite3.Connection):
+    """A plain sqlite3 connection that can carry attributes: the cost engine keeps its per-connection memo
+    (incremental idle scans, final rollup sums) on it, so cached state never outlives or crosses databases."""
+
+
 def connect(path: str | Path, *, create: bool = True, migrate_schema: bool = True) -> sqlite3.Connection:
     """Open the store. isolation_level=None: we manage transactions explicitly (see `transaction`)."""
     p = Path(path)
@@ -272,7 +277,7 @@ def connect(path: str | Path, *, create: bool = True, migrate_schema: bool = Tru
             raise UsageError(f"cannot create the database folder {p.parent}: {exc.strerror}") from None
     try:
         conn = sqlite3.connect(str(p), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                               check_same_thread=False)
+                               check_same_thread=False, factory=StoreConnection)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across app crashes (kill -9)

@@ -158,8 +158,26 @@ class GpuspendApp(App[int]):
     def _tick(self, force: bool = False) -> None:
         if self.paused or self._loading or not isinstance(self.screen, DashboardScreen):
             return                         # nobody is looking, or a load is still running: skip
+        if not force and self._nothing_new():
+            return
         self._loading = True
         self._load_snapshot(force)
+
+    def _nothing_new(self) -> bool:
+        """No commit since the shown snapshot, and it is recent: skip this tick without starting a worker
+        thread (the collector writes every `interval`, often less often than the dashboard ticks)."""
+        last, conn = self.snapshot, self._conn
+        if last is None or conn is None or self._prefetch is not None:
+            return False
+        if not self._db_lock.acquire(blocking=False):
+            return False                   # a worker is reading: let the normal path decide
+        try:
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+        except sqlite3.Error:
+            return False
+        finally:
+            self._db_lock.release()
+        return version == self._data_version and clock.now_ms() - last.now_ms < UNCHANGED_REBUILD_MS
 
     def _connection(self) -> sqlite3.Connection:
         from gpuspend.store import connect

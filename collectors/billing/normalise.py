@@ -115,30 +115,38 @@ def finish(rows: Rows, required: dict[str, str]) -> Rows:
     return rows
 
 
-_NO_GPU = (0, None, None)
+_NO_GPU = (0, None, None, None)
+# live columns -> texts -> (is_gpu, model, gpus, instance type to fill in or None). The catalog is fixed for
+# a process, so verdicts are kept across batches and files (an export repeats a few hundred combinations).
+_VERDICTS: dict[tuple[int, ...], dict[tuple, tuple[int, str | None, float | None, str | None]]] = {}
 
 
 def _mark_gpus(rows: Rows) -> None:
-    """is_gpu / gpu_model / gpu_count from the catalog, classifying each distinct combination of texts once."""
-    d = rows.data
-    inst = d["instance_type"]
-    texts = list(zip(inst, *rows.gpu_texts, d["sku"], d["sku_description"], strict=True))
-    verdict: dict[tuple, tuple[int, str | None, float | None]] = {}
-    fill: dict[tuple, str] = {}
-    for key in dict.fromkeys(texts):
-        hit = gpu_catalog.classify(*key)
-        if hit is None:
-            verdict[key] = _NO_GPU
-        else:
-            verdict[key] = (1, hit.model, hit.gpus)
-            if key[0] is None and _INSTANCE_LIKE.match(hit.text):
-                fill[key] = hit.text
-    marks = [verdict[k] for k in texts]
-    d["is_gpu"] = [m[0] for m in marks]
-    d["gpu_model"] = [m[1] for m in marks]
-    d["gpu_count"] = [m[2] for m in marks]
-    if fill:                                  # instance type named only in a description or usage type
-        d["instance_type"] = [fill.get(k, v) if v is None else v for k, v in zip(texts, inst, strict=True)]
+    """is_gpu / gpu_model / gpu_count from the catalog, classifying each distinct combination of texts once.
 
+    Columns that are empty in the whole batch are left out of the key: they cannot match, and hashing and
+    comparing fewer texts per row is most of the cost here.
+    """
+    d = rows.data
+    n = rows.n
+    inst = d["instance_type"]
+    cols = [inst, *rows.gpu_texts, d["sku"], d["sku_description"]]
+    live = tuple(i for i, c in enumerate(cols) if n and not (c[0] is None and c.count(None) == n))
+    if not live:
+        d["is_gpu"], d["gpu_model"], d["gpu_count"] = [0] * n, [None] * n, [None] * n
+        return
+    verdicts = _VERDICTS.setdefault(live, {})
+    if len(verdicts) > 20_000:                # bounded: memory stays flat on odd exports
+        verdicts.clear()
+    texts = list(zip(*(cols[i] for i in live), strict=True))
+    for key in set(texts).difference(verdicts):
+        hit = gpu_catalog.classify(*key)
+        verdicts[key] = _NO_GPU if hit is None else (
+            1, hit.model, hit.gpus,
+            hit.text if not (live[0] == 0 and key[0] is not None) and _INSTANCE_LIKE.match(hit.text) else None)
+    is_gpu, model, gpus, fill = zip(*map(verdicts.__getitem__, texts), strict=True)
+    d["is_gpu"], d["gpu_model"], d["gpu_count"] = list(is_gpu), list(model), list(gpus)
+    if any(fill):                             # instance type named only in a description or usage type
+        d["instance_type"] = [f if f is not None else v for v, f in zip(inst, fill, strict=True)]
 
 Normaliser = Callable[[Cols, dict[str, Any]], Rows]

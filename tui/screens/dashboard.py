@@ -65,17 +65,16 @@ class DashboardScreen(Screen):
             gpus.bar_width = 4 if narrow else 8
             gpus.show(snap.gpus, snap.currency)
             self.query_one(ProcessTable).show(snap.processes, snap.currency)
-            chart = self.query_one(SpendChart)
-            chart.currency = snap.currency
-            chart.hourly = snap.hourly
             by_state = dict(snap.cost_per_hour_by_state)
-            chart.now = (by_state.get("busy", 0.0),
-                         by_state.get("held-idle", 0.0) + by_state.get("free-idle", 0.0))
+            self.query_one(SpendChart).show(snap.hourly, (by_state.get("busy", 0.0), by_state.get("held-idle", 0.0)
+                                                          + by_state.get("free-idle", 0.0)), snap.currency)
             self.query_one(AlertsPanel).show(alerts, self.ascii_only)
             n = sum(1 for p in snap.processes)
             shown = self.query_one(ProcessTable).row_count
-            self.query_one("#procs-box").border_title = (
-                f"processes ({shown} of {n})" if shown != n else f"processes ({n})")
+            title = f"processes ({shown} of {n})" if shown != n else f"processes ({n})"
+            box = self.query_one("#procs-box")
+            if str(box.border_title) != title:     # setting it repaints the box, even to the same text
+                box.border_title = title
 
     def set_banner(self, text: str | None) -> None:
         banner = self.query_one("#banner", Static)

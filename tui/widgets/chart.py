@@ -67,6 +67,22 @@ class SpendChart(Widget):
     ascii_only: reactive[bool] = reactive(False)
     now: reactive[tuple[float, float] | None] = reactive(None)
 
+    _drawn: Text | None = None
+
     def render(self) -> Text:
-        return render_chart(self.hourly, self.size.width, self.size.height, ascii_only=self.ascii_only,
-                            currency=self.currency, now=self.now)
+        self._drawn = render_chart(self.hourly, self.size.width, self.size.height, ascii_only=self.ascii_only,
+                                   currency=self.currency, now=self.now)
+        return self._drawn
+
+    def show(self, hourly: tuple[tuple[int, float, float], ...], now: tuple[float, float] | None,
+             currency: str) -> None:
+        """New data; repainted only when the picture changes (the current hour's bar moves a few times an
+        hour, not every tick). The data is kept either way, for the next resize."""
+        same = self._drawn is not None and self._drawn == render_chart(
+            hourly, self.size.width, self.size.height, ascii_only=self.ascii_only, currency=currency, now=now)
+        if same:
+            self.set_reactive(SpendChart.hourly, hourly)
+            self.set_reactive(SpendChart.now, now)
+            self.set_reactive(SpendChart.currency, currency)
+        else:
+            self.currency, self.hourly, self.now = currency, hourly, now

@@ -85,5 +85,11 @@ class SummaryBar(Static):
             sources.truncate(self.size.width - 2, overflow="ellipsis")   # the second line never wraps
         text.append_text(sources)
         if text != self._last:          # an unchanged line costs nothing on the terminal
+            # Same length and spaces in the same places: it wraps the same, so no layout pass is needed.
+            layout = self._last is None or _breaks(self._last.plain) != _breaks(text.plain)
             self._last = text
-            self.update(text)
+            self.update(text, layout=layout)
+
+
+def _breaks(plain: str) -> tuple[int, list[int]]:
+    return len(plain), [i for i, c in enumerate(plain) if c in " \n"]

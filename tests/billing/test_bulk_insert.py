@@ -1,0 +1,87 @@
+"""The fast insert path (multi-row INSERTs, nulls bound as NaN, empty columns left out, GPU verdicts cached
+across batches) stores exactly what a plain row-by-row insert of the same file would."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from collectors.billing import importer
+from collectors.billing.importer import import_paths
+from collectors.billing.normalise import FIELDS
+from gpuspend.store import connect
+from tests.billing.helpers import FIXTURES, csv_rows, num
+
+REPEAT = 9      # 90 rows: several 32-row statements plus a remainder
+
+
+def _big_focus(tmp_path: Path) -> Path:
+    lines = (FIXTURES / "focus_gpu.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    out = tmp_path / "focus_big.csv"
+    out.write_text(lines[0] + "".join(lines[1:] * REPEAT), encoding="utf-8")
+    return out
+
+
+def _charges(db: Path) -> list[tuple]:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute(f"SELECT line, {', '.join(FIELDS)} FROM charges ORDER BY id").fetchall()
+    finally:
+        conn.close()
+
+
+def _plain_insert_rows(conn, ids, lines, cols) -> None:
+    """The reference: one row per statement, every column named, None bound as None."""
+    sql = importer._insert_sql(FIELDS)
+    conn.executemany(sql, zip(ids, lines, *cols, strict=True))
+
+
+def test_fast_path_stores_the_same_rows_as_a_plain_insert(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = _big_focus(tmp_path)
+    fast_db, plain_db = tmp_path / "fast.db", tmp_path / "plain.db"
+    conn = connect(fast_db)
+    [fast] = import_paths(conn, [src])
+    conn.close()
+    monkeypatch.setattr(importer, "_insert_rows", _plain_insert_rows)
+    conn = connect(plain_db)
+    [plain] = import_paths(conn, [src])
+    conn.close()
+    assert fast.as_json() == plain.as_json()
+    rows = _charges(fast_db)
+    assert rows == _charges(plain_db)
+    assert [r[0] for r in rows] == list(range(2, 2 + 10 * REPEAT))        # file order and line numbers kept
+    expected = sum(num(r["BilledCost"]) for r in csv_rows(src))
+    assert sum(r[1 + FIELDS.index("billed_cost")] for r in rows) == pytest.approx(expected)
+
+
+def test_missing_values_are_sql_null_never_nan(tmp_path: Path) -> None:
+    db = tmp_path / "g.db"
+    conn = connect(db)
+    import_paths(conn, [_big_focus(tmp_path)])
+    types = {f: {t for (t,) in conn.execute(f"SELECT DISTINCT typeof({f}) FROM charges")} for f in FIELDS}
+    conn.close()
+    assert types["charge_type"] == {"null"}                    # absent from the file: left out of the INSERT
+    assert types["charge_class"] == {"null", "text"}           # NULL / (null) cells, bound as NaN
+    assert types["tags"] == {"null", "text"}
+    assert types["quantity"] == {"null", "real"}
+    assert types["gpu_count"] == {"null", "real"}
+    assert types["billed_cost"] == {"real"}
+
+
+def test_gpu_verdicts_do_not_depend_on_what_was_imported_before(tmp_path: Path) -> None:
+    """The GPU catalog verdicts are cached per process: a different import order gives the same rows."""
+    files = [FIXTURES / "aws_cur_legacy.csv", FIXTURES / "focus_gpu.csv", FIXTURES / "azure_mca_actual.csv"]
+    dumps = []
+    for name, order in (("a", files), ("b", files[::-1])):
+        db = tmp_path / f"{name}.db"
+        conn = connect(db)
+        for f in order:
+            import_paths(conn, [f])
+        gpu = conn.execute("SELECT resource_id, sku_description, instance_type, is_gpu, gpu_model, gpu_count "
+                           "FROM charges ORDER BY resource_id, sku_description, line").fetchall()
+        conn.close()
+        dumps.append(gpu)
+    assert dumps[0] == dumps[1]
+    assert any(r[3] == 1 for r in dumps[0])
