@@ -22,6 +22,12 @@ from gpuspend.errors import NvmlUnavailable
 _NA_U64 = 0xFFFFFFFFFFFFFFFF   # NVML_VALUE_NOT_AVAILABLE for unsigned long long
 _NA_U32 = 0xFFFFFFFF
 PROC_CACHE_S = 60.0             # user/command of a pid are looked up at most once a minute
+# Measured on an H200 (driver 580): nvmlDeviceGetTotalEnergyConsumption takes ~4.5 ms a call, more than the
+# rest of a GPU's pass together, and nvmlDeviceGetMigMode ~0.4 ms. The energy counter is cumulative, so
+# reading it every ENERGY_EVERY_S loses nothing (the rollup spreads each counter delta over the samples
+# between two readings); MIG mode only changes with a GPU reset, so it is re-read every MIG_RECHECK_S.
+ENERGY_EVERY_S = 30.0
+MIG_RECHECK_S = 60.0
 DEMO_HINT = "no NVIDIA driver here? try the demo: `gpuspend --demo` or `gpuspend collect --demo`"
 
 
@@ -123,6 +129,8 @@ class NvmlSource:
         self._mem_v1 = False                         # driver without nvmlMemory_v2: use v1 from then on
         self._uuid_by_index: dict[int, str] = {}     # to report a GPU that is lost after we saw it
         self._last_util_ts: dict[str, int] = {}      # newest process-util timestamp (us) per GPU uuid
+        self._energy_due: dict[str, float] = {}      # uuid -> monotonic time the energy counter is next read
+        self._mig: dict[str, tuple[float, bool]] = {}  # uuid -> (monotonic expiry, MIG enabled)
         self._procs = _ProcInfo()
         self._errors: tuple[type[BaseException], ...] = ()
         self._mismatch: type[BaseException] = _Never
@@ -223,7 +231,10 @@ class NvmlSource:
             g.power = mw / 1000.0 if mw is not None else None
             lim = q(nv.nvmlDeviceGetEnforcedPowerLimit, h)
             g.power_limit = lim / 1000.0 if lim is not None else None
-            g.energy_mj = q(nv.nvmlDeviceGetTotalEnergyConsumption, h)
+            mono = time.monotonic()
+            if mono >= self._energy_due.get(uuid, 0.0):
+                g.energy_mj = q(nv.nvmlDeviceGetTotalEnergyConsumption, h)
+                self._energy_due[uuid] = mono + ENERGY_EVERY_S
             temp = q(nv.nvmlDeviceGetTemperature, h, nv.NVML_TEMPERATURE_GPU)
             g.temperature = float(temp) if temp is not None else None
             g.sm_clock = q(nv.nvmlDeviceGetClockInfo, h, nv.NVML_CLOCK_SM)
@@ -232,7 +243,7 @@ class NvmlSource:
             g.name = g.name or parent.name
             g.mig_gi = q(nv.nvmlDeviceGetGpuInstanceId, h)
             g.mig_ci = q(nv.nvmlDeviceGetComputeInstanceId, h)
-        if parent is not None or not self._mig_enabled(h):
+        if parent is not None or not self._mig_enabled(h, uuid):
             # With MIG on, processes are listed on the MIG devices (the parent needs privileges and would
             # double count them).
             g.processes = self._processes(h, uuid)
@@ -258,14 +269,20 @@ class NvmlSource:
         used = info.used if info.used != _NA_U64 else None
         return total, used
 
-    def _mig_enabled(self, h: Any) -> bool:
+    def _mig_enabled(self, h: Any, uuid: str) -> bool:
+        mono = time.monotonic()
+        hit = self._mig.get(uuid)
+        if hit is not None and hit[0] > mono:
+            return hit[1]
         nv = self._nv
         mode = self._q(nv.nvmlDeviceGetMigMode, h)
-        return bool(mode) and mode[0] == nv.NVML_DEVICE_MIG_ENABLE
+        enabled = bool(mode) and mode[0] == nv.NVML_DEVICE_MIG_ENABLE
+        self._mig[uuid] = (mono + MIG_RECHECK_S, enabled)
+        return enabled
 
     def _read_mig(self, h: Any, parent: GpuReading) -> list[GpuReading]:
         nv = self._nv
-        if not self._mig_enabled(h):
+        if not self._mig_enabled(h, parent.uuid):
             return []
         out: list[GpuReading] = []
         for i in range(self._q(nv.nvmlDeviceGetMaxMigDeviceCount, h) or 0):

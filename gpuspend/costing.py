@@ -959,6 +959,10 @@ def month_views_for(conn: sqlite3.Connection, cfg: Any, month: str, now_ms: int,
     metered = metered_daily(conn, cfg, local, lo, hi, now_ms) if lo < hi else {}
     cloud = cloud_daily(conn, cfg, start, hi, now_ms)
     win_lo = max(start, now_ms - int(float(cfg.forecast.window) * 1000)) if now_ms < end else end
+    first = first_data_ms(conn)
+    if first is not None and win_lo < first < now_ms:
+        # A box collecting for an hour has an hour of run rate, not a day's worth averaged with nothing.
+        win_lo = first
     w_lo = max(win_lo, cov_end or win_lo)
     window = metered_total(conn, cfg, local, w_lo, min(now_ms + 1, end), now_ms) if w_lo < now_ms else {}
     if win_lo < now_ms:
@@ -967,6 +971,16 @@ def month_views_for(conn: sqlite3.Connection, cfg: Any, month: str, now_ms: int,
     views = forecast.month_views(conn, cfg, month, now_ms, _add_daily(metered, cloud), window, cov_end, win_lo)
     views = tuple(replace(v, cloud=sum(cloud.get(v.currency, {}).values())) for v in views)
     return views, cov_end
+
+
+def first_data_ms(conn: sqlite3.Connection) -> int | None:
+    """When this database starts knowing about money: the first sample, rollup minute, billed charge or cloud
+    poll (indexed MINs but the last, on a small table)."""
+    row = conn.execute(
+        "SELECT (SELECT MIN(ts) FROM gpu_samples), (SELECT MIN(minute) FROM gpu_minutes), "
+        "(SELECT MIN(charge_period_start) * 1000 FROM charges), (SELECT MIN(ts) FROM cloud_spend)").fetchone()
+    found = [int(v) for v in row if v is not None]
+    return min(found) if found else None
 
 
 def local_rates(conn: sqlite3.Connection, rates: dict[int, Rate]) -> dict[int, Rate]:

@@ -29,7 +29,7 @@ TaskFn = Callable[[Any, Any, int], None]
 PERIODIC_TASKS: list[tuple[str, float, str | TaskFn]] = [
     ("rollup", 60.0, "gpuspend.rollup:rollup_task"),
     ("alerts", 30.0, "gpuspend.alerts:alerts_task"),
-    ("clouds", 60.0, "collectors.clouds.poll:poll_task"),   # polls every clouds.interval (itself)
+    ("clouds", 60.0, "collectors.clouds.task:poll_task"),   # polls every clouds.interval (itself)
     ("billing", 60.0, "collectors.billing.sources:reimport_changed"),  # billing.sources folders
 ]
 

@@ -20,12 +20,13 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import httpx
-
 from gpuspend.store import transaction
+
+if TYPE_CHECKING:     # httpx loads when something is sent: the collector on a box without targets skips it
+    import httpx
 
 KINDS = ("slack", "ntfy", "webhook")
 CLAIM_MS = 10 * 60_000          # a claim outlives any in-process retry loop
@@ -237,6 +238,8 @@ def send_one(client: httpx.Client, target: Target, payload: dict, *, backoff_s: 
              sleep: Any = time.sleep) -> Outcome:
     """POST with retries: 5xx, 429 (honouring Retry-After) and connection errors/timeouts are retried with
     exponential backoff; 4xx is final. Errors name the target and the HTTP status, never the URL."""
+    import httpx
+
     url, headers, body = build_request(target, payload)
     secrets = target.secrets()
     error = "not attempted"
@@ -306,7 +309,11 @@ def deliver_pending(conn: sqlite3.Connection, cfg: Any, now_ms: int, client: htt
         f"SELECT id, alert_id, target, event, payload, attempts, created FROM notifications "
         f"WHERE claimed_by = ? AND id IN ({','.join('?' * len(ids))}) ORDER BY id", (token, *ids)).fetchall()
     own = client is None
-    http = client or httpx.Client(follow_redirects=False)
+    if client is None:
+        import httpx
+
+        client = httpx.Client(follow_redirects=False)
+    http = client
     blocked: dict[tuple[int, str], int] = {}   # (alert, target) whose earlier message failed: keep order
     down: dict[str, int] = {}                  # target that failed after its retries: skip it this run
     try:

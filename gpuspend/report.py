@@ -80,6 +80,25 @@ def money(v: float | None, cur: str) -> str:
     return f"${v:,.2f}" if cur == "USD" else f"{v:,.2f} {cur}"
 
 
+def _unrated_note(now: dict[str, Any]) -> str:
+    n = now["unrated_gpus"]
+    return f" (+{n} GPU{'s' if n != 1 else ''} with no rate)" if n else ""
+
+
+def total_per_hour(now: dict[str, Any], cur: str) -> str:
+    """The $/h total; GPUs without a rate are named, and with none rated the total is "no rate", never $0."""
+    if now["cost_per_hour"] is None:
+        return "no rate"
+    return f"{money(now['cost_per_hour'], cur)}/h{_unrated_note(now)}"
+
+
+def total_so_far(amount: float, now: dict[str, Any], cur: str) -> str:
+    """Money accrued so far; when no GPU has a rate and nothing was accrued, that is unknown, not $0."""
+    if now["cost_per_hour"] is None and not amount:
+        return "no rate"
+    return money(amount, cur)
+
+
 def dur(seconds: float | None) -> str:
     if seconds is None:
         return "n/a"
@@ -161,7 +180,8 @@ def build_document(conn: Any, cfg: Any, snap: Snapshot, since_ms: int, month: st
         "currency": cur,
         "window": {"since": iso(since_ms), "until": iso(now)},
         "now": {
-            "cost_per_hour": _r(snap.cost_per_hour),
+            "cost_per_hour": None if snap.no_rate_at_all else _r(snap.cost_per_hour),
+            "unrated_gpus": snap.unrated_gpus,
             "by_state": {s: _r(v) for s, v in snap.cost_per_hour_by_state},
             "gpus": [{
                 "index": g.index, "uuid": clean(g.uuid), "name": clean(g.name), "model": g.model,
@@ -235,7 +255,7 @@ def render_text(doc: dict[str, Any]) -> str:
     out.append(f"window: {doc['window']['since']} .. {doc['window']['until']}")
     now = doc["now"]
     head("Now")
-    out.append(f"cost per hour: {money(now['cost_per_hour'], cur)}/h  "
+    out.append(f"cost per hour: {total_per_hour(now, cur)}  "
                + "  ".join(f"{s} {money(v, cur)}" for s, v in now["by_state"].items() if v))
     for g in now["gpus"]:
         cph = money(g["cost_per_hour"], g["rate"]["currency"]) + "/h" if g["cost_per_hour"] is not None \
@@ -249,8 +269,8 @@ def render_text(doc: dict[str, Any]) -> str:
     for s in srcs[:3]:
         out.append(clean(f"  rate {s}", WIDTH))
     head("Today (UTC)")
-    out.append(f"cost so far: {money(doc['today']['cost'], cur)}   idle waste: "
-               f"{money(doc['today']['idle_waste'], cur)}")
+    out.append(f"cost so far: {total_so_far(doc['today']['cost'], now, cur)}   idle waste: "
+               f"{total_so_far(doc['today']['idle_waste'], now, cur)}")
     head("This month")
     if not doc["month"]:
         out.append("no cost data for this month")
@@ -347,7 +367,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
     cur = doc["currency"]
     o: list[str] = [f"# gpuspend report: {_md(doc['host'])}", "",
                     f"Generated {doc['generated_at']}; window {doc['window']['since']} .. {doc['window']['until']}.",
-                    "", "## Now", "", f"Cost per hour: **{money(doc['now']['cost_per_hour'], cur)}/h**", "",
+                    "", "## Now", "", f"Cost per hour: **{total_per_hour(doc['now'], cur)}**", "",
                     "| State | $/h |", "|---|---:|"]
     o += [f"| {s} | {money(v, cur)} |" for s, v in doc["now"]["by_state"].items()]
     o += ["", "| GPU | Model | State | Util | Cost/h | Rate source |", "|---:|---|---|---:|---:|---|"]
@@ -356,8 +376,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
         util = "-" if g["util"] is None else f"{g['util']:.0f}%"
         o.append(f"| {g['index']} | {_md(g['model'] or g['name'])} | {g['state']} | {util} | {cph} | "
                  f"{_md(g['rate']['label'])} |")
-    o += ["", "## Today", "", f"Cost so far {money(doc['today']['cost'], cur)}; idle waste "
-          f"{money(doc['today']['idle_waste'], cur)}.", "", "## This month", ""]
+    o += ["", "## Today", "", f"Cost so far {total_so_far(doc['today']['cost'], doc['now'], cur)}; idle waste "
+          f"{total_so_far(doc['today']['idle_waste'], doc['now'], cur)}.", "", "## This month", ""]
     for m in doc["month"]:
         c = m["currency"]
         o.append(f"- **{m['month']} {c}**: to date {money(m['mtd'], c)} (billed {money(m['billed'], c)} + "

@@ -22,6 +22,9 @@ from gpuspend.store import get_meta, set_meta, transaction
 WATERMARK_KEY = "rollup.watermark_ms"
 MINUTE_MS = 60_000
 CHUNK_MS = 3600_000          # roll a long backlog an hour at a time (bounded memory, short transactions)
+# The collector reads a GPU's energy counter every 30 s (collectors.nvml.ENERGY_EVERY_S); two minutes
+# either side of a rollup range always holds the readings that bracket it.
+ENERGY_SPAN_MS = 120_000
 GAP_INTERVALS = 3
 TASK_MAX_CHUNKS = 6          # per periodic run: at most 6 h of backlog (a fraction of a second at 2 s)
 
@@ -95,6 +98,41 @@ def roll_up(conn: sqlite3.Connection, *, interval_s: float, idle_util_pct: float
     return written
 
 
+def _energy_rates(samples: list[Any], local_ms: int, remote_ms: int, remote: frozenset[int]) -> dict[int, float]:
+    """Sample index -> J per ms, from the GPU's cumulative energy counter.
+
+    The collector reads the counter only every so often (it is slow on some boards), so rows between two
+    readings have NULL. Between two readings of one GPU with no gap in the samples, the counter delta is
+    spread evenly over those samples. A counter that went back (driver reload) or runs far beyond the
+    measured power (a restarted source) is not energy we can trust: those samples use power x time."""
+    rates: dict[int, float] = {}
+    last: int | None = None              # index of the previous sample with a counter reading, same GPU
+    peak = 0.0                           # highest power since that reading
+    powered = False
+    for i, (gid, ts, _u, _mu, _mem, power, energy) in enumerate(samples):
+        if last is not None and samples[last][0] != gid:
+            last = None
+        if last is not None:
+            prev_ts = samples[i - 1][1]
+            cap = GAP_INTERVALS * (remote_ms if gid in remote else local_ms)
+            if ts - prev_ts > cap:       # a gap: the delta across it is not spread over samples
+                last = None
+        if last is not None and energy is not None:
+            dt = ts - samples[last][1]
+            peak = max(peak, power or 0.0)
+            watts = (energy - samples[last][6]) / dt if dt > 0 else -1.0     # mJ per ms = W
+            bound = 2.0 * peak + 100.0 if powered or power is not None else float("inf")
+            if 0 <= watts <= bound:
+                for k in range(last, i):
+                    rates[k] = watts / 1000.0
+        if energy is not None:
+            last, peak, powered = i, power or 0.0, power is not None
+        elif last is not None:
+            peak = max(peak, power or 0.0)
+            powered = powered or power is not None
+    return rates
+
+
 def _roll_range(conn: sqlite3.Connection, start: int, end: int | None, interval_s: float, idle_pct: float,
                 now: int, remote_interval_s: float | None = None) -> int:
     """Recompute minutes in [start, end) (end None: to the newest sample) and move the watermark to `end`
@@ -103,8 +141,10 @@ def _roll_range(conn: sqlite3.Connection, start: int, end: int | None, interval_
     remote_ms = max(1, int(remote_interval_s * 1000)) if remote_interval_s else local_ms
     remote = remote_gpu_ids(conn) if remote_ms != local_ms else frozenset()
     cap = GAP_INTERVALS * max(local_ms, remote_ms if remote else local_ms)
-    lo = start - cap                         # the sample before `start` covers time into it
-    hi = (end + cap) if end is not None else None
+    # The sample before `start` covers time into it; energy counter readings up to ENERGY_SPAN_MS either
+    # side bracket the samples of the range.
+    lo = start - max(cap, ENERGY_SPAN_MS)
+    hi = (end + max(cap, ENERGY_SPAN_MS)) if end is not None else None
     with transaction(conn):
         q = "SELECT gpu_id, ts, util, mem_util, mem_used, power, energy_mj FROM gpu_samples WHERE ts >= ?"
         args: list[Any] = [lo]
@@ -116,12 +156,13 @@ def _roll_range(conn: sqlite3.Connection, start: int, end: int | None, interval_
         procs: dict[tuple[int, int], list[tuple[int, int | None, float | None]]] = defaultdict(list)
         for gid, ts, pid, mem, sm in conn.execute(pq + (" AND ts <= ?" if hi is not None else ""), args):
             procs[(gid, ts)].append((pid, mem, sm))
+        e_rates = _energy_rates(samples, local_ms, remote_ms, remote)
         minutes: dict[tuple[int, int], _Minute] = {}
         pmin: dict[tuple[int, int, int], list[float]] = {}       # share_s, idle_share_s, mem*t, t
         limit = end if end is not None else None
         n = len(samples)
         max_ts = start
-        for i, (gid, ts, util, mem_util, mem_used, power, energy) in enumerate(samples):
+        for i, (gid, ts, util, mem_util, mem_used, power, _energy) in enumerate(samples):
             max_ts = max(max_ts, ts)
             interval_ms = remote_ms if gid in remote else local_ms
             cap = GAP_INTERVALS * interval_ms
@@ -135,14 +176,7 @@ def _roll_range(conn: sqlite3.Connection, start: int, end: int | None, interval_
             plist = procs.get((gid, ts), [])
             holds = any((p[1] or 0) > 0 or p[1] is None for p in plist)
             state = sample_state(util, holds, idle_pct)
-            e_rate = None        # joules per ms of coverage, from the energy counter when it is sane
-            if nxt is not None and energy is not None and nxt[6] is not None and dt == covered and dt > 0:
-                watts = (nxt[6] - energy) / dt          # mJ per ms = W
-                # A counter that went back (driver reload) or jumped far beyond the measured power
-                # (a restarted source) is not energy we can trust: use power x time for this sample.
-                bound = 2.0 * max(power or 0.0, nxt[5] or 0.0) + 100.0 if power is not None else float("inf")
-                if 0 <= watts <= bound:
-                    e_rate = watts / 1000.0             # J per ms
+            e_rate = e_rates.get(i)   # joules per ms of coverage, from the energy counter when it is sane
             m0 = ts // MINUTE_MS * MINUTE_MS
             if m0 >= start and (limit is None or m0 < limit):
                 acc = minutes.get((gid, m0))

@@ -105,6 +105,17 @@ class Snapshot:
     notes: tuple[str, ...] = field(default_factory=tuple)  # e.g. "3 GPUs have no rate"
     underutilised: tuple[str, ...] = ()      # uuids averaging < idle.low_util_pct over 24 h
 
+    @property
+    def unrated_gpus(self) -> int:
+        """Physical GPUs with no rate: their hours are in no total, so every total must say so."""
+        return sum(1 for g in self.gpus if g.cost_per_hour is None and g.parent_uuid is None)
+
+    @property
+    def no_rate_at_all(self) -> bool:
+        """Every GPU lacks a rate: the totals are unknown, shown as "no rate", never as $0."""
+        physical = sum(1 for g in self.gpus if g.parent_uuid is None)
+        return physical > 0 and self.unrated_gpus == physical
+
 
 @dataclass(frozen=True)
 class DayTotal:

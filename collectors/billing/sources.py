@@ -12,11 +12,13 @@ import os
 import sqlite3
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from collectors.billing.importer import FileResult, import_paths
 from gpuspend.errors import GpuspendError
 from gpuspend.store import get_meta, set_meta, transaction
+
+if TYPE_CHECKING:
+    from collectors.billing.importer import FileResult
 
 META_PREFIX = "billing.source."
 
@@ -38,7 +40,13 @@ def fingerprint(folder: Path) -> str:
 def reimport_changed(conn: sqlite3.Connection, cfg: Any, now_ms: int) -> list[FileResult]:
     """Import every configured source folder whose files changed since the last look. Never raises for bad data."""
     results: list[FileResult] = []
-    for src in list(getattr(cfg.billing, "sources", None) or []):
+    sources = list(getattr(cfg.billing, "sources", None) or [])
+    if not sources:
+        return results
+    # The importer (pyarrow) loads only when there are folders to watch: the collector stays light.
+    from collectors.billing.importer import import_paths
+
+    for src in sources:
         folder = Path(os.path.expanduser(str(src)))
         if not folder.exists():
             continue

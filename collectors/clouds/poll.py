@@ -23,6 +23,7 @@ import httpx
 
 from collectors.clouds import lambda_cloud, runpod, vast
 from collectors.clouds.common import CloudClient, CloudError, ProviderReading, normalise_gpu_name
+from collectors.clouds.task import configured
 from gpuspend.errors import GpuspendError
 from gpuspend.store import get_meta, set_meta, transaction
 
@@ -39,11 +40,6 @@ META_LAST_POLL = "clouds.last_poll_ms"
 class PollResult:
     readings: dict[str, ProviderReading] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
-
-
-def configured(cfg: Any) -> list[str]:
-    clouds = getattr(cfg, "clouds", None) or {}
-    return [name for name in PROVIDERS if (clouds.get(name) or {}).get("api_key")]
 
 
 def _client(name: str, cfg: Any, client: httpx.Client | None, backoff_s: float, timeout: float) -> CloudClient:

@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from gpuspend.errors import GpuspendError
+
 FORMAT_CHOICES = ("focus", "aws-cur", "aws-cur2", "gcp", "azure")
 
 
@@ -23,7 +25,11 @@ FORMAT_CHOICES = ("focus", "aws-cur", "aws-cur2", "gcp", "azure")
 def import_cmd(opts: Any, paths: tuple[str, ...], fmt: str | None, as_json: bool, skip_bad_rows: bool,
                dataset: str | None, db: str | None) -> None:
     """Import billing export files or export folders (CSV, CSV.gz, Parquet, JSONL); exit 3 on bad input."""
-    from collectors.billing.importer import import_paths
+    try:
+        from collectors.billing.importer import import_paths
+    except ImportError as exc:   # pyarrow is a dependency, but a platform without its wheels can lack it
+        raise GpuspendError(f"billing import needs pyarrow, which cannot be loaded here ({exc})",
+                            hint="pip install pyarrow") from None
     from gpuspend.store import connect
 
     if db:

@@ -130,3 +130,19 @@ def test_snapshot_month_and_today_with_billing(month_store, tmp_path):
     # 24 hourly slots ending with the hour in progress (12:00, nothing yet); 11:00-12:00 cost $2 busy
     assert len(snap.hourly) == 24 and snap.hourly[-1] == (NOW_MS, 0.0, 0.0)
     assert snap.hourly[-2] == (NOW_MS - HOUR, 2.0, 0.0)
+
+
+def test_a_box_collecting_for_one_hour_projects_from_that_hour(db_path, tmp_path):
+    """A fresh install with an hour of data at $8/h: the run rate is $8/h, not $8 spread over a 24 h window
+    (which projected a month end of almost nothing on a real H200 node an hour after install)."""
+    conn = new_store(db_path)
+    (gid,) = add_gpus(conn, 1)
+    add_minutes(conn, gid, NOW_MS - HOUR, 60)
+    set_watermark(conn, NOW_MS)
+    cfg = cfg_from(tmp_path, "rates: {per_model: {H100: 8.0}}\n")
+    rates = costing.resolve_rates(conn, cfg, costing.load_gpus(conn))
+    (usd,), _ = costing.month_views_for(conn, cfg, "2026-11", NOW_MS, rates)
+    hours_left = 15.5 * 24
+    assert usd.mtd == pytest.approx(8.0)
+    assert usd.projection == pytest.approx(8.0 + 8.0 * hours_left)
+    conn.close()

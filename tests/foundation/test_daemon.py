@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -13,6 +15,7 @@ from gpuspend.config import load_config
 from gpuspend.daemon import Collector
 from gpuspend.errors import LeaseHeld
 from gpuspend.store import connect
+from tests.conftest import ROOT
 
 NOW = 1_794_744_000_000
 
@@ -111,3 +114,21 @@ def test_runs_in_a_worker_thread_with_its_own_connection(db_path: Path, monkeypa
     assert col.ticks >= 4
     assert _count(db_path, "gpu_samples") == 8 * col.ticks
     assert _count(db_path, "collector_lease") == 0
+
+
+def test_collector_on_a_plain_box_loads_no_billing_http_or_tui_libraries(tmp_path: Path) -> None:
+    """No billing folders, GPU clouds or notify targets configured: the daemon never imports pyarrow, httpx
+    or textual (on a real H200 node those imports cost seconds of CPU and ~70 MB of memory at start-up)."""
+    code = (
+        "import sys\n"
+        "from gpuspend.config import load_config\n"
+        "from gpuspend.daemon import Collector\n"
+        f"with Collector({str(tmp_path / 'c.db')!r}, load_config(None), demo=True) as c:\n"
+        "    for k in range(3):\n"
+        "        now = 1794744000000 + k * 2000\n"
+        "        c.tick(now)\n"
+        "        c.run_due_tasks(now)\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'pyarrow', 'httpx', 'textual', 'tui'})\n"
+        "print('HEAVY', heavy)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert "HEAVY []" in r.stdout, r.stdout + r.stderr

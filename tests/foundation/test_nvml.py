@@ -188,3 +188,22 @@ def test_terminal_escapes_in_command_lines_are_dropped(fake_nvml: FakeNvml, monk
     command = r.gpus[0].processes[0].command
     assert "\x1b" not in command and "\x07" not in command
     assert command == "python ?]0;pwned??[31mred[/b]"      # markup-looking text stays data, shown as-is
+
+
+def test_slow_calls_are_not_made_every_sample(fake_nvml: FakeNvml, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On an H200 the energy counter took ~4.5 ms a call and MIG mode ~0.4 ms: a 2 s collector reads the
+    counter every 30 s and MIG mode every minute, and the counter is still there on the samples it is read."""
+    import collectors.nvml as nvml_mod
+
+    mono = [1000.0]
+    monkeypatch.setattr(nvml_mod.time, "monotonic", lambda: mono[0])
+    src = NvmlSource("node-1").open()
+    energies = []
+    for k in range(30):                          # one minute at 2 s
+        r = src.read(T0 + k * 2000)
+        energies.append(r.gpus[0].energy_mj)
+        mono[0] += 2.0
+    assert fake_nvml.calls["nvmlDeviceGetTotalEnergyConsumption"] == 8 * 2      # at 0 s and 30 s
+    assert fake_nvml.calls["nvmlDeviceGetMigMode"] == 8                          # once per GPU
+    assert [k for k, e in enumerate(energies) if e is not None] == [0, 15]
+    assert all(r.gpus[i].util is not None for i in range(8))                   # the rest every sample

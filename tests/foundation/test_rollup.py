@@ -119,6 +119,26 @@ def test_energy_from_counter_when_present(conn) -> None:
     assert energy == pytest.approx(400 * 60) and power == pytest.approx(300.0)
 
 
+def test_energy_counter_read_every_30_s_is_spread_over_the_samples_between(conn) -> None:
+    """The collector reads the (slow) energy counter every 30 s: rows in between have NULL. Rolled up a
+    minute at a time as the daemon does, each minute still gets the counter's 400 W, not power x time."""
+    s = Sampler(conn)
+    for minute in range(3):
+        readings = []
+        for t in range(M0 + minute * 60_000, M0 + (minute + 1) * 60_000, 2000):
+            r = _reading(t, [("g", 90.0, [])], power=300.0)
+            if (t - M0) % 30_000 == 0:
+                r.gpus[0].energy_mj = 5_000_000 + (t - M0) * 400
+            readings.append(r)
+        s.write_many(readings)
+        rollup.roll_up(conn, interval_s=2, now_ms=M0 + (minute + 1) * 60_000)
+    s.write(_reading(M0 + 180_000, [("g", 90.0, [])], power=300.0))
+    conn.execute("UPDATE gpu_samples SET energy_mj = ? WHERE ts = ?", (5_000_000 + 180_000 * 400, M0 + 180_000))
+    rollup.roll_up(conn, interval_s=2, now_ms=M0 + 182_000)
+    energy = [e for (e,) in conn.execute("SELECT energy_j FROM gpu_minutes ORDER BY minute")]
+    assert energy[:3] == [pytest.approx(400 * 60)] * 3
+
+
 def test_retention_deletes_raw_rows_only_after_rollup(conn) -> None:
     day = 86_400_000
     old = range(M0 - 8 * day, M0 - 8 * day + 60_001, 2000)

@@ -141,6 +141,31 @@ def test_empty_database_reports_without_gpus(tmp_path):
     assert "no cost data for this month" in r.stdout and "last sample: none" in r.stdout
 
 
+def test_gpus_without_a_rate_are_never_totalled_as_zero(tmp_path):
+    """A bare GPU box with no `provider:` or `rates:` (as a real H200 node first reports): the totals are
+    unknown, said as "no rate", not $0.00; with one GPU rated, the total names the GPU left out."""
+    db = tmp_path / "bare.db"
+    conn = connect(db)
+    ids = add_gpus(conn, 2, model="H200")
+    set_watermark(conn, NOW_MS - 3600_000)
+    for gid in ids:
+        add_samples(conn, gid, NOW_MS - 3600_000, NOW_MS + 1, 60_000, 95.0, [])
+    conn.close()
+    text = report(db, "--no-sample").stdout
+    assert "cost per hour: no rate" in text and "cost so far: no rate" in text and "$0.00/h" not in text
+    doc = json.loads(report(db, "--no-sample", "--format", "json").stdout)
+    assert doc["now"]["cost_per_hour"] is None and doc["now"]["unrated_gpus"] == 2
+    jsonschema.validate(doc, json.loads(SCHEMA.read_text()))
+    assert "Cost per hour: **no rate**" in report(db, "--no-sample", "--format", "markdown").stdout
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("rates: {per_gpu: {GPU-box1-0: 4.0}}\n")
+    text = report(db, "--no-sample", "--config", str(cfg)).stdout
+    assert "cost per hour: $4.00/h (+1 GPU with no rate)" in text
+    doc = json.loads(report(db, "--no-sample", "--config", str(cfg), "--format", "json").stdout)
+    assert doc["now"]["cost_per_hour"] == 4.0 and doc["now"]["unrated_gpus"] == 1
+
+
 def test_report_never_imports_textual(tmp_path):
     code = ("import sys\nfrom gpuspend.cli import main\n"
             f"try:\n    main(['--db', {str(tmp_path / 'e.db')!r}, '--report', '--no-sample'])\n"

@@ -24,6 +24,7 @@ class ScriptedSource:
     gpus: int = 4
     util: dict[int, float] = field(default_factory=dict)          # index -> util (default 90)
     procs: dict[int, list[ProcReading]] = field(default_factory=dict)
+    source: str = "demo"        # "demo" is priced like an AWS box; "nvml" has no rate without config
 
     def open(self) -> ScriptedSource:
         return self
@@ -40,7 +41,7 @@ class ScriptedSource:
                                   memory_total=80 * GIB, power_limit=700.0, util=util, mem_util=util / 2,
                                   mem_used=40 * GIB, power=100 + 5 * util, energy_mj=None, temperature=40 + util / 5,
                                   processes=list(self.procs.get(i, []))))
-        return Reading(ts_ms=now_ms, host=HOST, source="demo", gpus=out, driver="570.00")
+        return Reading(ts_ms=now_ms, host=HOST, source=self.source, gpus=out, driver="570.00")
 
 
 def write_samples(db_path: Path, cfg: Any, source: ScriptedSource, start_ms: int, count: int,

@@ -331,3 +331,16 @@ async def test_notification_when_an_idle_episode_opens(make_app, db_path, cfg, m
         n = len(app._notifications)
         await refreshed(pilot)
         assert len(app._notifications) == n
+
+
+async def test_gpus_without_a_rate_show_no_rate_not_zero(make_app, db_path, cfg):
+    """No `provider:` and no `rates:` (a bare GPU box): the header must not claim the box costs $0.00/h."""
+    job = ProcReading(pid=77, used_memory=2 * GIB, user="ana", command="train.py", started=1)
+    write_samples(db_path, cfg, ScriptedSource(gpus=2, source="nvml", procs={0: [job]}), NOW_MS - 10_000, 5)
+    app = make_app(db_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        header = str(app.screen.query_one(SummaryBar).render())
+        assert "now no rate" in header and "today no rate" in header and "$0.00" not in header
+        assert cell(app.screen.query_one(GpuTable), "GPU-test-0000", "rate") == "no rate"
+        assert cell(app.screen.query_one(ProcessTable), "77:GPU-test-0000", "cost") == "no rate"

@@ -64,7 +64,7 @@ class DashboardScreen(Screen):
             gpus = self.query_one(GpuTable)
             gpus.bar_width = 4 if narrow else 8
             gpus.show(snap.gpus, snap.currency)
-            self.query_one(ProcessTable).show(snap.processes, snap.currency)
+            self.query_one(ProcessTable).show(snap.processes, snap.currency, no_rate=snap.no_rate_at_all)
             by_state = dict(snap.cost_per_hour_by_state)
             self.query_one(SpendChart).show(snap.hourly, (by_state.get("busy", 0.0), by_state.get("held-idle", 0.0)
                                                           + by_state.get("free-idle", 0.0)), snap.currency)

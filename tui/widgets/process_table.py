@@ -17,13 +17,16 @@ def _command(command: str, width: int) -> Text:
     return t
 
 
-def process_cells(p: ProcessNow, currency: str, command_width: int = 72) -> list[Any]:
+def process_cells(p: ProcessNow, currency: str, command_width: int = 72, *, no_rate: bool = False) -> list[Any]:
+    """`no_rate`: no GPU has a rate, so a process's cost is unknown (shown as such, never as $0)."""
+    cost = Text("no rate", justify="right", style="dim") if no_rate and not p.cost_today \
+        else Text(money(p.cost_today, currency), justify="right")
     return [
         Text(str(p.pid), justify="right"),
         plain(p.user),
         Text("-" if p.gpu_index is None else str(p.gpu_index), justify="right"),
         Text(size(p.used_memory), justify="right"),
-        Text(money(p.cost_today, currency), justify="right"),
+        cost,
         _command(p.command, command_width),
     ]
 
@@ -42,8 +45,8 @@ class ProcessTable(KeyedTable):
 
     filter_text = ""
 
-    def show(self, procs: tuple[ProcessNow, ...], currency: str) -> bool:
+    def show(self, procs: tuple[ProcessNow, ...], currency: str, *, no_rate: bool = False) -> bool:
         # the command gets what the other columns leave, so no horizontal scrollbar eats a row
         width = max(16, (self.size.width or 120) - 40)
-        return self.sync([(f"{p.pid}:{p.gpu_uuid}", process_cells(p, currency, width))
+        return self.sync([(f"{p.pid}:{p.gpu_uuid}", process_cells(p, currency, width, no_rate=no_rate))
                           for p in procs if matches(p, self.filter_text)])

@@ -33,9 +33,14 @@ def summary_text(snap: Snapshot, thresholds: tuple[float, ...] = (50.0, 80.0, 10
     t = Text(no_wrap=False)
     if not compact:
         t.append("now ", style="dim")
-    t.append(f"{money(snap.cost_per_hour, cur)}/h", style="bold")
+    if snap.no_rate_at_all:     # unknown, never $0
+        t.append("no rate", style="bold")
+    else:
+        t.append(f"{money(snap.cost_per_hour, cur)}/h", style="bold")
+        if snap.unrated_gpus:
+            t.append(f" +{snap.unrated_gpus} no rate", style="dim")
     t.append("  today ", style="dim")
-    t.append(money(snap.today_cost, cur), style="bold")
+    t.append(_so_far(snap, snap.today_cost), style="bold")
     m = _month(snap)
     if m is not None:
         t.append("  MTD ", style="dim")
@@ -56,8 +61,13 @@ def summary_text(snap: Snapshot, thresholds: tuple[float, ...] = (50.0, 80.0, 10
                 t.append(f" {m.budget_pct_forecast:.0f}%",
                          style=budget_style(m.budget_pct_forecast, thresholds) or "")
     t.append("  idle today " if compact else "  idle waste today ", style="dim")
-    t.append(money(snap.idle_waste_today, cur), style="bold #ff5f5f" if snap.idle_waste_today > 0 else "")
+    t.append(_so_far(snap, snap.idle_waste_today), style="bold #ff5f5f" if snap.idle_waste_today > 0 else "")
     return t
+
+
+def _so_far(snap: Snapshot, amount: float) -> str:
+    """Money accrued so far; with no GPU rated and nothing accrued it is unknown, never $0."""
+    return "no rate" if snap.no_rate_at_all and not amount else money(amount, snap.currency)
 
 
 def sources_text(snap: Snapshot, collector: str) -> Text:
