@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from gpuspend.retry_after import parse_retry_after
 from gpuspend.store import transaction
 
 if TYPE_CHECKING:     # httpx loads when something is sent: the collector on a box without targets skips it
@@ -216,17 +217,7 @@ class Outcome:
 
 
 def _retry_after(resp: httpx.Response) -> float | None:
-    raw = resp.headers.get("Retry-After")
-    if not raw:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        try:
-            when = datetime.strptime(raw, "%a, %d %b %Y %H:%M:%S GMT").replace(tzinfo=UTC)
-            return max(0.0, when.timestamp() - time.time())
-        except ValueError:
-            return None
+    return parse_retry_after(resp.headers)
 
 
 def _body_hint(resp: httpx.Response, secrets: list[str]) -> str:

@@ -10,12 +10,12 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
 from gpuspend.errors import ConfigError, DataError
+from gpuspend.retry_after import parse_retry_after
 
 MAX_RETRY_AFTER_S = 60.0
 
@@ -66,17 +66,7 @@ def _clean(text: str, secret: str | None) -> str:
 
 
 def _retry_after(resp: httpx.Response) -> float | None:
-    raw = resp.headers.get("Retry-After")
-    if raw is None:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        try:
-            when = datetime.strptime(raw, "%a, %d %b %Y %H:%M:%S GMT").replace(tzinfo=UTC)
-        except ValueError:
-            return None
-        return max(0.0, when.timestamp() - time.time())
+    return parse_retry_after(resp.headers)
 
 
 def _error_text(data: Any) -> str | None:
