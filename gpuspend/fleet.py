@@ -108,6 +108,11 @@ class FleetView:
     def idle_count(self) -> int:
         return sum(n.idle_gpus for n in self.nodes)
 
+    @property
+    def unpriced(self) -> int:
+        """GPUs with no rate: in none of the money totals, so every total must say so."""
+        return sum(n.unpriced for n in self.nodes)
+
     def idle_gpus(self) -> list[FleetGpu]:
         """Idle GPUs across nodes, biggest waste first."""
         gpus = [g for n in self.nodes for g in n.gpus if g.idle]
@@ -490,7 +495,8 @@ def node_rows(view: FleetView) -> list[tuple[str, ...]]:
     for n in view.nodes:
         mark = "" if n.up else " (down)"
         est = " (est.)" if n.estimated else ""
-        rows.append((n.name + mark, n.source, str(len(n.gpus)), str(n.idle_gpus), _money_map(n.cost_per_hour),
+        cost = "no rate" if n.unpriced and not n.cost_per_hour else _money_map(n.cost_per_hour)
+        rows.append((n.name + mark, n.source, str(len(n.gpus)), str(n.idle_gpus), cost,
                      _money_map(n.waste_per_hour), _money_map(n.waste_today), _money_map(n.mtd) + est,
                      _money_map(n.projection) + est))
     return rows
@@ -541,6 +547,10 @@ def render(view: FleetView, fmt: str = "text") -> str:
         out.append(f"Cost per hour: {money(t['cost_per_hour'], cur)}   Idle burn: {money(t['waste_per_hour'], cur)}/h"
                    f"   Waste today: {money(t['waste_today'], cur)}")
         out.append(f"Month to date: {money(t['mtd'], cur)}   Projected month: {money(t['projection'], cur)}")
+    if view.unpriced:
+        out.append("")
+        out.append(f"{plural(view.unpriced, 'GPU')} with no rate: in none of the totals above "
+                   "(set `rates:` or `provider:` on those nodes)")
     if any(n.estimated for n in view.nodes):
         out.append("(est.) dcgm-exporter nodes: month figures assume today's rate for the whole month")
     idle = idle_rows(view)

@@ -99,8 +99,10 @@ def test_gpuspend_nodes_carry_their_own_figures(view):
     assert a.cost_per_hour == {"USD": pytest.approx(_node_a().cost_per_hour)}
     assert b.cost_per_hour == {"USD": pytest.approx(4.0)}
     assert (a.mtd, a.projection, a.waste_today) == ({"USD": 1500.0}, {"USD": 3000.0}, {"USD": 20.0})
-    assert b.unpriced == 1
+    assert b.unpriced == 1 and view.unpriced == 1
     assert [g.cost_per_hour for g in b.gpus] == [2.0, 2.0, None]
+    # the GPU without a rate is in no total, and the fleet report says so rather than hiding it
+    assert "1 GPU with no rate: in none of the totals above" in fleet.render(view, "text")
     assert a.waste_per_hour == {"USD": pytest.approx(6.88)}
     assert [(g.gpu, g.state, g.idle_for_s) for g in a.gpus] == [("0", "busy", 0.0), ("1", "held-idle", 3600.0)]
 

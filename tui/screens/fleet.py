@@ -72,6 +72,8 @@ class FleetScreen(Screen):
         for cur, t in sorted(view.totals().items()):
             parts.append(f"{money(t['cost_per_hour'], cur)}/h, idle burn {money(t['waste_per_hour'], cur)}/h, "
                          f"waste today {money(t['waste_today'], cur)}, month projected {money(t['projection'], cur)}")
+        if view.unpriced:
+            parts.append(f"{plural(view.unpriced, 'GPU')} with no rate (in no total)")
         if view.missing:
             parts.append("not reporting: " + ", ".join(view.missing))
         self.query_one("#summary", Static).update(Text("  |  ".join(parts)))
