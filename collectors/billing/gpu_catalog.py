@@ -35,7 +35,7 @@ class _Entry:
 
 @lru_cache(maxsize=1)
 def _entries() -> tuple[_Entry, ...]:
-    raw = yaml.safe_load(DATA.read_text(encoding="utf-8"))["entries"]
+    raw = yaml.load(DATA.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))["entries"]
     out = []
     for e in raw:
         # Boundaries: never match inside a longer token (p5.48xlarge is not in xp5.48xlargex).
