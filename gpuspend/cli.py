@@ -111,9 +111,14 @@ def root(ctx: click.Context, db: str | None, config_path: str | None, debug: boo
         from tui.fleet_app import run_fleet_app
 
         ctx.exit(run_fleet_app(ctx.obj))
+    # The database is read in a thread started before Textual is imported: the two overlap (first frame sooner).
+    from tui import prefetch
+
+    cfg = ctx.obj.load_config()
+    first = prefetch.start(ctx.obj, cfg)
     from tui.app import run_app
 
-    ctx.exit(run_app(ctx.obj))
+    ctx.exit(run_app(ctx.obj, cfg, first))
 
 
 def main(argv: list[str] | None = None) -> None:

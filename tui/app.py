@@ -27,6 +27,7 @@ from textual.timer import Timer
 from gpuspend import clock, forecast
 from gpuspend.snapshot import BillingSummary, Snapshot
 from tui.collect import InAppCollector
+from tui.prefetch import Prefetch
 from tui.screens.billing import BillingScreen
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.help import HelpScreen
@@ -336,39 +337,6 @@ class GpuspendApp(App[int]):
         yield SystemCommand("Keys and columns", "What everything means", self.action_help)
 
 
-class Prefetch:
-    """Builds the first snapshot in a thread started before the App, so reading SQLite overlaps Textual's
-    start-up (first full frame sooner). Errors surface in the app's first load, like any tick's."""
-
-    def __init__(self, db_path: Path, cfg: Any, demo: bool) -> None:
-        self._out: tuple[Snapshot, sqlite3.Connection, int] | BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(db_path, cfg, demo), daemon=True,
-                                        name="gpuspend-prefetch")
-        self._thread.start()
-
-    def _run(self, db_path: Path, cfg: Any, demo: bool) -> None:
-        from gpuspend.costing import build_snapshot
-        from gpuspend.store import connect
-
-        try:
-            if demo:
-                from gpuspend.demo import ensure_demo_db
-
-                ensure_demo_db(db_path)
-            conn = connect(db_path)
-            version = conn.execute("PRAGMA data_version").fetchone()[0]
-            self._out = (build_snapshot(conn, cfg), conn, version)
-        except BaseException as exc:  # handed to the UI thread by result()
-            self._out = exc
-
-    def result(self) -> tuple[Snapshot, sqlite3.Connection, int]:
-        self._thread.join()
-        if isinstance(self._out, BaseException):
-            raise self._out
-        assert self._out is not None
-        return self._out
-
-
 COLOR_SYSTEMS = ("auto", "standard", "256", "truecolor")
 
 
@@ -386,11 +354,12 @@ def _color_system(choice: str | None) -> None:
     textual.constants.COLOR_SYSTEM = choice  # type: ignore[misc]  # already read at import time
 
 
-def run_app(opts: Any) -> int:
-    """`gpuspend` / `gpuspend --demo`: open the dashboard. Returns the exit code."""
+def run_app(opts: Any, cfg: Any = None, prefetch: Prefetch | None = None) -> int:
+    """`gpuspend` / `gpuspend --demo`: open the dashboard. Returns the exit code. `cfg` and `prefetch` come from
+    the CLI, which starts reading the database before importing this module (tui.prefetch)."""
     from gpuspend.errors import UsageError
 
-    cfg = opts.load_config()
+    cfg = cfg if cfg is not None else opts.load_config()
     extra = opts.extra
     interval = extra.get("interval")
     if interval is not None and interval <= 0:
@@ -402,7 +371,7 @@ def run_app(opts: Any) -> int:
     app = GpuspendApp(db_path, cfg, demo=opts.demo, interval=interval,
                       ascii_only=bool(extra.get("ascii_only") or cfg.tui.ascii),
                       keymap=dict(cfg.tui.keymap or {}), watchdog=True,
-                      prefetch=Prefetch(db_path, cfg, opts.demo))
+                      prefetch=prefetch or Prefetch(db_path, cfg, opts.demo))
     # Never ignore SIGHUP: its default action is what ends us when an SSH session drops.
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
     app.run()
