@@ -24,6 +24,7 @@ from tui.screens.help import HelpScreen
 from tui.widgets.alerts import AlertsPanel
 from tui.widgets.fmt import money
 from tui.widgets.gpu_table import GpuTable
+from tui.widgets.keyed_table import LaidOutTable
 from tui.widgets.process_table import ProcessTable
 from tui.widgets.summary import SummaryBar
 
@@ -31,6 +32,8 @@ pytestmark = pytest.mark.anyio
 
 
 def cell(table, row: str, col: str) -> str:
+    if isinstance(table, LaidOutTable):  # one laid-out cell per row: ask for the field
+        return table.value(row, col)
     value = table.get_cell(row, col)
     return getattr(value, "plain", str(value)).strip()
 

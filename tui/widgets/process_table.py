@@ -8,7 +8,7 @@ from rich.text import Text
 
 from gpuspend.snapshot import ProcessNow
 from tui.widgets.fmt import clean, money, plain, size
-from tui.widgets.keyed_table import KeyedTable
+from tui.widgets.keyed_table import LaidOutTable
 
 
 def _command(command: str, width: int) -> Text:
@@ -39,14 +39,16 @@ def matches(p: ProcessNow, needle: str) -> bool:
             or (p.gpu_index is not None and n == f"gpu{p.gpu_index}"))
 
 
-class ProcessTable(KeyedTable):
-    COLUMNS = (("pid", "pid"), ("user", "user"), ("gpu", "GPU"), ("mem", "mem"), ("cost", "today"),
-               ("cmd", "command"))
+class ProcessTable(LaidOutTable):
+    """Processes on the GPUs. A LaidOutTable: each row's cost changes every sample."""
+
+    FIELDS = (("pid", "pid"), ("user", "user"), ("gpu", "GPU"), ("mem", "mem"), ("cost", "today"),
+              ("cmd", "command"))
 
     filter_text = ""
 
     def show(self, procs: tuple[ProcessNow, ...], currency: str, *, no_rate: bool = False) -> bool:
         # the command gets what the other columns leave, so no horizontal scrollbar eats a row
         width = max(16, (self.size.width or 120) - 40)
-        return self.sync([(f"{p.pid}:{p.gpu_uuid}", process_cells(p, currency, width, no_rate=no_rate))
-                          for p in procs if matches(p, self.filter_text)])
+        return self.show_rows([(f"{p.pid}:{p.gpu_uuid}", process_cells(p, currency, width, no_rate=no_rate))
+                               for p in procs if matches(p, self.filter_text)])
