@@ -79,7 +79,7 @@ def load_catalog() -> Catalog:
 
     text = resources.files("gpuspend").joinpath("data/prices.yaml").read_text(encoding="utf-8")
     # libyaml's C loader when PyYAML has it: the pure-Python parser took ~70 ms of the dashboard's first frame.
-    raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 (a safe loader)
+    raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     entries = tuple(
         PriceEntry(provider=str(r["provider"]).lower(), gpu=str(r["gpu"]), sku=str(r["sku"]),
                    gpus_per_instance=int(r.get("gpus_per_instance") or 1), usd_per_hour=float(r["usd_per_hour"]),

@@ -20,7 +20,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import chain
-from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -398,9 +397,11 @@ def _insert_batch(conn: sqlite3.Connection, rows: Any, skip: set[int], lines: Se
         groups.setdefault(g, []).append(i)
     starts, ends = col["charge_period_start"], col["charge_period_end"]
     for (sid, c), ix in groups.items():
-        take = itemgetter(*ix) if len(ix) > 1 else (lambda lst, i=ix[0]: (lst[i],))
-        _tally(slices.stats[sid], totals, start_of[sid], c, list(take(is_gpu)), list(take(starts)),
-               list(take(ends)), list(take(billed)), list(take(eff)))
+        def take(values: list[Any], ix: list[int] = ix) -> list[Any]:
+            return [values[i] for i in ix]
+
+        _tally(slices.stats[sid], totals, start_of[sid], c, take(is_gpu), take(starts), take(ends), take(billed),
+               take(eff))
     res.rows += n
     res.gpu_rows += sum(is_gpu)
 

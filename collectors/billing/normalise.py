@@ -139,11 +139,12 @@ def _mark_gpus(rows: Rows) -> None:
     if len(verdicts) > 20_000:                # bounded: memory stays flat on odd exports
         verdicts.clear()
     texts = list(zip(*(cols[i] for i in live), strict=True))
+    inst_in_key = live[0] == 0                # else the instance type is empty in the whole batch
     for key in set(texts).difference(verdicts):
         hit = gpu_catalog.classify(*key)
+        no_inst = not inst_in_key or key[0] is None
         verdicts[key] = _NO_GPU if hit is None else (
-            1, hit.model, hit.gpus,
-            hit.text if not (live[0] == 0 and key[0] is not None) and _INSTANCE_LIKE.match(hit.text) else None)
+            1, hit.model, hit.gpus, hit.text if no_inst and _INSTANCE_LIKE.match(hit.text) else None)
     is_gpu, model, gpus, fill = zip(*map(verdicts.__getitem__, texts), strict=True)
     d["is_gpu"], d["gpu_model"], d["gpu_count"] = list(is_gpu), list(model), list(gpus)
     if any(fill):                             # instance type named only in a description or usage type

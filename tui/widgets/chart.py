@@ -68,19 +68,27 @@ class SpendChart(Widget):
     now: reactive[tuple[float, float] | None] = reactive(None)
 
     _drawn: Text | None = None
+    _drawn_for: tuple | None = None           # the arguments `_drawn` was drawn with
+
+    def _draw(self, hourly: tuple, now: tuple[float, float] | None, currency: str) -> Text:
+        args = (hourly, self.size.width, self.size.height, self.ascii_only, currency, now)
+        if args != self._drawn_for:
+            self._drawn_for = args
+            self._drawn = render_chart(hourly, self.size.width, self.size.height, ascii_only=self.ascii_only,
+                                       currency=currency, now=now)
+        assert self._drawn is not None
+        return self._drawn
 
     def render(self) -> Text:
-        self._drawn = render_chart(self.hourly, self.size.width, self.size.height, ascii_only=self.ascii_only,
-                                   currency=self.currency, now=self.now)
-        return self._drawn
+        return self._draw(self.hourly, self.now, self.currency)
 
     def show(self, hourly: tuple[tuple[int, float, float], ...], now: tuple[float, float] | None,
              currency: str) -> None:
         """New data; repainted only when the picture changes (the current hour's bar moves a few times an
-        hour, not every tick). The data is kept either way, for the next resize."""
-        same = self._drawn is not None and self._drawn == render_chart(
-            hourly, self.size.width, self.size.height, ascii_only=self.ascii_only, currency=currency, now=now)
-        if same:
+        hour, not every tick). The data is kept either way, for the next resize. Drawn once: the repaint
+        reuses the drawing made here for the comparison."""
+        before = self._drawn
+        if before is not None and self._draw(hourly, now, currency) == before:
             self.set_reactive(SpendChart.hourly, hourly)
             self.set_reactive(SpendChart.now, now)
             self.set_reactive(SpendChart.currency, currency)
