@@ -14,8 +14,8 @@ from pathlib import Path
 
 from _common import median_ms
 
-from collectors.nvml import NvmlSource
-from collectors.sampler import Sampler
+from gpuspend.collectors.nvml import NvmlSource
+from gpuspend.collectors.sampler import Sampler
 from gpuspend.store import connect
 from tests.fake_pynvml import FakeNvml
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from _common import fmt_bytes
 
-from collectors.sampler import Sampler
-from collectors.simulated import SimulatedSource
+from gpuspend.collectors.sampler import Sampler
+from gpuspend.collectors.simulated import SimulatedSource
 from gpuspend import rollup
 from gpuspend.store import connect
 

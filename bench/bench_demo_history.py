@@ -12,7 +12,7 @@ from pathlib import Path
 
 from _common import ROOT  # noqa: F401  (puts the repository on sys.path)
 
-from collectors.simulated import generate_history
+from gpuspend.collectors.simulated import generate_history
 from gpuspend.store import connect
 
 NOW = 1_794_744_000_000

@@ -30,7 +30,7 @@ FALLBACK = ROOT / "tests" / "fixtures" / "billing" / "focus_gpu.csv"
 
 CHILD = """
 import resource, sys, time
-from collectors.billing.importer import import_paths
+from gpuspend.collectors.billing.importer import import_paths
 from gpuspend.store import connect
 conn = connect(sys.argv[1])
 t = time.perf_counter()

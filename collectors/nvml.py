@@ -15,7 +15,7 @@ import time
 from types import ModuleType
 from typing import Any
 
-from collectors.reading import GpuReading, ProcReading, Reading
+from gpuspend.collectors.reading import GpuReading, ProcReading, Reading
 from gpuspend import clock
 from gpuspend.errors import NvmlUnavailable
 

@@ -10,7 +10,7 @@ import re
 import sqlite3
 from collections.abc import Iterable
 
-from collectors.reading import GpuReading, Reading
+from gpuspend.collectors.reading import GpuReading, Reading
 from gpuspend.store import transaction
 
 _MODEL_PATTERNS: list[tuple[re.Pattern[str], str]] = [

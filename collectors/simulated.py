@@ -18,7 +18,7 @@ import math
 import sqlite3
 from dataclasses import dataclass
 
-from collectors.reading import GpuReading, ProcReading, Reading
+from gpuspend.collectors.reading import GpuReading, ProcReading, Reading
 from gpuspend import clock
 
 DEMO_HOST = "gpu-demo-01"
@@ -226,7 +226,7 @@ class SimulatedSource:
 
 
 def _gpu_rows(conn: sqlite3.Connection, src: SimulatedSource, first_ms: int, last_ms: int) -> list[int]:
-    from collectors.sampler import normalise_model
+    from gpuspend.collectors.sampler import normalise_model
 
     ids = []
     for i in range(src.count):
@@ -246,7 +246,7 @@ def generate_history(conn: sqlite3.Connection, start_ms: int, end_ms: int, seed:
     """Write per-minute rollups for [start, end - 1 h) directly, raw samples every `interval_s` for the last
     hour, then roll those up, so the result looks like a collector that has run for the whole period.
     One transaction for the bulk part; plain executemany (30 days x 8 GPUs in a few seconds)."""
-    from collectors.sampler import Sampler
+    from gpuspend.collectors.sampler import Sampler
     from gpuspend import rollup
     from gpuspend.store import set_meta, transaction
 

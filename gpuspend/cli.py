@@ -93,7 +93,7 @@ def root(ctx: click.Context, db: str | None, config_path: str | None, debug: boo
          report: bool, **extra: Any) -> None:
     """gpuspend: what your GPUs cost right now, what idle GPUs burn, where the month will end."""
     if auto_demo and not demo:
-        from collectors.nvml import nvml_available
+        from gpuspend.collectors.nvml import nvml_available
 
         demo = not nvml_available()
     ctx.obj = Options(db=db, config=config_path, debug=debug, demo=demo, extra=extra)
@@ -108,15 +108,15 @@ def root(ctx: click.Context, db: str | None, config_path: str | None, debug: boo
 
         ctx.exit(run_report(ctx.obj))
     if extra.get("fleet_url"):
-        from tui.fleet_app import run_fleet_app
+        from gpuspend.tui.fleet_app import run_fleet_app
 
         ctx.exit(run_fleet_app(ctx.obj))
     # The database is read in a thread started before Textual is imported: the two overlap (first frame sooner).
-    from tui import prefetch
+    from gpuspend.tui import prefetch
 
     cfg = ctx.obj.load_config()
     first = prefetch.start(ctx.obj, cfg)
-    from tui.app import run_app
+    from gpuspend.tui.app import run_app
 
     ctx.exit(run_app(ctx.obj, cfg, first))
 

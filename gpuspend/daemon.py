@@ -29,8 +29,8 @@ TaskFn = Callable[[Any, Any, int], None]
 PERIODIC_TASKS: list[tuple[str, float, str | TaskFn]] = [
     ("rollup", 60.0, "gpuspend.rollup:rollup_task"),
     ("alerts", 30.0, "gpuspend.alerts:alerts_task"),
-    ("clouds", 60.0, "collectors.clouds.task:poll_task"),   # polls every clouds.interval (itself)
-    ("billing", 60.0, "collectors.billing.sources:reimport_changed"),  # billing.sources folders
+    ("clouds", 60.0, "gpuspend.collectors.clouds.task:poll_task"),   # polls every clouds.interval (itself)
+    ("billing", 60.0, "gpuspend.collectors.billing.sources:reimport_changed"),  # billing.sources folders
 ]
 
 
@@ -80,7 +80,7 @@ class Collector:
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def open(self) -> Collector:
-        from collectors.sampler import Sampler
+        from gpuspend.collectors.sampler import Sampler
 
         try:
             # The source first: without a driver we fail before creating or touching the database.
@@ -103,10 +103,10 @@ class Collector:
 
     def _make_source(self) -> Any:
         if self.demo:   # always its own host name, so demo rows never pass for this machine's GPUs
-            from collectors.simulated import SimulatedSource
+            from gpuspend.collectors.simulated import SimulatedSource
 
             return SimulatedSource(self.seed)
-        from collectors.nvml import NvmlSource
+        from gpuspend.collectors.nvml import NvmlSource
 
         return NvmlSource(getattr(self.cfg, "host", None))
 

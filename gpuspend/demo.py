@@ -43,7 +43,7 @@ def _is_fresh(path: Path, now_ms: int, seed: int) -> bool:
 
 def build_demo_db(path: str | Path, now_ms: int, seed: int = 42) -> Path:
     """Write a fresh demo database at `path` (replacing it atomically)."""
-    from collectors.simulated import generate_history
+    from gpuspend.collectors.simulated import generate_history
 
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -71,7 +71,7 @@ def build_demo_db(path: str | Path, now_ms: int, seed: int = 42) -> Path:
 
 def _import_billing(conn, now_ms: int) -> None:
     try:
-        from collectors.billing.demo import import_demo_billing
+        from gpuspend.collectors.billing.demo import import_demo_billing
     except ImportError:
         # Demo billing ships with the billing collectors; without them the demo has metered costs only.
         print("gpuspend: demo: billing demo data not available; showing metered costs only", file=sys.stderr)
@@ -79,7 +79,7 @@ def _import_billing(conn, now_ms: int) -> None:
     import_demo_billing(conn, now_ms)
     # The demo box is that export's EC2 instance: record its id so its GPUs are priced from the billing
     # (billing-derived rate), as a real box is through its asset tag or `billing.resource_id`.
-    from collectors.billing.demo import DEMO_INSTANCE
+    from gpuspend.collectors.billing.demo import DEMO_INSTANCE
     from gpuspend.pricing import META_RESOURCE_ID
 
     with transaction(conn):

@@ -392,7 +392,7 @@ def _dcgm_nodes(util_samples: list[dict[str, Any]], idle_min: list[dict[str, Any
 
 def _normal_model(name: str) -> str:
     try:
-        from collectors.sampler import normalise_model
+        from gpuspend.collectors.sampler import normalise_model
 
         return normalise_model(name) or name
     except ImportError:

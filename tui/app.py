@@ -26,12 +26,12 @@ from textual.timer import Timer
 
 from gpuspend import clock, forecast
 from gpuspend.snapshot import BillingSummary, Snapshot
-from tui.collect import InAppCollector
-from tui.prefetch import Prefetch
-from tui.screens.billing import BillingScreen
-from tui.screens.dashboard import DashboardScreen
-from tui.screens.help import HelpScreen
-from tui.widgets.alerts import AlertLine, alert_lines
+from gpuspend.tui.collect import InAppCollector
+from gpuspend.tui.prefetch import Prefetch
+from gpuspend.tui.screens.billing import BillingScreen
+from gpuspend.tui.screens.dashboard import DashboardScreen
+from gpuspend.tui.screens.help import HelpScreen
+from gpuspend.tui.widgets.alerts import AlertLine, alert_lines
 
 INTERVALS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 WATCHDOG_S = 2.0

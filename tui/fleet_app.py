@@ -14,7 +14,7 @@ from textual.message import Message
 from textual.timer import Timer
 
 from gpuspend.fleet import FleetError, FleetView, check_url, fleet_view
-from tui.screens.fleet import FleetScreen
+from gpuspend.tui.screens.fleet import FleetScreen
 
 DEFAULT_INTERVAL_S = 5.0
 

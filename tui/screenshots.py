@@ -1,6 +1,6 @@
 """Write the README/doc screenshots from the deterministic demo with a fixed clock:
 
-    python -m tui.screenshots [OUT_DIR]        # default: screenshots/
+    python -m gpuspend.tui.screenshots [OUT_DIR]        # default: screenshots/
 
 SVGs of the dashboard, the billing screen and an idle alert at 120x40 and 80x24 (plus PNGs when the
 optional `resvg_py` or `cairosvg` package is importable). The demo (seed 42) is built in a temporary
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 async def shoot(db: Path, cfg, view: str, size: tuple[int, int], out: Path) -> Path:
     import time
 
-    from tui.app import GpuspendApp
+    from gpuspend.tui.app import GpuspendApp
 
     app = GpuspendApp(db, cfg, collect=False, interval=3600)
     app.theme = "textual-dark"

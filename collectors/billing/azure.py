@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from collectors.billing.normalise import Cols, Rows, coalesce, finish, month_start, next_month
-from collectors.billing.values import BadValue, loads_lenient, mapped, num_col, tags_col, text_col, ts_col
+from gpuspend.collectors.billing.normalise import Cols, Rows, coalesce, finish, month_start, next_month
+from gpuspend.collectors.billing.values import BadValue, loads_lenient, mapped, num_col, tags_col, text_col, ts_col
 
 NAME = "azure"
 COST = ("costinbillingcurrency", "cost", "pretaxcost")
@@ -29,7 +29,7 @@ _AMORTISED = re.compile(r"amorti[sz]", re.IGNORECASE)
 
 
 def keys(header: list[str]) -> list[str]:
-    from collectors.billing.reader import header_keys
+    from gpuspend.collectors.billing.reader import header_keys
 
     return header_keys(header)
 

@@ -14,7 +14,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from collectors.billing.importer import FileResult, import_paths
+from gpuspend.collectors.billing.importer import FileResult, import_paths
 
 DEMO_ACCOUNT = "123456789012"
 DEMO_INSTANCE = "i-0demo0p5h100box1"

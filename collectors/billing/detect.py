@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import ModuleType
 
-from collectors.billing import aws_cur, azure, focus, gcp
+from gpuspend.collectors.billing import aws_cur, azure, focus, gcp
 from gpuspend.errors import DataError, UsageError
 
 FORMATS = ("focus", "aws-cur", "aws-cur2", "gcp", "azure")

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from collectors.billing.normalise import Cols, Rows, const, finish
-from collectors.billing.values import BadValue, num_col, tags_col, text_col, text_first, ts_col
+from gpuspend.collectors.billing.normalise import Cols, Rows, const, finish
+from gpuspend.collectors.billing.values import BadValue, num_col, tags_col, text_col, text_first, ts_col
 
 NAME = "focus"
 # Required to import (the spec's mandatory columns that carry the money and the periods).
@@ -21,7 +21,7 @@ DEFAULT_CURRENCY = "USD"
 
 
 def keys(header: list[str]) -> list[str]:
-    from collectors.billing.reader import header_keys
+    from gpuspend.collectors.billing.reader import header_keys
 
     return header_keys(header)
 

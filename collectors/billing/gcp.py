@@ -11,8 +11,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from collectors.billing.normalise import Cols, Rows, coalesce, finish
-from collectors.billing.values import BadValue, loads_lenient, mapped, num_col, tags_col, text_col, ts_col
+from gpuspend.collectors.billing.normalise import Cols, Rows, coalesce, finish
+from gpuspend.collectors.billing.values import BadValue, loads_lenient, mapped, num_col, tags_col, text_col, ts_col
 
 NAME = "gcp"
 REQUIRED = ("cost", "usage_start_time", "invoice.month", "currency")
@@ -24,7 +24,7 @@ CATEGORY = {"regular": "Usage", "tax": "Tax", "adjustment": "Adjustment", "round
 
 
 def keys(header: list[str]) -> list[str]:
-    from collectors.billing.reader import header_keys
+    from gpuspend.collectors.billing.reader import header_keys
 
     return header_keys(header)
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
+from importlib import resources
 
 import yaml
 
-DATA = Path(__file__).resolve().parents[2] / "gpuspend" / "data" / "gpu_instances.yaml"
+# Loaded through importlib.resources: works the same from a wheel, an editable install or a zip.
+DATA = resources.files("gpuspend").joinpath("data/gpu_instances.yaml")
 
 
 @dataclass(frozen=True)

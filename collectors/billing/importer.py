@@ -23,11 +23,11 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from collectors.billing import detect as detect_mod
-from collectors.billing.manifest import Unit, discover
-from collectors.billing.normalise import FIELDS, Cols
-from collectors.billing.reader import Batch, Table
-from collectors.billing.values import safe_text
+from gpuspend.collectors.billing import detect as detect_mod
+from gpuspend.collectors.billing.manifest import Unit, discover
+from gpuspend.collectors.billing.normalise import FIELDS, Cols
+from gpuspend.collectors.billing.reader import Batch, Table
+from gpuspend.collectors.billing.values import safe_text
 from gpuspend import clock
 from gpuspend.errors import DataError
 from gpuspend.store import transaction

@@ -15,8 +15,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from collectors.billing import gpu_catalog
-from collectors.billing.values import BadValue
+from gpuspend.collectors.billing import gpu_catalog
+from gpuspend.collectors.billing.values import BadValue
 
 # Canonical fields in `charges` column order (line and import_id are added by the importer).
 FIELDS: tuple[str, ...] = (

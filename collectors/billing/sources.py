@@ -18,7 +18,7 @@ from gpuspend.errors import GpuspendError
 from gpuspend.store import get_meta, set_meta, transaction
 
 if TYPE_CHECKING:
-    from collectors.billing.importer import FileResult
+    from gpuspend.collectors.billing.importer import FileResult
 
 META_PREFIX = "billing.source."
 
@@ -44,7 +44,7 @@ def reimport_changed(conn: sqlite3.Connection, cfg: Any, now_ms: int) -> list[Fi
     if not sources:
         return results
     # The importer (pyarrow) loads only when there are folders to watch: the collector stays light.
-    from collectors.billing.importer import import_paths
+    from gpuspend.collectors.billing.importer import import_paths
 
     for src in sources:
         folder = Path(os.path.expanduser(str(src)))

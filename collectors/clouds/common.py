@@ -53,7 +53,7 @@ class ProviderReading:
 
 def normalise_gpu_name(name: str | None) -> str | None:
     """Provider GPU names -> the pricing model key ('H100 (80 GB SXM5)' -> 'H100', 'RTX 4090' -> 'RTX-4090')."""
-    from collectors.sampler import normalise_model
+    from gpuspend.collectors.sampler import normalise_model
 
     if not name:
         return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from collectors.clouds.common import CloudClient, ProviderReading, RemoteInstance, expect, number
+from gpuspend.collectors.clouds.common import CloudClient, ProviderReading, RemoteInstance, expect, number
 
 PROVIDER = "lambda"
 BILLED = {"booting", "active", "unhealthy"}

@@ -21,9 +21,9 @@ from typing import Any
 
 import httpx
 
-from collectors.clouds import lambda_cloud, runpod, vast
-from collectors.clouds.common import CloudClient, CloudError, ProviderReading, normalise_gpu_name
-from collectors.clouds.task import configured
+from gpuspend.collectors.clouds import lambda_cloud, runpod, vast
+from gpuspend.collectors.clouds.common import CloudClient, CloudError, ProviderReading, normalise_gpu_name
+from gpuspend.collectors.clouds.task import configured
 from gpuspend.errors import GpuspendError
 from gpuspend.store import get_meta, set_meta, transaction
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from collectors.clouds.common import (
+from gpuspend.collectors.clouds.common import (
     CloudAuthError,
     CloudClient,
     CloudError,

@@ -18,6 +18,6 @@ def configured(cfg: Any) -> list[str]:
 def poll_task(conn: sqlite3.Connection, cfg: Any, now_ms: int) -> None:
     if not configured(cfg):
         return
-    from collectors.clouds.poll import poll_task as poll
+    from gpuspend.collectors.clouds.poll import poll_task as poll
 
     poll(conn, cfg, now_ms)

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from collectors.clouds.common import CloudClient, ProviderReading, RemoteInstance, number
+from gpuspend.collectors.clouds.common import CloudClient, ProviderReading, RemoteInstance, number
 
 PROVIDER = "vast"
 

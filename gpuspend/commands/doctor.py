@@ -24,13 +24,13 @@ def _line(status: str, check: str, text: str) -> None:
 def _gpus_from_source(opts: Any, cfg: Any) -> tuple[list[dict], bool]:
     """GPUs as NVML (or the simulator with --demo) sees them now; second value: source usable."""
     if opts.demo:
-        from collectors.simulated import SimulatedSource
+        from gpuspend.collectors.simulated import SimulatedSource
 
         src = SimulatedSource()
         reading = src.read()
         _line(OK, "nvml", f"demo mode: {src.driver_version()}, {len(reading.gpus)} simulated GPUs")
     else:
-        from collectors.nvml import NvmlSource
+        from gpuspend.collectors.nvml import NvmlSource
 
         src = NvmlSource(cfg.host)
         try:
@@ -45,7 +45,7 @@ def _gpus_from_source(opts: Any, cfg: Any) -> tuple[list[dict], bool]:
                               f"{'s' if len(reading.gpus) != 1 else ''}")
         finally:
             src.close()
-    from collectors.sampler import normalise_model
+    from gpuspend.collectors.sampler import normalise_model
 
     return [{"uuid": g.uuid, "host": reading.host, "idx": g.index, "name": g.name,
              "model": normalise_model(g.name), "memory_total": g.memory_total, "power_limit": g.power_limit,

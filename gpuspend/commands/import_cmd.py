@@ -26,7 +26,7 @@ def import_cmd(opts: Any, paths: tuple[str, ...], fmt: str | None, as_json: bool
                dataset: str | None, db: str | None) -> None:
     """Import billing export files or export folders (CSV, CSV.gz, Parquet, JSONL); exit 3 on bad input."""
     try:
-        from collectors.billing.importer import import_paths
+        from gpuspend.collectors.billing.importer import import_paths
     except ImportError as exc:   # pyarrow is a dependency, but a platform without its wheels can lack it
         raise GpuspendError(f"billing import needs pyarrow, which cannot be loaded here ({exc})",
                             hint="pip install pyarrow") from None
@@ -50,7 +50,7 @@ def import_cmd(opts: Any, paths: tuple[str, ...], fmt: str | None, as_json: bool
 def _line(r: Any) -> str:
     from time import gmtime, strftime
 
-    from collectors.billing.values import safe_text
+    from gpuspend.collectors.billing.values import safe_text
 
     state = "unchanged, already imported" if r.unchanged else "imported"
     text = f"{safe_text(r.path, 200)}: {r.format}, {r.rows} rows ({r.gpu_rows} GPU) {state}"

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 
-from collectors.reading import GpuReading, ProcReading, Reading
-from collectors.sampler import Sampler
+from gpuspend.collectors.reading import GpuReading, ProcReading, Reading
+from gpuspend.collectors.sampler import Sampler
 from gpuspend import alerts, costing, notify
 from gpuspend.store import connect
 from tests.alerts.snapshots import MIN_MS, config

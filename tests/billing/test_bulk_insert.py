@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from collectors.billing import importer
-from collectors.billing.importer import import_paths
-from collectors.billing.normalise import FIELDS
+from gpuspend.collectors.billing import importer
+from gpuspend.collectors.billing.importer import import_paths
+from gpuspend.collectors.billing.normalise import FIELDS
 from gpuspend.store import connect
 from tests.billing.helpers import FIXTURES, csv_rows, num
 

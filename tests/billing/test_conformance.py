@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from collectors.billing.importer import import_paths
+from gpuspend.collectors.billing.importer import import_paths
 from gpuspend.store import connect
 from tests.billing.helpers import num
 

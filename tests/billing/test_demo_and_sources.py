@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from collectors.billing.demo import DEMO_INSTANCE, P5_RATE, import_demo_billing
-from collectors.billing.sources import reimport_changed
+from gpuspend.collectors.billing.demo import DEMO_INSTANCE, P5_RATE, import_demo_billing
+from gpuspend.collectors.billing.sources import reimport_changed
 from gpuspend.store import connect
 from tests.billing.helpers import FIXTURES, dump
 

@@ -11,7 +11,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from collectors.billing.importer import import_paths
+from gpuspend.collectors.billing.importer import import_paths
 from gpuspend.store import connect
 from tests.billing.helpers import FIXTURES, csv_rows, num, sums_by
 

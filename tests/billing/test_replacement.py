@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from collectors.billing.importer import import_paths
+from gpuspend.collectors.billing.importer import import_paths
 from gpuspend.store import connect
 from tests.billing.helpers import FIXTURES, dump
 
@@ -155,7 +155,7 @@ def test_azure_manifest_names_the_dataset_and_run(conn, tmp_path: Path) -> None:
 
 def test_bulk_import_rebuilds_the_indexes(conn, db_path: Path, tmp_path: Path, monkeypatch) -> None:
     """Big first imports drop and rebuild the charges indexes; after success or failure they are all there."""
-    from collectors.billing import importer
+    from gpuspend.collectors.billing import importer
     from gpuspend.errors import DataError
 
     monkeypatch.setattr(importer, "BULK_MIN_ROWS", 1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from collectors.billing.values import BadValue, num_col, parse_ts, tags_json, text_col, ts_col
+from gpuspend.collectors.billing.values import BadValue, num_col, parse_ts, tags_json, text_col, ts_col
 
 NOV1 = 1793491200  # 2026-11-01T00:00:00Z
 

@@ -9,8 +9,8 @@ import time
 import pytest
 from werkzeug import Request, Response
 
-from collectors.clouds import poll
-from collectors.clouds.common import CloudAuthError, CloudError
+from gpuspend.collectors.clouds import poll
+from gpuspend.collectors.clouds.common import CloudAuthError, CloudError
 from gpuspend.config import load_config
 from gpuspend.errors import EXIT_DATA, EXIT_USAGE
 from gpuspend.store import connect, get_meta
@@ -260,7 +260,7 @@ def test_auth_error_exit_code_is_a_config_error(conn, tmp_path, httpserver):
     with pytest.raises(CloudError) as info:       # the task reports the first provider error
         poll.poll_task(conn, cfg_for(tmp_path, httpserver, **{"lambda": "/api/v1"}), T0)
     assert "API key was invalid, expired, or deleted." in info.value.line()
-    from collectors.clouds.common import CloudClient
+    from gpuspend.collectors.clouds.common import CloudClient
 
     client = CloudClient("lambda", httpserver.url_for("/api/v1"), KEY, key_hint="LAMBDA_API_KEY")
     with pytest.raises(CloudAuthError) as auth:

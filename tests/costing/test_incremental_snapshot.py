@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from collectors.reading import GpuReading, ProcReading, Reading
+from gpuspend.collectors.reading import GpuReading, ProcReading, Reading
 from gpuspend import costing
 from gpuspend.daemon import Collector
 from gpuspend.rollup import roll_up

@@ -10,7 +10,7 @@ from rich.text import Text
 from textual.widgets import DataTable, Static
 from werkzeug import Request, Response
 
-from tui.fleet_app import FleetApp
+from gpuspend.tui.fleet_app import FleetApp
 
 from .test_fleet_errors import EMPTY, vector
 

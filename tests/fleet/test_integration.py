@@ -36,7 +36,7 @@ NODES = {
 
 
 def _build_history(db: Path, days: int) -> None:
-    from collectors.simulated import generate_history
+    from gpuspend.collectors.simulated import generate_history
 
     conn = connect(db)
     try:

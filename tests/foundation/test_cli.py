@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from collectors.nvml import nvml_available
+from gpuspend.collectors.nvml import nvml_available
 from gpuspend import rollup
 from gpuspend.store import connect
 from tests.conftest import ROOT

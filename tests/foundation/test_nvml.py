@@ -9,8 +9,8 @@ import psutil
 import pynvml
 import pytest
 
-from collectors.nvml import NvmlSource, nvml_available
-from collectors.sampler import Sampler
+from gpuspend.collectors.nvml import NvmlSource, nvml_available
+from gpuspend.collectors.sampler import Sampler
 from gpuspend.errors import NvmlUnavailable
 from tests.fake_pynvml import GIB, PID_BASE, FakeGpu, FakeNvml, FakeProc
 
@@ -193,7 +193,7 @@ def test_terminal_escapes_in_command_lines_are_dropped(fake_nvml: FakeNvml, monk
 def test_slow_calls_are_not_made_every_sample(fake_nvml: FakeNvml, monkeypatch: pytest.MonkeyPatch) -> None:
     """On an H200 the energy counter took ~4.5 ms a call and MIG mode ~0.4 ms: a 2 s collector reads the
     counter every 30 s and MIG mode every minute, and the counter is still there on the samples it is read."""
-    import collectors.nvml as nvml_mod
+    import gpuspend.collectors.nvml as nvml_mod
 
     mono = [1000.0]
     monkeypatch.setattr(nvml_mod.time, "monotonic", lambda: mono[0])

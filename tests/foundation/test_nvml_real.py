@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from collectors.nvml import NvmlSource, nvml_available
-from collectors.sampler import Sampler
+from gpuspend.collectors.nvml import NvmlSource, nvml_available
+from gpuspend.collectors.sampler import Sampler
 from gpuspend.store import connect
 from tests.conftest import run_cli
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from collectors.reading import GpuReading, ProcReading, Reading
-from collectors.sampler import Sampler, normalise_model
+from gpuspend.collectors.reading import GpuReading, ProcReading, Reading
+from gpuspend.collectors.sampler import Sampler, normalise_model
 from gpuspend import rollup
 from gpuspend.store import get_meta
 

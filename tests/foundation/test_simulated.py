@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from collectors.simulated import SimulatedSource, generate_history
+from gpuspend.collectors.simulated import SimulatedSource, generate_history
 from gpuspend.demo import META_UNTIL, ensure_demo_db
 from gpuspend.errors import UsageError
 from gpuspend.store import connect

@@ -37,7 +37,7 @@ def cfg():
 
 @pytest.fixture
 def make_app(cfg):
-    from tui.app import GpuspendApp
+    from gpuspend.tui.app import GpuspendApp
 
     def factory(db_path: Path, **kw):
         kw.setdefault("collect", False)

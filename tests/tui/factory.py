@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collectors.reading import GpuReading, ProcReading, Reading
+from gpuspend.collectors.reading import GpuReading, ProcReading, Reading
 from gpuspend.daemon import Collector
 
 GIB = 1024 ** 3

@@ -12,21 +12,21 @@ import time
 import pytest
 from textual.widgets import Input
 
-from collectors.reading import ProcReading
+from gpuspend.collectors.reading import ProcReading
 from gpuspend import lease
 from gpuspend.store import connect
 from tests.conftest import ROOT, run_cli
 from tests.tui.conftest import NOW_MS
 from tests.tui.factory import GIB, ScriptedSource, refreshed, screen_text, wait_for, write_samples
-from tui.screens.billing import BillingScreen
-from tui.screens.dashboard import DashboardScreen
-from tui.screens.help import HelpScreen
-from tui.widgets.alerts import AlertsPanel
-from tui.widgets.fmt import money
-from tui.widgets.gpu_table import GpuTable
-from tui.widgets.keyed_table import LaidOutTable
-from tui.widgets.process_table import ProcessTable
-from tui.widgets.summary import SummaryBar
+from gpuspend.tui.screens.billing import BillingScreen
+from gpuspend.tui.screens.dashboard import DashboardScreen
+from gpuspend.tui.screens.help import HelpScreen
+from gpuspend.tui.widgets.alerts import AlertsPanel
+from gpuspend.tui.widgets.fmt import money
+from gpuspend.tui.widgets.gpu_table import GpuTable
+from gpuspend.tui.widgets.keyed_table import LaidOutTable
+from gpuspend.tui.widgets.process_table import ProcessTable
+from gpuspend.tui.widgets.summary import SummaryBar
 
 pytestmark = pytest.mark.anyio
 

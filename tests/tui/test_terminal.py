@@ -67,7 +67,7 @@ def test_bad_interval_is_one_clear_line(cli, demo_db):
 def test_color_system_option_reaches_textual(monkeypatch, make_app, demo_db):
     import textual.constants
 
-    from tui.app import _color_system
+    from gpuspend.tui.app import _color_system
 
     monkeypatch.setattr(textual.constants, "COLOR_SYSTEM", textual.constants.COLOR_SYSTEM)
     monkeypatch.delenv("NO_COLOR", raising=False)

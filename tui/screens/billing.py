@@ -14,7 +14,7 @@ from textual.widgets import Footer, Static
 
 from gpuspend.clock import to_datetime
 from gpuspend.snapshot import BillingSummary
-from tui.widgets.fmt import money, plain
+from gpuspend.tui.widgets.fmt import money, plain
 
 
 def _table(title: str, ascii_only: bool, *cols: str) -> Table:

@@ -9,12 +9,12 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
 from gpuspend.snapshot import Snapshot
-from tui.widgets.alerts import AlertLine, AlertsPanel
-from tui.widgets.chart import SpendChart
-from tui.widgets.fmt import clean
-from tui.widgets.gpu_table import GpuTable
-from tui.widgets.process_table import ProcessTable
-from tui.widgets.summary import SummaryBar
+from gpuspend.tui.widgets.alerts import AlertLine, AlertsPanel
+from gpuspend.tui.widgets.chart import SpendChart
+from gpuspend.tui.widgets.fmt import clean
+from gpuspend.tui.widgets.gpu_table import GpuTable
+from gpuspend.tui.widgets.process_table import ProcessTable
+from gpuspend.tui.widgets.summary import SummaryBar
 
 
 class DashboardScreen(Screen):

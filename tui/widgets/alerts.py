@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from gpuspend.snapshot import Snapshot
-from tui.widgets.fmt import clean, duration, money
+from gpuspend.tui.widgets.fmt import clean, duration, money
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from tui.widgets.fmt import money
+from gpuspend.tui.widgets.fmt import money
 
 _V = " ▁▂▃▄▅▆▇█"
 

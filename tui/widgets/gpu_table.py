@@ -7,8 +7,8 @@ from typing import Any
 from rich.text import Text
 
 from gpuspend.snapshot import GpuNow
-from tui.widgets.fmt import bar, duration, money, plain, state
-from tui.widgets.keyed_table import LaidOutTable
+from gpuspend.tui.widgets.fmt import bar, duration, money, plain, state
+from gpuspend.tui.widgets.keyed_table import LaidOutTable
 
 
 def gpu_cells(g: GpuNow, currency: str, *, ascii_only: bool = False, bar_width: int = 8) -> list[Any]:

@@ -7,8 +7,8 @@ from typing import Any
 from rich.text import Text
 
 from gpuspend.snapshot import ProcessNow
-from tui.widgets.fmt import clean, money, plain, size
-from tui.widgets.keyed_table import LaidOutTable
+from gpuspend.tui.widgets.fmt import clean, money, plain, size
+from gpuspend.tui.widgets.keyed_table import LaidOutTable
 
 
 def _command(command: str, width: int) -> Text:

@@ -7,7 +7,7 @@ from textual.reactive import reactive
 from textual.widgets import Static
 
 from gpuspend.snapshot import MonthView, Snapshot
-from tui.widgets.fmt import clean, money
+from gpuspend.tui.widgets.fmt import clean, money
 
 
 def budget_style(pct: float | None, thresholds: tuple[float, ...]) -> str:
