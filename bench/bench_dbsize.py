@@ -15,9 +15,9 @@ from pathlib import Path
 
 from _common import fmt_bytes
 
+from gpuspend import rollup
 from gpuspend.collectors.sampler import Sampler
 from gpuspend.collectors.simulated import SimulatedSource
-from gpuspend import rollup
 from gpuspend.store import connect
 
 T0 = 1_794_744_000_000 - 3 * 86_400_000 - 6 * 3600_000     # Thursday 06:00 UTC: a mix of states

@@ -15,8 +15,8 @@ import time
 from types import ModuleType
 from typing import Any
 
-from gpuspend.collectors.reading import GpuReading, ProcReading, Reading
 from gpuspend import clock
+from gpuspend.collectors.reading import GpuReading, ProcReading, Reading
 from gpuspend.errors import NvmlUnavailable
 
 _NA_U64 = 0xFFFFFFFFFFFFFFFF   # NVML_VALUE_NOT_AVAILABLE for unsigned long long

@@ -18,8 +18,8 @@ import math
 import sqlite3
 from dataclasses import dataclass
 
-from gpuspend.collectors.reading import GpuReading, ProcReading, Reading
 from gpuspend import clock
+from gpuspend.collectors.reading import GpuReading, ProcReading, Reading
 
 DEMO_HOST = "gpu-demo-01"
 GPU_NAME = "NVIDIA H100 80GB HBM3"
@@ -246,8 +246,8 @@ def generate_history(conn: sqlite3.Connection, start_ms: int, end_ms: int, seed:
     """Write per-minute rollups for [start, end - 1 h) directly, raw samples every `interval_s` for the last
     hour, then roll those up, so the result looks like a collector that has run for the whole period.
     One transaction for the bulk part; plain executemany (30 days x 8 GPUs in a few seconds)."""
-    from gpuspend.collectors.sampler import Sampler
     from gpuspend import rollup
+    from gpuspend.collectors.sampler import Sampler
     from gpuspend.store import set_meta, transaction
 
     src = SimulatedSource(seed)

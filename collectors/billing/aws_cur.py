@@ -13,7 +13,14 @@ import re
 from typing import Any
 
 from gpuspend.collectors.billing.normalise import Cols, Rows, coalesce, finish, month_start, next_month
-from gpuspend.collectors.billing.values import BadValue, merge_tag_columns, num_col, tags_col, text_col, ts_col
+from gpuspend.collectors.billing.values import (
+    BadValue,
+    merge_tag_columns,
+    num_col,
+    tags_col,
+    text_col,
+    ts_col,
+)
 
 NAME = "aws-cur"
 NAME_V2 = "aws-cur2"

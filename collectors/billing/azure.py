@@ -13,7 +13,15 @@ import re
 from typing import Any
 
 from gpuspend.collectors.billing.normalise import Cols, Rows, coalesce, finish, month_start, next_month
-from gpuspend.collectors.billing.values import BadValue, loads_lenient, mapped, num_col, tags_col, text_col, ts_col
+from gpuspend.collectors.billing.values import (
+    BadValue,
+    loads_lenient,
+    mapped,
+    num_col,
+    tags_col,
+    text_col,
+    ts_col,
+)
 
 NAME = "azure"
 COST = ("costinbillingcurrency", "cost", "pretaxcost")

@@ -12,7 +12,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from gpuspend.collectors.billing.normalise import Cols, Rows, coalesce, finish
-from gpuspend.collectors.billing.values import BadValue, loads_lenient, mapped, num_col, tags_col, text_col, ts_col
+from gpuspend.collectors.billing.values import (
+    BadValue,
+    loads_lenient,
+    mapped,
+    num_col,
+    tags_col,
+    text_col,
+    ts_col,
+)
 
 NAME = "gcp"
 REQUIRED = ("cost", "usage_start_time", "invoice.month", "currency")

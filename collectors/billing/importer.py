@@ -23,12 +23,12 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
+from gpuspend import clock
 from gpuspend.collectors.billing import detect as detect_mod
 from gpuspend.collectors.billing.manifest import Unit, discover
 from gpuspend.collectors.billing.normalise import FIELDS, Cols
 from gpuspend.collectors.billing.reader import Batch, Table
 from gpuspend.collectors.billing.values import safe_text
-from gpuspend import clock
 from gpuspend.errors import DataError
 from gpuspend.store import transaction
 

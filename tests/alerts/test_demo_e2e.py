@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 
+from gpuspend import alerts, costing, notify
 from gpuspend.collectors.reading import GpuReading, ProcReading, Reading
 from gpuspend.collectors.sampler import Sampler
-from gpuspend import alerts, costing, notify
 from gpuspend.store import connect
 from tests.alerts.snapshots import MIN_MS, config
 

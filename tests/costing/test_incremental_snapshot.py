@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from gpuspend.collectors.reading import GpuReading, ProcReading, Reading
 from gpuspend import costing
+from gpuspend.collectors.reading import GpuReading, ProcReading, Reading
 from gpuspend.daemon import Collector
 from gpuspend.rollup import roll_up
 from gpuspend.snapshot import Snapshot

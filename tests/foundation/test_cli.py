@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from gpuspend.collectors.nvml import nvml_available
 from gpuspend import rollup
+from gpuspend.collectors.nvml import nvml_available
 from gpuspend.store import connect
 from tests.conftest import ROOT
 

@@ -12,12 +12,9 @@ import time
 import pytest
 from textual.widgets import Input
 
-from gpuspend.collectors.reading import ProcReading
 from gpuspend import lease
+from gpuspend.collectors.reading import ProcReading
 from gpuspend.store import connect
-from tests.conftest import ROOT, run_cli
-from tests.tui.conftest import NOW_MS
-from tests.tui.factory import GIB, ScriptedSource, refreshed, screen_text, wait_for, write_samples
 from gpuspend.tui.screens.billing import BillingScreen
 from gpuspend.tui.screens.dashboard import DashboardScreen
 from gpuspend.tui.screens.help import HelpScreen
@@ -27,6 +24,9 @@ from gpuspend.tui.widgets.gpu_table import GpuTable
 from gpuspend.tui.widgets.keyed_table import LaidOutTable
 from gpuspend.tui.widgets.process_table import ProcessTable
 from gpuspend.tui.widgets.summary import SummaryBar
+from tests.conftest import ROOT, run_cli
+from tests.tui.conftest import NOW_MS
+from tests.tui.factory import GIB, ScriptedSource, refreshed, screen_text, wait_for, write_samples
 
 pytestmark = pytest.mark.anyio
 
