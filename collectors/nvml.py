@@ -18,6 +18,7 @@ from typing import Any
 from gpuspend import clock
 from gpuspend.collectors.reading import GpuReading, ProcReading, Reading
 from gpuspend.errors import NvmlUnavailable
+from gpuspend.fmt import clean
 
 _NA_U64 = 0xFFFFFFFFFFFFFFFF   # NVML_VALUE_NOT_AVAILABLE for unsigned long long
 _NA_U32 = 0xFFFFFFFF
@@ -80,11 +81,6 @@ class _ProcInfo:
         return user, command, started
 
 
-def _clean(text: str, limit: int = 512) -> str:
-    """Outside text is data: drop control characters (terminal escapes) once, at the door."""
-    return "".join(ch if ch.isprintable() else "?" for ch in text[:limit])
-
-
 def _describe(pid: int) -> tuple[str, str, int | None]:
     import psutil
 
@@ -98,12 +94,12 @@ def _describe(pid: int) -> tuple[str, str, int | None]:
     except (psutil.Error, OSError):
         pass
     try:
-        user = _clean(proc.username())
+        user = clean(proc.username(), 512)      # outside text is data: cleaned once, at the door
     except (psutil.Error, OSError, KeyError):
         pass
     try:
         parts = proc.cmdline()
-        command = _clean(" ".join(parts) if parts else proc.name()) or "unknown"
+        command = clean(" ".join(parts) if parts else proc.name(), 512) or "unknown"
     except (psutil.Error, OSError):
         pass
     return user, command, started
@@ -114,7 +110,7 @@ def _text(value: Any) -> str | None:
         return None
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
-    return _clean(str(value), 200)
+    return clean(str(value), 200)
 
 
 class NvmlSource:

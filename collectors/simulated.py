@@ -226,7 +226,7 @@ class SimulatedSource:
 
 
 def _gpu_rows(conn: sqlite3.Connection, src: SimulatedSource, first_ms: int, last_ms: int) -> list[int]:
-    from gpuspend.collectors.sampler import normalise_model
+    from gpuspend.gpu_models import normalise_model
 
     ids = []
     for i in range(src.count):
@@ -248,6 +248,7 @@ def generate_history(conn: sqlite3.Connection, start_ms: int, end_ms: int, seed:
     One transaction for the bulk part; plain executemany (30 days x 8 GPUs in a few seconds)."""
     from gpuspend import rollup
     from gpuspend.collectors.sampler import Sampler
+    from gpuspend.idle import is_idle
     from gpuspend.store import set_meta, transaction
 
     src = SimulatedSource(seed)
@@ -271,7 +272,7 @@ def generate_history(conn: sqlite3.Connection, start_ms: int, end_ms: int, seed:
                 power = idle_p[i] + (6.0 if held else 0.0) + (650.0 - idle_p[i] - (6.0 if held else 0.0)) * (
                     u / 100.0) ** 0.9
                 mem = sum(p.mem for p in st.procs) + 512 * 1024 * 1024
-                busy = u > idle_util_pct
+                busy = not is_idle(u, idle_util_pct)
                 gm_rows.append((gpu_ids[i], mms, per_min, 60.0, u, min(100.0, u + 4.0) if busy else u,
                                 u * 0.55, float(mem), power, power * 60.0,
                                 60.0 if busy else 0.0, 0.0 if busy or not held else 60.0,

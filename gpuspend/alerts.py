@@ -17,24 +17,24 @@ Rules (reference/cost-tools.md section 6):
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
+from gpuspend import budget
+from gpuspend.alert_kinds import ALERTNAMES, BUDGET, IDLE, NO_REPEAT
+from gpuspend.fmt import clean, duration, money
 from gpuspend.notify import Target, configured_targets
 from gpuspend.snapshot import AlertView, GpuNow, MonthView, Snapshot
 from gpuspend.store import transaction
 
-KINDS = ("idle", "budget", "spike", "collector", "stale")
-NO_REPEAT = {"budget"}
-BUDGET_HYSTERESIS_PCT = 5.0     # a crossed threshold clears only 5 points below it
+if TYPE_CHECKING:
+    from gpuspend.config import Config
+
 SPIKE_MIN_HOURS = 24            # hours of run-rate history before a baseline means anything
 BASELINE_MS = 7 * 86_400_000
-ALERTNAMES = {"idle": "GpuIdle", "budget": "BudgetThreshold", "spike": "SpendSpike",
-              "collector": "CollectorStopped", "stale": "StaleData"}
 
 
 @dataclass(frozen=True)
@@ -60,38 +60,6 @@ class Change:
     subject: str
     event: str                      # open | repeat:N | resolved
     title: str
-
-
-# -- text helpers ------------------------------------------------------------------------------------------
-
-# Escape sequences first (CSI, OSC), so their parameters go too, then any other control character.
-_CONTROL = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def clean(text: Any, limit: int = 200) -> str:
-    """Outside text (process names, instance names) is data: strip terminal escapes and control characters."""
-    s = _CONTROL.sub("", str(text)).replace("\n", " ").strip()
-    return s if len(s) <= limit else s[: limit - 1] + "…"
-
-
-def money(amount: float | None, currency: str | None) -> str:
-    if amount is None:
-        return "n/a"
-    sym = "$" if (currency or "USD") == "USD" else ""
-    suffix = "" if sym else f" {currency}"
-    return f"{sym}{amount:,.2f}{suffix}"
-
-
-def duration(seconds: float) -> str:
-    s = int(max(0, seconds))
-    d, rem = divmod(s, 86400)
-    h, rem = divmod(rem, 3600)
-    m = rem // 60
-    if d:
-        return f"{d}d {h}h"
-    if h:
-        return f"{h}h {m:02d}m"
-    return f"{m}m"
 
 
 # -- conditions --------------------------------------------------------------------------------------------
@@ -130,27 +98,19 @@ def _idle_condition(snap: Snapshot, g: GpuNow, holders: list[str], firing: bool 
               ("Wasted so far", money(g.episode_waste, currency))]
     if g.cost_per_hour is not None:
         fields.append(("Burning", f"{money(g.cost_per_hour, currency)}/h"))
-    return Condition("idle", g.uuid, firing, title=title, dollars=round(g.episode_waste or 0.0, 2),
+    return Condition(IDLE, g.uuid, firing, title=title, dollars=round(g.episode_waste or 0.0, 2),
                      currency=currency, fields=tuple(fields), started_ms=snap.now_ms - int(g.idle_for_s * 1000),
                      labels={"gpu": g.uuid, "host": where, "gpu_index": str(g.index), "source": g.source})
 
 
-def _budget_conditions(cfg: Any, snap: Snapshot) -> list[Condition]:
-    budget = getattr(cfg, "budget", None) or {}
-    thresholds = [float(t) for t in (budget.get("thresholds") or [])]
-    bases = [b for b in (budget.get("basis") or []) if b in ("actual", "forecast")]
+def _budget_conditions(cfg: Config, snap: Snapshot) -> list[Condition]:
+    """One condition per configured (threshold, basis) of each month; crossing and hysteresis: gpuspend.budget."""
     out = []
     for m in snap.months:
         if not m.budget:
             continue
-        for basis in bases:
-            pct = m.budget_pct_actual if basis == "actual" else m.budget_pct_forecast
-            amount = m.mtd if basis == "actual" else m.projection
-            if pct is None:
-                continue
-            for thr in thresholds:
-                firing: bool | None = True if pct >= thr else (False if pct < thr - BUDGET_HYSTERESIS_PCT else None)
-                out.append(_budget_condition(m, basis, thr, pct, amount, firing))
+        for c in sorted(budget.crossings(cfg, m), key=lambda c: budget.BASES.index(c.basis)):
+            out.append(_budget_condition(m, c.basis, c.threshold, c.pct, c.amount, c.firing))
     return out
 
 
@@ -162,7 +122,7 @@ def _budget_condition(m: MonthView, basis: str, thr: float, pct: float, amount: 
     fields = (("Month", m.month), ("Basis", basis), ("Threshold", f"{thr:g}%"),
               ("Month to date", money(m.mtd, m.currency)), ("Projection", money(m.projection, m.currency)),
               ("Budget", money(m.budget, m.currency)))
-    return Condition("budget", f"budget:{thr:g}:{basis}:{m.month}:{m.currency}", firing, title=title,
+    return Condition(BUDGET, f"budget:{thr:g}:{basis}:{m.month}:{m.currency}", firing, title=title,
                      dollars=amount, currency=m.currency, fields=fields,
                      labels={"month": m.month, "basis": basis, "threshold": f"{thr:g}"})
 
@@ -175,7 +135,7 @@ def _record_run_rate(conn: sqlite3.Connection, snap: Snapshot, now_ms: int) -> N
     conn.execute("DELETE FROM run_rate_hours WHERE hour < ?", (hour - 2 * BASELINE_MS,))
 
 
-def _spike_condition(conn: sqlite3.Connection, cfg: Any, snap: Snapshot, now_ms: int) -> Condition | None:
+def _spike_condition(conn: sqlite3.Connection, cfg: Config, snap: Snapshot, now_ms: int) -> Condition | None:
     hour = now_ms - now_ms % 3_600_000
     row = conn.execute("SELECT COUNT(*), AVG(rate_sum / n) FROM run_rate_hours WHERE currency = ? "
                        "AND hour >= ? AND hour < ?", (snap.currency, hour - BASELINE_MS, hour)).fetchone()
@@ -195,7 +155,7 @@ def _spike_condition(conn: sqlite3.Connection, cfg: Any, snap: Snapshot, now_ms:
                              ("Extra per day", money(extra_day, snap.currency))))
 
 
-def _collector_condition(conn: sqlite3.Connection, cfg: Any, snap: Snapshot, now_ms: int) -> Condition | None:
+def _collector_condition(conn: sqlite3.Connection, cfg: Config, snap: Snapshot, now_ms: int) -> Condition | None:
     row = conn.execute("SELECT pid, host, owner, heartbeat FROM collector_lease WHERE id = 1").fetchone()
     if row:
         last, who = row[3], f"{row[2]} pid {row[0]} on {clean(row[1], 60)}"
@@ -211,7 +171,7 @@ def _collector_condition(conn: sqlite3.Connection, cfg: Any, snap: Snapshot, now
                              ("Collector", who)))
 
 
-def _stale_conditions(conn: sqlite3.Connection, cfg: Any, snap: Snapshot, now_ms: int) -> list[Condition]:
+def _stale_conditions(conn: sqlite3.Connection, cfg: Config, snap: Snapshot, now_ms: int) -> list[Condition]:
     out = []
     coverage = snap.billing_coverage_end_ms
     if coverage is None:
@@ -237,7 +197,7 @@ def _stale_conditions(conn: sqlite3.Connection, cfg: Any, snap: Snapshot, now_ms
     return out
 
 
-def conditions(conn: sqlite3.Connection, cfg: Any, snap: Snapshot, now_ms: int) -> list[Condition]:
+def conditions(conn: sqlite3.Connection, cfg: Config, snap: Snapshot, now_ms: int) -> list[Condition]:
     out: list[Condition] = []
     out += _idle_conditions(snap)
     out += _budget_conditions(cfg, snap)
@@ -347,7 +307,7 @@ def _resolve(conn: sqlite3.Connection, row: tuple, silent: bool, now_ms: int) ->
     return [Change(alert_id, c.kind, c.subject, "resolved", c.title)]
 
 
-def evaluate(conn: sqlite3.Connection, cfg: Any, snapshot: Snapshot, now_ms: int) -> list[Change]:
+def evaluate(conn: sqlite3.Connection, cfg: Config, snapshot: Snapshot, now_ms: int) -> list[Change]:
     """Open, repeat and resolve alerts for this snapshot; enqueue their notifications. Idempotent for a
     given state of the store, and safe when several processes call it at once."""
     targets = configured_targets(cfg)
@@ -376,7 +336,7 @@ def evaluate(conn: sqlite3.Connection, cfg: Any, snapshot: Snapshot, now_ms: int
                 continue
             if kind == "spike":
                 continue            # no verdict this time (e.g. currency changed): keep it
-            changes += _resolve(conn, row, kind == "budget", now_ms)
+            changes += _resolve(conn, row, kind == BUDGET, now_ms)
     return changes
 
 
@@ -397,7 +357,7 @@ def open_alerts(conn: sqlite3.Connection, kinds: Iterable[str] | None = None) ->
     return tuple(v for v in views if v.state == "open" and (wanted is None or v.kind in wanted))
 
 
-def alerts_task(conn: sqlite3.Connection, cfg: Any, now_ms: int) -> None:
+def alerts_task(conn: sqlite3.Connection, cfg: Config, now_ms: int) -> None:
     """Collector periodic task (daemon and the TUI's in-app collector): snapshot, evaluate, deliver.
     Delivery problems become one log line; the messages stay in the outbox for the next try."""
     from gpuspend.costing import build_snapshot

@@ -2,20 +2,30 @@
 
 Subcommands are loaded lazily (each lives in gpuspend/commands/) so `gpuspend --report` imports only
 what it needs, and never textual.
+
+Each mode has its own typed options (DashboardOptions, ReportOptions, FleetOptions, FleetReportOptions; the
+subcommands get the common Options). A root flag that does not apply to the chosen mode is refused with exit 2
+and one line, never ignored. The common options (--db, --config, --debug, --demo) are accepted before or after
+a subcommand.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
-import os
 import sys
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import fields
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
-from gpuspend.errors import EXIT_USAGE, GpuspendError
+from gpuspend.errors import EXIT_USAGE, GpuspendError, UsageError
+from gpuspend.options import DashboardOptions, FleetOptions, FleetReportOptions, Options, ReportOptions
+
+__all__ = ["DashboardOptions", "FleetOptions", "FleetReportOptions", "Options", "ReportOptions", "common_options",
+           "main", "root"]
 
 # name -> "module:attribute" of a click.Command
 SUBCOMMANDS: dict[str, str] = {
@@ -26,36 +36,84 @@ SUBCOMMANDS: dict[str, str] = {
 }
 
 
-@dataclass
-class Options:
-    """Root options, shared with subcommands through click's context object."""
+# Root flags that choose or tune a mode: parameter name -> (flag as typed, modes it applies to, what it is).
+_DASHBOARD, _REPORT, _FLEET, _FLEET_REPORT, _SUBCOMMAND = "dashboard", "report", "fleet", "fleet-report", "subcommand"
+_MODE_FLAGS: dict[str, tuple[str, frozenset[str], str]] = {
+    "db": ("--db", frozenset({_DASHBOARD, _REPORT, _SUBCOMMAND}), "fleet modes read Prometheus, not a database"),
+    "demo": ("--demo", frozenset({_DASHBOARD, _REPORT, _SUBCOMMAND}), "fleet modes read Prometheus, not the demo"),
+    "auto_demo": ("--auto-demo", frozenset({_DASHBOARD, _REPORT, _SUBCOMMAND}),
+                  "fleet modes read Prometheus, not the demo"),
+    "report": ("--report", frozenset({_REPORT, _FLEET_REPORT}), "it chooses the headless report"),
+    "fmt": ("--format", frozenset({_REPORT, _FLEET_REPORT}), "it is a --report option"),
+    "fail_on": ("--fail-on", frozenset({_REPORT, _FLEET_REPORT}), "it is a --report option"),
+    "since": ("--since", frozenset({_REPORT}), "it is an option of the local report"),
+    "month": ("--month", frozenset({_REPORT}), "it is an option of the local report"),
+    "no_sample": ("--no-sample", frozenset({_REPORT}), "it is an option of the local report"),
+    "notify": ("--notify", frozenset({_REPORT}), "it is an option of the local report"),
+    "fleet_url": ("--fleet", frozenset({_FLEET, _FLEET_REPORT}), "it chooses the fleet view"),
+    "interval": ("--interval", frozenset({_DASHBOARD, _FLEET}), "it is a dashboard option"),
+    "color_system": ("--color-system", frozenset({_DASHBOARD}), "it is a dashboard option"),
+    "ascii_only": ("--ascii", frozenset({_DASHBOARD}), "it is a dashboard option"),
+}
+_MODE_NAMES = {_DASHBOARD: "the dashboard", _REPORT: "--report", _FLEET: "--fleet",
+               _FLEET_REPORT: "--report --fleet"}
 
-    db: str | None
-    config: str | None
-    debug: bool
-    demo: bool
-    extra: dict[str, Any]
 
-    def load_config(self):  # -> gpuspend.config.Config
-        from gpuspend.config import load_config, warn
+def _mode_name(mode: str, subcommand: str | None) -> str:
+    return f"`gpuspend {subcommand}`" if mode == _SUBCOMMAND else _MODE_NAMES[mode]
 
-        cfg = load_config(self.config, explicit=self.config is not None)
-        warn(cfg.warnings)
-        return cfg
 
-    def db_path(self, cfg=None) -> Path:
-        """--db, then GPUSPEND_DB, then config `database`, then the XDG data dir (demo: its own file)."""
-        from gpuspend.config import default_db_path
+def _refuse_foreign_flags(ctx: click.Context, mode: str, given: set[str]) -> None:
+    """Exit 2 with one line for the first flag given on the command line that the mode would not use."""
+    for name, (flag, modes, why) in _MODE_FLAGS.items():
+        if name in given and mode not in modes:
+            where = _mode_name(mode, ctx.invoked_subcommand)
+            if mode == _SUBCOMMAND and name == "interval" and ctx.invoked_subcommand == "collect":
+                why = "the root --interval is the dashboard's; write `gpuspend collect --interval SECONDS`"
+            raise UsageError(f"{flag} does not apply to {where} ({why})")
 
-        if self.db:
-            return Path(self.db)
-        if os.environ.get("GPUSPEND_DB"):
-            return Path(os.environ["GPUSPEND_DB"])
-        if self.demo:
-            return default_db_path().with_name("demo.db")
-        if cfg is not None and cfg.database:
-            return Path(os.path.expanduser(cfg.database))
-        return default_db_path()
+
+def _given(ctx: click.Context) -> set[str]:
+    """Parameters the user typed (not defaults)."""
+    return {p.name for p in ctx.command.params
+            if p.name and ctx.get_parameter_source(p.name) not in (None, ParameterSource.DEFAULT)}
+
+
+def _build(cls: type[Options], values: dict[str, Any]) -> Options:
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in values.items() if k in names})
+
+
+def common_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Adds --db/--config/--debug/--demo to a subcommand; given there, they override the root's (same meaning)."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        opts = ctx.find_object(Options)
+        if opts is None:
+            opts = ctx.ensure_object(Options)
+        db, config = kwargs.pop("common_db"), kwargs.pop("common_config")
+        debug, demo = kwargs.pop("common_debug"), kwargs.pop("common_demo")
+        if db:
+            opts.db = db
+        if config:
+            opts.config = config
+        opts.debug = opts.debug or debug
+        opts.demo = opts.demo or demo
+        return f(*args, **kwargs)
+
+    for option in reversed([
+        click.option("--db", "common_db", type=click.Path(dir_okay=False), default=None,
+                     help="SQLite database (same as the root --db; env GPUSPEND_DB)."),
+        click.option("--config", "common_config", type=click.Path(dir_okay=False), default=None,
+                     help="Config file (same as the root --config; env GPUSPEND_CONFIG)."),
+        click.option("--debug", "common_debug", is_flag=True, help="Show tracebacks."),
+        click.option("--demo", "common_demo", is_flag=True,
+                     help="Use the simulated 8x H100 box and its own database (same as the root --demo)."),
+    ]):
+        wrapper = option(wrapper)
+    return wrapper
 
 
 class LazyGroup(click.Group):
@@ -72,58 +130,71 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--db", type=click.Path(dir_okay=False), help="SQLite database (default: XDG data dir; env GPUSPEND_DB).")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file (env GPUSPEND_CONFIG).")
+@click.option("--config", "config", type=click.Path(dir_okay=False), help="Config file (env GPUSPEND_CONFIG).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.option("--demo", is_flag=True, help="Simulated 8x H100 box with a month of history and billing.")
 @click.option("--auto-demo", is_flag=True, help="Run the demo when this machine has no NVIDIA driver.")
 @click.option("--report", is_flag=True, help="Headless report (for cron) instead of the dashboard.")
-@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text", show_default=True)
-@click.option("--fail-on", default="", metavar="KINDS", help="Exit 1 when these alerts are active: idle,budget,stale,...")
-@click.option("--since", default=None, metavar="WHEN", help="Report window start (ISO date/time or a duration like 24h).")
-@click.option("--month", default=None, metavar="YYYY-MM", help="Report on this month.")
-@click.option("--no-sample", is_flag=True, help="Do not take a fresh sample before reporting.")
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text", show_default=True,
+              help="With --report: output format.")
+@click.option("--fail-on", default="", metavar="KINDS",
+              help="With --report: exit 1 when these alerts are active: idle,budget,stale,...")
+@click.option("--since", default=None, metavar="WHEN",
+              help="With --report: window start (ISO date/time or a duration like 24h).")
+@click.option("--month", default=None, metavar="YYYY-MM", help="With --report: report on this month.")
+@click.option("--no-sample", is_flag=True, help="With --report: do not take a fresh sample first.")
 @click.option("--notify", is_flag=True, help="With --report: evaluate alerts and deliver notifications.")
 @click.option("--fleet", "fleet_url", default=None, metavar="URL", help="Show a fleet from this Prometheus.")
 @click.option("--interval", type=float, default=None, help="Dashboard refresh interval in seconds.")
-@click.option("--color-system", type=click.Choice(["auto", "standard", "256", "truecolor"]), default=None)
-@click.option("--ascii", "ascii_only", is_flag=True, help="No box-drawing or braille characters.")
+@click.option("--color-system", type=click.Choice(["auto", "standard", "256", "truecolor"]), default=None,
+              help="Dashboard colours.")
+@click.option("--ascii", "ascii_only", is_flag=True, help="Dashboard: no box-drawing or braille characters.")
 @click.version_option(package_name="gpuspend")
 @click.pass_context
-def root(ctx: click.Context, db: str | None, config_path: str | None, debug: bool, demo: bool, auto_demo: bool,
-         report: bool, **extra: Any) -> None:
+def root(ctx: click.Context, auto_demo: bool, report: bool, **values: Any) -> None:
     """gpuspend: what your GPUs cost right now, what idle GPUs burn, where the month will end."""
-    if auto_demo and not demo:
+    fleet = bool(values.get("fleet_url"))
+    if ctx.invoked_subcommand is not None:
+        mode = _SUBCOMMAND
+    elif report:
+        mode = _FLEET_REPORT if fleet else _REPORT
+    else:
+        mode = _FLEET if fleet else _DASHBOARD
+    _refuse_foreign_flags(ctx, mode, _given(ctx))
+    if auto_demo and not values["demo"]:
         from gpuspend.collectors.nvml import nvml_available
 
-        demo = not nvml_available()
-    ctx.obj = Options(db=db, config=config_path, debug=debug, demo=demo, extra=extra)
-    if ctx.invoked_subcommand is not None:
-        return
-    if report:
-        if extra.get("fleet_url"):
-            from gpuspend.fleet import run_fleet_report
+        values["demo"] = not nvml_available()
+    cls = {_SUBCOMMAND: Options, _REPORT: ReportOptions, _FLEET_REPORT: FleetReportOptions,
+           _FLEET: FleetOptions, _DASHBOARD: DashboardOptions}[mode]
+    opts = _build(cls, values)
+    ctx.obj = opts
+    if isinstance(opts, FleetReportOptions):
+        from gpuspend.fleet import run_fleet_report
 
-            ctx.exit(run_fleet_report(ctx.obj))
+        ctx.exit(run_fleet_report(opts))
+    if isinstance(opts, ReportOptions):
         from gpuspend.report import run_report
 
-        ctx.exit(run_report(ctx.obj))
-    if extra.get("fleet_url"):
+        ctx.exit(run_report(opts))
+    if isinstance(opts, FleetOptions):
         from gpuspend.tui.fleet_app import run_fleet_app
 
-        ctx.exit(run_fleet_app(ctx.obj))
-    # The database is read in a thread started before Textual is imported: the two overlap (first frame sooner).
-    from gpuspend.tui import prefetch
+        ctx.exit(run_fleet_app(opts))
+    if isinstance(opts, DashboardOptions):
+        # The database is read in a thread started before Textual is imported: the two overlap (first frame sooner).
+        from gpuspend.tui import prefetch
 
-    cfg = ctx.obj.load_config()
-    first = prefetch.start(ctx.obj, cfg)
-    from gpuspend.tui.app import run_app
+        cfg = opts.load_config()
+        first = prefetch.start(opts, cfg)
+        from gpuspend.tui.app import run_app
 
-    ctx.exit(run_app(ctx.obj, cfg, first))
+        ctx.exit(run_app(opts, cfg, first))
 
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    debug = "--debug" in args
+    debug = "--debug" in args       # before or after the subcommand: tracebacks for errors raised anywhere
     try:
         # standalone_mode=False: click *returns* the code of a ctx.exit(n) / Exit(n) instead of raising it.
         rc = root.main(args=args, prog_name="gpuspend", standalone_mode=False)

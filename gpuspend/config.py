@@ -1,7 +1,11 @@
-"""Configuration: YAML with every key validated against SCHEMA, errors as file:line:column.
+"""Configuration: YAML with every key validated against the typed sections below, errors as file:line:column.
 
 Values may reference environment variables (`${SLACK_WEBHOOK_URL}`) so secrets stay out of the file.
 Durations accept `30s`, `15m`, `4h`, `7d` (or plain seconds).
+
+The sections are dataclasses (one per YAML section, `Config` at the root); SCHEMA and DEFAULTS are derived from
+them, so a key, its kind and its default have one home. A section also reads as a read-only mapping
+(`cfg.clouds["lambda"]`, `section.get("url")`) for keys that are not Python names.
 """
 
 from __future__ import annotations
@@ -12,9 +16,9 @@ import re
 import stat
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import platformdirs
 import yaml
@@ -23,117 +27,281 @@ from gpuspend.errors import ConfigError
 
 APP = "gpuspend"
 
-# Leaf types: "int", "number", "str", "bool", "duration", "list:number", "list:str", "map:number", "map:str",
-# "any". A nested dict is a section; a list with one dict is a list of sections.
-SCHEMA: dict[str, Any] = {
-    "database": "str",
-    "interval": "number",
-    "host": "str",
-    "provider": "str",
-    "currency": "str",
-    "rates": {
-        "per_gpu": "map:number",
-        "per_model": "map:number",
-        "per_host": "map:number",
-        "instance": {"usd_per_hour": "number", "gpus": "int"},
-    },
-    "onprem": {
-        "purchase_price": "number",
-        "amortise_years": "number",
-        "electricity_per_kwh": "number",
-        "pue": "number",
-    },
-    "billing": {"resource_id": "str", "sources": "list:str"},
-    "idle": {
-        "util_pct": "number",
-        "after": "duration",
-        "busy_for": "duration",
-        "low_util_pct": "number",
-    },
-    "retention": {"raw": "duration"},
-    "forecast": {"window": "duration"},
-    "budget": {
-        "monthly": "number",
-        "currency": "str",
-        "thresholds": "list:number",
-        "basis": "list:str",
-    },
-    "alerts": {
-        "repeat": "duration",
-        "spike_pct": "number",
-        "stale_billing": "duration",
-        "stale_catalog": "duration",
-        "collector_stopped": "duration",
-    },
-    "notify": {
-        "targets": [
-            {
-                "name": "str",
-                "kind": "str",
-                "url": "str",
-                "topic": "str",
-                "token": "str",
-                "kinds": "list:str",
-                "min_dollars": "number",
-                "timeout": "duration",
-                "retries": "int",
-            }
-        ]
-    },
-    "clouds": {
-        "runpod": {"api_key": "str", "url": "str"},
-        "lambda": {"api_key": "str", "url": "str"},
-        "vast": {"api_key": "str", "url": "str"},
-        "interval": "duration",
-    },
-    "tui": {"interval": "number", "keymap": "map:str", "ascii": "bool", "color_system": "str"},
-    "metrics": {"listen": "str"},
-    "fleet": {"timeout": "duration"},
-}
 
-DEFAULTS: dict[str, Any] = {
-    "database": None,
-    "interval": 2.0,
-    "host": None,
-    "provider": None,
-    "currency": "USD",
-    "rates": {"per_gpu": {}, "per_model": {}, "per_host": {}, "instance": {"usd_per_hour": None, "gpus": None}},
-    "onprem": {"purchase_price": None, "amortise_years": 4.0, "electricity_per_kwh": None, "pue": 1.4},
-    "billing": {"resource_id": None, "sources": []},
-    "idle": {"util_pct": 5.0, "after": 900.0, "busy_for": 30.0, "low_util_pct": 20.0},
-    "retention": {"raw": 7 * 86400.0},
-    "forecast": {"window": 86400.0},
-    "budget": {"monthly": None, "currency": "USD", "thresholds": [50.0, 80.0, 100.0], "basis": ["actual", "forecast"]},
-    "alerts": {
-        "repeat": 4 * 3600.0,
-        "spike_pct": 50.0,
-        "stale_billing": 3 * 86400.0,
-        "stale_catalog": 90 * 86400.0,
-        "collector_stopped": 300.0,
-    },
-    "notify": {"targets": []},
-    "clouds": {
-        "runpod": {"api_key": None, "url": "https://api.runpod.io/graphql"},
-        "lambda": {"api_key": None, "url": "https://cloud.lambda.ai/api/v1"},
-        "vast": {"api_key": None, "url": "https://console.vast.ai/api/v0"},
-        "interval": 300.0,
-    },
-    "tui": {"interval": 1.0, "keymap": {}, "ascii": False, "color_system": None},
-    "metrics": {"listen": None},
-    "fleet": {"timeout": 5.0},
-}
+# -- typed sections --------------------------------------------------------------------------------------------
+# Leaf kinds: "int", "number", "str", "bool", "duration", "list:number", "list:str", "map:number", "map:str",
+# "any". A nested dataclass is a section; a list of dataclasses is a list of sections.
 
-TARGET_DEFAULTS: dict[str, Any] = {
-    "name": None,
-    "kind": "webhook",
-    "url": None,
-    "topic": None,
-    "token": None,
-    "kinds": [],
-    "min_dollars": 0.0,
-    "timeout": 10.0,
-    "retries": 3,
-}
+def _deep_copy(d: Any) -> Any:
+    if isinstance(d, dict):
+        return {k: _deep_copy(v) for k, v in d.items()}
+    if isinstance(d, list):
+        return [_deep_copy(v) for v in d]
+    return d
+
+
+def _leaf(kind: str, default: Any = None, *, key: str | None = None) -> Any:
+    meta = {"kind": kind, "key": key}
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: _deep_copy(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _section(cls: type, *, key: str | None = None) -> Any:
+    return field(default_factory=cls, metadata={"kind": "section", "cls": cls, "key": key})
+
+
+def _sections(cls: type) -> Any:
+    return field(default_factory=list, metadata={"kind": "sections", "cls": cls, "key": None})
+
+
+def _key(f: Any) -> str:
+    return f.metadata.get("key") or f.name
+
+
+_NAMES: dict[type, dict[str, str]] = {}
+
+
+class _Section:
+    """Mapping-style reads for a typed section (keys as written in YAML, e.g. clouds["lambda"])."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    @classmethod
+    def _names(cls) -> dict[str, str]:   # YAML key -> attribute
+        names = _NAMES.get(cls)
+        if names is None:
+            names = _NAMES[cls] = {_key(f): f.name for f in fields(cls) if "kind" in f.metadata}  # type: ignore[arg-type]
+        return names
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return getattr(self, self._names()[key])
+        except KeyError:
+            raise KeyError(key) from None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        name = self._names().get(key)
+        return default if name is None else getattr(self, name)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._names()
+
+    def keys(self) -> list[str]:
+        return list(self._names())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def values(self) -> list[Any]:
+        return [getattr(self, n) for n in self._names().values()]
+
+    def items(self) -> list[tuple[str, Any]]:
+        return [(k, getattr(self, n)) for k, n in self._names().items()]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dicts and lists, keyed as in YAML."""
+        return {k: _plain(v) for k, v in self.items()}
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, _Section):
+        return v.to_dict()
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    return v
+
+
+@dataclass
+class InstanceRate(_Section):
+    usd_per_hour: float | None = _leaf("number")
+    gpus: int | None = _leaf("int")
+
+
+@dataclass
+class RatesConfig(_Section):
+    per_gpu: dict[str, float] = _leaf("map:number", {})
+    per_model: dict[str, float] = _leaf("map:number", {})
+    per_host: dict[str, float] = _leaf("map:number", {})
+    instance: InstanceRate = _section(InstanceRate)
+
+
+@dataclass
+class OnpremConfig(_Section):
+    purchase_price: float | None = _leaf("number")
+    amortise_years: float = _leaf("number", 4.0)
+    electricity_per_kwh: float | None = _leaf("number")
+    pue: float = _leaf("number", 1.4)
+
+
+@dataclass
+class BillingConfig(_Section):
+    resource_id: str | None = _leaf("str")
+    sources: list[str] = _leaf("list:str", [])
+
+
+@dataclass
+class IdleConfig(_Section):
+    util_pct: float = _leaf("number", 5.0)
+    after: float = _leaf("duration", 900.0)
+    busy_for: float = _leaf("duration", 30.0)
+    low_util_pct: float = _leaf("number", 20.0)
+
+
+@dataclass
+class RetentionConfig(_Section):
+    raw: float = _leaf("duration", 7 * 86400.0)
+
+
+@dataclass
+class ForecastConfig(_Section):
+    window: float = _leaf("duration", 86400.0)
+
+
+@dataclass
+class BudgetConfig(_Section):
+    monthly: float | None = _leaf("number")
+    currency: str = _leaf("str", "USD")
+    thresholds: list[float] = _leaf("list:number", [50.0, 80.0, 100.0])
+    basis: list[str] = _leaf("list:str", ["actual", "forecast"])
+
+
+@dataclass
+class AlertsConfig(_Section):
+    repeat: float = _leaf("duration", 4 * 3600.0)
+    spike_pct: float = _leaf("number", 50.0)
+    stale_billing: float = _leaf("duration", 3 * 86400.0)
+    stale_catalog: float = _leaf("duration", 90 * 86400.0)
+    collector_stopped: float = _leaf("duration", 300.0)
+
+
+@dataclass
+class NotifyTarget(_Section):
+    name: str | None = _leaf("str")
+    kind: str = _leaf("str", "webhook")
+    url: str | None = _leaf("str")
+    topic: str | None = _leaf("str")
+    token: str | None = _leaf("str")
+    kinds: list[str] = _leaf("list:str", [])
+    min_dollars: float = _leaf("number", 0.0)
+    timeout: float = _leaf("duration", 10.0)
+    retries: int = _leaf("int", 3)
+
+
+@dataclass
+class NotifyConfig(_Section):
+    targets: list[NotifyTarget] = _sections(NotifyTarget)
+
+
+@dataclass
+class CloudAccount(_Section):
+    api_key: str | None = _leaf("str")
+    url: str | None = _leaf("str")
+
+
+def _account(url: str) -> Any:
+    return field(default_factory=lambda: CloudAccount(url=url), metadata={"kind": "section", "cls": CloudAccount})
+
+
+@dataclass
+class CloudsConfig(_Section):
+    runpod: CloudAccount = _account("https://api.runpod.io/graphql")
+    lambda_: CloudAccount = field(default_factory=lambda: CloudAccount(url="https://cloud.lambda.ai/api/v1"),
+                                  metadata={"kind": "section", "cls": CloudAccount, "key": "lambda"})
+    vast: CloudAccount = _account("https://console.vast.ai/api/v0")
+    interval: float = _leaf("duration", 300.0)
+
+
+@dataclass
+class TuiConfig(_Section):
+    interval: float = _leaf("number", 1.0)
+    keymap: dict[str, str] = _leaf("map:str", {})
+    ascii: bool = _leaf("bool", False)
+    color_system: str | None = _leaf("str")
+
+
+@dataclass
+class MetricsConfig(_Section):
+    listen: str | None = _leaf("str")
+
+
+@dataclass
+class FleetConfig(_Section):
+    timeout: float = _leaf("duration", 5.0)
+
+
+@dataclass
+class Config(_Section):
+    """The whole configuration: defaults, overridden by the file. `path` is None when no file was read."""
+
+    database: str | None = _leaf("str")
+    interval: float = _leaf("number", 2.0)
+    host: str | None = _leaf("str")
+    provider: str | None = _leaf("str")
+    currency: str = _leaf("str", "USD")
+    rates: RatesConfig = _section(RatesConfig)
+    onprem: OnpremConfig = _section(OnpremConfig)
+    billing: BillingConfig = _section(BillingConfig)
+    idle: IdleConfig = _section(IdleConfig)
+    retention: RetentionConfig = _section(RetentionConfig)
+    forecast: ForecastConfig = _section(ForecastConfig)
+    budget: BudgetConfig = _section(BudgetConfig)
+    alerts: AlertsConfig = _section(AlertsConfig)
+    notify: NotifyConfig = _section(NotifyConfig)
+    clouds: CloudsConfig = _section(CloudsConfig)
+    tui: TuiConfig = _section(TuiConfig)
+    metrics: MetricsConfig = _section(MetricsConfig)
+    fleet: FleetConfig = _section(FleetConfig)
+    # Not keys of the file: where it came from and what loading it found.
+    path: Path | None = None
+    warnings: list[str] = field(default_factory=list)
+    has_secrets: bool = False
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The settings as plain nested dicts (a copy: change a setting through its attribute)."""
+        return self.to_dict()
+
+
+def _schema(cls: type) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in fields(cls):
+        kind = f.metadata.get("kind")
+        if kind == "section":
+            out[_key(f)] = _schema(f.metadata["cls"])
+        elif kind == "sections":
+            out[_key(f)] = [_schema(f.metadata["cls"])]
+        elif kind:
+            out[_key(f)] = kind
+    return out
+
+
+def _build(cls: type, data: dict[str, Any]) -> Any:
+    """A typed section from the validated, defaults-merged dict of it."""
+    kwargs: dict[str, Any] = {}
+    for f in fields(cls):
+        kind = f.metadata.get("kind")
+        if not kind or _key(f) not in data:
+            continue
+        value = data[_key(f)]
+        if kind == "section":
+            value = _build(f.metadata["cls"], value) if isinstance(value, dict) else f.default_factory()
+        elif kind == "sections":
+            value = [_build(f.metadata["cls"], v) for v in value or []]
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def default_config() -> Config:
+    """Built-in defaults, no file."""
+    return Config()
+
+
+SCHEMA: dict[str, Any] = _schema(Config)
+DEFAULTS: dict[str, Any] = Config().to_dict()
+TARGET_DEFAULTS: dict[str, Any] = NotifyTarget().to_dict()
 
 SECRET_KEYS = {"api_key", "token"}
 
@@ -159,52 +327,12 @@ def parse_duration(text: str | float | int) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-class Section(dict):
-    """A dict that also reads as attributes: cfg.idle.util_pct."""
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-
-def _sectionize(value: Any) -> Any:
-    if isinstance(value, dict):
-        return Section({k: _sectionize(v) for k, v in value.items()})
-    if isinstance(value, list):
-        return [_sectionize(v) for v in value]
-    return value
-
-
-@dataclass
-class Config:
-    data: Section
-    path: Path | None = None
-    warnings: list[str] = field(default_factory=list)
-    has_secrets: bool = False
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self.data[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-
 def default_config_path() -> Path:
     return Path(platformdirs.user_config_dir(APP)) / "config.yaml"
 
 
 def default_db_path() -> Path:
     return Path(platformdirs.user_data_dir(APP)) / "gpuspend.db"
-
-
-def _deep_copy(d: Any) -> Any:
-    if isinstance(d, dict):
-        return {k: _deep_copy(v) for k, v in d.items()}
-    if isinstance(d, list):
-        return [_deep_copy(v) for v in d]
-    return d
 
 
 class _Loader:
@@ -329,7 +457,7 @@ def load_config(path: str | Path | None = None, *, explicit: bool = False) -> Co
     if not p.exists():
         if explicit or path:
             raise ConfigError(f"config file {p} does not exist", hint="check --config / GPUSPEND_CONFIG")
-        return Config(_sectionize(data), None)
+        return _build(Config, data)
     loader = _Loader(p)
     try:
         text = p.read_text(encoding="utf-8")
@@ -352,7 +480,9 @@ def load_config(path: str | Path | None = None, *, explicit: bool = False) -> Co
                 warnings.append(f"{p}: holds secrets but is readable by other users (run: chmod 600 {p})")
         except OSError:
             pass
-    return Config(_sectionize(data), p, warnings, loader.has_secrets)
+    cfg: Config = _build(Config, data)
+    cfg.path, cfg.warnings, cfg.has_secrets = p, warnings, loader.has_secrets
+    return cfg
 
 
 def iter_keys(spec: dict[str, Any] = SCHEMA, prefix: str = "") -> Iterator[str]:

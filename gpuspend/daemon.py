@@ -18,11 +18,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpuspend import clock, lease
 from gpuspend.errors import GpuspendError, LeaseHeld
 from gpuspend.store import connect, transaction
+
+if TYPE_CHECKING:
+    from gpuspend.config import Config
 
 TaskFn = Callable[[Any, Any, int], None]
 
@@ -63,7 +66,7 @@ def _log(msg: str) -> None:
 
 
 class Collector:
-    def __init__(self, db_path: str | Path, cfg: Any, *, demo: bool, owner: str = "daemon",
+    def __init__(self, db_path: str | Path, cfg: Config, *, demo: bool, owner: str = "daemon",
                  interval_s: float | None = None, source: Any | None = None, seed: int = 42) -> None:
         self.db_path = Path(db_path)
         self.cfg = cfg

@@ -15,21 +15,25 @@ import calendar
 import hashlib
 import json
 import os
-import re
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
 
+from gpuspend.alert_kinds import IDLE, parse_fail_on
 from gpuspend.errors import EXIT_ALERTS, EXIT_OK, DataError, UsageError
+from gpuspend.fmt import clean, count, duration, money
+from gpuspend.idle import IDLE_STATES, is_idle, promql_idle
 
-IDLE_STATES = ("held-idle", "free-idle")
+if TYPE_CHECKING:
+    from gpuspend.config import Config
+    from gpuspend.options import FleetReportOptions
 # Every gpuspend series the view needs, in one selector (one round trip, one JSON parse).
 GPUSPEND_SERIES = ("gpu_cost_per_hour", "gpu_state", "gpu_utilization_ratio", "gpu_idle_for_seconds",
                    "gpu_idle_episode_waste", "gpu_idle_episode_open", "gpu_rate_info", "cost_per_hour",
@@ -186,7 +190,7 @@ class Prometheus:
             if isinstance(body, dict):
                 detail = f"{body.get('errorType', '')}: {body.get('error', '')}".strip(": ")
             detail = detail or f"HTTP {resp.status_code} {resp.reason_phrase}"
-            raise FleetError(f"Prometheus query failed: {_clean(detail)[:200]}", where=self.url,
+            raise FleetError(f"Prometheus query failed: {clean(detail, 200)}", where=self.url,
                              hint="is this URL a Prometheus server (…/api/v1/query)?")
         data = body.get("data") or {}
         if data.get("resultType") != "vector":
@@ -196,14 +200,6 @@ class Prometheus:
 
 def _first_line(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else ""
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def _clean(text: Any) -> str:
-    """Label values are outside text: no control characters or escapes reach a terminal."""
-    return _CONTROL.sub("?", str(text))
 
 
 def _value(sample: dict[str, Any]) -> float | None:
@@ -216,7 +212,7 @@ def _value(sample: dict[str, Any]) -> float | None:
 
 # -- building the view -------------------------------------------------------------------------------------------
 
-def _cfg_get(cfg: Any, section: str, key: str, default: Any) -> Any:
+def _cfg_get(cfg: Config, section: str, key: str, default: Any) -> Any:
     try:
         value = getattr(getattr(cfg, section), key)
     except AttributeError:
@@ -224,7 +220,7 @@ def _cfg_get(cfg: Any, section: str, key: str, default: Any) -> Any:
     return default if value is None else value
 
 
-def fetch_fleet(url: str, cfg: Any = None, *, timeout_s: float | None = None,
+def fetch_fleet(url: str, cfg: Config | None = None, *, timeout_s: float | None = None,
                 client: httpx.Client | None = None) -> FleetView:
     """Query Prometheus and build the fleet view. Raises FleetError (exit 3) when Prometheus fails."""
     cfg = cfg if cfg is not None else default_config()
@@ -242,9 +238,10 @@ def fetch_fleet(url: str, cfg: Any = None, *, timeout_s: float | None = None,
         # minutes idle since UTC midnight, and the highest utilisation over idle.after (episode open if low),
         # only for series that already existed idle.after ago (else we cannot know the GPU idled that long);
         # the profiling metric (0..1) separately, for nodes without DCGM_FI_DEV_GPU_UTIL
-        "dcgm_idle_min": f"count_over_time((DCGM_FI_DEV_GPU_UTIL < {util_pct:g})[{since_midnight}s:1m])",
+        "dcgm_idle_min": f"count_over_time(({promql_idle('DCGM_FI_DEV_GPU_UTIL', util_pct)})"
+                         f"[{since_midnight}s:1m])",
         "dcgm_max": f"max_over_time(DCGM_FI_DEV_GPU_UTIL[{window}s]) and DCGM_FI_DEV_GPU_UTIL offset {window}s",
-        "gr_idle_min": f"count_over_time((DCGM_FI_PROF_GR_ENGINE_ACTIVE < {util_pct / 100:g})"
+        "gr_idle_min": f"count_over_time(({promql_idle('DCGM_FI_PROF_GR_ENGINE_ACTIVE * 100', util_pct)})"
                        f"[{since_midnight}s:1m])",
         "gr_max": f"max_over_time(DCGM_FI_PROF_GR_ENGINE_ACTIVE[{window}s]) * 100 "
                   f"and DCGM_FI_PROF_GR_ENGINE_ACTIVE offset {window}s",
@@ -261,7 +258,7 @@ def fetch_fleet(url: str, cfg: Any = None, *, timeout_s: float | None = None,
     for node in _dcgm_nodes(results["dcgm"], results["gr_idle_min"] + results["dcgm_idle_min"],
                             results["gr_max"] + results["dcgm_max"], cfg, util_pct, known_uuids, set(nodes), wall):
         nodes[node.name] = node
-    missing = sorted({_clean(s["metric"].get("host") or s["metric"].get("instance", "?"))
+    missing = sorted({clean(s["metric"].get("host") or s["metric"].get("instance", "?"))
                       for s in results["missing"]} - set(nodes))
     return FleetView(url=prom.url, fetched_s=wall, nodes=[nodes[k] for k in sorted(nodes)], missing=missing)
 
@@ -277,17 +274,17 @@ def _gpuspend_nodes(samples: list[dict[str, Any]]) -> dict[str, FleetNode]:
     for s in samples:
         m = s.get("metric", {})
         name = m.get("__name__", "")[len("gpuspend_"):]
-        host = _clean(m.get("host") or m.get("instance") or "?")
+        host = clean(m.get("host") or m.get("instance") or "?")
         v = _value(s)
-        cur = _clean(m.get("currency", ""))
+        cur = clean(m.get("currency", ""))
         if name.startswith("gpu_"):
-            uuid = _clean(m.get("uuid", ""))
-            g = gpus.setdefault((host, uuid), {"node": host, "gpu": _clean(m.get("gpu", "")), "uuid": uuid,
-                                               "model": _clean(m.get("model", ""))})
+            uuid = clean(m.get("uuid", ""))
+            g = gpus.setdefault((host, uuid), {"node": host, "gpu": clean(m.get("gpu", "")), "uuid": uuid,
+                                               "model": clean(m.get("model", ""))})
             if name == "gpu_cost_per_hour":
                 g["cost"], g["currency"] = v, cur
             elif name == "gpu_state" and v == 1.0:
-                g["state"] = _clean(m.get("state", "unknown"))
+                g["state"] = clean(m.get("state", "unknown"))
             elif name == "gpu_utilization_ratio" and v is not None:
                 g["util"] = v * 100.0
             elif name == "gpu_idle_for_seconds":
@@ -298,7 +295,7 @@ def _gpuspend_nodes(samples: list[dict[str, Any]]) -> dict[str, FleetNode]:
             elif name == "gpu_idle_episode_open":
                 g["open"] = v == 1.0
             elif name == "gpu_rate_info":
-                g["rate_source"] = _clean(m.get("source", ""))
+                g["rate_source"] = clean(m.get("source", ""))
         elif name == "up":
             node(host).up = v == 1.0
         elif name in ("cost_per_hour", "idle_waste_today"):
@@ -333,12 +330,12 @@ def _gpu_sort(index: str) -> tuple[int, str]:
 
 
 def _dcgm_key(m: dict[str, Any]) -> tuple[str, str, str]:
-    node = _clean(m.get("Hostname") or m.get("hostname") or m.get("instance") or "?")
-    return node, _clean(m.get("gpu", "")), _clean(m.get("UUID") or m.get("uuid") or "")
+    node = clean(m.get("Hostname") or m.get("hostname") or m.get("instance") or "?")
+    return node, clean(m.get("gpu", "")), clean(m.get("UUID") or m.get("uuid") or "")
 
 
 def _dcgm_nodes(util_samples: list[dict[str, Any]], idle_min: list[dict[str, Any]], max_util: list[dict[str, Any]],
-                cfg: Any, util_pct: float, known_uuids: set[str], known_nodes: set[str],
+                cfg: Config, util_pct: float, known_uuids: set[str], known_nodes: set[str],
                 wall: float) -> list[FleetNode]:
     per_gpu: dict[tuple[str, str, str], dict[str, Any]] = {}
     for s in util_samples:
@@ -347,7 +344,7 @@ def _dcgm_nodes(util_samples: list[dict[str, Any]], idle_min: list[dict[str, Any
         if key[2] in known_uuids or key[0] in known_nodes:
             continue            # the node runs gpuspend too: its own figures win
         v = _value(s)
-        g = per_gpu.setdefault(key, {"model": _clean(m.get("modelName", ""))})
+        g = per_gpu.setdefault(key, {"model": clean(m.get("modelName", ""))})
         if v is None:
             continue
         if m.get("__name__") == "DCGM_FI_DEV_GPU_UTIL":
@@ -367,9 +364,9 @@ def _dcgm_nodes(util_samples: list[dict[str, Any]], idle_min: list[dict[str, Any
         node_name, index, uuid = key
         util = g.get("util", g.get("util_gr"))
         rate, currency, source = dcgm_rate(cfg, node_name, uuid, g["model"])
-        idle = util is not None and util < util_pct
+        idle = is_idle(util, util_pct)
         mx = max_over.get(key)
-        episode = idle and mx is not None and mx < util_pct
+        episode = idle and is_idle(mx, util_pct)
         waste = (idle_minutes.get(key, 0.0) / 60.0 * rate) if rate is not None else 0.0
         fg = FleetGpu(node=node_name, gpu=index, uuid=uuid, model=g["model"], source="dcgm",
                       state="idle" if idle else ("busy" if util is not None else "unknown"), util_pct=util,
@@ -392,21 +389,21 @@ def _dcgm_nodes(util_samples: list[dict[str, Any]], idle_min: list[dict[str, Any
 
 def _normal_model(name: str) -> str:
     try:
-        from gpuspend.collectors.sampler import normalise_model
+        from gpuspend.gpu_models import normalise_model
 
         return normalise_model(name) or name
     except ImportError:
         return name
 
 
-def default_config() -> Any:
+def default_config() -> Config:
     """Built-in defaults (no file): for callers that have no config, such as the bench."""
-    from gpuspend.config import DEFAULTS, Config, _deep_copy, _sectionize
+    from gpuspend.config import default_config as defaults
 
-    return Config(_sectionize(_deep_copy(DEFAULTS)))
+    return defaults()
 
 
-def dcgm_rate(cfg: Any, node: str, uuid: str, model_name: str) -> tuple[float | None, str, str]:
+def dcgm_rate(cfg: Config, node: str, uuid: str, model_name: str) -> tuple[float | None, str, str]:
     """(per GPU-hour, currency, source) for a GPU known only from dcgm-exporter, through the same resolver as
     local GPUs: configured rates (per uuid, per host, per model), on-prem, then the catalog for `provider:`.
     Index keys of rates.per_gpu mean this machine's GPUs, so they are not applied to remote ones."""
@@ -445,7 +442,7 @@ def load_cache(url: str) -> FleetView | None:
         return None
 
 
-def fleet_view(url: str, cfg: Any = None, *, timeout_s: float | None = None,
+def fleet_view(url: str, cfg: Config | None = None, *, timeout_s: float | None = None,
                client: httpx.Client | None = None) -> FleetView:
     """Fresh view (cached for later), or on FleetError the last good one marked stale with the reason.
     Raises FleetError only when there is nothing cached to fall back to."""
@@ -464,27 +461,9 @@ def fleet_view(url: str, cfg: Any = None, *, timeout_s: float | None = None,
 
 # -- rendering ---------------------------------------------------------------------------------------------------
 
-def money(amount: float | None, currency: str) -> str:
-    if amount is None:
-        return "no rate"
-    return f"${amount:,.2f}" if currency == "USD" else f"{amount:,.2f} {currency}"
-
-
 def _money_map(values: dict[str, float]) -> str:
+    """Per-currency amounts side by side (never summed across currencies)."""
     return " + ".join(money(v, c) for c, v in sorted(values.items())) or "-"
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    s = int(seconds)
-    if s >= 3600:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
-
-
-def plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 NODE_HEADER = ("Node", "Source", "GPUs", "Idle", "Cost/h", "Idle burn/h", "Waste today", "MTD", "Projection")
@@ -503,7 +482,7 @@ def node_rows(view: FleetView) -> list[tuple[str, ...]]:
 
 
 def idle_rows(view: FleetView) -> list[tuple[str, ...]]:
-    return [(g.node, g.gpu, g.model or "?", g.state, _duration(g.idle_for_s),
+    return [(g.node, g.gpu, g.model or "?", g.state, duration(g.idle_for_s),
              money(g.cost_per_hour, g.currency or "USD"), money(g.waste, g.currency or "USD"))
             for g in view.idle_gpus()]
 
@@ -533,7 +512,7 @@ def render(view: FleetView, fmt: str = "text") -> str:
         return json.dumps(view.to_json(), indent=2, sort_keys=True)
     md = fmt == "markdown"
     out: list[str] = []
-    title = (f"Fleet: {plural(len(view.nodes), 'node')}, {plural(view.gpu_count, 'GPU')} "
+    title = (f"Fleet: {count(len(view.nodes), 'node')}, {count(view.gpu_count, 'GPU')} "
              f"({view.idle_count} idle) from {view.url}")
     out.append(("# " if md else "") + title)
     out.append(f"As of {_iso(view.fetched_s)}")
@@ -549,7 +528,7 @@ def render(view: FleetView, fmt: str = "text") -> str:
         out.append(f"Month to date: {money(t['mtd'], cur)}   Projected month: {money(t['projection'], cur)}")
     if view.unpriced:
         out.append("")
-        out.append(f"{plural(view.unpriced, 'GPU')} with no rate: in none of the totals above "
+        out.append(f"{count(view.unpriced, 'GPU')} with no rate: in none of the totals above "
                    "(set `rates:` or `provider:` on those nodes)")
     if any(n.estimated for n in view.nodes):
         out.append("(est.) dcgm-exporter nodes: month figures assume today's rate for the whole month")
@@ -566,19 +545,19 @@ def render(view: FleetView, fmt: str = "text") -> str:
     return "\n".join(out)
 
 
-def run_fleet_report(opts: Any) -> int:
+def run_fleet_report(opts: FleetReportOptions) -> int:
     """`gpuspend --report --fleet URL`: 0 ok, 1 with --fail-on idle and an open idle episode, 2 usage,
     3 Prometheus unreachable or erroring (the last good view is still printed, marked stale)."""
-    url = check_url(opts.extra.get("fleet_url") or "")
-    fmt = opts.extra.get("fmt") or "text"
+    url = check_url(opts.fleet_url)
+    kinds = parse_fail_on(opts.fail_on)     # a usage error before Prometheus is asked
+    fmt = opts.fmt
     cfg = opts.load_config()
     view = fleet_view(url, cfg)          # raises FleetError (exit 3) when nothing is cached
     sys.stdout.write(render(view, fmt) + "\n")
     if view.stale:
         raise FleetError(view.error or "Prometheus failed", where=view.url,
                          hint=f"printed the last good view from {_iso(view.fetched_s)}, marked stale")
-    kinds = {k.strip() for k in (opts.extra.get("fail_on") or "").split(",") if k.strip()}
-    if "idle" in kinds and any(g.episode_open for g in view.idle_gpus()):
+    if IDLE in kinds and any(g.episode_open for g in view.idle_gpus()):
         return EXIT_ALERTS
     return EXIT_OK
 

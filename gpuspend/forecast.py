@@ -5,8 +5,8 @@ Projection = MTD + run rate x hours left (run rate over the trailing `forecast.w
 projection +- z80 * sigma_daily * sqrt(days left), sigma from the complete days' totals; under 3 complete days
 there is no interval and the view says so. Currencies are never summed: one MonthView per currency.
 
-Pure arithmetic lives in `project`/`budget_pcts`; `month_views` gathers billed rows and takes the metered
-figures from costing (passed in, so this module never imports costing).
+Pure arithmetic lives in `project` (budget percentages and crossings: gpuspend.budget); `month_views` gathers
+billed rows and takes the metered figures from costing (passed in, so this module never imports costing).
 """
 
 from __future__ import annotations
@@ -16,10 +16,14 @@ import sqlite3
 import statistics
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from gpuspend import budget as budget_rule
 from gpuspend.errors import UsageError
 from gpuspend.snapshot import MonthView
+
+if TYPE_CHECKING:
+    from gpuspend.config import Config
 
 Z80 = 1.2816             # two-sided 80% interval of a normal distribution
 MIN_DAYS = 3
@@ -67,30 +71,6 @@ def project(mtd: float, run_rate_per_h: float, hours_left: float,
     return projection, low, projection + half, f"80% interval from {n} daily totals"
 
 
-def budget_pcts(cfg: Any, currency: str, mtd: float,
-                projection: float | None) -> tuple[float | None, float | None, float | None]:
-    b = cfg.budget
-    if not b.monthly or (b.currency or "USD") != currency:
-        return None, None, None
-    budget = float(b.monthly)
-    return (budget, 100.0 * mtd / budget,
-            None if projection is None else 100.0 * projection / budget)
-
-
-def crossed_thresholds(cfg: Any, view: MonthView) -> list[tuple[float, str]]:
-    """[(threshold %, basis)] crossed by this month view, basis 'actual' or 'forecast' (config budget.basis)."""
-    out: list[tuple[float, str]] = []
-    if view.budget is None:
-        return out
-    bases = [s.lower() for s in (cfg.budget.basis or ["actual"])]
-    for t in sorted(cfg.budget.thresholds or []):
-        if "actual" in bases and view.budget_pct_actual is not None and view.budget_pct_actual >= t:
-            out.append((float(t), "actual"))
-        if "forecast" in bases and view.budget_pct_forecast is not None and view.budget_pct_forecast >= t:
-            out.append((float(t), "forecast"))
-    return out
-
-
 def billing_coverage(conn: sqlite3.Connection, month: str) -> int | None:
     """End (epoch ms) of the imported exports' coverage for this billing period, None without imports."""
     start, end = month_bounds(month)
@@ -100,18 +80,14 @@ def billing_coverage(conn: sqlite3.Connection, month: str) -> int | None:
     return int(row[0]) * 1000 if row and row[0] is not None else None
 
 
-_BILLED: dict[tuple, dict[str, dict[str, float]]] = {}
-
-
 def billed_daily(conn: sqlite3.Connection, month: str, until_ms: int | None) -> dict[str, dict[str, float]]:
     """{currency: {YYYY-MM-DD: billed}} for charges of this billing period starting before `until_ms`.
-    Remembered while the database is unchanged (month view, today and the billing summary all ask)."""
-    key = (id(conn), conn.execute("PRAGMA data_version").fetchone()[0], conn.total_changes, month, until_ms)
-    hit = _BILLED.get(key)
-    if hit is None:
-        hit = _billed_daily(conn, month, until_ms)
-        _BILLED.clear()
-        _BILLED[key] = hit
+    Remembered while the database is unchanged (month view, today and the billing summary all ask), in the
+    cost engine's read cache (gpuspend.costing.context: keyed by database file and content version)."""
+    from gpuspend.costing.context import cache_for
+
+    hit = cache_for(conn).get("billed_daily", (month, until_ms), lambda: _billed_daily(conn, month, until_ms),
+                              size=8)
     return {cur: dict(days) for cur, days in hit.items()}
 
 
@@ -131,7 +107,7 @@ def _billed_daily(conn: sqlite3.Connection, month: str, until_ms: int | None) ->
     return out
 
 
-def month_views(conn: sqlite3.Connection, cfg: Any, month: str, now_ms: int,
+def month_views(conn: sqlite3.Connection, cfg: Config, month: str, now_ms: int,
                 metered_daily: dict[str, dict[str, float]], metered_window: dict[str, float],
                 coverage_end_ms: int | None, window_lo_ms: int) -> tuple[MonthView, ...]:
     """One MonthView per currency. `metered_daily` is local metered cost after the coverage end, by day;
@@ -162,7 +138,7 @@ def month_views(conn: sqlite3.Connection, cfg: Any, month: str, now_ms: int,
             projection, low, high, note = None, None, None, "month not started"
         else:
             projection, low, high, note = project(mtd, run_rate, hours_left, complete)
-        budget, pa, pf = budget_pcts(cfg, cur, mtd, projection)
+        budget, pa, pf = budget_rule.pcts(cfg, cur, mtd, projection)
         views.append(MonthView(month=month, currency=cur, mtd=mtd, billed=b_total, metered=m_total,
                                coverage_end_ms=coverage_end_ms, projection=projection, low=low, high=high,
                                interval_note=note, budget=budget, budget_pct_actual=pa, budget_pct_forecast=pf))

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
@@ -31,8 +31,10 @@ from gpuspend import clock
 from gpuspend.errors import UsageError
 from gpuspend.snapshot import Snapshot
 
+if TYPE_CHECKING:
+    from gpuspend.config import Config
+
 STATES = ("busy", "held-idle", "free-idle", "lost", "stale")
-IDLE_STATES = ("held-idle", "free-idle")
 GPU_LABELS = ["host", "gpu", "uuid", "model"]
 
 
@@ -131,7 +133,7 @@ class _SnapshotCollector:
             return
         yield from _snapshot_families(snap)
         c_idle = CounterMetricFamily("gpuspend_gpu_idle_seconds",
-                                     "Seconds this GPU was seen idle (below idle.util_pct)", labels=GPU_LABELS)
+                                     "Seconds this GPU was seen idle (at or below idle.util_pct)", labels=GPU_LABELS)
         c_waste = CounterMetricFamily("gpuspend_gpu_idle_waste",
                                       "Money wasted by idle episodes (rate x idle time), in `currency`",
                                       labels=[*GPU_LABELS, "currency"])
@@ -264,7 +266,7 @@ class Exporter:
     gpuspend.costing.build_snapshot (the code behind the TUI and `--report`), so no caller has to feed it.
     """
 
-    def __init__(self, host: str, port: int, *, db_path: str | Path | None = None, cfg: Any = None,
+    def __init__(self, host: str, port: int, *, db_path: str | Path | None = None, cfg: Config | None = None,
                  refresh_s: float | None = None, node: str = "") -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self._lock = threading.Lock()
@@ -349,7 +351,7 @@ class Exporter:
         self.close()
 
 
-def serve(host: str = "127.0.0.1", port: int = 9840, *, db_path: str | Path | None = None, cfg: Any = None,
+def serve(host: str = "127.0.0.1", port: int = 9840, *, db_path: str | Path | None = None, cfg: Config | None = None,
           refresh_s: float | None = None) -> Exporter:
     """Serve /metrics on host:port (port 0 = any free port; see Exporter.port)."""
     return Exporter(host or "127.0.0.1", port, db_path=db_path, cfg=cfg, refresh_s=refresh_s)

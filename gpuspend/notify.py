@@ -23,11 +23,15 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from gpuspend.alert_kinds import KINDS as ALERT_KINDS
+from gpuspend.fmt import clean
 from gpuspend.retry_after import parse_retry_after
 from gpuspend.store import transaction
 
 if TYPE_CHECKING:     # httpx loads when something is sent: the collector on a box without targets skips it
     import httpx
+
+    from gpuspend.config import Config
 
 KINDS = ("slack", "ntfy", "webhook")
 CLAIM_MS = 10 * 60_000          # a claim outlives any in-process retry loop
@@ -70,7 +74,7 @@ class Target:
         return sorted({s for s in out if s}, key=len, reverse=True)
 
 
-def configured_targets(cfg: Any) -> list[Target]:
+def configured_targets(cfg: Config) -> list[Target]:
     """Targets from cfg.notify.targets; unnamed ones are called '<kind>-<n>' (stable while the list is)."""
     out: list[Target] = []
     notify = getattr(cfg, "notify", None) or {}
@@ -96,6 +100,9 @@ def target_problems(targets: Iterable[Target]) -> list[str]:
     for t in targets:
         if t.kind not in KINDS:
             problems.append(f"notify target {t.name}: unknown kind '{t.kind}' (use slack, ntfy or webhook)")
+        elif bad := sorted(set(t.kinds) - set(ALERT_KINDS)):
+            problems.append(f"notify target {t.name}: unknown alert kind '{bad[0]}' in kinds "
+                            f"(use {', '.join(ALERT_KINDS)})")
         elif t.kind == "ntfy" and not t.topic:
             problems.append(f"notify target {t.name}: ntfy needs a topic")
         elif t.kind != "ntfy" and not t.url:
@@ -221,7 +228,7 @@ def _retry_after(resp: httpx.Response) -> float | None:
 
 
 def _body_hint(resp: httpx.Response, secrets: list[str]) -> str:
-    text = re.sub(r"[\x00-\x1f\x7f-\x9f]", " ", resp.text[:120]).strip()
+    text = clean(resp.text[:120]).strip()
     return f": {redact(text, secrets)}" if text else ""
 
 
@@ -274,7 +281,7 @@ class DeliveryResult:
     errors: list[str] = field(default_factory=list)
 
 
-def deliver_pending(conn: sqlite3.Connection, cfg: Any, now_ms: int, client: httpx.Client | None = None, *,
+def deliver_pending(conn: sqlite3.Connection, cfg: Config, now_ms: int, client: httpx.Client | None = None, *,
                     backoff_s: float = 0.5) -> DeliveryResult:
     """Send every due notification for the configured targets. Safe to call from several processes."""
     result = DeliveryResult()

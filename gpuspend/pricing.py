@@ -8,7 +8,6 @@ clouds (RunPod, Lambda, Vast) take the price their API reports (source "provider
 
 from __future__ import annotations
 
-import os
 import re
 import sqlite3
 from dataclasses import dataclass
@@ -16,11 +15,16 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpuspend import clock
+from gpuspend.fmt import money
+from gpuspend.fmt import rate as rate_label
 from gpuspend.rollup import REMOTE_SOURCES
 from gpuspend.snapshot import Rate
+
+if TYPE_CHECKING:
+    from gpuspend.config import Config
 
 # EC2 (and some other clouds) put the instance id here; readable without root.
 DMI_ASSET_TAG = Path("/sys/devices/virtual/dmi/id/board_asset_tag")
@@ -95,7 +99,7 @@ def age_days(as_of: str, now_ms: int | None = None) -> float:
     return (now / 1000 - d.timestamp()) / 86400
 
 
-def is_stale(as_of: str | None, cfg: Any, now_ms: int | None = None) -> bool:
+def is_stale(as_of: str | None, cfg: Config, now_ms: int | None = None) -> bool:
     if not as_of:
         return False
     return age_days(as_of, now_ms) * 86400 > float(cfg.alerts.stale_catalog)
@@ -108,31 +112,27 @@ def _get(gpu: Any, key: str) -> Any:
         return getattr(gpu, key, None)
 
 
-def _money(v: float, currency: str) -> str:
-    return f"${v:,.4g}" if currency == "USD" else f"{v:,.4g} {currency}"
-
-
 # -- the sources, in order -----------------------------------------------------------------------------
-def _from_config(cfg: Any, gpu: Any) -> Rate | None:
+def _from_config(cfg: Config, gpu: Any) -> Rate | None:
     rates = cfg.rates
     cur = cfg.currency or "USD"
     uuid, idx, host, model = _get(gpu, "uuid"), _get(gpu, "idx"), _get(gpu, "host"), _get(gpu, "model")
     per_gpu = rates.per_gpu or {}
     for key in (uuid, str(idx) if idx is not None else None):
         if key is not None and key in per_gpu:
-            return Rate(float(per_gpu[key]), cur, "config", f"config: per_gpu {key} {_money(per_gpu[key], cur)}/h")
+            return Rate(float(per_gpu[key]), cur, "config", f"config: per_gpu {key} {rate_label(per_gpu[key], cur)}")
     per_host = rates.per_host or {}
     if host and host in per_host:
-        return Rate(float(per_host[host]), cur, "config", f"config: per_host {host} {_money(per_host[host], cur)}/h")
+        return Rate(float(per_host[host]), cur, "config", f"config: per_host {host} {rate_label(per_host[host], cur)}")
     per_model = rates.per_model or {}
     for key, value in per_model.items():
         if model and key.upper() == str(model).upper():
-            return Rate(float(value), cur, "config", f"config: per_model {key} {_money(value, cur)}/h")
+            return Rate(float(value), cur, "config", f"config: per_model {key} {rate_label(value, cur)}")
     inst = rates.instance or {}
     if inst.get("usd_per_hour") is not None:
         n = inst.get("gpus") or 1
         v = float(inst["usd_per_hour"]) / n
-        return Rate(v, cur, "config", f"config: instance {_money(inst['usd_per_hour'], cur)}/h / {n} GPUs")
+        return Rate(v, cur, "config", f"config: instance {rate_label(inst['usd_per_hour'], cur)} / {n} GPUs")
     return None
 
 
@@ -151,7 +151,7 @@ def _host_gpu_count(conn: sqlite3.Connection, host: str | None) -> int:
     return int(row[0]) if row and row[0] else 1
 
 
-def machine_resource_id(cfg: Any, conn: sqlite3.Connection | None, asset_tag_path: Path | None = None) -> str | None:
+def machine_resource_id(cfg: Config, conn: sqlite3.Connection | None, asset_tag_path: Path | None = None) -> str | None:
     """This machine's billing resource id: `billing.resource_id` from config, else the platform's asset tag,
     else the one recorded in the database (meta billing.resource_id)."""
     rid = cfg.billing.resource_id or detect_resource_id(asset_tag_path)
@@ -162,31 +162,21 @@ def machine_resource_id(cfg: Any, conn: sqlite3.Connection | None, asset_tag_pat
     return rid or None
 
 
-_BILLING_CACHE: dict[tuple, tuple | None] = {}
-
-
-def _from_billing(cfg: Any, conn: sqlite3.Connection | None, gpu: Any, asset_tag_path: Path | None) -> Rate | None:
+def _from_billing(cfg: Config, conn: sqlite3.Connection | None, gpu: Any, asset_tag_path: Path | None) -> Rate | None:
     if conn is None:
         return None
     rid = machine_resource_id(cfg, conn, asset_tag_path)
     if not rid:
         return None
-    # Charges change only with an import: the scan below (resource ids are not indexed, and may be matched
-    # by suffix) is done once per import state, not once per GPU per snapshot.
-    path = conn.execute("PRAGMA database_list").fetchone()[2]
-    imports = conn.execute("SELECT COUNT(*), MAX(id), MAX(imported_at) FROM imports").fetchone()
-    try:
-        inode = os.stat(path).st_ino if path else id(conn)
-    except OSError:
-        inode = 0
-    key = (path, inode, rid, tuple(imports))
-    if key in _BILLING_CACHE:
-        found = _BILLING_CACHE[key]
-    else:
-        found = _billing_window(conn, rid)
-        if len(_BILLING_CACHE) > 64:
-            _BILLING_CACHE.clear()
-        _BILLING_CACHE[key] = found
+    # Charges change only with an import, which bumps the billing generation in its transaction: the scan
+    # below (resource ids are not indexed, and may be matched by suffix) is done once per generation, not once
+    # per GPU per snapshot (a durable entry of the cost engine's read cache, gpuspend.costing.context).
+    from gpuspend.costing.context import cache_for
+    from gpuspend.store import BILLING_GENERATION, get_meta
+
+    key = (rid, get_meta(conn, BILLING_GENERATION),
+           tuple(conn.execute("SELECT COUNT(*), MAX(id), MAX(imported_at) FROM imports").fetchone()))
+    found = cache_for(conn).get("billing_window", key, lambda: _billing_window(conn, rid), durable=True)
     if found is None:
         return None
     cur, total, start, stop, gpus, provider = found
@@ -194,7 +184,7 @@ def _from_billing(cfg: Any, conn: sqlite3.Connection | None, gpu: Any, asset_tag
     n = int(gpus) if gpus else _host_gpu_count(conn, _get(gpu, "host"))
     per_gpu = (total or 0.0) / hours / max(n, 1)
     return Rate(per_gpu, cur or "USD", "billing",
-                f"billing: {rid} {_money(total / hours, cur or 'USD')}/h / {n} GPUs",
+                f"billing: {rid} {rate_label(total / hours, cur or 'USD')} / {n} GPUs",
                 provider=provider or (cfg.provider.lower() if cfg.provider else None))
 
 
@@ -234,7 +224,7 @@ def _measured_power(conn: sqlite3.Connection | None, gpu: Any) -> float | None:
     return float(row[0]) if row and row[0] is not None else None
 
 
-def _from_onprem(cfg: Any, conn: sqlite3.Connection | None, gpu: Any) -> Rate | None:
+def _from_onprem(cfg: Config, conn: sqlite3.Connection | None, gpu: Any) -> Rate | None:
     op = cfg.onprem
     if op.purchase_price is None and op.electricity_per_kwh is None:
         return None
@@ -244,7 +234,7 @@ def _from_onprem(cfg: Any, conn: sqlite3.Connection | None, gpu: Any) -> Rate | 
     if op.purchase_price is not None:
         years = float(op.amortise_years or 4.0)
         capex = float(op.purchase_price) / (years * 365 * 24)
-        parts.append(f"{_money(op.purchase_price, cur)} over {years:g} y")
+        parts.append(f"{money(op.purchase_price, cur)} over {years:g} y")
     energy = 0.0
     if op.electricity_per_kwh is not None:
         watts = _measured_power(conn, gpu)
@@ -280,23 +270,46 @@ def _from_provider(conn: sqlite3.Connection | None, gpu: Any) -> Rate | None:
         return None
     n = row[2] or 1
     return Rate(float(row[1]) / n, row[3] or "USD", "provider",
-                f"{source}: {row[0]} {_money(row[1], row[3] or 'USD')}/h / {n:g} GPUs", provider=source)
+                f"{source}: {row[0]} {rate_label(row[1], row[3] or 'USD')} / {n:g} GPUs", provider=source)
 
 
-def _from_catalog(cfg: Any, gpu: Any, now_ms: int | None) -> Rate | None:
+def _from_catalog(cfg: Config, gpu: Any, now_ms: int | None) -> Rate | None:
     provider = cfg.provider or (DEMO_PROVIDER if _get(gpu, "source") == "demo" else None)
     entry = load_catalog().lookup(provider, _get(gpu, "model"))
     if entry is None:
         return None
     stale = " STALE" if is_stale(entry.as_of, cfg, now_ms) else ""
     return Rate(entry.usd_per_gpu_hour, "USD", "catalog",
-                f"catalog: {entry.provider} {entry.gpu} {_money(entry.usd_per_gpu_hour, 'USD')}/h "
+                f"catalog: {entry.provider} {entry.gpu} {rate_label(entry.usd_per_gpu_hour, 'USD')} "
                 f"(as of {entry.as_of}{stale})", as_of=entry.as_of, provider=entry.provider)
 
 
-def resolve_rate(cfg: Any, conn: sqlite3.Connection | None, gpu: Any, *, asset_tag_path: Path | None = None,
+MIG_LABEL = "MIG slice: its cost is counted on the physical GPU"
+
+
+def is_mig_slice(gpu: Any) -> bool:
+    """A MIG device (a `gpus` row with a parent)."""
+    return bool(_get(gpu, "parent_id"))
+
+
+def mig_slice_rate(cfg: Config) -> Rate:
+    """The one rule for a MIG slice's rate: the physical GPU is what is paid for, so the slice carries no money
+    of its own (pricing both would count it twice); it says so instead of a price. Every surface (the cost
+    engine, `gpuspend prices`, doctor) gets it through `resolve_rate`."""
+    return Rate(None, cfg.currency or "USD", "none", MIG_LABEL)
+
+
+def counted_on_parent(rate: Rate) -> bool:
+    """True for a MIG slice's rate: no money of its own, and not a GPU that is missing a rate."""
+    return rate.per_gpu_hour is None and rate.label == MIG_LABEL
+
+
+def resolve_rate(cfg: Config, conn: sqlite3.Connection | None, gpu: Any, *, asset_tag_path: Path | None = None,
                  now_ms: int | None = None) -> Rate:
-    """The rate of one GPU (a `gpus` row as dict/sqlite3.Row), in DESIGN.md order, with its source label."""
+    """The rate of one GPU (a `gpus` row as dict/sqlite3.Row), in DESIGN.md order, with its source label.
+    A MIG slice has no rate of its own (see `mig_slice_rate`)."""
+    if is_mig_slice(gpu):
+        return mig_slice_rate(cfg)
     for rate in (
         _from_config(cfg, gpu),
         _from_provider(conn, gpu),

@@ -13,31 +13,26 @@ import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gpuspend import clock, costing, forecast, pricing
+from gpuspend import budget, clock, costing, forecast, pricing
+from gpuspend.alert_kinds import BUDGET, COLLECTOR, IDLE, STALE, parse_fail_on
 from gpuspend.config import parse_duration
 from gpuspend.errors import EXIT_ALERTS, EXIT_OK, GpuspendError, UsageError
+from gpuspend.fmt import clean, count, money
+from gpuspend.fmt import duration as dur
 from gpuspend.snapshot import Snapshot
 
+if TYPE_CHECKING:
+    from gpuspend.config import Config
+    from gpuspend.options import ReportOptions
+
 SCHEMA_VERSION = 1
-FAIL_KINDS = ("idle", "budget", "stale", "spike", "collector")
 WIDTH = 80
 TOP = 5
-_CTRL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
 
 
 # -- options -------------------------------------------------------------------------------------------
-def parse_fail_on(text: str | None) -> set[str]:
-    kinds = {k.strip().lower() for k in (text or "").split(",") if k.strip()}
-    if "all" in kinds:
-        return set(FAIL_KINDS)
-    bad = sorted(kinds - set(FAIL_KINDS))
-    if bad:
-        raise UsageError(f"--fail-on: unknown alert kind '{bad[0]}'", hint=f"choose from {','.join(FAIL_KINDS)},all")
-    return kinds
-
-
 def parse_since(text: str | None, now_ms: int) -> int:
     """--since: an ISO date/time (UTC unless it says otherwise) or a duration back from now (24h, 7d)."""
     if not text:
@@ -60,29 +55,15 @@ def parse_since(text: str | None, now_ms: int) -> int:
 
 
 # -- helpers -------------------------------------------------------------------------------------------
-def clean(text: Any, limit: int | None = None) -> str:
-    """Outside text (process names, services, tags) as inert data: no control characters or escapes."""
-    s = _CTRL.sub("?", str(text if text is not None else ""))
-    if limit is not None and len(s) > limit:
-        s = s[: max(0, limit - 1)] + "~"
-    return s
-
-
 def iso(ms: int | None) -> str | None:
     if ms is None:
         return None
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def money(v: float | None, cur: str) -> str:
-    if v is None:
-        return "n/a"
-    return f"${v:,.2f}" if cur == "USD" else f"{v:,.2f} {cur}"
-
-
 def _unrated_note(now: dict[str, Any]) -> str:
     n = now["unrated_gpus"]
-    return f" (+{n} GPU{'s' if n != 1 else ''} with no rate)" if n else ""
+    return f" (+{count(n, 'GPU')} with no rate)" if n else ""
 
 
 def total_per_hour(now: dict[str, Any], cur: str) -> str:
@@ -99,25 +80,12 @@ def total_so_far(amount: float, now: dict[str, Any], cur: str) -> str:
     return money(amount, cur)
 
 
-def dur(seconds: float | None) -> str:
-    if seconds is None:
-        return "n/a"
-    s = int(seconds)
-    if s < 90:
-        return f"{s}s"
-    if s < 5400:
-        return f"{s // 60}m"
-    if s < 2 * 86400:
-        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
-    return f"{s // 86400}d{(s % 86400) // 3600}h"
-
-
 def _r(v: float | None, nd: int = 4) -> float | None:
     return None if v is None else round(float(v), nd)
 
 
 # -- sampling ------------------------------------------------------------------------------------------
-def take_sample(db_path: Path, cfg: Any, demo: bool) -> tuple[bool, str]:
+def take_sample(db_path: Path, cfg: Config, demo: bool) -> tuple[bool, str]:
     """One fresh sample through the real collector when we can; never fails the report."""
     try:
         from gpuspend.daemon import Collector
@@ -132,8 +100,8 @@ def take_sample(db_path: Path, cfg: Any, demo: bool) -> tuple[bool, str]:
 
 
 # -- the document --------------------------------------------------------------------------------------
-def build_document(conn: Any, cfg: Any, snap: Snapshot, since_ms: int, month: str, sample: tuple[bool, str],
-                   fail_on: set[str]) -> dict[str, Any]:
+def build_document(conn: Any, cfg: Config, snap: Snapshot, since_ms: int, month: str, sample: tuple[bool, str],
+                   fail_on: frozenset[str] | set[str]) -> dict[str, Any]:
     now = snap.now_ms
     cur = snap.currency
     gpus = costing.load_gpus(conn)
@@ -152,7 +120,7 @@ def build_document(conn: Any, cfg: Any, snap: Snapshot, since_ms: int, month: st
             "projection": _r(mv.projection),
             "low": _r(mv.low), "high": _r(mv.high), "interval_note": mv.interval_note, "budget": _r(mv.budget),
             "budget_pct_actual": _r(mv.budget_pct_actual, 2), "budget_pct_forecast": _r(mv.budget_pct_forecast, 2),
-            "thresholds_crossed": [{"pct": p, "basis": b} for p, b in forecast.crossed_thresholds(cfg, mv)],
+            "thresholds_crossed": [{"pct": c.threshold, "basis": c.basis} for c in budget.crossed(cfg, mv)],
         })
     last_age = None if snap.last_sample_ms is None else max(0.0, (now - snap.last_sample_ms) / 1000)
     cat = pricing.load_catalog()
@@ -165,13 +133,13 @@ def build_document(conn: Any, cfg: Any, snap: Snapshot, since_ms: int, month: st
 
     active: set[str] = {a.kind for a in snap.alerts if a.state == "open"}
     if any(g.episode_open for g in snap.gpus):
-        active.add("idle")
+        active.add(IDLE)
     if any(m["thresholds_crossed"] for m in months):
-        active.add("budget")
+        active.add(BUDGET)
     if cat_stale or billing_stale:
-        active.add("stale")
+        active.add(STALE)
     if collector_stale:
-        active.add("collector")
+        active.add(COLLECTOR)
 
     doc: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -444,31 +412,30 @@ def render_markdown(doc: dict[str, Any]) -> str:
 
 
 # -- entry point ---------------------------------------------------------------------------------------
-def run_report(opts: Any) -> int:
+def run_report(opts: ReportOptions) -> int:
     from gpuspend.store import connect
 
-    extra = opts.extra
-    fmt = extra.get("fmt") or "text"
-    fail_on = parse_fail_on(extra.get("fail_on"))
-    month_opt = extra.get("month")
+    fmt = opts.fmt
+    fail_on = parse_fail_on(opts.fail_on)
+    month_opt = opts.month
     month_arg = forecast.parse_month(month_opt) if month_opt else None
     cfg = opts.load_config()
     now = clock.now_ms()
-    since = parse_since(extra.get("since"), now)
+    since = parse_since(opts.since, now)
     path = opts.db_path(cfg)
     if opts.demo:
         from gpuspend.demo import ensure_demo_db
 
         ensure_demo_db(path, now)
     sample = (False, "no fresh sample (--no-sample)")
-    if not extra.get("no_sample"):
+    if not opts.no_sample:
         sample = take_sample(path, cfg, opts.demo)
     conn = connect(path)
     try:
         now = clock.now_ms()
         month = month_arg or forecast.month_of(now)
         snap = costing.build_snapshot(conn, cfg, now, month=month)
-        if extra.get("notify"):
+        if opts.notify:
             snap = _notify(conn, cfg, snap, now)
         doc = build_document(conn, cfg, snap, since, month, sample, fail_on)
     finally:
@@ -484,7 +451,7 @@ def run_report(opts: Any) -> int:
     return EXIT_ALERTS if doc["failing"] else EXIT_OK
 
 
-def _notify(conn: Any, cfg: Any, snap: Snapshot, now: int) -> Snapshot:
+def _notify(conn: Any, cfg: Config, snap: Snapshot, now: int) -> Snapshot:
     """Evaluate alerts and deliver pending notifications (modules owned by the alerts engineer)."""
     import dataclasses
 
@@ -499,4 +466,4 @@ def _notify(conn: Any, cfg: Any, snap: Snapshot, now: int) -> Snapshot:
     # later run, so the exit code keeps meaning "alerts active" (1) or not. The errors never hold URLs/tokens.
     for err in result.errors:
         print(f"gpuspend: warning: --notify: {clean(err, 300)}", file=sys.stderr)
-    return dataclasses.replace(snap, alerts=costing._alerts(conn))
+    return dataclasses.replace(snap, alerts=costing.open_alerts(conn))

@@ -2,7 +2,8 @@
 
 Each sample covers the time up to the next sample of the same GPU; a gap longer than 3 intervals is a gap:
 the sample before it covers one interval and the rest is not time we can account for. Per sample, a GPU is
-`busy` (util above idle.util_pct), `held-idle` (at or below it while a process holds memory) or `free-idle`.
+`busy` (util above idle.util_pct), `held-idle` (at or below it while a process holds memory) or `free-idle`;
+both rules live in gpuspend.idle.
 
 Idempotent by construction: a watermark in `meta` marks the first minute that may still change (the minute
 of the newest sample). Each run deletes the minutes from the watermark on and recomputes them from raw
@@ -14,10 +15,14 @@ from __future__ import annotations
 
 import sqlite3
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpuspend import clock
+from gpuspend.idle import GAP_INTERVALS, covered_ms, sample_state
 from gpuspend.store import get_meta, set_meta, transaction
+
+if TYPE_CHECKING:
+    from gpuspend.config import Config
 
 WATERMARK_KEY = "rollup.watermark_ms"
 MINUTE_MS = 60_000
@@ -25,7 +30,6 @@ CHUNK_MS = 3600_000          # roll a long backlog an hour at a time (bounded me
 # The collector reads a GPU's energy counter every 30 s (collectors.nvml.ENERGY_EVERY_S); two minutes
 # either side of a rollup range always holds the readings that bracket it.
 ENERGY_SPAN_MS = 120_000
-GAP_INTERVALS = 3
 TASK_MAX_CHUNKS = 6          # per periodic run: at most 6 h of backlog (a fraction of a second at 2 s)
 
 
@@ -43,19 +47,10 @@ class _Minute:
         self.util_n = 0
 
 
-def sample_state(util: float | None, holds_memory: bool, idle_util_pct: float) -> str:
-    """busy | held-idle | free-idle. Unknown utilisation (MIG devices, NotSupported) with a process on the
-    GPU counts as busy: we never call money waste on a guess."""
-    if util is None:
-        return "busy" if holds_memory else "free-idle"
-    if util > idle_util_pct:
-        return "busy"
-    return "held-idle" if holds_memory else "free-idle"
-
-
-def _weights(procs: list[tuple[int, int | None, float | None]]) -> list[tuple[int, float, int | None]]:
-    """Split a GPU among its processes: SM share when NVML gave one (and it is non-zero), else memory share,
-    else equally."""
+def share_weights(procs: list[tuple[int, int | None, float | None]]) -> list[tuple[int, float, int | None]]:
+    """Split a GPU among its processes (the attribution split, its one home: the rollup writes process shares
+    with it and the cost engine splits the raw tail with it): SM share when NVML gave one (and it is non-zero),
+    else memory share, else equally."""
     sm_total = sum(p[2] or 0.0 for p in procs)
     if sm_total > 0:
         return [(pid, (sm or 0.0) / sm_total, mem) for pid, mem, sm in procs]
@@ -165,11 +160,10 @@ def _roll_range(conn: sqlite3.Connection, start: int, end: int | None, interval_
         for i, (gid, ts, util, mem_util, mem_used, power, _energy) in enumerate(samples):
             max_ts = max(max_ts, ts)
             interval_ms = remote_ms if gid in remote else local_ms
-            cap = GAP_INTERVALS * interval_ms
             nxt = samples[i + 1] if i + 1 < n and samples[i + 1][0] == gid else None
             if nxt is not None:
                 dt = nxt[1] - ts
-                covered = dt if dt <= cap else interval_ms
+                covered = covered_ms(dt, interval_ms)
             else:
                 dt = 0
                 covered = interval_ms if now < ts else max(0, min(now - ts, interval_ms))
@@ -187,7 +181,7 @@ def _roll_range(conn: sqlite3.Connection, start: int, end: int | None, interval_
                     acc.util_max = util if acc.util_max is None else max(acc.util_max, util)
                     acc.util_sum += util
                     acc.util_n += 1
-            weights = _weights(plist) if plist else []
+            weights = share_weights(plist) if plist else []
             t = ts
             t_end = ts + covered
             while t < t_end:
@@ -288,7 +282,7 @@ def remote_gpu_ids(conn: sqlite3.Connection) -> frozenset[int]:
     return frozenset(r[0] for r in conn.execute(f"SELECT id FROM gpus WHERE source IN ({marks})", REMOTE_SOURCES))
 
 
-def cloud_interval(cfg: Any) -> float:
+def cloud_interval(cfg: Config) -> float:
     """The GPU-cloud poll interval (clouds.interval, 5 min by default)."""
     clouds = getattr(cfg, "clouds", None)
     value = getattr(clouds, "interval", None) if clouds is not None else None
@@ -301,7 +295,7 @@ def collector_interval(conn: sqlite3.Connection, default: float) -> float:
     return float(row[0]) if row and row[0] else float(default)
 
 
-def rollup_task(conn: sqlite3.Connection, cfg: Any, now_ms: int) -> None:
+def rollup_task(conn: sqlite3.Connection, cfg: Config, now_ms: int) -> None:
     """Periodic task for the collector: roll up, then apply raw retention."""
     interval = collector_interval(conn, cfg.interval)
     roll_up(conn, interval_s=interval, idle_util_pct=cfg.idle.util_pct, now_ms=now_ms, max_chunks=TASK_MAX_CHUNKS,

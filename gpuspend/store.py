@@ -11,14 +11,13 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from gpuspend.errors import DataError, UsageError
 
-if TYPE_CHECKING:
-    import sqlite_utils
-
 BUSY_TIMEOUT_MS = 15_000
+# meta key: a counter every writer of `charges`/`imports` bumps in its own transaction (bump_generation), so a
+# reader may keep what it derived from billing rows across other commits (gpuspend.costing.context).
+BILLING_GENERATION = "billing.generation"
 
 # v1: the foundation (GPUs, raw samples, processes, per-minute rollups, collector lease)
 _V1 = """
@@ -260,11 +259,6 @@ def _statements(script: str) -> Iterator[str]:
             buf = []
 
 
-class StoreConnection(sqlite3.Connection):
-    """A plain sqlite3 connection that can carry attributes: the cost engine keeps its per-connection memo
-    (incremental idle scans, final rollup sums) on it, so cached state never outlives or crosses databases."""
-
-
 def connect(path: str | Path, *, create: bool = True, migrate_schema: bool = True) -> sqlite3.Connection:
     """Open the store. isolation_level=None: we manage transactions explicitly (see `transaction`)."""
     p = Path(path)
@@ -277,7 +271,7 @@ def connect(path: str | Path, *, create: bool = True, migrate_schema: bool = Tru
             raise UsageError(f"cannot create the database folder {p.parent}: {exc.strerror}") from None
     try:
         conn = sqlite3.connect(str(p), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                               check_same_thread=False, factory=StoreConnection)
+                               check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across app crashes (kill -9)
@@ -288,13 +282,6 @@ def connect(path: str | Path, *, create: bool = True, migrate_schema: bool = Tru
         raise DataError(f"cannot open database: {exc}", where=str(p),
                         hint="is it a gpuspend database? pass another --db") from None
     return conn
-
-
-def db(conn: sqlite3.Connection) -> sqlite_utils.Database:
-    """sqlite-utils view of a connection (schema helpers, bulk inserts)."""
-    import sqlite_utils  # lazily: 50 ms of import that `--report` and the TUI start-up do not need
-
-    return sqlite_utils.Database(conn)
 
 
 @contextmanager
@@ -308,6 +295,12 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         raise
     else:
         conn.execute("COMMIT")
+
+
+def bump_generation(conn: sqlite3.Connection, key: str = BILLING_GENERATION) -> None:
+    """Move a generation counter on; call it inside the transaction that changes the rows it stands for."""
+    conn.execute("INSERT INTO meta(key, value) VALUES (?, '1') ON CONFLICT(key) DO UPDATE SET "
+                 "value = CAST(value AS INTEGER) + 1", (key,))
 
 
 def get_meta(conn: sqlite3.Connection, key: str) -> str | None:

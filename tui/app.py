@@ -15,7 +15,7 @@ import termios
 import threading
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -32,6 +32,10 @@ from gpuspend.tui.screens.billing import BillingScreen
 from gpuspend.tui.screens.dashboard import DashboardScreen
 from gpuspend.tui.screens.help import HelpScreen
 from gpuspend.tui.widgets.alerts import AlertLine, alert_lines
+
+if TYPE_CHECKING:
+    from gpuspend.config import Config
+    from gpuspend.options import DashboardOptions
 
 INTERVALS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 WATCHDOG_S = 2.0
@@ -60,7 +64,7 @@ class GpuspendApp(App[int]):
     collector_text: var[str] = var("starting")
     nvml_error: var[str | None] = var(None)
 
-    def __init__(self, db_path: str | Path, cfg: Any, *, demo: bool = False, interval: float | None = None,
+    def __init__(self, db_path: str | Path, cfg: Config, *, demo: bool = False, interval: float | None = None,
                  ascii_only: bool = False, collect: bool = True, keymap: dict[str, str] | None = None,
                  watchdog: bool = False, prefetch: Prefetch | None = None) -> None:
         super().__init__()
@@ -246,8 +250,7 @@ class GpuspendApp(App[int]):
         self._first_shown.set()
         self.snapshot = snap
         self.snapshots_applied += 1
-        self.alert_lines = alert_lines(snap, stale_after_s=float(self.cfg.alerts.collector_stopped),
-                                       thresholds=tuple(self.cfg.budget.thresholds or ()))
+        self.alert_lines = alert_lines(snap, self.cfg, stale_after_s=float(self.cfg.alerts.collector_stopped))
         self._dashboard().show_snapshot(snap, self.collector_text, self.alert_lines)
         keys = {a.key for a in self.alert_lines}
         if self._seen_alerts is not None:
@@ -354,22 +357,21 @@ def _color_system(choice: str | None) -> None:
     textual.constants.COLOR_SYSTEM = choice  # type: ignore[misc]  # already read at import time
 
 
-def run_app(opts: Any, cfg: Any = None, prefetch: Prefetch | None = None) -> int:
+def run_app(opts: DashboardOptions, cfg: Config | None = None, prefetch: Prefetch | None = None) -> int:
     """`gpuspend` / `gpuspend --demo`: open the dashboard. Returns the exit code. `cfg` and `prefetch` come from
     the CLI, which starts reading the database before importing this module (tui.prefetch)."""
     from gpuspend.errors import UsageError
 
     cfg = cfg if cfg is not None else opts.load_config()
-    extra = opts.extra
-    interval = extra.get("interval")
+    interval = opts.interval
     if interval is not None and interval <= 0:
         raise UsageError(f"--interval must be positive, got {interval:g}")
     if not sys.stdout.isatty() or not sys.stdin.isatty():
         raise UsageError("the dashboard needs a terminal", hint="use `gpuspend --report` in scripts and cron")
-    _color_system(extra.get("color_system") or cfg.tui.color_system)
+    _color_system(opts.color_system or cfg.tui.color_system)
     db_path = opts.db_path(cfg)
     app = GpuspendApp(db_path, cfg, demo=opts.demo, interval=interval,
-                      ascii_only=bool(extra.get("ascii_only") or cfg.tui.ascii),
+                      ascii_only=bool(opts.ascii_only or cfg.tui.ascii),
                       keymap=dict(cfg.tui.keymap or {}), watchdog=True,
                       prefetch=prefetch or Prefetch(db_path, cfg, opts.demo))
     # Never ignore SIGHUP: its default action is what ends us when an SSH session drops.

@@ -11,17 +11,20 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpuspend import lease
 from gpuspend.errors import GpuspendError, LeaseHeld, NvmlUnavailable
 from gpuspend.store import connect
 
+if TYPE_CHECKING:
+    from gpuspend.config import Config
+
 Report = Callable[[str, "str | None"], None]
 
 
 class InAppCollector:
-    def __init__(self, db_path: str | Path, cfg: Any, *, demo: bool, report: Report,
+    def __init__(self, db_path: str | Path, cfg: Config, *, demo: bool, report: Report,
                  ready: threading.Event | None = None) -> None:
         self.db_path = Path(db_path)
         self.cfg = cfg

@@ -6,7 +6,7 @@ next poll is scheduled only after the previous one finished, so a slow Prometheu
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.app import App
@@ -15,6 +15,10 @@ from textual.timer import Timer
 
 from gpuspend.fleet import FleetError, FleetView, check_url, fleet_view
 from gpuspend.tui.screens.fleet import FleetScreen
+
+if TYPE_CHECKING:
+    from gpuspend.config import Config
+    from gpuspend.options import FleetOptions
 
 DEFAULT_INTERVAL_S = 5.0
 
@@ -37,7 +41,7 @@ class FleetFailed(Message):
 class FleetApp(App):
     TITLE = "gpuspend fleet"
 
-    def __init__(self, url: str, cfg: Any = None, *, interval_s: float = DEFAULT_INTERVAL_S,
+    def __init__(self, url: str, cfg: Config | None = None, *, interval_s: float = DEFAULT_INTERVAL_S,
                  timeout_s: float | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.url = check_url(url)
@@ -93,11 +97,11 @@ class FleetApp(App):
         self.poll()
 
 
-def run_fleet_app(opts: Any) -> int:
+def run_fleet_app(opts: FleetOptions) -> int:
     """Entry point for `gpuspend --fleet URL` (opts = gpuspend.cli.Options)."""
-    url = check_url(opts.extra.get("fleet_url") or "")
+    url = check_url(opts.fleet_url)
     cfg = opts.load_config()
-    interval = opts.extra.get("interval") or DEFAULT_INTERVAL_S
+    interval = opts.interval or DEFAULT_INTERVAL_S
     app = FleetApp(url, cfg, interval_s=float(interval))
     app.run()
     return 0

@@ -7,21 +7,25 @@ import sqlite3
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from gpuspend.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from gpuspend.config import Config
+    from gpuspend.options import DashboardOptions
 
 
 class Prefetch:
     """Builds the first snapshot in a thread. Errors surface in the app's first load, like any tick's."""
 
-    def __init__(self, db_path: Path, cfg: Any, demo: bool) -> None:
+    def __init__(self, db_path: Path, cfg: Config, demo: bool) -> None:
         self._out: tuple[Snapshot, sqlite3.Connection, int] | BaseException | None = None
         self._thread = threading.Thread(target=self._run, args=(db_path, cfg, demo), daemon=True,
                                         name="gpuspend-prefetch")
         self._thread.start()
 
-    def _run(self, db_path: Path, cfg: Any, demo: bool) -> None:
+    def _run(self, db_path: Path, cfg: Config, demo: bool) -> None:
         from gpuspend.costing import build_snapshot
         from gpuspend.store import connect
 
@@ -44,7 +48,7 @@ class Prefetch:
         return self._out
 
 
-def start(opts: Any, cfg: Any) -> Prefetch | None:
+def start(opts: DashboardOptions, cfg: Config) -> Prefetch | None:
     """Start reading for the dashboard, unless it will refuse to open (no terminal): then nothing is read."""
     if not sys.stdout.isatty() or not sys.stdin.isatty():
         return None

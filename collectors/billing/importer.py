@@ -28,9 +28,9 @@ from gpuspend.collectors.billing import detect as detect_mod
 from gpuspend.collectors.billing.manifest import Unit, discover
 from gpuspend.collectors.billing.normalise import FIELDS, Cols
 from gpuspend.collectors.billing.reader import Batch, Table
-from gpuspend.collectors.billing.values import safe_text
 from gpuspend.errors import DataError
-from gpuspend.store import transaction
+from gpuspend.fmt import clean
+from gpuspend.store import bump_generation, transaction
 
 MAX_BAD_LINES = 5
 _I = {f: i for i, f in enumerate(FIELDS)}
@@ -119,6 +119,9 @@ def import_units(conn: sqlite3.Connection, units: Iterable[Unit], *, fmt: str | 
             rebuild = _drop_indexes_for_bulk(conn, units)
             for unit in units:
                 results.extend(_import_unit(conn, unit, fmt, skip_bad_rows, dataset or unit.dataset, now))
+            if not all(r.unchanged for r in results):
+                bump_generation(conn)      # readers key what they derive from charges on it
+
             for sql in rebuild:
                 conn.execute(sql)
     finally:
@@ -295,8 +298,8 @@ def _import_file(conn: sqlite3.Connection, path: Path, sha: str, fmt: str | None
         if rows.bad:
             first = min(rows.bad, key=lambda b: b.row)
             if not skip_bad:
-                col = safe_text(first.column)          # header text is outside data too
-                raise DataError(f"{col}: cannot read {safe_text(first.value)!r} as {first.expected}"
+                col = clean(first.column, 60)          # header text is outside data too
+                raise DataError(f"{col}: cannot read {clean(first.value, 60)!r} as {first.expected}"
                                 if first.value else f"{col}: missing {first.expected}",
                                 where=f"{path}:{batch.line_numbers()[first.row]}",
                                 hint="fix the row, or pass --skip-bad-rows to import the rest")

@@ -12,13 +12,14 @@ import os
 import sqlite3
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from gpuspend.errors import GpuspendError
 from gpuspend.store import get_meta, set_meta, transaction
 
 if TYPE_CHECKING:
     from gpuspend.collectors.billing.importer import FileResult
+    from gpuspend.config import Config
 
 META_PREFIX = "billing.source."
 
@@ -37,7 +38,7 @@ def fingerprint(folder: Path) -> str:
     return h.hexdigest()
 
 
-def reimport_changed(conn: sqlite3.Connection, cfg: Any, now_ms: int) -> list[FileResult]:
+def reimport_changed(conn: sqlite3.Connection, cfg: Config, now_ms: int) -> list[FileResult]:
     """Import every configured source folder whose files changed since the last look. Never raises for bad data."""
     results: list[FileResult] = []
     sources = list(getattr(cfg.billing, "sources", None) or [])

@@ -18,6 +18,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from gpuspend.fmt import clean as clean_text
+
 # Every null spelling seen in real exports (FOCUS sample: NULL; spec examples: (null); Python dumps: None).
 NULL_MARKERS = ("", "NULL", "null", "(null)", "None", "none", "nan", "NaN")
 _NULLSET = pa.array(NULL_MARKERS, pa.string())
@@ -29,16 +31,7 @@ class BadValue(Exception):
 
     def __init__(self, row: int, column: str, value: str, expected: str) -> None:
         self.row, self.column, self.value, self.expected = row, column, value, expected
-        super().__init__(f"{column}: cannot read {safe_text(value)!r} as {expected}")
-
-
-_CTRL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def safe_text(value: Any, limit: int = 60) -> str:
-    """Outside text made safe for one terminal line: no control characters / escapes, bounded length."""
-    text = _CTRL.sub("?", str(value))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+        super().__init__(f"{column}: cannot read {clean_text(value, 60)!r} as {expected}")
 
 
 def clean(arr: pa.Array) -> pa.Array:

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from gpuspend.errors import ConfigError, DataError
+from gpuspend.fmt import clean
 from gpuspend.retry_after import parse_retry_after
 
 MAX_RETRY_AFTER_S = 60.0
@@ -53,7 +54,7 @@ class ProviderReading:
 
 def normalise_gpu_name(name: str | None) -> str | None:
     """Provider GPU names -> the pricing model key ('H100 (80 GB SXM5)' -> 'H100', 'RTX 4090' -> 'RTX-4090')."""
-    from gpuspend.collectors.sampler import normalise_model
+    from gpuspend.gpu_models import normalise_model
 
     if not name:
         return None
@@ -61,7 +62,11 @@ def normalise_gpu_name(name: str | None) -> str | None:
 
 
 def _clean(text: str, secret: str | None) -> str:
-    text = re.sub(r"[\x00-\x1f\x7f-\x9f]", " ", text).strip()
+    """An API answer as inert text (gpuspend.fmt.clean) with the API key redacted, before and after cleaning
+    (an escape sequence inside the key must not let it through)."""
+    if secret:
+        text = text.replace(secret, "[redacted]")
+    text = clean(text).strip()
     return text.replace(secret, "[redacted]") if secret else text
 
 

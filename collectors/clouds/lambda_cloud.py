@@ -2,7 +2,7 @@
 
 Lambda has no billing endpoint and no instance start time, so spend is metered locally: every poll records
 each instance's price and whether it is billed (booting, active, unhealthy), and cost is integrated over
-the polls (collectors.clouds.poll.metered_cost). Prices are integer US cents per instance-hour.
+the polls (gpuspend.costing.cloud_daily). Prices are integer US cents per instance-hour.
 """
 
 from __future__ import annotations

@@ -6,6 +6,10 @@ poll (the meter: Lambda has no billing API), and upsert one `gpus` row per remot
 `gpu_samples` row per poll (util where the API gives it, else NULL), so the dashboard and report list remote
 GPUs next to local ones. Vast.ai charges (its billing API) go to `cloud_charges`, replaced per month.
 
+The poll log is metered in one place, gpuspend.costing.cloud_daily (the same gap rule as GPU samples: a
+billed poll counts until the next one, or one poll interval after a gap of more than 3 intervals), which the
+dashboard, `--report` and /metrics all read.
+
 Costing joins a remote GPU to its price through the uuid: cloud_instances.price_per_hour / gpu_count for
 (provider, instance_id) = the first two parts of gpus.uuid.
 """
@@ -17,7 +21,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -26,6 +30,9 @@ from gpuspend.collectors.clouds.common import CloudClient, CloudError, ProviderR
 from gpuspend.collectors.clouds.task import configured
 from gpuspend.errors import GpuspendError
 from gpuspend.store import get_meta, set_meta, transaction
+
+if TYPE_CHECKING:
+    from gpuspend.config import Config
 
 PROVIDERS: dict[str, tuple[Callable[[CloudClient], ProviderReading], str]] = {
     "runpod": (runpod.fetch, "clouds.runpod.api_key (e.g. ${RUNPOD_API_KEY})"),
@@ -42,7 +49,7 @@ class PollResult:
     errors: list[str] = field(default_factory=list)
 
 
-def _client(name: str, cfg: Any, client: httpx.Client | None, backoff_s: float, timeout: float) -> CloudClient:
+def _client(name: str, cfg: Config, client: httpx.Client | None, backoff_s: float, timeout: float) -> CloudClient:
     section = cfg.clouds[name]
     url = section.get("url") or ""
     if name == "vast":
@@ -51,7 +58,7 @@ def _client(name: str, cfg: Any, client: httpx.Client | None, backoff_s: float, 
                        backoff_s=backoff_s, timeout=timeout)
 
 
-def poll_clouds(conn: sqlite3.Connection, cfg: Any, now_ms: int, *, client: httpx.Client | None = None,
+def poll_clouds(conn: sqlite3.Connection, cfg: Config, now_ms: int, *, client: httpx.Client | None = None,
                 backoff_s: float = 1.0, timeout: float = 15.0) -> PollResult:
     """Poll every configured provider; one failing provider does not stop the others. Errors are one line
     each (no API key in them) in the result; nothing is written for a provider that failed."""
@@ -76,7 +83,7 @@ def poll_clouds(conn: sqlite3.Connection, cfg: Any, now_ms: int, *, client: http
     return result
 
 
-def poll_task(conn: sqlite3.Connection, cfg: Any, now_ms: int) -> None:
+def poll_task(conn: sqlite3.Connection, cfg: Config, now_ms: int) -> None:
     """Collector periodic task: polls at most every clouds.interval; raises one line if a provider failed."""
     if not configured(cfg):
         return
@@ -182,27 +189,3 @@ def write_vast_charges(conn: sqlite3.Connection, charges: list[vast.Charge], rea
     set_meta(conn, "clouds.vast.charges_ms", str(now_ms))
     return len(charges)
 
-
-def metered_cost(conn: sqlite3.Connection, start_ms: int, end_ms: int, *, provider: str | None = None,
-                 max_gap_ms: int = 3 * 300_000) -> dict[str, float]:
-    """Spend integrated from the poll log, per currency: each billed poll counts until the next poll (at most
-    max_gap_ms: a longer silence is a gap, not money)."""
-    sql = ("SELECT s.provider, s.instance_id, s.ts, s.price_per_hour, s.running, COALESCE(i.currency, 'USD') "
-           "FROM cloud_spend s LEFT JOIN cloud_instances i ON i.provider = s.provider AND "
-           "i.instance_id = s.instance_id WHERE s.ts < ?")
-    args: list[Any] = [end_ms]
-    if provider:
-        sql += " AND s.provider = ?"
-        args.append(provider)
-    sql += " ORDER BY s.provider, s.instance_id, s.ts"
-    totals: dict[str, float] = {}
-    prev: tuple | None = None
-    for row in [*conn.execute(sql, args), None]:
-        if prev is not None and prev[4]:
-            same = row is not None and row[:2] == prev[:2]
-            until = min(row[2] if same else end_ms, prev[2] + max_gap_ms, end_ms)
-            span = until - max(prev[2], start_ms)
-            if span > 0:
-                totals[prev[5]] = totals.get(prev[5], 0.0) + prev[3] * span / 3_600_000
-        prev = row
-    return totals

@@ -5,11 +5,18 @@ from __future__ import annotations
 import importlib.util
 import signal
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from gpuspend.cli import common_options
 from gpuspend.errors import UsageError
+from gpuspend.options import Options
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from gpuspend.config import Config
 
 
 def _parse_listen(text: str) -> tuple[str, int]:
@@ -19,7 +26,7 @@ def _parse_listen(text: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-def _start_metrics(listen: str, db_path: Any, cfg: Any) -> Any:
+def _start_metrics(listen: str, db_path: Path, cfg: Config) -> Any:
     host, port = _parse_listen(listen)
     if importlib.util.find_spec("gpuspend.metrics") is None:
         raise UsageError("metrics export not available in this build", hint="run without --metrics")
@@ -32,21 +39,16 @@ def _start_metrics(listen: str, db_path: Any, cfg: Any) -> Any:
 @click.option("--interval", type=click.FloatRange(min=0.1), default=None,
               help="Seconds between samples (default: config `interval`, 2).")
 @click.option("--once", is_flag=True, help="Take one sample and exit.")
-@click.option("--demo", is_flag=True, help="Sample the simulated 8x H100 box instead of NVML.")
 @click.option("--metrics", "metrics_listen", default=None, metavar="HOST:PORT",
               help="Also serve Prometheus metrics here (e.g. 127.0.0.1:9840).")
-@click.option("--db", type=click.Path(dir_okay=False), default=None,
-              help="SQLite database (same as the root --db; env GPUSPEND_DB).")
+@common_options
 @click.pass_obj
-def collect(opts: Any, interval: float | None, once: bool, demo: bool, metrics_listen: str | None,
-            db: str | None) -> None:
-    """Sample every GPU into the database (daemon; --once for one sample)."""
+def collect(opts: Options, interval: float | None, once: bool, metrics_listen: str | None) -> None:
+    """Sample every GPU into the database (daemon; --once for one sample; --demo: the simulated box)."""
     from gpuspend.daemon import Collector
 
-    if db:
-        opts.db = db
     cfg = opts.load_config()
-    demo = demo or opts.demo
+    demo = opts.demo
     interval = interval or float(cfg.interval or 2.0)
     listen = metrics_listen or (cfg.metrics.listen if not once else None)
     if listen:

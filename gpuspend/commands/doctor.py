@@ -8,11 +8,16 @@ from __future__ import annotations
 import os
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
+from gpuspend.cli import common_options
 from gpuspend.errors import EXIT_USAGE, GpuspendError
+from gpuspend.options import Options
+
+if TYPE_CHECKING:
+    from gpuspend.config import Config
 
 OK, INFO, FAIL = "ok", "info", "FAIL"
 
@@ -21,7 +26,7 @@ def _line(status: str, check: str, text: str) -> None:
     click.echo(f"{status:<4}  {check:<10} {text}")
 
 
-def _gpus_from_source(opts: Any, cfg: Any) -> tuple[list[dict], bool]:
+def _gpus_from_source(opts: Options, cfg: Config) -> tuple[list[dict], bool]:
     """GPUs as NVML (or the simulator with --demo) sees them now; second value: source usable."""
     if opts.demo:
         from gpuspend.collectors.simulated import SimulatedSource
@@ -45,7 +50,7 @@ def _gpus_from_source(opts: Any, cfg: Any) -> tuple[list[dict], bool]:
                               f"{'s' if len(reading.gpus) != 1 else ''}")
         finally:
             src.close()
-    from gpuspend.collectors.sampler import normalise_model
+    from gpuspend.gpu_models import normalise_model
 
     return [{"uuid": g.uuid, "host": reading.host, "idx": g.index, "name": g.name,
              "model": normalise_model(g.name), "memory_total": g.memory_total, "power_limit": g.power_limit,
@@ -71,7 +76,7 @@ def _check_db(path: Path) -> tuple[sqlite3.Connection | None, bool]:
     return conn, True
 
 
-def _rate_line(cfg: Any, conn: sqlite3.Connection | None, gpu: dict) -> str:
+def _rate_line(cfg: Config, conn: sqlite3.Connection | None, gpu: dict) -> str:
     from gpuspend.pricing import resolve_rate
 
     if conn is not None:    # the stored row (with its id, for history-based sources) when we have one
@@ -85,14 +90,12 @@ def _rate_line(cfg: Any, conn: sqlite3.Connection | None, gpu: dict) -> str:
 
 
 @click.command()
-@click.option("--db", type=click.Path(dir_okay=False), default=None, help="SQLite database to check.")
+@common_options
 @click.pass_obj
-def doctor(opts: Any, db: str | None) -> None:
+def doctor(opts: Options) -> None:
     """Check NVML, the database, the config, the collector lease and each GPU's rate source."""
     from gpuspend import lease
 
-    if db:
-        opts.db = db
     failed = False
     try:
         cfg = opts.load_config()
@@ -132,7 +135,7 @@ def doctor(opts: Any, db: str | None) -> None:
         raise click.exceptions.Exit(EXIT_USAGE)
 
 
-def _defaults() -> Any:
-    from gpuspend.config import DEFAULTS, Config, _deep_copy, _sectionize
+def _defaults() -> Config:
+    from gpuspend.config import default_config
 
-    return Config(_sectionize(_deep_copy(DEFAULTS)), None)
+    return default_config()

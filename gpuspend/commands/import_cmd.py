@@ -7,7 +7,9 @@ from typing import Any
 
 import click
 
+from gpuspend.cli import common_options
 from gpuspend.errors import GpuspendError
+from gpuspend.options import Options
 
 FORMAT_CHOICES = ("focus", "aws-cur", "aws-cur2", "gcp", "azure")
 
@@ -20,10 +22,10 @@ FORMAT_CHOICES = ("focus", "aws-cur", "aws-cur2", "gcp", "azure")
 @click.option("--skip-bad-rows", is_flag=True, help="Import the readable rows and report the bad ones.")
 @click.option("--dataset", type=click.Choice(("actual", "amortized")), default=None,
               help="Azure: which cost dataset the files are (default: from the file name, else actual).")
-@click.option("--db", type=click.Path(dir_okay=False), default=None, help="SQLite database (same as the root --db).")
+@common_options
 @click.pass_obj
-def import_cmd(opts: Any, paths: tuple[str, ...], fmt: str | None, as_json: bool, skip_bad_rows: bool,
-               dataset: str | None, db: str | None) -> None:
+def import_cmd(opts: Options, paths: tuple[str, ...], fmt: str | None, as_json: bool, skip_bad_rows: bool,
+               dataset: str | None) -> None:
     """Import billing export files or export folders (CSV, CSV.gz, Parquet, JSONL); exit 3 on bad input."""
     try:
         from gpuspend.collectors.billing.importer import import_paths
@@ -32,8 +34,6 @@ def import_cmd(opts: Any, paths: tuple[str, ...], fmt: str | None, as_json: bool
                             hint="pip install pyarrow") from None
     from gpuspend.store import connect
 
-    if db:
-        opts.db = db
     cfg = opts.load_config()
     conn = connect(opts.db_path(cfg))
     try:
@@ -50,15 +50,15 @@ def import_cmd(opts: Any, paths: tuple[str, ...], fmt: str | None, as_json: bool
 def _line(r: Any) -> str:
     from time import gmtime, strftime
 
-    from gpuspend.collectors.billing.values import safe_text
+    from gpuspend.fmt import clean, money
 
     state = "unchanged, already imported" if r.unchanged else "imported"
-    text = f"{safe_text(r.path, 200)}: {r.format}, {r.rows} rows ({r.gpu_rows} GPU) {state}"
+    text = f"{clean(r.path, 200)}: {r.format}, {r.rows} rows ({r.gpu_rows} GPU) {state}"
     if r.skipped_rows:
         more = "…" if r.skipped_rows > len(r.bad_lines) else ""
         text += f"; skipped {r.skipped_rows} bad rows (lines {', '.join(map(str, r.bad_lines))}{more})"
     for p in r.periods:
-        cur = safe_text(p.currency or "?", 12)
-        text += (f"\n  period {strftime('%Y-%m', gmtime(p.start))} {cur}: billed {p.billed:,.2f}, "
-                 f"effective {p.effective:,.2f}, {p.rows} rows")
+        cur = clean(p.currency or "?", 12)
+        text += (f"\n  period {strftime('%Y-%m', gmtime(p.start))} {cur}: billed {money(p.billed, cur)}, "
+                 f"effective {money(p.effective, cur)}, {p.rows} rows")
     return text

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import click
+
+from gpuspend.cli import common_options
+from gpuspend.options import Options
 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--model", default=None, help="Only this GPU model (e.g. H100, A100-80GB).")
+@common_options
 @click.pass_obj
-def prices(opts: Any, as_json: bool, model: str | None) -> None:
+def prices(opts: Options, as_json: bool, model: str | None) -> None:
     """Price catalog ($/GPU-hour, dated) and the rate each local GPU resolves to."""
     from gpuspend import clock, pricing
     from gpuspend.costing import load_gpus
-    from gpuspend.report import clean
+    from gpuspend.fmt import clean
     from gpuspend.store import connect
 
     cfg = opts.load_config()

@@ -46,7 +46,7 @@ def test_idle_episode_opens_once_repeats_after_interval_and_resolves_once(conn, 
     # the resolved message carries the episode's final numbers, not the busy GPU's zeros
     payload = json.loads(conn.execute("SELECT payload FROM notifications WHERE event = 'resolved'").fetchone()[0])
     assert payload["dollars"] == pytest.approx(256 / 30, abs=0.01)
-    assert dict(map(tuple, payload["fields"]))["Idle for"] == "4h 16m"
+    assert dict(map(tuple, payload["fields"]))["Idle for"] == "4h16m"
     assert payload["ended_ms"] == T0 + 5 * HOUR_MS
 
 

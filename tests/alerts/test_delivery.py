@@ -56,7 +56,7 @@ def test_slack_message_is_readable_blocks(conn, tmp_path, httpserver):
               for b in msg["blocks"] if "fields" in b for f in b["fields"]}
     assert fields["GPU"] == "GPU 3 NVIDIA H100 80GB HBM3 on node-1"
     assert fields["Held by"].startswith("alice (jupyter-lab &lt;notebook&gt; &amp; ")   # Slack escaping
-    assert "<" not in fields["Held by"] and fields["Idle for"] == "1h 15m"
+    assert "<" not in fields["Held by"] and fields["Idle for"] == "1h15m"
     assert fields["Wasted so far"] == "$2.50"
     assert msg["text"].startswith("Alert: GPU 3")
     assert status(conn) == [("open", "sent", 1)]

@@ -51,7 +51,7 @@ def test_idle_episode_through_costing_gives_open_reminder_resolved(db_path, tmp_
     assert fields["GPU"].startswith("GPU 0 NVIDIA H100 80GB HBM3 on gpu-node-7")
     assert fields["Held by"].startswith("alice (python train.py")
     # the resolved message keeps the episode's final numbers: ~5 h idle at $2/h
-    assert fields["Idle for"] in ("4h 59m", "5h 00m")
+    assert fields["Idle for"] in ("4h59m", "5h00m")
     assert 9.9 <= float(fields["Wasted so far"].lstrip("$")) <= 10.0
     assert messages[2]["blocks"][-1]["elements"][0]["text"].startswith("gpuspend · idle · started 2026-11-15T06:00")
     conn.close()

@@ -36,7 +36,7 @@ def test_idle_episode_gives_one_message_one_reminder_and_one_resolved(db_path, t
     assert sent_at == [15, 15 + 240, 300]
     assert [m["text"].split(":")[0] for m in messages] == ["Alert", "Still open", "Resolved"]
     assert "held idle for 15m" in messages[0]["text"]
-    assert "held idle for 4h 15m" in messages[1]["text"]
+    assert "held idle for 4h15m" in messages[1]["text"]
     conn.close()
 
 

@@ -129,7 +129,7 @@ def test_escape_sequences_in_values_are_not_printed(cli, db_path: Path, tmp_path
     path = tmp_path / "esc.csv"
     path.write_text("\n".join([lines[0], lines[1].replace(",98.32,", ",\x1b[31m98,", 1), *lines[2:]]) + "\n")
     r = cli("--db", str(db_path), "import", str(path))
-    assert r.returncode == 3 and "\x1b" not in r.stderr and "?[31m98" in r.stderr
+    assert r.returncode == 3 and "\x1b" not in r.stderr and "cannot read '98' as" in r.stderr
 
 
 def test_format_override(cli, db_path: Path, tmp_path: Path) -> None:

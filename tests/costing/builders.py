@@ -9,7 +9,7 @@ from typing import Any
 
 from gpuspend.config import load_config
 from gpuspend.rollup import WATERMARK_KEY
-from gpuspend.store import connect, set_meta, transaction
+from gpuspend.store import bump_generation, connect, set_meta, transaction
 from tests.conftest import FIXED_NOW_S
 
 NOW_MS = FIXED_NOW_S * 1000               # 2026-11-15 12:00 UTC
@@ -77,6 +77,7 @@ def add_samples(conn: sqlite3.Connection, gpu_id: int, start_ms: int, end_ms: in
 def add_import(conn: sqlite3.Connection, *, period_start_s: int, period_end_s: int, coverage_end_s: int,
                source: str = "aws", fmt: str = "focus") -> int:
     with transaction(conn):
+        bump_generation(conn)
         return conn.execute(
             "INSERT INTO imports (path, sha256, format, source, account, billing_period_start, billing_period_end, "
             "rows, coverage_end, imported_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
@@ -89,6 +90,7 @@ def add_charge(conn: sqlite3.Connection, import_id: int, *, start_s: int, hours:
                resource_id: str | None = None, instance_type: str | None = None, is_gpu: bool = False,
                gpu_count: float | None = None, effective: float | None = None) -> None:
     with transaction(conn):
+        bump_generation(conn)
         conn.execute(
             "INSERT INTO charges (import_id, billing_period_start, billing_period_end, charge_period_start, "
             "charge_period_end, billed_cost, effective_cost, currency, service, sku, resource_id, instance_type, "

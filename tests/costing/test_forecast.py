@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from gpuspend import costing, forecast
+from gpuspend import budget, costing, forecast
 from tests.costing.builders import (
     HOUR,
     NOW_MS,
@@ -88,7 +88,7 @@ def test_mtd_projection_budget_and_currencies_apart(month_store, tmp_path):
     assert usd.low == pytest.approx(1908 - half, abs=1e-6) and usd.high == pytest.approx(1908 + half, abs=1e-6)
     assert usd.budget == 2000 and usd.budget_pct_actual == pytest.approx(58.2)
     assert usd.budget_pct_forecast == pytest.approx(95.4)
-    crossed = forecast.crossed_thresholds(cfg, usd)
+    crossed = [(c.threshold, c.basis) for c in budget.crossed(cfg, usd)]
     assert crossed == [(50.0, "actual"), (50.0, "forecast"), (80.0, "forecast")]
     # EUR is reported on its own: never added to USD, no budget, no metered part
     assert eur.mtd == pytest.approx(450) and eur.metered == 0 and eur.budget is None

@@ -163,7 +163,7 @@ def test_database_mode_serves_costing_snapshots_and_reports_failures(tmp_path, c
     bad = tmp_path / "not-a-db.sqlite"
     bad.write_bytes(b"this is not sqlite" * 100)
     cfg = default_config()
-    cfg.data["host"] = "gpu-box"
+    cfg.host = "gpu-box"
     ex = metrics.serve("127.0.0.1", 0, db_path=bad, cfg=cfg, refresh_s=0.1)
     try:
         deadline = time.monotonic() + 10

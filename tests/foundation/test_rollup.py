@@ -6,7 +6,8 @@ import pytest
 
 from gpuspend import rollup
 from gpuspend.collectors.reading import GpuReading, ProcReading, Reading
-from gpuspend.collectors.sampler import Sampler, normalise_model
+from gpuspend.collectors.sampler import Sampler
+from gpuspend.gpu_models import normalise_model
 from gpuspend.store import get_meta
 
 M0 = 1_794_744_000_000          # a minute boundary (2026-11-15 12:00 UTC)

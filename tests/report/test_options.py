@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gpuspend import report
+from gpuspend import fmt, report
+from gpuspend.alert_kinds import KINDS, parse_fail_on
 from gpuspend.errors import UsageError
 from tests.costing.builders import NOW_MS
 
@@ -20,21 +21,23 @@ def test_since_accepts_durations_dates_and_times():
 
 
 def test_fail_on_kinds():
-    assert report.parse_fail_on("") == set()
-    assert report.parse_fail_on("idle, Budget") == {"idle", "budget"}
-    assert report.parse_fail_on("all") == set(report.FAIL_KINDS)
+    assert parse_fail_on("") == set()
+    assert parse_fail_on("idle, Budget") == {"idle", "budget"}
+    assert parse_fail_on("all") == set(KINDS)
     with pytest.raises(UsageError, match="'idel'"):
-        report.parse_fail_on("idel")
+        parse_fail_on("idel")
 
 
 def test_clean_and_markdown_escape():
-    assert report.clean("a\x1b[2Jb\u202ec\nd") == "a?[2Jb?c?d"
-    assert report.clean("x" * 10, 5) == "xxxx~"
+    # the report writes outside text with gpuspend.fmt.clean, like every surface
+    assert fmt.clean("a\x1b[2Jb\u202ec\nd") == "ab?c d"
+    assert fmt.clean("x" * 10, 5) == "xxxx…"
+    assert fmt.clean("x" * 10, 5, ascii=True) == "xx..."
     assert report._md("a|b*c_[d](e)") == "a\\|b\\*c\\_\\[d\\](e)"
 
 
 def test_money_and_durations():
-    assert report.money(1234.5, "USD") == "$1,234.50"
-    assert report.money(12.0, "EUR") == "12.00 EUR"
-    assert report.money(None, "USD") == "n/a"
-    assert [report.dur(s) for s in (45, 900, 7500, 200000)] == ["45s", "15m", "2h05m", "2d7h"]
+    assert fmt.money(1234.5, "USD") == "$1,234.50"
+    assert fmt.money(12.0, "EUR") == "12.00 EUR"
+    assert fmt.money(None, "USD") == "no rate"
+    assert [fmt.duration(s) for s in (45, 900, 7500, 200000)] == ["45s", "15m", "2h05m", "2d07h"]

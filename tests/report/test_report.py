@@ -228,7 +228,7 @@ def test_outside_text_is_inert(tmp_path):
     md = report(db, "--no-sample", "--config", str(cfg), "--format", "markdown").stdout
     assert "mallory\\|x" in md and "\\`rm\\`" in md and "\x1b" not in md
     doc = json.loads(report(db, "--no-sample", "--config", str(cfg), "--format", "json").stdout)
-    assert doc["top"]["processes"][0]["command"].startswith("?[31mred")
+    assert doc["top"]["processes"][0]["command"].startswith("red [bold]boom[/bold]")   # the escape removed whole
 
 
 def test_month_option_reports_that_month(demo_db):

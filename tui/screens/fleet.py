@@ -13,7 +13,8 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from gpuspend.fleet import IDLE_HEADER, NODE_HEADER, FleetView, banner, idle_rows, money, node_rows, plural
+from gpuspend.fleet import IDLE_HEADER, NODE_HEADER, FleetView, banner, idle_rows, node_rows
+from gpuspend.fmt import count, money
 
 NODE_KEYS = ("node", "source", "gpus", "idle", "cost", "burn", "waste", "mtd", "projection")
 IDLE_KEYS = ("node", "gpu", "model", "state", "idle_for", "cost", "waste")
@@ -68,12 +69,12 @@ class FleetScreen(Screen):
             self._banner(text)
         else:
             self.query_one("#banner", Static).remove_class("shown")
-        parts = [f"{plural(len(view.nodes), 'node')}, {plural(view.gpu_count, 'GPU')}, {view.idle_count} idle"]
+        parts = [f"{count(len(view.nodes), 'node')}, {count(view.gpu_count, 'GPU')}, {view.idle_count} idle"]
         for cur, t in sorted(view.totals().items()):
             parts.append(f"{money(t['cost_per_hour'], cur)}/h, idle burn {money(t['waste_per_hour'], cur)}/h, "
                          f"waste today {money(t['waste_today'], cur)}, month projected {money(t['projection'], cur)}")
         if view.unpriced:
-            parts.append(f"{plural(view.unpriced, 'GPU')} with no rate (in no total)")
+            parts.append(f"{count(view.unpriced, 'GPU')} with no rate (in no total)")
         if view.missing:
             parts.append("not reporting: " + ", ".join(view.missing))
         self.query_one("#summary", Static).update(Text("  |  ".join(parts)))

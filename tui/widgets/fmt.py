@@ -1,59 +1,28 @@
-"""Pure formatting for the dashboard: money, durations, bars, and making outside text safe to show.
+"""Dashboard formatting: bars, state labels, and outside text as inert `rich.text.Text`.
 
-Everything returns plain `str` or `rich.text.Text` built with `Text(...)` (never `Text.from_markup`), so a
-process called "[red]x" is shown as those five characters.
+Money, durations, sizes and text cleaning are gpuspend.fmt's (the one spelling every surface shares); the
+dashboard only asks for the compact money form. Everything returns plain `str` or `rich.text.Text` built with
+`Text(...)` (never `Text.from_markup`), so a process called "[red]x" is shown as those five characters.
 """
 
 from __future__ import annotations
 
-import re
-
 from rich.text import Text
 
-# CSI / OSC / other ESC sequences, then any remaining C0/C1 control character except tab.
-_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]|[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+from gpuspend import fmt
+from gpuspend.fmt import clean, duration, size
 
-CURRENCY_SIGNS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
-
-
-def clean(text: object) -> str:
-    """Outside text (process names, commands, users, billing descriptions) as one printable line."""
-    return _ESCAPES.sub("", str(text)).replace("\t", " ")
+__all__ = ["bar", "clean", "duration", "money", "plain", "size", "state"]
 
 
 def plain(text: object, style: str = "") -> Text:
-    """A Text that is never parsed for markup."""
+    """Outside text as a Text that is never parsed for markup, cleaned by gpuspend.fmt.clean."""
     return Text(clean(text), style=style, no_wrap=True, overflow="ellipsis")
 
 
 def money(amount: float | None, currency: str = "USD", *, decimals: int | None = None) -> str:
-    if amount is None:
-        return "no rate"
-    sign = CURRENCY_SIGNS.get(currency)
-    if decimals is None:
-        decimals = 2 if abs(amount) < 10_000 else 0
-    body = f"{abs(amount):,.{decimals}f}"
-    neg = "-" if amount < 0 else ""
-    return f"{neg}{sign}{body}" if sign else f"{neg}{body} {currency}"
-
-
-def duration(seconds: float) -> str:
-    """Compact: 45s, 12m, 3h05m, 2d04h."""
-    s = int(max(seconds, 0))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m"
-    if s < 86400:
-        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
-    return f"{s // 86400}d{(s % 86400) // 3600:02d}h"
-
-
-def size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    gib = n / 2**30
-    return f"{gib:.1f}G" if gib < 100 else f"{gib:.0f}G"
+    """gpuspend.fmt.money in its compact form (no cents from 10,000 up)."""
+    return fmt.money(amount, currency, decimals=decimals, compact=True)
 
 
 _EIGHTHS = " ▏▎▍▌▋▊▉█"

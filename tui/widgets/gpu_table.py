@@ -13,7 +13,7 @@ from gpuspend.tui.widgets.keyed_table import LaidOutTable
 
 def gpu_cells(g: GpuNow, currency: str, *, ascii_only: bool = False, bar_width: int = 8) -> list[Any]:
     mem_pct = (100.0 * g.mem_used / g.mem_total) if (g.mem_used is not None and g.mem_total) else None
-    rate = money(g.cost_per_hour, g.rate.currency) if g.cost_per_hour is not None else "no rate"
+    rate = money(g.cost_per_hour, g.rate.currency)         # None: "no rate", the one unknown-money word
     idle = duration(g.idle_for_s) if g.idle_for_s > 0 else ""
     waste = money(g.episode_waste, currency) if g.episode_open else ""
     return [

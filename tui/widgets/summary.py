@@ -6,28 +6,24 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import Static
 
+from gpuspend import budget
 from gpuspend.snapshot import MonthView, Snapshot
 from gpuspend.tui.widgets.fmt import clean, money
 
+LEVEL_STYLES = {budget.OK: "#5fd75f", budget.WARNING: "#ffd75f", budget.ERROR: "bold #ff5f5f"}
+
 
 def budget_style(pct: float | None, thresholds: tuple[float, ...]) -> str:
-    """Green under the first threshold, yellow past it, red past the last one."""
-    if pct is None or not thresholds:
-        return ""
-    ts = sorted(thresholds)
-    if pct >= ts[-1]:
-        return "bold #ff5f5f"
-    if pct >= ts[0]:
-        return "#ffd75f"
-    return "#5fd75f"
+    """The colour of gpuspend.budget.level: green under the first configured threshold, yellow at or past it,
+    red at or past the last one; no colour when unknown."""
+    return LEVEL_STYLES.get(budget.level(pct, thresholds) or "", "")
 
 
 def _month(snap: Snapshot) -> MonthView | None:
     return next((m for m in snap.months if m.currency == snap.currency), snap.months[0] if snap.months else None)
 
 
-def summary_text(snap: Snapshot, thresholds: tuple[float, ...] = (50.0, 80.0, 100.0), *,
-                 compact: bool = False) -> Text:
+def summary_text(snap: Snapshot, thresholds: tuple[float, ...] = (), *, compact: bool = False) -> Text:
     """One line at 120 columns; `compact` (80 columns) drops the interval and shortens labels."""
     cur = snap.currency
     t = Text(no_wrap=False)
@@ -84,8 +80,13 @@ class SummaryBar(Static):
 
     DEFAULT_CSS = "SummaryBar { height: auto; max-height: 3; padding: 0 1; }"
 
-    thresholds: reactive[tuple[float, ...]] = reactive((50.0, 80.0, 100.0))
+    thresholds: reactive[tuple[float, ...]] = reactive(())     # budget.thresholds of the app's config
     _last: Text | None = None
+
+    def on_mount(self) -> None:
+        cfg = getattr(self.app, "cfg", None)
+        if cfg is not None:
+            self.thresholds = budget.thresholds(cfg)
 
     def show(self, snap: Snapshot, collector: str, *, compact: bool = False) -> None:
         text = summary_text(snap, self.thresholds, compact=compact)

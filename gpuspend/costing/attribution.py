@@ -1,0 +1,80 @@
+"""Attribution: a GPU's cost per interval split among its processes (DESIGN.md "Attribution")."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import defaultdict
+from typing import Any
+
+from gpuspend.costing.common import Spend, money
+from gpuspend.costing.store_read import final_process_sums, raw_segments, watermark
+from gpuspend.rollup import cloud_interval, collector_interval, share_weights
+from gpuspend.snapshot import Rate
+
+
+def attribution(conn: sqlite3.Connection, cfg: Any, rates: dict[int, Rate], lo_ms: int, hi_ms: int,
+                now_ms: int) -> list[Spend]:
+    """Cost and idle cost per process over [lo, hi), biggest first. Older time from process_minutes,
+    the raw tail split by the rule the rollup writes them with (rollup.share_weights: SM share, else memory
+    share, else equally)."""
+    wm = watermark(conn)
+    acc: dict[tuple[int, int], list[float]] = defaultdict(lambda: [0.0, 0.0])   # (proc, gpu) -> share, idle
+    if lo_ms < wm:
+        for proc, gid, share, idle in final_process_sums(conn, lo_ms, min(hi_ms, wm)):
+            a = acc[(proc, gid)]
+            a[0] += share or 0.0
+            a[1] += idle or 0.0
+    if hi_ms > wm:
+        lo = max(lo_ms, wm)
+        procs: dict[tuple[int, int], list[tuple[int, int | None, float | None]]] = defaultdict(list)
+        for gid, ts, proc, mem, sm in conn.execute(
+                "SELECT gpu_id, ts, proc_id, used_memory, sm_util FROM process_samples WHERE ts >= ? AND ts < ?",
+                (lo, hi_ms)):
+            procs[(gid, ts)].append((proc, mem, sm))
+        if procs:
+            interval = collector_interval(conn, cfg.interval)
+            for gid, segs in raw_segments(conn, lo, hi_ms, interval, cfg.idle.util_pct, now_ms,
+                                          remote_interval_s=cloud_interval(cfg)).items():
+                for start, cov, _busy, held, free in segs:
+                    plist = procs.get((gid, start))
+                    if not plist:
+                        continue
+                    for proc, w, _mem in share_weights(plist):
+                        a = acc[(proc, gid)]
+                        a[0] += cov * w
+                        a[1] += (held + free) * w
+    if not acc:
+        return []
+    ids = sorted({p for p, _g in acc})
+    info: dict[int, tuple[int, str, str]] = {}
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        marks = ",".join("?" * len(chunk))
+        for pid_row in conn.execute(f"SELECT id, pid, user, command FROM processes WHERE id IN ({marks})", chunk):
+            info[pid_row[0]] = (pid_row[1], pid_row[2] or "?", pid_row[3] or "")
+    # One line per process as a user knows it (pid, user, command): a process row recorded twice (history
+    # and live sampler) or spread over several GPUs is still one process.
+    per_proc: dict[tuple[int, str, str, str], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+    for (proc, gid), (share, idle) in acc.items():
+        rate = rates.get(gid)
+        if rate is None or rate.per_gpu_hour is None:
+            continue
+        pid, user, command = info.get(proc, (0, "?", ""))
+        m = per_proc[(pid, user, command, rate.currency)]
+        m[0] += money(rate, share)
+        m[1] += money(rate, idle)
+        m[2] = max(m[2], proc)
+    out = [Spend(int(v[2]), pid, user, command, cost=v[0], idle_cost=v[1], currency=cur)
+           for (pid, user, command, cur), v in per_proc.items()]
+    out.sort(key=lambda s: (-s.cost, s.pid))
+    return out
+
+
+def by_user(spends: list[Spend]) -> list[tuple[str, str, float, float]]:
+    """[(user, currency, cost, idle cost)] biggest first."""
+    acc: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for s in spends:
+        a = acc[(s.user, s.currency)]
+        a[0] += s.cost
+        a[1] += s.idle_cost
+    return sorted(((u, c, v[0], v[1]) for (u, c), v in acc.items()), key=lambda r: (-r[2], r[0]))

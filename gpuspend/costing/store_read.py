@@ -1,0 +1,310 @@
+"""Reading the store: GPUs, rates, the rollup watermark, and time as *segments*.
+
+A segment is a per-minute rollup row (older than the rollup watermark) or one raw sample (newer), each with
+seconds covered / busy / held-idle / free-idle. Rollups cover months cheaply; raw samples give the live tail at
+sample precision; the watermark keeps the two from ever counting the same second twice. A gap longer than 3
+intervals is a gap, not money (gpuspend.idle.covered_ms: the rollup and `raw_segments` both stop covering after
+one interval). Values read from final rollup rows or once per database state go through the read cache
+(context.py).
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import sqlite3
+from collections import defaultdict
+from typing import Any
+
+from gpuspend import forecast, pricing
+from gpuspend.costing.common import DAY_MS, day_start
+from gpuspend.costing.context import cache_for
+from gpuspend.idle import covered_ms, sample_state
+from gpuspend.rollup import WATERMARK_KEY, cloud_interval, collector_interval, remote_gpu_ids
+from gpuspend.snapshot import AlertView, Rate
+from gpuspend.store import get_meta
+
+
+def load_gpus(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    cur = conn.execute("SELECT id, uuid, host, idx, name, model, memory_total, power_limit, parent_id, source, "
+                       "first_seen, last_seen, lost_at FROM gpus ORDER BY host, idx, uuid")
+    cols = [c[0] for c in cur.description]
+    return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+
+
+def watermark(conn: sqlite3.Connection) -> int:
+    """Rollup rows are final before this; raw samples are read from it on."""
+    wm = get_meta(conn, WATERMARK_KEY)
+    if wm is not None:
+        return int(wm)
+    row = conn.execute("SELECT MIN(ts) FROM gpu_samples").fetchone()
+    return row[0] // 60_000 * 60_000 if row and row[0] is not None else 0
+
+
+def resolve_rates(conn: sqlite3.Connection, cfg: Any, gpus: list[dict[str, Any]],
+                  now_ms: int | None = None, **kw: Any) -> dict[int, Rate]:
+    """Rate per gpu id, from pricing.resolve_rate (which also decides a MIG slice's rate: pricing.mig_slice_rate)."""
+    return {g["id"]: pricing.resolve_rate(cfg, conn, g, now_ms=now_ms, **kw) for g in gpus}
+
+
+def raw_segments(conn: sqlite3.Connection, lo_ms: int, hi_ms: int, interval_s: float, idle_pct: float,
+                 now_ms: int, gpu_id: int | None = None, remote_interval_s: float | None = None
+                 ) -> dict[int, list[tuple[int, float, float, float, float]]]:
+    """{gpu_id: [(start_ms, covered_s, busy_s, held_s, free_s)]} from raw samples in [lo, hi), one per
+    sample, each covering up to the next sample (one interval after a gap or at the end). GPU-cloud GPUs
+    are sampled once per cloud poll: `remote_interval_s` is their interval (gap rule and last sample).
+
+    The tail after the rollup watermark is read once per state of the database (the read context's cache)
+    and sliced for each caller: a snapshot asks for it a dozen times."""
+    wm = watermark(conn)
+    if lo_ms < wm or hi_ms > now_ms + 1:
+        return _raw_segments(conn, lo_ms, hi_ms, interval_s, idle_pct, now_ms, gpu_id, remote_interval_s)
+    tail = cache_for(conn).get(
+        "tail", (wm, interval_s, idle_pct, now_ms, remote_interval_s),
+        lambda: _raw_segments(conn, wm, now_ms + 1, interval_s, idle_pct, now_ms, None, remote_interval_s), size=4)
+    out: dict[int, list[tuple[int, float, float, float, float]]] = {}
+    for gid, segs in tail.items():
+        if gpu_id is not None and gid != gpu_id:
+            continue
+        i = bisect.bisect_left(segs, (lo_ms,))
+        j = bisect.bisect_left(segs, (hi_ms,))
+        if i < j:
+            out[gid] = segs[i:j]
+    return out
+
+
+def _raw_segments(conn: sqlite3.Connection, lo_ms: int, hi_ms: int, interval_s: float, idle_pct: float,
+                  now_ms: int, gpu_id: int | None = None, remote_interval_s: float | None = None
+                  ) -> dict[int, list[tuple[int, float, float, float, float]]]:
+    local_ms = max(1, int(interval_s * 1000))
+    remote_ms = max(1, int(remote_interval_s * 1000)) if remote_interval_s else local_ms
+    remote = remote_gpu_ids(conn) if remote_ms != local_ms else frozenset()
+    holders: set[tuple[int, int]] = set()
+    only = "" if gpu_id is None else " AND gpu_id = ?"
+    args: tuple = (lo_ms, hi_ms) if gpu_id is None else (lo_ms, hi_ms, gpu_id)
+    for gid, ts in conn.execute(
+            "SELECT DISTINCT gpu_id, ts FROM process_samples WHERE ts >= ? AND ts < ? "
+            "AND (used_memory IS NULL OR used_memory > 0)" + only, args):
+        holders.add((gid, ts))
+    rows = conn.execute("SELECT gpu_id, ts, util FROM gpu_samples WHERE ts >= ? AND ts < ?" + only +
+                        " ORDER BY gpu_id, ts", args).fetchall()
+    out: dict[int, list[tuple[int, float, float, float, float]]] = defaultdict(list)
+    for i, (gid, ts, util) in enumerate(rows):
+        interval_ms = remote_ms if gid in remote else local_ms
+        nxt = rows[i + 1] if i + 1 < len(rows) and rows[i + 1][0] == gid else None
+        if nxt is not None:
+            dt = nxt[1] - ts
+            covered = covered_ms(dt, interval_ms)
+        else:
+            covered = max(0, min(now_ms - ts, interval_ms))
+        sec = covered / 1000.0
+        state = sample_state(util, (gid, ts) in holders, idle_pct)
+        out[gid].append((ts, sec, sec if state == "busy" else 0.0, sec if state == "held-idle" else 0.0,
+                         sec if state == "free-idle" else 0.0))
+    return out
+
+
+def segments(conn: sqlite3.Connection, cfg: Any, lo_ms: int, hi_ms: int, now_ms: int,
+             wm: int | None = None, gpu_id: int | None = None
+             ) -> dict[int, list[tuple[int, float, float, float, float]]]:
+    """Rollup minutes before the watermark + raw samples after it, ordered, per GPU (or just `gpu_id`)."""
+    wm = watermark(conn) if wm is None else wm
+    out: dict[int, list[tuple[int, float, float, float, float]]] = defaultdict(list)
+    if lo_ms < wm:
+        q = ("SELECT gpu_id, minute, covered_s, busy_s, held_idle_s, free_idle_s FROM gpu_minutes "
+             "WHERE minute >= ? AND minute < ?")
+        args: tuple = (lo_ms, min(hi_ms, wm))
+        if gpu_id is not None:
+            q, args = q + " AND gpu_id = ?", (*args, gpu_id)
+        for gid, minute, cov, busy, held, free in conn.execute(q + " ORDER BY gpu_id, minute", args):
+            out[gid].append((minute, cov, busy, held, free))
+    if hi_ms > wm:
+        interval = collector_interval(conn, cfg.interval)
+        for gid, segs in raw_segments(conn, max(lo_ms, wm), hi_ms, interval, cfg.idle.util_pct, now_ms,
+                                      gpu_id, cloud_interval(cfg)).items():
+            out[gid].extend(segs)
+    return out
+
+
+def minute_sums(conn: sqlite3.Connection, lo_ms: int, hi_ms: int, bucket_ms: int | None) -> list[tuple]:
+    """[(gpu_id, bucket, covered_s, busy_s, idle_s)] from gpu_minutes in [lo, hi). One primary-key range
+    scan per GPU: rows are stored by (gpu_id, minute), so this reads them in order, where the minute index
+    would cost a random lookup per row (about twice slower on a year of rollups)."""
+    group = f"minute / {int(bucket_ms)}" if bucket_ms else "0"     # our own integer, never outside text
+    q = (f"SELECT gpu_id, {group} AS b, SUM(covered_s), SUM(busy_s), SUM(held_idle_s + free_idle_s) "
+         "FROM gpu_minutes WHERE gpu_id = ? AND minute >= ? AND minute < ? GROUP BY b")
+    out: list[tuple] = []
+    for (gid,) in conn.execute("SELECT id FROM gpus ORDER BY id").fetchall():
+        out.extend(conn.execute(q, (gid, lo_ms, hi_ms)).fetchall())
+    return out
+
+
+def _final_key(conn: sqlite3.Connection, table: str, lo_ms: int, hi_ms: int) -> tuple:
+    """The rows of `table` (gpu_minutes / process_minutes) in [lo, hi), hi <= the rollup watermark, named by
+    their first and last minute (two index lookups). Behind the watermark rows are final and only ever added
+    after it, so equal keys mean equal rows; a window sliding by the second changes key once a minute."""
+    args = (lo_ms, hi_ms)
+    first = conn.execute(f"SELECT MIN(minute) FROM {table} WHERE minute >= ? AND minute < ?", args).fetchone()[0]
+    last = conn.execute(f"SELECT MAX(minute) FROM {table} WHERE minute >= ? AND minute < ?", args).fetchone()[0]
+    return (table, first, last)                   # table: our own identifier, never outside text
+
+
+def _final_minute_sums(conn: sqlite3.Connection, lo_ms: int, hi_ms: int, bucket_ms: int | None) -> list[tuple]:
+    """minute_sums over rollup minutes behind the watermark (hi <= watermark), a durable cache entry: the same
+    result, read again only when the window takes in another minute or the watermark moves."""
+    gids = tuple(r[0] for r in conn.execute("SELECT id FROM gpus ORDER BY id"))
+    key = (*_final_key(conn, "gpu_minutes", lo_ms, hi_ms), bucket_ms, gids)
+    return cache_for(conn).get("minute_sums", key, lambda: minute_sums(conn, lo_ms, hi_ms, bucket_ms), durable=True)
+
+
+def covered_totals(conn: sqlite3.Connection, cfg: Any, lo_ms: int, hi_ms: int, now_ms: int,
+                   bucket_ms: int | None = None) -> dict[tuple[int, int], list[float]]:
+    """{(gpu_id, bucket start): [covered_s, busy_s, idle_s]} over [lo, hi): sums done by SQLite on the
+    rollups, raw tail added in Python. bucket_ms None: one bucket (0) for the whole range."""
+    wm = watermark(conn)
+    out: dict[tuple[int, int], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+    if lo_ms >= hi_ms:
+        return out
+    if lo_ms < wm:
+        for gid, b, cov, busy, idle in _final_minute_sums(conn, lo_ms, min(hi_ms, wm), bucket_ms):
+            acc = out[(gid, b * bucket_ms if bucket_ms else 0)]
+            acc[0] += cov
+            acc[1] += busy
+            acc[2] += idle
+    if hi_ms > wm:
+        interval = collector_interval(conn, cfg.interval)
+        for gid, segs in raw_segments(conn, max(lo_ms, wm), hi_ms, interval, cfg.idle.util_pct, now_ms,
+                                      remote_interval_s=cloud_interval(cfg)).items():
+            for start, cov, busy, held, free in segs:
+                acc = out[(gid, start // bucket_ms * bucket_ms if bucket_ms else 0)]
+                acc[0] += cov
+                acc[1] += busy
+                acc[2] += held + free
+    return out
+
+
+def covered_by_day(conn: sqlite3.Connection, cfg: Any, lo_ms: int, hi_ms: int, now_ms: int
+                   ) -> dict[tuple[int, str], list[float]]:
+    """{(gpu_id, day): [covered_s, busy_s, idle_s]} over [lo, hi). Whole days before today and behind the
+    rollup watermark are final, so they are cached per day (durable entries of the read cache): calling this
+    every second, or for overlapping ranges, costs one query for the days not seen yet."""
+    wm = watermark(conn)
+    today0 = day_start(now_ms)
+    out: dict[tuple[int, str], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+    past_hi = min(hi_ms, today0, wm)
+    recent_lo = max(lo_ms, past_hi)
+    if lo_ms < past_hi:
+        first_full = -(-lo_ms // DAY_MS) * DAY_MS
+        last_full = past_hi // DAY_MS * DAY_MS
+        if first_full >= last_full:          # no whole day inside: a plain range
+            recent_lo = lo_ms
+        else:
+            parts = [(lo_ms, first_full)] if lo_ms < first_full else []
+            if last_full < past_hi:
+                parts.append((last_full, past_hi))
+            cache = cache_for(conn)
+            cache.seen_watermark(wm)
+            days = range(first_full, last_full, DAY_MS)
+            have = {d: hit for d in days if (hit := cache.peek("day_sums", d, durable=True)) is not None}
+            missing = [d for d in days if d not in have]
+            if missing:
+                fresh: dict[int, dict[int, list[float]]] = {d: {} for d in missing}
+                for gid, d, cov, busy, idle in minute_sums(conn, missing[0], missing[-1] + DAY_MS, DAY_MS):
+                    if d * DAY_MS in fresh:
+                        fresh[d * DAY_MS][gid] = [cov, busy, idle]
+                for d, per_gpu in fresh.items():
+                    have[d] = cache.get("day_sums", d, lambda per_gpu=per_gpu: per_gpu, durable=True, size=4096)
+            for d in days:
+                name = forecast.day_key(d)
+                for gid, vals in have[d].items():
+                    out[(gid, name)] = list(vals)
+            for a, b in parts:
+                for (gid, d), vals in covered_totals(conn, cfg, a, b, now_ms, DAY_MS).items():
+                    acc = out[(gid, forecast.day_key(d))]
+                    for i, v in enumerate(vals):
+                        acc[i] += v
+    for (gid, d), vals in covered_totals(conn, cfg, recent_lo, hi_ms, now_ms, DAY_MS).items():
+        acc = out[(gid, forecast.day_key(d))]
+        for i, v in enumerate(vals):
+            acc[i] += v
+    return out
+
+
+def final_process_sums(conn: sqlite3.Connection, lo_ms: int, hi_ms: int) -> list[tuple]:
+    """[(proc_id, gpu_id, share_s, idle_share_s)] over process_minutes in [lo, hi), hi <= watermark (final,
+    so a durable cache entry like _final_minute_sums)."""
+    def read() -> list[tuple]:
+        return conn.execute("SELECT proc_id, gpu_id, SUM(share_s), SUM(idle_share_s) FROM process_minutes "
+                            "WHERE minute >= ? AND minute < ? GROUP BY proc_id, gpu_id", (lo_ms, hi_ms)).fetchall()
+
+    key = _final_key(conn, "process_minutes", lo_ms, hi_ms)
+    return cache_for(conn).get("process_sums", key, read, durable=True)
+
+
+def first_data_ms(conn: sqlite3.Connection) -> int | None:
+    """When this database starts knowing about money: the first sample, rollup minute, billed charge or cloud
+    poll (indexed MINs but the last, on a small table)."""
+    row = conn.execute(
+        "SELECT (SELECT MIN(ts) FROM gpu_samples), (SELECT MIN(minute) FROM gpu_minutes), "
+        "(SELECT MIN(charge_period_start) * 1000 FROM charges), (SELECT MIN(ts) FROM cloud_spend)").fetchone()
+    found = [int(v) for v in row if v is not None]
+    return min(found) if found else None
+
+
+def local_rates(conn: sqlite3.Connection, rates: dict[int, Rate]) -> dict[int, Rate]:
+    """The rates to meter GPU time with: GPU-cloud GPUs are left out, their money comes from the provider's
+    own meter (cloud_daily), so a remote GPU is never counted twice."""
+    remote = remote_gpu_ids(conn)
+    return {gid: r for gid, r in rates.items() if gid not in remote}
+
+
+def latest_samples(conn: sqlite3.Connection) -> dict[int, tuple]:
+    """Newest sample per GPU: {gpu_id: (ts, util, mem_used, power, temperature)}."""
+    out: dict[int, tuple] = {}
+    # gpu_samples is keyed (ts, gpu_id) and the sampler keeps gpus.last_seen = the GPU's newest sample ts,
+    # so this is a point lookup per GPU; the bounded fallback covers rows whose last_seen is not a sample.
+    for gid, last in conn.execute("SELECT id, last_seen FROM gpus").fetchall():
+        row = conn.execute("SELECT ts, util, mem_used, power, temperature FROM gpu_samples WHERE ts = ? "
+                           "AND gpu_id = ?", (last, gid)).fetchone()
+        if row is None and last is not None:
+            row = conn.execute("SELECT ts, util, mem_used, power, temperature FROM gpu_samples WHERE ts <= ? "
+                               "AND ts >= ? AND gpu_id = ? ORDER BY ts DESC LIMIT 1",
+                               (last, last - 3600_000, gid)).fetchone()
+        if row:
+            out[gid] = row
+    return out
+
+
+def current_procs(conn: sqlite3.Connection, latest: dict[int, tuple]) -> dict[int, list[tuple]]:
+    out: dict[int, list[tuple]] = {}
+    for gid, row in latest.items():
+        out[gid] = conn.execute(
+            "SELECT ps.proc_id, p.pid, p.user, p.command, ps.used_memory, ps.sm_util FROM process_samples ps "
+            "JOIN processes p ON p.id = ps.proc_id WHERE ps.gpu_id = ? AND ps.ts = ? ORDER BY p.pid",
+            (gid, row[0])).fetchall()
+    return out
+
+
+def open_alerts(conn: sqlite3.Connection) -> tuple[AlertView, ...]:
+    out = []
+    for kind, subject, state, started, dollars, details in conn.execute(
+            "SELECT kind, subject, state, started, dollars, details FROM alerts WHERE state = 'open' "
+            "ORDER BY started"):
+        msg = ""
+        if details:
+            try:
+                d = json.loads(details)
+                msg = str(d.get("message", "")) if isinstance(d, dict) else ""
+            except ValueError:
+                msg = ""
+        out.append(AlertView(kind, subject, state, started, dollars, msg or f"{kind} {subject}"))
+    return tuple(out)
+
+
+def collector_holder(conn: sqlite3.Connection, now_ms: int) -> str:
+    from gpuspend import lease
+
+    info = lease.holder(conn, now_ms)
+    if info is None:
+        return "none"
+    return f"{info.describe()}{' (stale)' if info.stale else ''}"

@@ -1,0 +1,138 @@
+"""How gpuspend writes things: money, rates, durations, counts, sizes, and outside text.
+
+The one home for these spellings. The dashboard, `--report`, notifications, the fleet view, `gpuspend prices`
+and the collectors' error messages all call these functions, so 3,900 s of idle is `1h05m` everywhere and unknown
+money is `no rate` everywhere. A surface may ask for a shorter form (`compact=True`), never spell its own.
+
+Pure standard library: no textual, no rich (the report and the collectors import this).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+NO_RATE = "no rate"          # unknown money: no rate, unknown state, not a number; never "$0", never "n/a"
+UNKNOWN = "unknown"          # an unknown duration
+ELLIPSIS = "…"
+ASCII_ELLIPSIS = "..."       # --ascii and the cron report
+
+# -- money ---------------------------------------------------------------------------------------------------
+
+
+def _finite(amount: Any) -> float | None:
+    if amount is None:
+        return None
+    try:
+        v = float(amount)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def money(amount: float | None, currency: str | None = "USD", *, decimals: int | None = None,
+          compact: bool = False) -> str:
+    """`$1,234.56` for USD, `1,234.56 EUR` for any other currency; None, NaN and infinities are `no rate`.
+
+    Always fixed-point with thousands separators (never `1e+04`). `compact` (the dashboard) drops the cents
+    from 10,000 up; `decimals` fixes the number of decimals.
+    """
+    v = _finite(amount)
+    if v is None:
+        return NO_RATE
+    if decimals is None:
+        decimals = 0 if compact and abs(v) >= 10_000 else 2
+    body = f"{abs(v):,.{decimals}f}"
+    neg = "-" if v < 0 and any(c in "123456789" for c in body) else ""
+    cur = currency or "USD"
+    return f"{neg}${body}" if cur == "USD" else f"{neg}{body} {cur}"
+
+
+def rate(amount: float | None, currency: str | None = "USD", unit: str = "h") -> str:
+    """A price per unit of time, `$4.00/h`; keeps up to 4 decimals below 1 ($0.0125/h), `no rate` when unknown."""
+    v = _finite(amount)
+    if v is None:
+        return NO_RATE
+    decimals = 2
+    if abs(v) < 1:
+        while decimals < 4 and round(v, decimals) != round(v, 4):
+            decimals += 1
+    return f"{money(v, currency, decimals=decimals)}/{unit}"
+
+
+# -- durations, counts, sizes --------------------------------------------------------------------------------
+
+
+def duration(seconds: float | None) -> str:
+    """`45s`, `12m`, `1h05m`, `6d02h`; None (or not a number) is `unknown`; negative is 0s."""
+    v = _finite(seconds)
+    if v is None:
+        return UNKNOWN
+    s = int(max(v, 0))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    if s < 86400:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    return f"{s // 86400}d{(s % 86400) // 3600:02d}h"
+
+
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """`1 GPU`, `3 GPUs`, `2 processes`."""
+    if n == 1:
+        return f"{n} {noun}"
+    if plural is None:
+        plural = noun + ("es" if noun.endswith(("s", "x", "ch", "sh")) else "s")
+    return f"{n} {plural}"
+
+
+def size(n: int | None) -> str:
+    """Bytes as GiB, `72.0G` (no decimal from 100 G); `-` when unknown."""
+    v = _finite(n)
+    if v is None:
+        return "-"
+    gib = v / 2**30
+    return f"{gib:.1f}G" if gib < 100 else f"{gib:,.0f}G"
+
+
+# -- outside text --------------------------------------------------------------------------------------------
+
+# Terminal escape sequences, removed whole (their parameters too): CSI (7- and 8-bit), OSC / DCS / SOS / PM /
+# APC strings up to their terminator, any other two-character ESC sequence, a lone ESC.
+_ESCAPES = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"
+    r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+    r"|\x1b[ -~]?"
+)
+# Line breaks and tabs: outside text is one line.
+_SPACES = re.compile(r"[\t\n\v\f\r\x85\u2028\u2029]")
+# Invisible format characters (zero-width space/joiners, word joiner, BOM, invisible operators): removed.
+_INVISIBLE = re.compile(r"[\u200b-\u200d\u2060-\u2064\ufeff\u180e\u00ad]")
+# Everything else that is not text: C0/DEL/C1 controls, bidi marks/embeddings/overrides/isolates, lone
+# surrogates. Shown as `?`, so tampering stays visible.
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def clean(text: Any, limit: int | None = None, *, ascii: bool = False) -> str:
+    """Outside text (other users' process names and command lines, billing descriptions, tags, API answers,
+    label values) as one inert printable line: escapes removed, line breaks become spaces, zero-width
+    characters removed, control and bidi characters become `?`. Longer than `limit` characters, it is cut
+    and ends in `…` (`...` with `ascii`). None is the empty string. Markup (`[bold]`) is left as the
+    characters it is: a surface that parses markup must not parse this (the TUI puts it in `rich.text.Text`).
+    """
+    if text is None:
+        return ""
+    s = str(text)
+    if limit is not None:
+        s = s[: limit * 4 + 64]         # a long command line is cut before it is scanned (escapes can shorten it)
+    if not s.isprintable():
+        s = _ESCAPES.sub("", s)
+        s = _SPACES.sub(" ", s)
+        s = _INVISIBLE.sub("", s)
+        s = _CONTROLS.sub("?", s)
+    if limit is not None and len(s) > limit:
+        mark = ASCII_ELLIPSIS if ascii else ELLIPSIS
+        s = s[: max(0, limit - len(mark))] + mark if limit >= len(mark) else s[:limit]
+    return s
