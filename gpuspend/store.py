@@ -225,7 +225,16 @@ CREATE TABLE cloud_charges (        -- what a provider's billing API says was ch
 CREATE INDEX cloud_charges_period ON cloud_charges(provider, period_start);
 """
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4]
+# Slots reserved for work in progress (one per area, so parallel changes never renumber each other); an
+# empty slot only advances user_version.
+_V5 = ""   # month / projection
+_V6 = ""   # billing imports: parts and versions
+_V7 = ""   # idle: rollup busy-run edges
+_V8 = ""   # alerts / data safety
+_V9 = ""   # workloads
+_V10 = ""  # price history
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
