@@ -1,29 +1,39 @@
 """Fleet report time for N simulated nodes x 8 GPUs, against a raw single PromQL query in the same run.
 
-One process serves N gpuspend exporters (one CollectorRegistry and port per node, each fed a constructed
-snapshot); a real Prometheus (the `prometheus` binary) scrapes them every second; then we time
+Each node's exposition is rendered once by gpuspend's exporter (gpuspend.metrics, fed a constructed snapshot)
+and served by one small HTTP server, per node through a scrape parameter (`__param_node`, own `instance`
+label), so 1,000 nodes need neither 1,000 ports nor 1,000 Python renders per scrape; a real Prometheus (the `prometheus` binary) scrapes them every second; then we time
 
   baseline  one instant query returning every GPU's cost series (what any dashboard pays at minimum)
   fleet     gpuspend.fleet.fetch_fleet + render (all of gpuspend's queries, parsing, building the view)
 
-and print medians and the ratio. Target: fleet report under 2 s at 100 x 8.
+and print medians, the ratio, and the size of gpuspend's answers. Target (issue 16): fleet report under 2 s at
+1,000 x 8. Bounded for a small machine: Prometheus gets GOMEMLIMIT (--prom-mem-mb) and a longer scrape interval
+at 1,000 nodes (one Python process renders every exporter), and the whole run a deadline.
 
-    python bench/bench_fleet.py [--nodes 100] [--gpus 8] [--runs 7]
+    python bench/bench_fleet.py [--nodes 1000] [--gpus 8] [--runs 5] [--scrape-s 10] [--profile]
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import os
+import pstats
 import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -57,6 +67,32 @@ def node_snapshot(n: int, gpus: int) -> Snapshot:
                     last_sample_ms=NOW_MS)
 
 
+def serve_pages(pages: dict[str, bytes]) -> ThreadingHTTPServer:
+    """/metrics?node=N -> that node's pre-rendered exposition text, from a thread."""
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            body = pages.get(parse_qs(urlsplit(self.path).query).get("node", [""])[0])
+            self.send_response(200 if body is not None else 404)
+            self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+            self.send_header("Content-Length", str(len(body or b"")))
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 4096         # 1,000 targets: the default backlog (5) drops scrapes
+        daemon_threads = True
+
+        def handle_error(self, request: object, client_address: object) -> None:
+            pass                          # a scrape cut off by Prometheus's timeout: it retries next interval
+
+    server = Server(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -74,35 +110,46 @@ def timed(fn, runs: int) -> list[float]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--nodes", type=int, default=100)
+    ap.add_argument("--nodes", type=int, default=1000)
     ap.add_argument("--gpus", type=int, default=8)
-    ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--scrape-s", type=float, default=None, help="default: 1 s up to 100 nodes, else 10 s")
+    ap.add_argument("--prom-mem-mb", type=int, default=1024, help="Prometheus GOMEMLIMIT")
+    ap.add_argument("--profile", action="store_true", help="print where one fleet report spends its time")
     args = ap.parse_args()
+    scrape = args.scrape_s or (1.0 if args.nodes <= 100 else 10.0)
     binary = shutil.which("prometheus")
     if binary is None:
         print("bench_fleet: the prometheus binary is not installed (apt-get install prometheus)", file=sys.stderr)
         return 2
 
-    exporters = []
+    exporter = None
+    server = None
     tmp = Path(tempfile.mkdtemp(prefix="gpuspend-bench-fleet-"))
     prom = None
     try:
+        exporter = metrics.serve("127.0.0.1", 0)
+        pages: dict[str, bytes] = {}
         for n in range(args.nodes):
-            ex = metrics.serve("127.0.0.1", 0)
-            ex.update(node_snapshot(n, args.gpus))
-            exporters.append(ex)
+            exporter.update(node_snapshot(n, args.gpus))
+            pages[str(n)] = generate_latest(exporter.registry)
+        server = serve_pages(pages)
+        page_port = server.server_address[1]
         port = free_port()
         cfg = tmp / "prometheus.yml"
-        cfg.write_text("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n"
-                       "  - job_name: gpuspend\n    static_configs:\n      - targets:\n"
-                       + "".join(f"          - '127.0.0.1:{ex.port}'\n" for ex in exporters))
+        cfg.write_text(f"global:\n  scrape_interval: {scrape:g}s\n  scrape_timeout: {scrape:g}s\nscrape_configs:\n"
+                       "  - job_name: gpuspend\n    static_configs:\n"
+                       + "".join(f"      - targets: ['127.0.0.1:{page_port}']\n        labels: {{__param_node: '{n}', "
+                                 f"instance: 'node-{n:03d}'}}\n" for n in range(args.nodes)))
         prom = subprocess.Popen([binary, f"--config.file={cfg}", f"--storage.tsdb.path={tmp / 'data'}",
                                  f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env={**os.environ, "GOMEMLIMIT": f"{args.prom_mem_mb}MiB"})
         url = f"http://127.0.0.1:{port}"
-        client = httpx.Client(timeout=10)
+        client = httpx.Client(timeout=30)
         want = args.nodes * args.gpus
-        deadline = time.monotonic() + 90
+        wait_s = 30 + 3 * scrape
+        deadline = time.monotonic() + wait_s
         have = 0
         while time.monotonic() < deadline:
             try:
@@ -115,9 +162,14 @@ def main() -> int:
                 break
             time.sleep(0.5)
         else:
-            print(f"bench_fleet: only {have}/{want} GPU series scraped after 90 s", file=sys.stderr)
+            print(f"bench_fleet: only {have}/{want} GPU series scraped after {wait_s:g} s", file=sys.stderr)
+            errors: dict[str, int] = {}
+            for t in client.get(f"{url}/api/v1/targets").json()["data"]["activeTargets"]:
+                key = f"{t['health']}: {t.get('lastError', '')[:80]}"
+                errors[key] = errors.get(key, 0) + 1
+            print(f"  targets: {errors}", file=sys.stderr)
             return 1
-        time.sleep(2)          # every target scraped at least once more
+        time.sleep(scrape + 1)          # every target scraped at least once more
 
         def baseline() -> None:
             r = client.get(f"{url}/api/v1/query", params={"query": "gpuspend_gpu_cost_per_hour"})
@@ -129,6 +181,14 @@ def main() -> int:
             fleet.render(view, "text")
 
         timed(report, 1)        # warm-up (imports, connection)
+        if args.profile:
+            prof = cProfile.Profile()
+            prof.runcall(report)
+            pstats.Stats(prof).sort_stats("cumulative").print_stats(18)
+        sizes = {}
+        for name, q in fleet.fleet_queries(fleet.default_config()).items():
+            r = client.get(f"{url}/api/v1/query", params={"query": q})
+            sizes[name] = (len(r.json()["data"]["result"]), len(r.content))
         base = timed(baseline, args.runs)
         full = timed(report, args.runs)
         mb, mf = statistics.median(base), statistics.median(full)
@@ -138,6 +198,8 @@ def main() -> int:
         print(f"  fleet report (fetch_fleet + render):        median {mf * 1000:8.1f} ms  "
               f"(min {min(full) * 1000:.1f}, max {max(full) * 1000:.1f})")
         print(f"  ratio fleet/baseline: {mf / mb:.1f}x   target < {TARGET_S:g} s: {'PASS' if mf < TARGET_S else 'FAIL'}")
+        print(f"  gpuspend's queries ({len(sizes)}, in parallel; scrape every {scrape:g} s): "
+              + ", ".join(f"{k} {n} series/{b / 1e6:.2f} MB" for k, (n, b) in sizes.items()))
         return 0 if mf < TARGET_S else 1
     finally:
         if prom is not None:
@@ -146,8 +208,10 @@ def main() -> int:
                 prom.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 prom.kill()
-        for ex in exporters:
-            ex.close()
+        if exporter is not None:
+            exporter.close()
+        if server is not None:
+            server.shutdown()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -7,8 +7,13 @@ absent), then in the same run, each RUNS times on a fresh database:
     (Python start-up included, as for the CLI), and the importer call alone measured inside the process.
 Prints medians, rows/s and the ratio. Peak RSS of the import process is measured (resource.getrusage in a
 child) for 200k and 1M rows to show that memory does not grow with the file.
+The same for AWS CUR 2.0 as Parquet (the sqlite3 baseline imports the same rows as CSV: it cannot read Parquet),
+and the collector daemon's own peak RSS while its `billing.sources` task re-imports a 1M-row export folder
+(the shipped unit has MemoryMax=256M; the import runs in a child process whose peak is printed too).
     python bench/bench_import.py [rows] [runs]          # defaults: 200000 3
-    python bench/bench_import.py --rss                  # peak RSS at 200k and 1M rows
+    python bench/bench_import.py --parquet [rows] [runs]
+    python bench/bench_import.py --rss                  # peak RSS at 200k and 1M rows, CSV and Parquet
+    python bench/bench_import.py --daemon [rows]        # collector RSS during a billing.sources re-import
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from _common import ROOT, fmt_bytes
 
 SAMPLE = ROOT.parent / "shared" / "billing-samples" / "focus" / "focus_sample.csv"
 FALLBACK = ROOT / "tests" / "fixtures" / "billing" / "focus_gpu.csv"
+READER_RSS: list[int] = []      # peak RSS of the reader child of each measured import (0: read in a thread)
+CUR2 = ROOT / "tests" / "fixtures" / "billing" / "aws_cur2.csv"
 
 CHILD = """
 import resource, sys, time
@@ -37,8 +44,9 @@ t = time.perf_counter()
 [r] = import_paths(conn, [sys.argv[2]])
 el = time.perf_counter() - t
 conn.close()
-ru = resource.getrusage(resource.RUSAGE_SELF)
-print(el, r.rows, ru.ru_maxrss * 1024, ru.ru_utime + ru.ru_stime)
+ru, kid = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+# the reader process (large files) is a child: its CPU counts, and its peak RSS is reported beside ours
+print(el, r.rows, ru.ru_maxrss * 1024, ru.ru_utime + ru.ru_stime + kid.ru_utime + kid.ru_stime, kid.ru_maxrss * 1024)
 """
 
 
@@ -73,7 +81,7 @@ def run_sqlite_cli(csv_path: Path, d: Path) -> tuple[float, float]:
 
 def run_gpuspend(csv_path: Path, d: Path) -> tuple[float, float, int, int, float]:
     """(wall s of the whole CLI process, importer-only s, rows, peak RSS bytes, CPU s of the importer process
-    including Python start-up)."""
+    and its reader child, Python start-up included)."""
     db = d / "gs.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
@@ -86,6 +94,7 @@ def run_gpuspend(csv_path: Path, d: Path) -> tuple[float, float, int, int, float
         Path(f"{db}{suffix}").unlink(missing_ok=True)
     out = subprocess.run([sys.executable, "-c", CHILD, str(db), str(csv_path)], check=True, env=env,
                          capture_output=True, text=True, cwd=ROOT).stdout.split()
+    READER_RSS.append(int(out[4]))
     return wall, float(out[0]), int(out[1]), int(out[2]), float(out[3])
 
 
@@ -118,19 +127,125 @@ def speed(rows: int, runs: int) -> None:
         print(f"peak RSS of the import process: {fmt_bytes(max(rss))}")
 
 
+def build_cur2(d: Path, rows: int) -> tuple[Path, Path]:
+    """(CSV, Parquet) of the same CUR 2.0 rows: the fixture's line items over distinct hours and resources,
+    written as AWS does (typed columns, snappy, row groups of 128k rows)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    base = pacsv.read_csv(CUR2, convert_options=pacsv.ConvertOptions(
+        column_types={"line_item_usage_start_date": pa.string(), "line_item_usage_end_date": pa.string()}))
+    base = base.drop_columns(["line_item_usage_start_date", "line_item_usage_end_date", "line_item_resource_id"])
+    k = base.num_rows
+    start = 1793491200                               # 2026-11-01T00:00:00Z, inside the fixture's period
+    csv_path, pq_path = d / f"cur2-{rows}.csv", d / f"cur2-{rows}.snappy.parquet"
+    writer = None
+    with open(csv_path, "wb") as out:
+        for lo in range(0, rows, 128_000):
+            n = min(128_000, rows - lo)
+            idx = pa.array([(lo + i) % k for i in range(n)])
+            t = base.take(idx)
+            hours = [(lo + i) // k % 720 for i in range(n)]
+            t = t.append_column("line_item_usage_start_date",
+                                pa.array([(start + h * 3600) * 1000 for h in hours], pa.timestamp("ms", tz="UTC")))
+            t = t.append_column("line_item_usage_end_date",
+                                pa.array([(start + h * 3600 + 3600) * 1000 for h in hours], pa.timestamp("ms", tz="UTC")))
+            t = t.append_column("line_item_resource_id", pa.array([f"i-{(lo + i) // (k * 720):08x}-{(lo + i) % k}"
+                                                                   for i in range(n)]))
+            if writer is None:
+                writer = pq.ParquetWriter(pq_path, t.schema, compression="snappy")
+            writer.write_table(t)
+            pacsv.write_csv(t, out, pacsv.WriteOptions(include_header=lo == 0))
+    assert writer is not None
+    writer.close()
+    return csv_path, pq_path
+
+
+def parquet_speed(rows: int, runs: int) -> None:
+    if shutil.which("sqlite3") is None:
+        sys.exit("bench_import: the sqlite3 CLI is needed for the baseline (apt-get install sqlite3)")
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        csv_path, pq_path = build_cur2(d, rows)
+        print(f"CUR 2.0: {rows} rows, Parquet {fmt_bytes(pq_path.stat().st_size)}, "
+              f"same rows as CSV {fmt_bytes(csv_path.stat().st_size)}")
+        cli, wall, inproc, rss = [], [], [], []
+        for _ in range(runs):
+            cli.append(run_sqlite_cli(csv_path, d)[0])
+            w, i, n, r, _u = run_gpuspend(pq_path, d)
+            assert n == rows, n
+            wall.append(w)
+            inproc.append(i)
+            rss.append(r)
+        c, w, i = statistics.median(cli), statistics.median(wall), statistics.median(inproc)
+        print(f"sqlite3 CLI .import (CSV)            median {c:6.2f} s  {rows / c:10,.0f} rows/s")
+        print(f"gpuspend import Parquet (CLI wall)   median {w:6.2f} s  {rows / w:10,.0f} rows/s  ratio {c / w:4.2f}x")
+        print(f"gpuspend importer only (Parquet)     median {i:6.2f} s  {rows / i:10,.0f} rows/s  ratio {c / i:4.2f}x")
+        print(f"peak RSS of the import process: {fmt_bytes(max(rss))}")
+
+
 def rss() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         for rows in (200_000, 1_000_000):
             big = build(d / f"big{rows}.csv", rows)
             _w, secs, n, peak, _cpu = run_gpuspend(big, d)
-            print(f"{n:>9,} rows ({fmt_bytes(big.stat().st_size)}): importer {secs:6.2f} s, peak RSS {fmt_bytes(peak)}")
+            print(f"FOCUS CSV {n:>9,} rows ({fmt_bytes(big.stat().st_size)}): importer {secs:6.2f} s, "
+                  f"peak RSS {fmt_bytes(peak)}, reader process {fmt_bytes(READER_RSS[-1])}")
             big.unlink()
+        for rows in (200_000, 1_000_000):
+            csv_path, pq_path = build_cur2(d, rows)
+            csv_path.unlink()
+            _w, secs, n, peak, _cpu = run_gpuspend(pq_path, d)
+            print(f"CUR 2.0 Parquet {n:>9,} rows ({fmt_bytes(pq_path.stat().st_size)}): importer {secs:6.2f} s, "
+                  f"peak RSS {fmt_bytes(peak)}, reader process {fmt_bytes(READER_RSS[-1])}")
+            pq_path.unlink()
+
+
+DAEMON = """
+import resource, sys, time
+from types import SimpleNamespace
+from gpuspend.collectors.billing import sources
+from gpuspend.store import connect
+conn = connect(sys.argv[1])
+cfg = SimpleNamespace(billing=SimpleNamespace(sources=[sys.argv[2]]), currency=None)
+task = sources.reimport_task if sys.argv[3] == "task" else sources.reimport_changed
+t = time.perf_counter()
+task(conn, cfg, 1794744000000)
+el = time.perf_counter() - t
+n = conn.execute("SELECT COUNT(*) FROM charges").fetchone()[0]
+me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+print(el, n, me.ru_maxrss * 1024, kids.ru_maxrss * 1024)
+"""
+
+
+def daemon(rows: int) -> None:
+    """The collector's billing task on a 1M-row folder: in a child process (shipped) and in-process (before)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        folder = d / "exports"
+        folder.mkdir()
+        build(folder / "focus.csv", rows)
+        print(f"billing.sources folder: {rows:,} FOCUS rows ({fmt_bytes((folder / 'focus.csv').stat().st_size)})")
+        for mode, label in (("task", "daemon task (import in a child)"), ("inproc", "in-process import (no child)")):
+            db = d / f"{mode}.db"
+            out = subprocess.run([sys.executable, "-c", DAEMON, str(db), str(folder), mode], check=True, env=env,
+                                 capture_output=True, text=True, cwd=ROOT).stdout.split()
+            secs, n, me, kids = float(out[0]), int(out[1]), int(out[2]), int(out[3])
+            assert n == rows, n
+            extra = f", import child peak {fmt_bytes(kids)}" if mode == "task" else ""
+            print(f"{label:34} {secs:6.2f} s  collector peak RSS {fmt_bytes(me)}{extra}")
 
 
 if __name__ == "__main__":
+    nums = [int(a) for a in sys.argv[1:] if not a.startswith("--")]
     if "--rss" in sys.argv:
         rss()
+    elif "--daemon" in sys.argv:
+        daemon(nums[0] if nums else 1_000_000)
+    elif "--parquet" in sys.argv:
+        parquet_speed(nums[0] if nums else 200_000, nums[1] if len(nums) > 1 else 3)
     else:
-        args = [int(a) for a in sys.argv[1:]]
-        speed(args[0] if args else 200_000, args[1] if len(args) > 1 else 3)
+        speed(nums[0] if nums else 200_000, nums[1] if len(nums) > 1 else 3)

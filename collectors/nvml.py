@@ -5,6 +5,11 @@ Every call goes through `_q`, so a field the board does not support (NotSupporte
 (NoPermission), becomes None instead of an exception; a lost GPU is marked lost and the others keep being
 sampled. `NVMLLibraryMismatchError` is not an `NVMLError` subclass (driver without the `_v3` symbol), so it is
 caught on its own. `pynvml` is imported lazily in `open()`, which lets tests put a fake module in sys.modules.
+
+MIG: NVML gives no utilisation for a MIG device or a MIG-enabled parent (NotSupported). Where GPM is there
+(Hopper and newer), a slice's utilisation is its SM activity between two GPM samples (`nvmlGpmMigSampleGet` +
+`nvmlGpmMetricsGet`, NVML_GPM_METRIC_SM_UTIL); elsewhere it stays None, and the cost engine takes the state
+from the slice's processes (gpuspend.idle: in use with a process, else unknown; the parent from its slices).
 """
 
 from __future__ import annotations
@@ -118,8 +123,11 @@ class NvmlSource:
 
     source = "nvml"
 
-    def __init__(self, host: str | None = None, *, nvml: ModuleType | None = None) -> None:
+    def __init__(self, host: str | None = None, *, nvml: ModuleType | None = None,
+                 workloads: Any = None) -> None:
         self.host = host or socket.gethostname()
+        # workloads: a WorkloadResolver, a ResolverConfig / config section for one, or None for the defaults
+        self._workloads: Any = workloads
         self._nv: ModuleType | None = nvml
         self._opened = False
         self._mem_v1 = False                         # driver without nvmlMemory_v2: use v1 from then on
@@ -134,6 +142,7 @@ class NvmlSource:
         self._lost_or_unknown: tuple[type[BaseException], ...] = ()
         self._not_found: type[BaseException] = _Never
         self._no_v2: tuple[type[BaseException], ...] = ()
+        self._gpm: _Gpm | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def open(self) -> NvmlSource:
@@ -152,11 +161,26 @@ class NvmlSource:
         self._not_found = getattr(nv, "NVMLError_NotFound", _Never)
         self._no_v2 = (getattr(nv, "NVMLError_FunctionNotFound", _Never),
                        getattr(nv, "NVMLError_ArgumentVersionMismatch", _Never), TypeError)
+        self._gpm = _Gpm(nv, self._errors)
         self._opened = True
+        self._open_workloads()
         return self
+
+    def _open_workloads(self) -> None:
+        from gpuspend.collectors.workloads import ResolverConfig, WorkloadResolver
+
+        if not isinstance(self._workloads, WorkloadResolver):
+            self._workloads = WorkloadResolver(ResolverConfig.from_config(self._workloads), host=self.host)
+
+    @property
+    def workloads(self) -> Any:
+        """The WorkloadResolver (its notes() say which name sources were skipped, and why)."""
+        return self._workloads
 
     def close(self) -> None:
         if self._opened and self._nv is not None:
+            if self._gpm is not None:
+                self._gpm.close()
             try:
                 self._nv.nvmlShutdown()
             except Exception:
@@ -207,9 +231,29 @@ class NvmlSource:
                 uuid = self._uuid_by_index.get(index)
                 if uuid is not None:
                     gpus.append(GpuReading(uuid=uuid, index=index, lost=True))
-        return Reading(ts_ms=ts, host=self.host, source=self.source, gpus=gpus)
+        reading = Reading(ts_ms=ts, host=self.host, source=self.source, gpus=gpus)
+        self._add_workloads(reading)
+        return reading
 
-    def _read_gpu(self, h: Any, index: int | None, parent: GpuReading | None = None) -> GpuReading:
+    def _add_workloads(self, reading: Reading) -> None:
+        """Workload of each process (cached per process lifetime) and the GPUs workloads hold; never fails a
+        sample: a resolver problem leaves the process a plain `process`."""
+        res = self._workloads
+        if res is None or not hasattr(res, "resolve"):
+            return
+        try:
+            procs = [p for g in reading.gpus for p in g.processes]
+            res.count_pids([p.pid for p in procs])
+            for p in procs:
+                p.workload = res.resolve(p.pid, p.started, p.user)
+            reading.allocations = list(res.allocations(reading.gpus))
+            reading.orphans = res.orphans(reading.gpus)
+            reading.pid_namespace = res.pid_namespace
+        except Exception:
+            pass
+
+    def _read_gpu(self, h: Any, index: int | None, parent: GpuReading | None = None,
+                  parent_h: Any = None) -> GpuReading:
         nv, q = self._nv, self._q
         uuid = _text(q(nv.nvmlDeviceGetUUID, h))
         if uuid is None:
@@ -239,6 +283,9 @@ class NvmlSource:
             g.name = g.name or parent.name
             g.mig_gi = q(nv.nvmlDeviceGetGpuInstanceId, h)
             g.mig_ci = q(nv.nvmlDeviceGetComputeInstanceId, h)
+            if g.util is None and g.mig_gi is not None and self._gpm is not None \
+                    and self._gpm.supported(parent_h, parent.uuid):
+                g.util = self._gpm.mig_sm_util(parent_h, parent.uuid, g.mig_gi)
         if parent is not None or not self._mig_enabled(h, uuid):
             # With MIG on, processes are listed on the MIG devices (the parent needs privileges and would
             # double count them).
@@ -286,7 +333,7 @@ class NvmlSource:
             if mh is None:      # NotFound: slot not populated
                 continue
             try:
-                out.append(self._read_gpu(mh, None, parent))
+                out.append(self._read_gpu(mh, None, parent, h))
             except _Lost:
                 continue
         return out
@@ -305,8 +352,12 @@ class NvmlSource:
                     prev.used_memory = max(prev.used_memory or 0, mem)
         if by_pid:
             self._sm_shares(h, uuid, by_pid)
+            res = self._workloads
+            fake_root = getattr(res, "fake_root", False)
             for proc in by_pid.values():
-                proc.user, proc.command, proc.started = self._procs.lookup(proc.pid)
+                # GPUSPEND_PROC_ROOT: user, command and workload all come from that tree
+                proc.user, proc.command, proc.started = res.describe(proc.pid) if fake_root \
+                    else self._procs.lookup(proc.pid)
         return list(by_pid.values())
 
     def _proc_list(self, h: Any, fn_name: str) -> list[Any] | None:
@@ -349,6 +400,74 @@ class NvmlSource:
         self._last_util_ts[uuid] = since
         for pid, p in procs.items():
             p.sm_util = newest[pid][1] if pid in newest else 0.0
+
+
+class _Gpm:
+    """SM activity of MIG slices from GPM samples: a metric needs two samples, so each slice keeps its
+    previous one (two buffers per slice, allocated once, freed on close). Any NVML error: no value."""
+
+    def __init__(self, nv: ModuleType, errors: tuple[type[BaseException], ...]) -> None:
+        self._nv, self._errors = nv, errors
+        self._supported: dict[str, tuple[float, bool]] = {}     # parent uuid -> (monotonic expiry, GPM there)
+        self._prev: dict[tuple[str, int], Any] = {}             # (parent uuid, gi) -> previous sample
+        self._spare: dict[tuple[str, int], Any] = {}
+
+    def supported(self, h: Any, uuid: str) -> bool:
+        mono = time.monotonic()
+        hit = self._supported.get(uuid)
+        if hit is not None and hit[0] > mono:
+            return hit[1]
+        ok = False
+        fn = getattr(self._nv, "nvmlGpmQueryDeviceSupport", None)
+        if fn is not None:
+            try:
+                ok = bool(fn(h).isSupportedDevice)
+            except self._errors:
+                ok = False
+        self._supported[uuid] = (mono + MIG_RECHECK_S, ok)
+        return ok
+
+    def mig_sm_util(self, parent_h: Any, parent_uuid: str, gi: int) -> float | None:
+        nv = self._nv
+        key = (parent_uuid, gi)
+        try:
+            cur = self._spare.pop(key, None) or nv.nvmlGpmSampleAlloc()
+        except self._errors:
+            return None
+        try:
+            nv.nvmlGpmMigSampleGet(parent_h, gi, cur)
+        except self._errors:
+            self._spare[key] = cur
+            return None
+        prev = self._prev.get(key)
+        self._prev[key] = cur
+        if prev is None:
+            return None
+        self._spare[key] = prev
+        try:
+            mg = nv.c_nvmlGpmMetricsGet_t()
+            mg.version = nv.NVML_GPM_METRICS_GET_VERSION
+            mg.numMetrics = 1
+            mg.sample1, mg.sample2 = prev, cur
+            mg.metrics[0].metricId = nv.NVML_GPM_METRIC_SM_UTIL
+            nv.nvmlGpmMetricsGet(mg)
+        except self._errors:
+            return None
+        m = mg.metrics[0]
+        if m.nvmlReturn != nv.NVML_SUCCESS or not (0.0 <= m.value <= 100.0):
+            return None
+        return float(m.value)
+
+    def close(self) -> None:
+        free = getattr(self._nv, "nvmlGpmSampleFree", None)
+        for sample in (*self._prev.values(), *self._spare.values()):
+            try:
+                if free is not None:
+                    free(sample)
+            except Exception:
+                pass
+        self._prev.clear()
+        self._spare.clear()
 
 
 def _reason(exc: BaseException) -> str:

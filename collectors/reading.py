@@ -9,6 +9,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+@dataclass(frozen=True, slots=True)
+class WorkloadReading:
+    """What a process (or an idle GPU's holder) belongs to; see gpuspend.collectors.workloads."""
+    kind: str                           # k8s-pod | slurm-job | docker | jupyter-kernel | process
+    id: str                             # pod uid | job id | container id | kernel id | pid
+    name: str | None = None             # pod | job name | container name | notebook path
+    namespace: str | None = None        # k8s namespace | Slurm account
+    owner: str | None = None            # user, where known (never the `root` of a container runtime)
+    team: str | None = None             # GPUSPEND_TEAM / GPUSPEND_PROJECT, for the UIDs config trusts
+    detail: str | None = None           # slurm step | k8s container id | kernel state
+
+
 @dataclass(slots=True)
 class ProcReading:
     pid: int
@@ -17,6 +29,7 @@ class ProcReading:
     user: str = "unknown"               # "unknown" when the pid is in another namespace or hidden from us
     command: str = "unknown"
     started: int | None = None          # process start time (epoch s), so a reused pid is a new process
+    workload: WorkloadReading | None = None   # None: a plain process
 
 
 @dataclass(slots=True)
@@ -47,3 +60,6 @@ class Reading:
     source: str                         # nvml | demo
     gpus: list[GpuReading]
     driver: str | None = None
+    allocations: list[tuple[str, WorkloadReading]] = field(default_factory=list)  # (gpu uuid, holder)
+    orphans: list[tuple[str, int]] = field(default_factory=list)   # (gpu uuid, bytes held with no live process)
+    pid_namespace: str | None = None    # "host", or "foreign" when NVML's pids are not in our procfs

@@ -166,6 +166,7 @@ class SimulatedSource:
         self._model = _Model(seed)
         self.uuids = [gpu_uuid(seed, i) for i in range(gpus)]
         self._energy: list[tuple[int, float, float] | None] = [None] * gpus   # (ts, mJ, W) last read
+        self._states: tuple[int, list[_MinuteState]] = (-1, [])     # the model is per minute: reads share it
 
     def open(self) -> SimulatedSource:
         return self
@@ -184,9 +185,11 @@ class SimulatedSource:
         ts = clock.now_ms() if now_ms is None else int(now_ms)
         minute = ts // MINUTE_MS
         tick = ts // 1000
+        if self._states[0] != minute:
+            self._states = (minute, [self._model.state(i, minute) for i in range(self.count)])
         gpus: list[GpuReading] = []
         for i in range(self.count):
-            st = self._model.state(i, minute)
+            st = self._states[1][i]
             jitter = _u(self.seed, i, tick, 7)
             util = st.util
             if util > 5.0:
@@ -241,64 +244,83 @@ def _gpu_rows(conn: sqlite3.Connection, src: SimulatedSource, first_ms: int, las
     return ids
 
 
-def generate_history(conn: sqlite3.Connection, start_ms: int, end_ms: int, seed: int = 42, *,
-                     interval_s: float = HISTORY_INTERVAL_S, idle_util_pct: float = 5.0) -> dict[str, int]:
-    """Write per-minute rollups for [start, end - 1 h) directly, raw samples every `interval_s` for the last
-    hour, then roll those up, so the result looks like a collector that has run for the whole period.
-    One transaction for the bulk part; plain executemany (30 days x 8 GPUs in a few seconds)."""
-    from gpuspend import rollup
-    from gpuspend.collectors.sampler import Sampler
+def _write_minutes(conn: sqlite3.Connection, src: SimulatedSource, gpu_ids: list[int], from_min: int,
+                   to_min: int, per_min: int, idle_util_pct: float) -> tuple[int, int]:
+    """Per-minute rollups (and their process shares) for minutes [from_min, to_min), in the caller's
+    transaction. INSERT OR REPLACE on the (gpu, minute) keys: writing a range twice never counts it twice.
+    Returns (gpu_minutes rows, process_minutes rows)."""
     from gpuspend.idle import is_idle
-    from gpuspend.store import set_meta, transaction
 
-    src = SimulatedSource(seed)
     model = src._model
-    start_min = start_ms // MINUTE_MS
-    raw_start = max(start_ms, (end_ms - RAW_WINDOW_MS) // MINUTE_MS * MINUTE_MS)
-    raw_min = raw_start // MINUTE_MS
-    per_min = int(round(60 / interval_s))
+    seed = src.seed
+    base_mem = 512 * 1024 * 1024
+    # power_for() unrolled per GPU (same arithmetic): idle draw, and the span from it to 650 W, held or not
+    idle_p = [(_idle_power(seed, i), _idle_power(seed, i) + 6.0) for i in range(src.count)]
     gm_rows: list[tuple] = []
     pm_rows: list[tuple] = []
     proc_keys: dict[tuple[int, int], tuple[str, str]] = {}
+    for minute in range(from_min, to_min):
+        mms = minute * MINUTE_MS
+        for i in range(src.count):
+            st = model.state(i, minute)
+            u = st.util
+            procs = st.procs
+            held = bool(procs)
+            idle = idle_p[i][1] if held else idle_p[i][0]
+            power = idle + (650.0 - idle) * (u / 100.0) ** 0.9
+            total = sum(p.mem for p in procs)
+            busy = not is_idle(u, idle_util_pct)
+            gm_rows.append((gpu_ids[i], mms, per_min, 60.0, u, min(100.0, u + 4.0) if busy else u,
+                            u * 0.55, float(total + base_mem), power, power * 60.0,
+                            60.0 if busy else 0.0, 0.0 if busy or not held else 60.0,
+                            0.0 if busy or held else 60.0))
+            for p in procs:
+                proc_keys[(p.pid, p.started)] = (p.user, p.command)
+                share = 60.0 * p.mem / total
+                pm_rows.append((gpu_ids[i], mms, (p.pid, p.started), share, 0.0 if busy else share,
+                                float(p.mem)))
+    proc_ids: dict[tuple[int, int], int] = {}
+    for (pid, started), (user, command) in proc_keys.items():
+        conn.execute("INSERT OR IGNORE INTO processes (host, pid, started, user, command) VALUES (?,?,?,?,?)",
+                     (src.host, pid, started, user, command))
+        proc_ids[(pid, started)] = conn.execute(
+            "SELECT id FROM processes WHERE host = ? AND pid = ? AND started = ?",
+            (src.host, pid, started)).fetchone()[0]
+    conn.executemany(
+        "INSERT OR REPLACE INTO gpu_minutes (gpu_id, minute, samples, covered_s, util_avg, util_max, "
+        "mem_util_avg, mem_used_avg, power_avg, energy_j, busy_s, held_idle_s, free_idle_s) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", gm_rows)
+    conn.executemany(
+        "INSERT OR REPLACE INTO process_minutes (gpu_id, minute, proc_id, share_s, idle_share_s, "
+        "mem_used_avg) VALUES (?,?,?,?,?,?)",
+        [(g, m, proc_ids[k], s, i, mu) for g, m, k, s, i, mu in pm_rows])
+    return len(gm_rows), len(pm_rows)
+
+
+def raw_window_start(start_ms: int, end_ms: int) -> int:
+    """Where generate_history's raw samples begin: the last hour, from a minute start."""
+    return max(start_ms, (end_ms - RAW_WINDOW_MS) // MINUTE_MS * MINUTE_MS)
+
+
+def generate_history(conn: sqlite3.Connection, start_ms: int, end_ms: int, seed: int = 42, *,
+                     interval_s: float = HISTORY_INTERVAL_S, idle_util_pct: float = 5.0,
+                     minutes_from_ms: int | None = None) -> dict[str, int]:
+    """Write per-minute rollups for [start, end - 1 h) directly, raw samples every `interval_s` for the last
+    hour, then roll those up, so the result looks like a collector that has run for the whole period.
+    `minutes_from_ms` (>= start) writes only the rollups from there: the older part is left to
+    backfill_minutes (the demo shows a recent window first). One transaction for the bulk part."""
+    from gpuspend import rollup
+    from gpuspend.collectors.sampler import Sampler
+    from gpuspend.store import set_meta, transaction
+
+    src = SimulatedSource(seed)
+    raw_start = raw_window_start(start_ms, end_ms)
+    first = max(start_ms, minutes_from_ms or start_ms)
+    per_min = int(round(60 / interval_s))
     with transaction(conn):
         gpu_ids = _gpu_rows(conn, src, start_ms, end_ms)
-        idle_p = [_idle_power(seed, i) for i in range(src.count)]
-        for minute in range(start_min, raw_min):
-            mms = minute * MINUTE_MS
-            for i in range(src.count):
-                st = model.state(i, minute)
-                u = st.util
-                held = bool(st.procs)
-                power = idle_p[i] + (6.0 if held else 0.0) + (650.0 - idle_p[i] - (6.0 if held else 0.0)) * (
-                    u / 100.0) ** 0.9
-                mem = sum(p.mem for p in st.procs) + 512 * 1024 * 1024
-                busy = not is_idle(u, idle_util_pct)
-                gm_rows.append((gpu_ids[i], mms, per_min, 60.0, u, min(100.0, u + 4.0) if busy else u,
-                                u * 0.55, float(mem), power, power * 60.0,
-                                60.0 if busy else 0.0, 0.0 if busy or not held else 60.0,
-                                0.0 if busy or held else 60.0))
-                if held:
-                    total = sum(p.mem for p in st.procs)
-                    for p in st.procs:
-                        proc_keys[(p.pid, p.started)] = (p.user, p.command)
-                        share = 60.0 * p.mem / total
-                        pm_rows.append((gpu_ids[i], mms, (p.pid, p.started), share, 0.0 if busy else share,
-                                        float(p.mem)))
-        proc_ids: dict[tuple[int, int], int] = {}
-        for (pid, started), (user, command) in proc_keys.items():
-            conn.execute("INSERT OR IGNORE INTO processes (host, pid, started, user, command) VALUES (?,?,?,?,?)",
-                         (src.host, pid, started, user, command))
-            proc_ids[(pid, started)] = conn.execute(
-                "SELECT id FROM processes WHERE host = ? AND pid = ? AND started = ?",
-                (src.host, pid, started)).fetchone()[0]
-        conn.executemany(
-            "INSERT OR REPLACE INTO gpu_minutes (gpu_id, minute, samples, covered_s, util_avg, util_max, "
-            "mem_util_avg, mem_used_avg, power_avg, energy_j, busy_s, held_idle_s, free_idle_s) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", gm_rows)
-        conn.executemany(
-            "INSERT OR REPLACE INTO process_minutes (gpu_id, minute, proc_id, share_s, idle_share_s, "
-            "mem_used_avg) VALUES (?,?,?,?,?,?)",
-            [(g, m, proc_ids[k], s, i, mu) for g, m, k, s, i, mu in pm_rows])
+        gm, pm = _write_minutes(conn, src, gpu_ids, first // MINUTE_MS, raw_start // MINUTE_MS, per_min,
+                                idle_util_pct)
         set_meta(conn, rollup.WATERMARK_KEY, str(raw_start))
     # The last hour as raw samples, written by the real sampler, then rolled up by the real rollup.
     sampler = Sampler(conn)
@@ -306,4 +328,20 @@ def generate_history(conn: sqlite3.Connection, start_ms: int, end_ms: int, seed:
     readings = [src.read(ts) for ts in range(raw_start, end_ms + 1, step)]
     sampler.write_many(readings)
     rolled = rollup.roll_up(conn, interval_s=interval_s, idle_util_pct=idle_util_pct, now_ms=end_ms)
-    return {"gpu_minutes": len(gm_rows) + rolled, "process_minutes": len(pm_rows), "raw_samples": len(readings)}
+    return {"gpu_minutes": gm + rolled, "process_minutes": pm, "raw_samples": len(readings)}
+
+
+def backfill_minutes(conn: sqlite3.Connection, from_ms: int, to_ms: int, seed: int = 42, *,
+                     interval_s: float = HISTORY_INTERVAL_S, idle_util_pct: float = 5.0) -> int:
+    """Per-minute rollups for [from_ms, to_ms) of a history generate_history started (its GPUs exist), in
+    the caller's transaction; the same rows generate_history would have written. Returns gpu_minutes rows."""
+    src = SimulatedSource(seed)
+    by_uuid = dict(conn.execute(f"SELECT uuid, id FROM gpus WHERE uuid IN ({','.join('?' * src.count)})",
+                                src.uuids).fetchall())
+    try:
+        gpu_ids = [int(by_uuid[u]) for u in src.uuids]
+    except KeyError:
+        raise ValueError("backfill_minutes: the simulated GPUs are not in this database") from None
+    conn.execute("UPDATE gpus SET first_seen = MIN(first_seen, ?) WHERE source = 'demo'", (from_ms,))
+    return _write_minutes(conn, src, gpu_ids, from_ms // MINUTE_MS, to_ms // MINUTE_MS,
+                          int(round(60 / interval_s)), idle_util_pct)[0]

@@ -11,13 +11,27 @@ from gpuspend.errors import UsageError
 IDLE = "idle"
 BUDGET = "budget"
 SPIKE = "spike"
-COLLECTOR = "collector"
-STALE = "stale"
+COLLECTOR = "collector"       # no fresh GPU sample: the collector stopped (or never ran)
+OUTDATED = "outdated"         # old billing exports or an old price catalog
 
-KINDS = (IDLE, BUDGET, SPIKE, COLLECTOR, STALE)
+KINDS = (IDLE, BUDGET, SPIKE, COLLECTOR, OUTDATED)
+
+# "stale" once named both "no fresh GPU sample" and "old billing or prices". Those are now `collector` and
+# `outdated`; the word is still accepted by --fail-on and a target's `kinds:` (meaning both), and it names a
+# GPU whose samples are not fresh (its state, and the TUI's "stale: last sample" line).
+STALE = "stale"
+ALIASES = {STALE: (COLLECTOR, OUTDATED)}
 
 ALERTNAMES = {IDLE: "GpuIdle", BUDGET: "BudgetThreshold", SPIKE: "SpendSpike",
-              COLLECTOR: "CollectorStopped", STALE: "StaleData"}
+              COLLECTOR: "CollectorStopped", OUTDATED: "OutdatedData"}
+
+
+def expand(kinds: set[str] | frozenset[str] | tuple[str, ...] | list[str]) -> frozenset[str]:
+    """Kind names as written (aliases included) -> the alert kinds they select."""
+    out: set[str] = set()
+    for k in kinds:
+        out.update(ALIASES.get(k, (k,)))
+    return frozenset(out)
 
 # A budget threshold fires once per month (like AWS Budgets): never a reminder.
 NO_REPEAT = frozenset({BUDGET})
@@ -37,7 +51,7 @@ def parse_fail_on(text: str | None) -> frozenset[str]:
     kinds = {k.strip().lower() for k in (text or "").split(",") if k.strip()}
     if "all" in kinds:
         return frozenset(KINDS)
-    bad = sorted(kinds - set(KINDS))
+    bad = sorted(kinds - set(KINDS) - set(ALIASES))
     if bad:
         raise UsageError(f"--fail-on: unknown alert kind '{bad[0]}'", hint=f"choose from {','.join(KINDS)},all")
-    return frozenset(kinds)
+    return expand(kinds)

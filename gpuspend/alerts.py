@@ -11,6 +11,10 @@ Rules (reference/cost-tools.md section 6):
 - 'open' once per target (when the alert first passes that target's filter), 'repeat:N' at most every
   alerts.repeat while open (not for budgets: a threshold fires once per month, like AWS Budgets),
   'resolved' once, to the targets that were told it opened;
+- one alert per budget (month, currency) carrying the highest threshold crossed; a higher one crossed while
+  it is open is one 'raised:THRESHOLD:BASIS' message, and after it cleared only a higher one reopens it;
+- every open alert is judged against the CURRENT config: a cause that is gone (a removed budget, a target
+  month that ended) resolves it, and `current_alerts` gives the report what is still true without writing;
 - hysteresis: each condition is True (firing), False (clear) or None (in the band between: keep state).
 """
 
@@ -24,11 +28,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from gpuspend import budget
-from gpuspend.alert_kinds import ALERTNAMES, BUDGET, IDLE, NO_REPEAT
+from gpuspend.alert_kinds import ALERTNAMES, BUDGET, IDLE, NO_REPEAT, OUTDATED, STALE
 from gpuspend.fmt import clean, duration, money
 from gpuspend.notify import Target, configured_targets
+from gpuspend.rollup import COLLECTOR_SEEN_KEY, REMOTE_SOURCES
 from gpuspend.snapshot import AlertView, GpuNow, MonthView, Snapshot
-from gpuspend.store import transaction
+from gpuspend.store import get_meta, transaction
 
 if TYPE_CHECKING:
     from gpuspend.config import Config
@@ -51,6 +56,7 @@ class Condition:
     silent_resolve: bool = False    # resolve without a message (a budget month that has ended)
     refresh: bool = True            # False: keep the alert's stored text (a GPU busy again, episode not yet over)
     started_ms: int | None = None   # when the condition began, if before the alert opened (idle run start)
+    level: float | None = None      # budgets: the highest threshold crossed (re-sent when it rises)
 
 
 @dataclass(frozen=True)
@@ -68,11 +74,16 @@ def _idle_conditions(snap: Snapshot) -> list[Condition]:
     holders: dict[str, list[str]] = {}
     for p in snap.processes:
         who = f"{clean(p.user, 40) or '?'} ({clean(p.command, 60)}, pid {p.pid})"
+        if getattr(p, "workload", ""):        # the pod / job / container / notebook, not only the user
+            who = f"{clean(p.workload, 80)}: {who}"
         holders.setdefault(p.gpu_uuid, []).append(who)
     out = []
+    whole_gpu_idle = {g.uuid for g in snap.gpus if g.parent_uuid is None and g.episode_open}
     for g in snap.gpus:
         if g.state in ("lost", "stale"):
             firing: bool | None = None      # no data: neither proof of idle nor of work
+        elif g.parent_uuid in whole_gpu_idle:
+            firing = None                   # a MIG slice of a GPU idle as a whole: one alert, on the GPU paid for
         else:
             firing = bool(g.episode_open)
         c = _idle_condition(snap, g, holders.get(g.uuid, []), firing)
@@ -93,7 +104,8 @@ def _idle_condition(snap: Snapshot, g: GpuNow, holders: list[str], firing: bool 
     idle_kind = "held idle" if g.state == "held-idle" else "idle"
     title = f"{label}({name}) on {where} {idle_kind} for {duration(g.idle_for_s)}"
     fields = [("GPU", f"{label}{name} on {where}"),
-              ("Held by", held or "nobody (no process holds memory)"),
+              ("Held by", held or (f"{clean(g.workload, 120)} (allocated, no process)" if getattr(g, "workload", "")
+                                   else "nobody (no process holds memory)")),
               ("Idle for", duration(g.idle_for_s)),
               ("Wasted so far", money(g.episode_waste, currency))]
     if g.cost_per_hour is not None:
@@ -103,15 +115,35 @@ def _idle_condition(snap: Snapshot, g: GpuNow, holders: list[str], firing: bool 
                      labels={"gpu": g.uuid, "host": where, "gpu_index": str(g.index), "source": g.source})
 
 
+def budget_level(threshold: float, basis: str) -> float:
+    """How far a budget has gone, as one comparable number: the threshold, and at the same threshold money
+    already spent ranks above a forecast of it."""
+    return float(threshold) + (0.5 if basis == budget.ACTUAL else 0.0) / 1000
+
+
 def _budget_conditions(cfg: Config, snap: Snapshot) -> list[Condition]:
-    """One condition per configured (threshold, basis) of each month; crossing and hysteresis: gpuspend.budget."""
+    """ONE condition per budget (month and currency), carrying the highest threshold crossed: crossing 50, 80
+    and 100% at once is one message, not three (and one line in the panel, not five). Crossing and hysteresis:
+    gpuspend.budget. Firing when any crossing fires; clear only when every crossing is clear."""
     out = []
     for m in snap.months:
         if not m.budget:
             continue
-        for c in sorted(budget.crossings(cfg, m), key=lambda c: budget.BASES.index(c.basis)):
-            out.append(_budget_condition(m, c.basis, c.threshold, c.pct, c.amount, c.firing))
+        cs = budget.crossings(cfg, m)
+        if not cs:
+            continue
+        fired = [c for c in cs if c.firing]
+        if fired:
+            top = max(fired, key=lambda c: budget_level(c.threshold, c.basis))
+            out.append(_budget_condition(m, top.basis, top.threshold, top.pct, top.amount, True))
+        else:
+            firing = None if any(c.firing is None for c in cs) else False
+            out.append(Condition(BUDGET, _budget_subject(m), firing, refresh=False))
     return out
+
+
+def _budget_subject(m: MonthView) -> str:
+    return f"budget:{m.month}:{m.currency}"
 
 
 def _budget_condition(m: MonthView, basis: str, thr: float, pct: float, amount: float | None,
@@ -122,9 +154,10 @@ def _budget_condition(m: MonthView, basis: str, thr: float, pct: float, amount: 
     fields = (("Month", m.month), ("Basis", basis), ("Threshold", f"{thr:g}%"),
               ("Month to date", money(m.mtd, m.currency)), ("Projection", money(m.projection, m.currency)),
               ("Budget", money(m.budget, m.currency)))
-    return Condition(BUDGET, f"budget:{thr:g}:{basis}:{m.month}:{m.currency}", firing, title=title,
+    return Condition(BUDGET, _budget_subject(m), firing, title=title,
                      dollars=amount, currency=m.currency, fields=fields,
-                     labels={"month": m.month, "basis": basis, "threshold": f"{thr:g}"})
+                     labels={"month": m.month, "basis": basis, "threshold": f"{thr:g}"},
+                     level=budget_level(thr, basis))
 
 
 def _record_run_rate(conn: sqlite3.Connection, snap: Snapshot, now_ms: int) -> None:
@@ -155,20 +188,39 @@ def _spike_condition(conn: sqlite3.Connection, cfg: Config, snap: Snapshot, now_
                              ("Extra per day", money(extra_day, snap.currency))))
 
 
-def _collector_condition(conn: sqlite3.Connection, cfg: Config, snap: Snapshot, now_ms: int) -> Condition | None:
+def collector_condition(conn: sqlite3.Connection, cfg: Config, snap: Snapshot, now_ms: int) -> Condition | None:
+    """The `collector` alert: GPUs of this host are in the database but no collector (daemon or the TUI's
+    in-app one) is sampling them. A report's own one-shot sample is not collecting: with only cron reports, no
+    idle GPU is ever seen. Firing after alerts.collector_stopped since a collector was last alive (its live
+    lease heartbeat, or the mark its periodic rollup leaves), or since the GPUs were first seen when none ever
+    ran. No GPU and no collector ever here: no condition."""
+    marks = ",".join("?" * len(REMOTE_SOURCES))
+    first_seen = conn.execute(f"SELECT MIN(first_seen) FROM gpus WHERE parent_id IS NULL AND "
+                              f"(source IS NULL OR source NOT IN ({marks}))", REMOTE_SOURCES).fetchone()[0]
     row = conn.execute("SELECT pid, host, owner, heartbeat FROM collector_lease WHERE id = 1").fetchone()
-    if row:
-        last, who = row[3], f"{row[2]} pid {row[0]} on {clean(row[1], 60)}"
-    elif snap.last_sample_ms is not None:
-        last, who = snap.last_sample_ms, "no collector holds the lease"
-    else:
-        return None                 # nothing has ever collected here: nothing has stopped
+    lease_beat = row[3] if row and row[2] != "report" else None
+    seen_text = get_meta(conn, COLLECTOR_SEEN_KEY)
+    seen = int(seen_text) if seen_text and seen_text.lstrip("-").isdigit() else None
+    known = [v for v in (lease_beat, seen) if v is not None]
     limit_ms = float(cfg.alerts.collector_stopped) * 1000
-    age = now_ms - last
-    title = f"Collector stopped: no sample for {duration(age / 1000)} ({who})"
+    if known:
+        last = max(known)
+        who = (f"{row[2]} pid {row[0]} on {clean(row[1], 60)}" if lease_beat is not None and lease_beat == last
+               else "no collector is running")
+        since = "no sample"
+    elif first_seen is not None:
+        last, who, since = int(first_seen), "no collector has ever run on this database", "no collector"
+    else:
+        return None                 # no GPU and no collector ever here: nothing has stopped
+    age = max(0, now_ms - last)
+    title = f"Collector stopped: {since} for {duration(age / 1000)} ({who})"
     return Condition("collector", "collector", age > limit_ms, title=title,
-                     fields=(("Last heartbeat", datetime.fromtimestamp(last / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")),
+                     text="Run `gpuspend collect` (see the README's systemd section) so idle GPUs are seen.",
+                     fields=(("Last alive", datetime.fromtimestamp(last / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")),
                              ("Collector", who)))
+
+
+_collector_condition = collector_condition
 
 
 def _stale_conditions(conn: sqlite3.Connection, cfg: Config, snap: Snapshot, now_ms: int) -> list[Condition]:
@@ -180,8 +232,8 @@ def _stale_conditions(conn: sqlite3.Connection, cfg: Config, snap: Snapshot, now
     if coverage is not None:
         age = (now_ms - coverage) / 1000
         when = datetime.fromtimestamp(coverage / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
-        out.append(Condition("stale", "billing", age > float(cfg.alerts.stale_billing),
-                             title=f"Billing data is stale: exports end {when} ({duration(age)} ago)",
+        out.append(Condition(OUTDATED, "billing", age > float(cfg.alerts.stale_billing),
+                             title=f"Billing data is outdated: exports end {when} ({duration(age)} ago)",
                              text="Import the latest billing exports (gpuspend import FILE).",
                              fields=(("Coverage ends", when),)))
     if snap.catalog_as_of:
@@ -190,8 +242,8 @@ def _stale_conditions(conn: sqlite3.Connection, cfg: Config, snap: Snapshot, now
         except ValueError:
             return out
         age = now_ms / 1000 - as_of.timestamp()
-        out.append(Condition("stale", "catalog", age > float(cfg.alerts.stale_catalog),
-                             title=f"Price catalog is {int(age // 86400)} days old (as of {snap.catalog_as_of})",
+        out.append(Condition(OUTDATED, "catalog", age > float(cfg.alerts.stale_catalog),
+                             title=f"Price catalog is outdated: {int(age // 86400)} days old (as of {snap.catalog_as_of})",
                              text="Catalog rates may be out of date: set rates: in the config or import billing.",
                              fields=(("Catalog as of", snap.catalog_as_of),)))
     return out
@@ -227,7 +279,15 @@ def _condition_from_row(kind: str, subject: str, details: str | None, dollars: f
 def _details(c: Condition) -> str:
     # "message" is what costing puts in Snapshot.alerts (AlertView.message) for the TUI and the report.
     return json.dumps({"message": c.title, "text": c.text, "fields": [list(f) for f in c.fields],
-                       "labels": c.labels}, sort_keys=True)
+                       "labels": c.labels, "level": c.level}, sort_keys=True)
+
+
+def _level_of(details: str | None) -> float | None:
+    try:
+        level = json.loads(details).get("level") if details else None
+    except (ValueError, AttributeError):
+        return None
+    return float(level) if isinstance(level, int | float) else None
 
 
 def _enqueue(conn: sqlite3.Connection, alert_id: int, target: str, event: str, payload: str, now_ms: int) -> bool:
@@ -247,9 +307,12 @@ def _told(conn: sqlite3.Connection, alert_id: int) -> dict[str, tuple[int, int]]
 
 
 def _open(conn: sqlite3.Connection, c: Condition, targets: list[Target], now_ms: int) -> list[Change]:
-    if c.kind in NO_REPEAT and conn.execute(
-            "SELECT 1 FROM alerts WHERE kind = ? AND subject = ?", (c.kind, c.subject)).fetchone():
-        return []                   # a budget threshold fires once per month, even after it cleared
+    if c.kind in NO_REPEAT:
+        # A budget level is told once per month, even after it cleared; only a higher threshold reopens it.
+        told = [_level_of(d) for (d,) in conn.execute(
+            "SELECT details FROM alerts WHERE kind = ? AND subject = ?", (c.kind, c.subject))]
+        if told and (c.level is None or any(t is None or t >= c.level for t in told)):
+            return []
     started = min(c.started_ms, now_ms) if c.started_ms is not None else now_ms
     cur = conn.execute(
         "INSERT OR IGNORE INTO alerts (kind, subject, state, started, dollars, currency, title, details, updated, "
@@ -269,6 +332,8 @@ def _update(conn: sqlite3.Connection, row: tuple, c: Condition, targets: list[Ta
     alert_id, started, repeats = row[0], row[1], row[2]
     if not c.refresh:
         return []
+    old_level = _level_of(row[3])
+    raised = c.level is not None and (old_level is None or c.level > old_level)
     conn.execute("UPDATE alerts SET dollars = ?, currency = ?, title = ?, details = ?, updated = ? WHERE id = ?",
                  (c.dollars, c.currency, c.title, _details(c), now_ms, alert_id))
     told = _told(conn, alert_id)
@@ -280,6 +345,12 @@ def _update(conn: sqlite3.Connection, row: tuple, c: Condition, targets: list[Ta
             _enqueue(conn, alert_id, t.name, "open", _payload(alert_id, c, "open", started, None), now_ms)
             continue
         last, n = told[t.name]
+        if raised and c.kind in NO_REPEAT:
+            # A higher threshold crossed while open: said once, as its own event (the outbox key).
+            event = f"raised:{c.labels.get('threshold')}:{c.labels.get('basis')}"
+            if _enqueue(conn, alert_id, t.name, event, _payload(alert_id, c, event, started, None), now_ms):
+                changes.append(Change(alert_id, c.kind, c.subject, event, c.title))
+            continue
         if c.kind in NO_REPEAT or now_ms - last < repeat_ms:
             continue
         event = f"repeat:{n + 1}"
@@ -336,7 +407,9 @@ def evaluate(conn: sqlite3.Connection, cfg: Config, snapshot: Snapshot, now_ms: 
                 continue
             if kind == "spike":
                 continue            # no verdict this time (e.g. currency changed): keep it
-            changes += _resolve(conn, row, kind == BUDGET, now_ms)
+            # Silent: a budget month that ended, and rows of the old "stale" kind (now `outdated`, reopened
+            # under that name when still true).
+            changes += _resolve(conn, row, kind in (BUDGET, STALE), now_ms)
     return changes
 
 
@@ -349,6 +422,33 @@ def alert_views(conn: sqlite3.Connection, *, since_ms: int | None = None) -> tup
         "OR (ended IS NOT NULL AND ended >= ?) ORDER BY state = 'open' DESC, started DESC",
         (since_ms if since_ms is not None else 2**62,)).fetchall()
     return tuple(AlertView(k, s, st, started, d, t) for k, s, st, started, d, t in rows)
+
+
+def current_alerts(conn: sqlite3.Connection, cfg: Config, snap: Snapshot, now_ms: int) -> tuple[AlertView, ...]:
+    """The alerts that are true NOW under THIS config, without writing anything (the report without --notify,
+    whose --fail-on must not fail on a budget that was removed from the config, nor miss one crossed while no
+    daemon ran): stored open alerts whose condition still holds (or sits in its hysteresis band), plus
+    conditions firing that no alert row records yet."""
+    conds = {(c.kind, c.subject): c for c in conditions(conn, cfg, snap, now_ms)}
+    out: list[AlertView] = []
+    seen: set[tuple[str, str]] = set()
+    for v in alert_views(conn):
+        if v.state != "open":
+            continue
+        c = conds.get((v.kind, v.subject))
+        if c is None and v.kind != "spike":      # its cause is gone (a removed budget, a GPU that left)
+            continue
+        if c is not None and c.firing is False:
+            continue
+        seen.add((v.kind, v.subject))
+        title = c.title if c is not None and c.firing and c.refresh and c.title else v.message
+        dollars = c.dollars if c is not None and c.firing and c.refresh else v.dollars
+        out.append(AlertView(v.kind, v.subject, "open", v.started_ms, dollars, title))
+    for key, c in conds.items():
+        if c.firing and key not in seen:
+            started = min(c.started_ms, now_ms) if c.started_ms is not None else now_ms
+            out.append(AlertView(c.kind, c.subject, "open", started, c.dollars, c.title))
+    return tuple(out)
 
 
 def open_alerts(conn: sqlite3.Connection, kinds: Iterable[str] | None = None) -> tuple[AlertView, ...]:

@@ -5,6 +5,7 @@ with hysteresis), the report (`thresholds_crossed`, `--fail-on budget`), the TUI
 to show) and header (the colour level of a percentage), and /metrics.
 
 - `pcts`: the month's budget and the spent / forecast percentages of it (None without a budget in that currency);
+- `uncompared`: why a budget in a currency with no spend (while others have spend) has no percentage;
 - `crossings`: every (threshold, basis) of the configured bases with its state: True crossed, False clear,
   None inside the hysteresis band (a crossed threshold clears only HYSTERESIS_PCT points below it);
 - `crossed`: the crossings that fire now;
@@ -73,6 +74,19 @@ def pcts(cfg: Config, currency: str, mtd: float,
     amount = float(monthly)
     return (amount, 100.0 * mtd / amount,
             None if projection is None else 100.0 * projection / amount)
+
+
+def uncompared(cfg: Config, spent: set[str] | frozenset[str]) -> str | None:
+    """Why the budget is not compared this month, or None: a budget in a currency with no spend while the money
+    goes out in others (0% of a EUR budget against USD spend would read as "all is well"). Currencies are never
+    converted or summed, so such a budget has no percentage; every surface shows this line instead."""
+    section = _section(cfg)
+    if not _get(section, "monthly"):
+        return None
+    cur = _get(section, "currency") or "USD"
+    if cur in spent or not spent:
+        return None
+    return f"no spend in {cur} this month (spend is in {', '.join(sorted(spent))}): the {cur} budget is not compared"
 
 
 def state(pct: float, threshold: float) -> bool | None:

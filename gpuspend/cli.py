@@ -33,6 +33,8 @@ SUBCOMMANDS: dict[str, str] = {
     "import": "gpuspend.commands.import_cmd:import_cmd",
     "doctor": "gpuspend.commands.doctor:doctor",
     "prices": "gpuspend.commands.prices:prices",
+    "idle": "gpuspend.commands.idle:idle",
+    "rollup": "gpuspend.commands.rollup:rollup",
 }
 
 
@@ -44,16 +46,22 @@ _MODE_FLAGS: dict[str, tuple[str, frozenset[str], str]] = {
     "auto_demo": ("--auto-demo", frozenset({_DASHBOARD, _REPORT, _SUBCOMMAND}),
                   "fleet modes read Prometheus, not the demo"),
     "report": ("--report", frozenset({_REPORT, _FLEET_REPORT}), "it chooses the headless report"),
+    "once": ("-1/--once", frozenset({_REPORT, _FLEET_REPORT}),
+             "the root -1/--once prints the report once; write `gpuspend collect --once` for one sample"),
     "fmt": ("--format", frozenset({_REPORT, _FLEET_REPORT}), "it is a --report option"),
     "fail_on": ("--fail-on", frozenset({_REPORT, _FLEET_REPORT}), "it is a --report option"),
     "since": ("--since", frozenset({_REPORT}), "it is an option of the local report"),
     "month": ("--month", frozenset({_REPORT}), "it is an option of the local report"),
     "no_sample": ("--no-sample", frozenset({_REPORT}), "it is an option of the local report"),
     "notify": ("--notify", frozenset({_REPORT}), "it is an option of the local report"),
+    "by": ("--by", frozenset({_REPORT}), "it is an option of the local report"),
     "fleet_url": ("--fleet", frozenset({_FLEET, _FLEET_REPORT}), "it chooses the fleet view"),
     "interval": ("--interval", frozenset({_DASHBOARD, _FLEET}), "it is a dashboard option"),
     "color_system": ("--color-system", frozenset({_DASHBOARD}), "it is a dashboard option"),
     "ascii_only": ("--ascii", frozenset({_DASHBOARD}), "it is a dashboard option"),
+    "no_color": ("--no-color", frozenset({_DASHBOARD}), "it is a dashboard option (the report has no colours)"),
+    "only": ("--only", frozenset({_DASHBOARD}), "it is a dashboard option"),
+    "user": ("--user", frozenset({_DASHBOARD}), "it is a dashboard option"),
 }
 _MODE_NAMES = {_DASHBOARD: "the dashboard", _REPORT: "--report", _FLEET: "--fleet",
                _FLEET_REPORT: "--report --fleet"}
@@ -135,6 +143,7 @@ class LazyGroup(click.Group):
 @click.option("--demo", is_flag=True, help="Simulated 8x H100 box with a month of history and billing.")
 @click.option("--auto-demo", is_flag=True, help="Run the demo when this machine has no NVIDIA driver.")
 @click.option("--report", is_flag=True, help="Headless report (for cron) instead of the dashboard.")
+@click.option("-1", "--once", is_flag=True, help="Print the report once to the terminal and exit (as nvitop --once).")
 @click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text", show_default=True,
               help="With --report: output format.")
 @click.option("--fail-on", default="", metavar="KINDS",
@@ -144,16 +153,22 @@ class LazyGroup(click.Group):
 @click.option("--month", default=None, metavar="YYYY-MM", help="With --report: report on this month.")
 @click.option("--no-sample", is_flag=True, help="With --report: do not take a fresh sample first.")
 @click.option("--notify", is_flag=True, help="With --report: evaluate alerts and deliver notifications.")
+@click.option("--by", type=click.Choice(["user", "workload", "namespace"]), default="user", show_default=True,
+              help="With --report: group the top spenders by user, workload (pod/job/container/notebook) or namespace.")
 @click.option("--fleet", "fleet_url", default=None, metavar="URL", help="Show a fleet from this Prometheus.")
-@click.option("--interval", type=float, default=None, help="Dashboard refresh interval in seconds.")
+@click.option("-i", "--interval", type=float, default=None, help="Dashboard refresh interval in seconds.")
 @click.option("--color-system", type=click.Choice(["auto", "standard", "256", "truecolor"]), default=None,
               help="Dashboard colours.")
-@click.option("--ascii", "ascii_only", is_flag=True, help="Dashboard: no box-drawing or braille characters.")
+@click.option("--ascii", "ascii_only", is_flag=True, help="Dashboard: nothing outside ASCII on screen.")
+@click.option("--no-color", "no_color", is_flag=True, help="Dashboard: no colours (as the NO_COLOR variable).")
+@click.option("--only", default=None, metavar="0,3", help="Dashboard: show only these GPU indexes.")
+@click.option("--user", default=None, metavar="NAME", help="Dashboard: show only this user's processes.")
 @click.version_option(package_name="gpuspend")
 @click.pass_context
-def root(ctx: click.Context, auto_demo: bool, report: bool, **values: Any) -> None:
+def root(ctx: click.Context, auto_demo: bool, report: bool, once: bool, **values: Any) -> None:
     """gpuspend: what your GPUs cost right now, what idle GPUs burn, where the month will end."""
     fleet = bool(values.get("fleet_url"))
+    report = report or once             # -1/--once: the report, once, to the terminal
     if ctx.invoked_subcommand is not None:
         mode = _SUBCOMMAND
     elif report:

@@ -11,6 +11,7 @@ them, so a key, its kind and its default have one home. A section also reads as 
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import stat
@@ -23,9 +24,13 @@ from typing import Any, ClassVar
 import platformdirs
 import yaml
 
+from gpuspend.alert_kinds import ALIASES as ALERT_ALIASES
+from gpuspend.alert_kinds import KINDS as ALERT_KINDS
 from gpuspend.errors import ConfigError
 
 APP = "gpuspend"
+TARGET_KINDS = ("slack", "ntfy", "webhook")      # notify target kinds (gpuspend.notify sends each)
+MAX_DEPTH = 32                                   # nesting beyond this is a mistake, not a config
 
 
 # -- typed sections --------------------------------------------------------------------------------------------
@@ -40,8 +45,11 @@ def _deep_copy(d: Any) -> Any:
     return d
 
 
-def _leaf(kind: str, default: Any = None, *, key: str | None = None) -> Any:
-    meta = {"kind": kind, "key": key}
+def _leaf(kind: str, default: Any = None, *, key: str | None = None, lo: float | None = None,
+          hi: float | None = None, above: float | None = None, choices: tuple[str, ...] = ()) -> Any:
+    """`lo`/`hi`: inclusive bounds, `above`: exclusive lower bound (an interval of 0 busy-loops), `choices`:
+    the only words accepted (for a list, each item)."""
+    meta = {"kind": kind, "key": key, "lo": lo, "hi": hi, "above": above, "choices": choices}
     if isinstance(default, list | dict):
         return field(default_factory=lambda: _deep_copy(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -116,24 +124,24 @@ def _plain(v: Any) -> Any:
 
 @dataclass
 class InstanceRate(_Section):
-    usd_per_hour: float | None = _leaf("number")
-    gpus: int | None = _leaf("int")
+    usd_per_hour: float | None = _leaf("number", lo=0)
+    gpus: int | None = _leaf("int", lo=1, hi=1024)
 
 
 @dataclass
 class RatesConfig(_Section):
-    per_gpu: dict[str, float] = _leaf("map:number", {})
-    per_model: dict[str, float] = _leaf("map:number", {})
-    per_host: dict[str, float] = _leaf("map:number", {})
+    per_gpu: dict[str, float] = _leaf("map:number", {}, lo=0)
+    per_model: dict[str, float] = _leaf("map:number", {}, lo=0)
+    per_host: dict[str, float] = _leaf("map:number", {}, lo=0)
     instance: InstanceRate = _section(InstanceRate)
 
 
 @dataclass
 class OnpremConfig(_Section):
-    purchase_price: float | None = _leaf("number")
-    amortise_years: float = _leaf("number", 4.0)
-    electricity_per_kwh: float | None = _leaf("number")
-    pue: float = _leaf("number", 1.4)
+    purchase_price: float | None = _leaf("number", lo=0)
+    amortise_years: float = _leaf("number", 4.0, above=0)
+    electricity_per_kwh: float | None = _leaf("number", lo=0)
+    pue: float = _leaf("number", 1.4, lo=1, hi=10)
 
 
 @dataclass
@@ -144,50 +152,50 @@ class BillingConfig(_Section):
 
 @dataclass
 class IdleConfig(_Section):
-    util_pct: float = _leaf("number", 5.0)
-    after: float = _leaf("duration", 900.0)
-    busy_for: float = _leaf("duration", 30.0)
-    low_util_pct: float = _leaf("number", 20.0)
+    util_pct: float = _leaf("number", 5.0, lo=0, hi=100)
+    after: float = _leaf("duration", 900.0, lo=0)
+    busy_for: float = _leaf("duration", 30.0, lo=0)
+    low_util_pct: float = _leaf("number", 20.0, lo=0, hi=100)
 
 
 @dataclass
 class RetentionConfig(_Section):
-    raw: float = _leaf("duration", 7 * 86400.0)
+    raw: float = _leaf("duration", 7 * 86400.0, above=0)
 
 
 @dataclass
 class ForecastConfig(_Section):
-    window: float = _leaf("duration", 86400.0)
+    window: float = _leaf("duration", 86400.0, above=0)
 
 
 @dataclass
 class BudgetConfig(_Section):
-    monthly: float | None = _leaf("number")
+    monthly: float | None = _leaf("number", above=0)
     currency: str = _leaf("str", "USD")
-    thresholds: list[float] = _leaf("list:number", [50.0, 80.0, 100.0])
-    basis: list[str] = _leaf("list:str", ["actual", "forecast"])
+    thresholds: list[float] = _leaf("list:number", [50.0, 80.0, 100.0], above=0, hi=10_000)
+    basis: list[str] = _leaf("list:str", ["actual", "forecast"], choices=("actual", "forecast"))
 
 
 @dataclass
 class AlertsConfig(_Section):
-    repeat: float = _leaf("duration", 4 * 3600.0)
-    spike_pct: float = _leaf("number", 50.0)
-    stale_billing: float = _leaf("duration", 3 * 86400.0)
-    stale_catalog: float = _leaf("duration", 90 * 86400.0)
-    collector_stopped: float = _leaf("duration", 300.0)
+    repeat: float = _leaf("duration", 4 * 3600.0, above=0)
+    spike_pct: float = _leaf("number", 50.0, above=0)
+    stale_billing: float = _leaf("duration", 3 * 86400.0, above=0)
+    stale_catalog: float = _leaf("duration", 90 * 86400.0, above=0)
+    collector_stopped: float = _leaf("duration", 300.0, above=0)
 
 
 @dataclass
 class NotifyTarget(_Section):
     name: str | None = _leaf("str")
-    kind: str = _leaf("str", "webhook")
+    kind: str = _leaf("str", "webhook", choices=TARGET_KINDS)
     url: str | None = _leaf("str")
     topic: str | None = _leaf("str")
     token: str | None = _leaf("str")
-    kinds: list[str] = _leaf("list:str", [])
-    min_dollars: float = _leaf("number", 0.0)
-    timeout: float = _leaf("duration", 10.0)
-    retries: int = _leaf("int", 3)
+    kinds: list[str] = _leaf("list:str", [], choices=(*ALERT_KINDS, *ALERT_ALIASES))
+    min_dollars: float = _leaf("number", 0.0, lo=0)
+    timeout: float = _leaf("duration", 10.0, above=0, hi=600)
+    retries: int = _leaf("int", 3, lo=0, hi=20)
 
 
 @dataclass
@@ -211,12 +219,33 @@ class CloudsConfig(_Section):
     lambda_: CloudAccount = field(default_factory=lambda: CloudAccount(url="https://cloud.lambda.ai/api/v1"),
                                   metadata={"kind": "section", "cls": CloudAccount, "key": "lambda"})
     vast: CloudAccount = _account("https://console.vast.ai/api/v0")
-    interval: float = _leaf("duration", 300.0)
+    interval: float = _leaf("duration", 300.0, lo=10)   # a cloud API polled faster than this is abuse
+
+
+@dataclass
+class PriceSources(_Section):
+    """Where `gpuspend prices --refresh` reads each source (a mirror for tests and air-gapped sites); `off`
+    turns a source off. Azure keeps its query parameters; SkyPilot is the catalogs/v<N> folder."""
+
+    azure: str | None = _leaf("str", "https://prices.azure.com/api/retail/prices")
+    skypilot: str | None = _leaf(
+        "str", "https://raw.githubusercontent.com/skypilot-org/skypilot-catalog/master/catalogs/v7")
+    runpod: str | None = _leaf("str", "https://api.runpod.io/graphql")
+    vast: str | None = _leaf("str", "https://console.vast.ai/api/v0")
+    lambda_: str | None = _leaf("str", "https://cloud.lambda.ai/api/v1", key="lambda")
+
+
+@dataclass
+class PricesConfig(_Section):
+    sources: PriceSources = _section(PriceSources)
+    skypilot_clouds: list[str] = _leaf("list:str", ["aws", "gcp", "lambda"])
+    refresh: float = _leaf("duration", 0.0)      # the collector refreshes prices this often; 0 = never
+    timeout: float = _leaf("duration", 20.0)
 
 
 @dataclass
 class TuiConfig(_Section):
-    interval: float = _leaf("number", 1.0)
+    interval: float = _leaf("number", 1.0, lo=0.1, hi=3600)
     keymap: dict[str, str] = _leaf("map:str", {})
     ascii: bool = _leaf("bool", False)
     color_system: str | None = _leaf("str")
@@ -229,7 +258,20 @@ class MetricsConfig(_Section):
 
 @dataclass
 class FleetConfig(_Section):
-    timeout: float = _leaf("duration", 5.0)
+    timeout: float = _leaf("duration", 5.0, above=0, hi=600)
+
+
+@dataclass
+class WorkloadsConfig(_Section):
+    """Which pod, Slurm job, container or notebook a GPU process belongs to (gpuspend.collectors.workloads)."""
+
+    names: bool = _leaf("bool", True)             # ask Docker / kubelet folders / scontrol / Jupyter for names
+    timeout: float = _leaf("duration", 0.5, above=0, hi=30)   # per name lookup: never holds up a sample
+    docker_socket: str = _leaf("str", "/var/run/docker.sock")
+    pods_log_dir: str = _leaf("str", "/var/log/pods")
+    allocations: bool = _leaf("bool", True)       # GPUs held by a container or Slurm job with no process on them
+    tag_uids: list[float] = _leaf("list:number", [])   # UIDs whose GPUSPEND_TEAM / GPUSPEND_PROJECT is trusted
+    metrics_max: int = _leaf("int", 50, lo=1, hi=10_000)  # workload series on /metrics; the rest are `other`
 
 
 @dataclass
@@ -237,7 +279,7 @@ class Config(_Section):
     """The whole configuration: defaults, overridden by the file. `path` is None when no file was read."""
 
     database: str | None = _leaf("str")
-    interval: float = _leaf("number", 2.0)
+    interval: float = _leaf("number", 2.0, lo=0.1, hi=3600)   # below 0.1 s the collector would busy-loop
     host: str | None = _leaf("str")
     provider: str | None = _leaf("str")
     currency: str = _leaf("str", "USD")
@@ -251,9 +293,11 @@ class Config(_Section):
     alerts: AlertsConfig = _section(AlertsConfig)
     notify: NotifyConfig = _section(NotifyConfig)
     clouds: CloudsConfig = _section(CloudsConfig)
+    prices: PricesConfig = _section(PricesConfig)
     tui: TuiConfig = _section(TuiConfig)
     metrics: MetricsConfig = _section(MetricsConfig)
     fleet: FleetConfig = _section(FleetConfig)
+    workloads: WorkloadsConfig = _section(WorkloadsConfig)
     # Not keys of the file: where it came from and what loading it found.
     path: Path | None = None
     warnings: list[str] = field(default_factory=list)
@@ -265,6 +309,21 @@ class Config(_Section):
         return self.to_dict()
 
 
+class _Kind(str):
+    """A leaf's kind as the schema writes it ("number", "list:str"...), carrying the leaf's bounds and choices."""
+
+    lo: float | None = None
+    hi: float | None = None
+    above: float | None = None
+    choices: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, meta: Any) -> _Kind:
+        k = cls(meta["kind"])
+        k.lo, k.hi, k.above, k.choices = meta.get("lo"), meta.get("hi"), meta.get("above"), meta.get("choices", ())
+        return k
+
+
 def _schema(cls: type) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in fields(cls):
@@ -274,8 +333,33 @@ def _schema(cls: type) -> dict[str, Any]:
         elif kind == "sections":
             out[_key(f)] = [_schema(f.metadata["cls"])]
         elif kind:
-            out[_key(f)] = kind
+            out[_key(f)] = _Kind.of(f.metadata)
     return out
+
+
+class _Invalid(ValueError):
+    """A value of the right kind outside what the key allows: its message is the whole explanation."""
+
+
+def _check(value: Any, spec: Any) -> None:
+    """Bounds and choices of one scalar (raises ValueError with the sentence the user sees)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _Invalid(f"expected a finite number, got {value!r}")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        lo, hi, above = getattr(spec, "lo", None), getattr(spec, "hi", None), getattr(spec, "above", None)
+        if above is not None and not value > above:
+            raise _Invalid(f"must be greater than {above:g}, got {value:g}")
+        if lo is not None and value < lo:
+            raise _Invalid(f"must be at least {lo:g}, got {value:g}")
+        if hi is not None and value > hi:
+            raise _Invalid(f"must be at most {hi:g}, got {value:g}")
+    choices = getattr(spec, "choices", ())
+    if choices and isinstance(value, str) and value not in choices:
+        close = difflib.get_close_matches(value, list(choices), n=1)
+        guess = f"did you mean '{close[0]}'? " if close else ""
+        raise _Invalid(f"unknown value {value!r} ({guess}use {', '.join(choices)})")
+    if isinstance(value, str) and _CONTROL.search(value):
+        raise _Invalid("contains control characters (write text, not escapes like \\x1b)")
 
 
 def _build(cls: type, data: dict[str, Any]) -> Any:
@@ -310,6 +394,7 @@ def _is_secret_key(key: str) -> bool:
     """API keys and tokens anywhere; webhook URLs (which embed their secret) under notify.targets."""
     leaf = key.rsplit(".", 1)[-1]
     return leaf in SECRET_KEYS or (key.startswith("notify.targets") and leaf == "url")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
@@ -358,8 +443,7 @@ class _Loader:
                 return ""
             return val
 
-        if _ENV.search(text):
-            self.has_secrets = True
+        # a `${VAR}` reference keeps the secret out of the file (what the README recommends): not a secret here
         out = _ENV.sub(sub, text)
         if missing:
             self.warnings.append(
@@ -374,35 +458,41 @@ class _Loader:
         value = yaml.safe_load(yaml.serialize(node))
         if value is None:
             return None
+        literal = not (isinstance(value, str) and _ENV.search(value))
         if isinstance(value, str):
             value = self.env(node, key, value)
             if value is None:
                 return None
-        if value and _is_secret_key(key):
-            self.has_secrets = True
+        if value and literal and _is_secret_key(key):
+            self.has_secrets = True     # only a secret written in the file itself
         try:
+            out: Any
             if kind == "str":
-                return str(value)
-            if kind == "bool":
-                if isinstance(value, bool):
-                    return value
-                raise ValueError("expected true or false")
-            if kind == "int":
+                out = str(value)
+            elif kind == "bool":
+                if not isinstance(value, bool):
+                    raise ValueError("expected true or false")
+                out = value
+            elif kind == "int":
                 if isinstance(value, bool) or not isinstance(value, int | str):
                     raise ValueError("expected a whole number")
-                return int(value)
-            if kind == "number":
+                out = int(value)
+            elif kind == "number":
                 if isinstance(value, bool):
                     raise ValueError("expected a number")
-                return float(value)
-            if kind == "duration":
-                return parse_duration(value)
-            if kind == "any":
+                out = float(value)
+            elif kind == "duration":
+                out = parse_duration(value)
+            elif kind == "any":
                 return value
+            else:
+                raise AssertionError(kind)
+            _check(out, kind)
+            return out
         except (TypeError, ValueError) as exc:
-            msg = str(exc) if "expected" in str(exc) else f"expected a {kind}, got {value!r}"
+            msg = str(exc) if isinstance(exc, _Invalid) or "expected" in str(exc) else (
+                f"expected a {kind}, got {value!r}")
             raise self.fail(node, key, msg) from None
-        raise AssertionError(kind)
 
     def value(self, node: yaml.Node, key: str, spec: Any) -> Any:
         if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
@@ -416,11 +506,11 @@ class _Loader:
         if spec.startswith("list:"):
             if not isinstance(node, yaml.SequenceNode):
                 raise self.fail(node, key, "expected a list")
-            return [self.scalar(item, key, spec[5:]) for item in node.value]
+            return [self.scalar(item, key, _item_kind(spec, 5)) for item in node.value]
         if spec.startswith("map:"):
             if not isinstance(node, yaml.MappingNode):
                 raise self.fail(node, key, "expected a mapping")
-            return {str(k.value): self.scalar(v, f"{key}.{k.value}", spec[4:]) for k, v in node.value}
+            return {str(k.value): self.scalar(v, f"{key}.{k.value}", _item_kind(spec, 4)) for k, v in node.value}
         return self.scalar(node, key, spec)
 
     def section(self, node: yaml.Node, prefix: str, spec: dict[str, Any], defaults: dict | None = None) -> dict:
@@ -437,6 +527,36 @@ class _Loader:
                 raise ConfigError(f"unknown key '{full}'", where=self.where(knode), hint=hint)
             out[name] = self.value(vnode, full, spec[name])
         return out
+
+
+def _item_kind(spec: Any, cut: int) -> Any:
+    """The kind of one item of a list:/map: leaf, with the leaf's bounds and choices."""
+    item = _Kind(spec[cut:])
+    item.lo, item.hi = getattr(spec, "lo", None), getattr(spec, "hi", None)
+    item.above, item.choices = getattr(spec, "above", None), getattr(spec, "choices", ())
+    return item
+
+
+def _depth_error(text: str, path: Path) -> ConfigError | None:
+    """YAML nested deeper than MAX_DEPTH, found with the (iterative) event parser before the (recursive)
+    composer could overflow Python's stack."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                m = event.start_mark
+                return ConfigError(f"nested more than {MAX_DEPTH} levels deep", where=f"{path}:{m.line + 1}:"
+                                   f"{m.column + 1}", hint="a gpuspend config is a few levels of keys")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+    return None
+
+
+def _reader_where(text: str, path: Path, position: int) -> str:
+    line = text.count("\n", 0, position) + 1
+    column = position - (text.rfind("\n", 0, position) + 1) + 1
+    return f"{path}:{line}:{column}"
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -461,9 +581,16 @@ def load_config(path: str | Path | None = None, *, explicit: bool = False) -> Co
     loader = _Loader(p)
     try:
         text = p.read_text(encoding="utf-8")
-        root = yaml.compose(text)
+        deep = _depth_error(text, p)
+        if deep is not None:
+            raise deep
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
     except UnicodeDecodeError:
         raise ConfigError("config is not UTF-8 text", where=str(p)) from None
+    except yaml.reader.ReaderError as exc:     # a control byte in the file: PyYAML gives only its offset
+        ch = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        raise ConfigError(f"control character {ch!r} in the file", where=_reader_where(
+            text, p, exc.position), hint="remove it; write text, not raw bytes") from None
     except yaml.MarkedYAMLError as exc:
         m = exc.problem_mark
         where = f"{p}:{m.line + 1}:{m.column + 1}" if m else str(p)
@@ -499,3 +626,20 @@ def iter_keys(spec: dict[str, Any] = SCHEMA, prefix: str = "") -> Iterator[str]:
 def warn(lines: list[str]) -> None:
     for line in lines:
         print(f"gpuspend: warning: {line}", file=sys.stderr)
+
+
+def identity(cfg: Config) -> str:
+    """Which configuration this process runs on, comparable across processes: the file's resolved path and a
+    hash of its text (or "defaults"). The collector records it so `doctor` can say when the collector and the
+    report read different configs (then their budgets, rates and alerts disagree)."""
+    import hashlib
+
+    path = getattr(cfg, "path", None)
+    if path is None:
+        return "defaults (no config file)"
+    path = Path(path)
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    except OSError:
+        digest = "unreadable"
+    return f"{path.resolve()} (sha256 {digest})"

@@ -64,6 +64,7 @@ class FleetGpu:
     idle_for_s: float | None
     episode_open: bool
     waste: float                     # gpuspend: open episode's waste; dcgm: idle minutes today x rate
+    workload: str | None = None      # dcgm: from its pod/namespace/container/hpc_job/user labels
 
 
 @dataclass
@@ -220,18 +221,14 @@ def _cfg_get(cfg: Config, section: str, key: str, default: Any) -> Any:
     return default if value is None else value
 
 
-def fetch_fleet(url: str, cfg: Config | None = None, *, timeout_s: float | None = None,
-                client: httpx.Client | None = None) -> FleetView:
-    """Query Prometheus and build the fleet view. Raises FleetError (exit 3) when Prometheus fails."""
-    cfg = cfg if cfg is not None else default_config()
-    timeout = float(timeout_s or _cfg_get(cfg, "fleet", "timeout", 5.0))
-    prom = Prometheus(url, timeout, client)
+def fleet_queries(cfg: Config, wall: float | None = None) -> dict[str, str]:
+    """The instant queries one fleet view runs (in parallel), by name; `wall` is Prometheus's evaluation time."""
     util_pct = float(_cfg_get(cfg, "idle", "util_pct", 5.0))
     after_s = int(_cfg_get(cfg, "idle", "after", 900.0))
-    wall = time.time()    # Prometheus evaluates at its own (real) time; windows are measured in that clock
+    wall = time.time() if wall is None else wall
     since_midnight = max(60, int(wall - wall // 86400 * 86400))
     window = max(after_s, 1)
-    queries = {
+    return {
         "own": Q_GPUSPEND,
         "dcgm": Q_DCGM,
         "missing": Q_MISSING,
@@ -246,6 +243,17 @@ def fetch_fleet(url: str, cfg: Config | None = None, *, timeout_s: float | None 
         "gr_max": f"max_over_time(DCGM_FI_PROF_GR_ENGINE_ACTIVE[{window}s]) * 100 "
                   f"and DCGM_FI_PROF_GR_ENGINE_ACTIVE offset {window}s",
     }
+
+
+def fetch_fleet(url: str, cfg: Config | None = None, *, timeout_s: float | None = None,
+                client: httpx.Client | None = None) -> FleetView:
+    """Query Prometheus and build the fleet view. Raises FleetError (exit 3) when Prometheus fails."""
+    cfg = cfg if cfg is not None else default_config()
+    timeout = float(timeout_s or _cfg_get(cfg, "fleet", "timeout", 5.0))
+    prom = Prometheus(url, timeout, client)
+    util_pct = float(_cfg_get(cfg, "idle", "util_pct", 5.0))
+    wall = time.time()    # Prometheus evaluates at its own (real) time; windows are measured in that clock
+    queries = fleet_queries(cfg, wall)
     try:
         with ThreadPoolExecutor(max_workers=len(queries)) as pool:
             futures = {k: pool.submit(prom.query, q) for k, q in queries.items()}
@@ -345,6 +353,7 @@ def _dcgm_nodes(util_samples: list[dict[str, Any]], idle_min: list[dict[str, Any
             continue            # the node runs gpuspend too: its own figures win
         v = _value(s)
         g = per_gpu.setdefault(key, {"model": clean(m.get("modelName", ""))})
+        g.setdefault("workload", dcgm_workload(m))
         if v is None:
             continue
         if m.get("__name__") == "DCGM_FI_DEV_GPU_UTIL":
@@ -371,7 +380,7 @@ def _dcgm_nodes(util_samples: list[dict[str, Any]], idle_min: list[dict[str, Any
         fg = FleetGpu(node=node_name, gpu=index, uuid=uuid, model=g["model"], source="dcgm",
                       state="idle" if idle else ("busy" if util is not None else "unknown"), util_pct=util,
                       cost_per_hour=rate, currency=currency, rate_source=source, idle=idle,
-                      idle_for_s=None, episode_open=episode, waste=waste)
+                      idle_for_s=None, episode_open=episode, waste=waste, workload=g.get("workload"))
         n = nodes.setdefault(node_name, FleetNode(name=node_name, source="dcgm", estimated=True))
         n.gpus.append(fg)
         if rate is None:
@@ -385,6 +394,39 @@ def _dcgm_nodes(util_samples: list[dict[str, Any]], idle_min: list[dict[str, Any
         n.mtd[currency] = n.mtd.get(currency, 0.0) + rate * elapsed_h
         n.projection[currency] = n.projection.get(currency, 0.0) + rate * month_h
     return list(nodes.values())
+
+
+def dcgm_workload(m: dict[str, Any]) -> str | None:
+    """The workload dcgm-exporter names on a GPU series (its Kubernetes pod-resources or HPC job mapping), written
+    the way every gpuspend surface writes workloads (gpuspend.costing.workloads.workload_label)."""
+    from gpuspend.costing.workloads import workload_label
+
+    pod, ns, job = m.get("pod") or m.get("exported_pod"), m.get("namespace") or m.get("exported_namespace"), \
+        m.get("hpc_job")
+    user = m.get("user") or m.get("hpc_user") or m.get("UserName")
+    if pod:
+        label = workload_label("k8s-pod", str(m.get("pod_uid") or pod), str(pod), str(ns) if ns else None)
+    elif job:
+        label = workload_label("slurm-job", str(job), None)
+    elif m.get("container"):
+        label = workload_label("docker", str(m["container"]), str(m["container"]))
+    else:
+        return None
+    return clean(f"{label} ({user})" if user else label, 160)
+
+
+def workload_waste(view: FleetView) -> list[tuple[str, str, str, float, float]]:
+    """[(workload, node, currency, cost per hour, waste today)] over the fleet's GPUs that name a workload,
+    biggest waste first (dcgm nodes: from the exporter's labels)."""
+    acc: dict[tuple[str, str, str], list[float]] = {}
+    for n in view.nodes:
+        for g in n.gpus:
+            if not g.workload or g.cost_per_hour is None:
+                continue
+            a = acc.setdefault((g.workload, n.name, g.currency), [0.0, 0.0])
+            a[0] += g.cost_per_hour
+            a[1] += g.waste
+    return sorted(((w, node, c, v[0], v[1]) for (w, node, c), v in acc.items()), key=lambda r: (-r[4], r[0]))
 
 
 def _normal_model(name: str) -> str:
@@ -482,7 +524,7 @@ def node_rows(view: FleetView) -> list[tuple[str, ...]]:
 
 
 def idle_rows(view: FleetView) -> list[tuple[str, ...]]:
-    return [(g.node, g.gpu, g.model or "?", g.state, duration(g.idle_for_s),
+    return [(g.node, g.gpu, g.model or "?", g.state + (f" {g.workload}" if g.workload else ""), duration(g.idle_for_s),
              money(g.cost_per_hour, g.currency or "USD"), money(g.waste, g.currency or "USD"))
             for g in view.idle_gpus()]
 
@@ -539,6 +581,12 @@ def render(view: FleetView, fmt: str = "text") -> str:
         out.extend(_table(IDLE_HEADER, idle, md, 4))
     else:
         out.append("none")
+    wl = workload_waste(view)
+    if wl:
+        out.append("")
+        out.append(("## " if md else "") + "Workloads (from dcgm-exporter labels)")
+        out.extend(_table(("Workload", "Node", "Cost/h", "Waste today"),
+                          [(w, node, money(cph, c), money(waste, c)) for w, node, c, cph, waste in wl], md, 2))
     if view.missing:
         out.append("")
         out.append("Not reporting now (seen in the last hour): " + ", ".join(view.missing))

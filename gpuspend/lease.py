@@ -51,9 +51,11 @@ def _pid_gone(pid: int, host: str) -> bool:
     return False
 
 
-def _info(row: tuple, now_ms: int) -> LeaseInfo:
+def _info(row: tuple, now_ms: int, busy: bool = False) -> LeaseInfo:
     pid, host, owner, started, heartbeat, interval_s = row
-    stale = now_ms - heartbeat > STALE_INTERVALS * interval_s * 1000 or _pid_gone(pid, host)
+    # busy: the holder announced a long task (its worker holds the write lock, so no heartbeat can be written)
+    late = now_ms - heartbeat > STALE_INTERVALS * interval_s * 1000 and not busy
+    stale = late or _pid_gone(pid, host)
     return LeaseInfo(pid, host, owner, started, heartbeat, interval_s, stale)
 
 
@@ -61,7 +63,29 @@ def holder(conn: sqlite3.Connection, now_ms: int | None = None) -> LeaseInfo | N
     now = clock.now_ms() if now_ms is None else now_ms
     row = conn.execute("SELECT pid, host, owner, started, heartbeat, interval_s FROM collector_lease "
                        "WHERE id = 1").fetchone()
-    return _info(row, now) if row else None
+    if not row:
+        return None
+    busy = conn.execute("SELECT 1 FROM collector_task WHERE id = 1 AND pid = ? AND host = ? AND until > ?",
+                        (row[0], row[1], now)).fetchone() is not None
+    return _info(row, now, busy)
+
+
+def task_begin(conn: sqlite3.Connection, until_ms: int) -> None:
+    """The holder's worker starts a task that may hold the write lock for long (a billing re-import): until
+    `until_ms` the lease is not stale for a missed heartbeat (a dead pid on this host still is)."""
+    pid, host = _me()
+    with transaction(conn):
+        conn.execute("INSERT OR REPLACE INTO collector_task (id, pid, host, until) SELECT 1, ?, ?, ? "
+                     "WHERE EXISTS (SELECT 1 FROM collector_lease WHERE id = 1 AND pid = ? AND host = ?)",
+                     (pid, host, until_ms, pid, host))
+
+
+def task_end(conn: sqlite3.Connection, now_ms: int | None = None) -> None:
+    """The task is over: beat the heartbeat and drop the announcement, in one transaction."""
+    pid, host = _me()
+    with transaction(conn):
+        heartbeat(conn, now_ms)
+        conn.execute("DELETE FROM collector_task WHERE id = 1 AND pid = ? AND host = ?", (pid, host))
 
 
 def try_acquire(conn: sqlite3.Connection, owner: str, interval_s: float, now_ms: int | None = None) -> bool:
@@ -91,3 +115,4 @@ def release(conn: sqlite3.Connection) -> None:
     pid, host = _me()
     with transaction(conn):
         conn.execute("DELETE FROM collector_lease WHERE id = 1 AND pid = ? AND host = ?", (pid, host))
+        conn.execute("DELETE FROM collector_task WHERE id = 1 AND pid = ? AND host = ?", (pid, host))

@@ -29,6 +29,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 
 from gpuspend import clock
 from gpuspend.errors import UsageError
+from gpuspend.fmt import clean
 from gpuspend.snapshot import Snapshot
 
 if TYPE_CHECKING:
@@ -47,10 +48,16 @@ def _version() -> str:
         return "unknown"
 
 
+def node_label(host: str | None) -> str:
+    """The node's `host` label: outside text (a host name, config `host:`), so never raw escapes or newlines."""
+    return clean(host or "", 120).strip() or "unknown"
+
+
 def _gpu_key(g: Any, host: str) -> list[str]:
     # `host` is the exporting node (Snapshot.host) on every series, so a fleet groups GPUs by node even when a
     # GPU row still carries another name (demo history, cloud instance ids).
-    return [host, "" if g.index is None else str(g.index), g.uuid, g.model or g.name or ""]
+    return [node_label(host), "" if g.index is None else str(g.index), clean(g.uuid, 120),
+            clean(g.model or g.name or "", 120)]
 
 
 def _catalog_age_s(as_of: str | None, now_ms: int) -> float | None:
@@ -77,6 +84,32 @@ class _Counters:
     waste: dict[tuple, tuple[float, float]] = field(default_factory=dict)
     proc_cost: dict[tuple, float] = field(default_factory=dict)     # process -> last cost_today
     user_cost: dict[tuple, float] = field(default_factory=dict)   # (host, user, currency) -> total
+    # workloads: today's figure last seen per workload, counter totals per series, and which workloads have a
+    # series of their own (sticky, at most workloads.metrics_max; the rest add to workload="other", so every
+    # series only ever grows)
+    wl_last: dict[tuple, tuple[float, float]] = field(default_factory=dict)
+    wl_total: dict[tuple, list[float]] = field(default_factory=dict)
+    wl_named: set[tuple] = field(default_factory=set)
+
+    def feed_workloads(self, host: str, rows: Any, cap: int) -> None:
+        """Per-workload cost/idle figures since UTC midnight (gpuspend.costing.workloads) into counters."""
+        host = node_label(host)
+        for r in rows:
+            key = (r.kind, r.id, r.currency)
+            cost, idle = float(r.cost or 0.0), float(r.idle_waste or 0.0)
+            last_cost, last_idle = self.wl_last.get(key, (0.0, 0.0))
+            d_cost = cost - last_cost if cost >= last_cost else cost       # a drop: a new day began
+            d_idle = idle - last_idle if idle >= last_idle else idle
+            self.wl_last[key] = (cost, idle)
+            if r.kind == "unattributed" or key in self.wl_named or len(self.wl_named) < cap:
+                if r.kind != "unattributed":
+                    self.wl_named.add(key)
+                series = (host, r.kind, clean(r.name or r.id, 120), clean(r.namespace or "", 120), r.currency)
+            else:
+                series = (host, "other", "other", "", r.currency)
+            t = self.wl_total.setdefault(series, [0.0, 0.0])
+            t[0] += max(0.0, d_cost)
+            t[1] += max(0.0, d_idle)
 
     def feed(self, snap: Snapshot) -> None:
         live_gpus = {(*_gpu_key(g, snap.host), g.rate.currency or snap.currency) for g in snap.gpus}
@@ -91,16 +124,24 @@ class _Counters:
             waste = float(g.episode_waste or 0.0)
             last, total = self.waste.get(key, (0.0, 0.0))
             self.waste[key] = (waste, _advance(last, total, waste))
+        host = node_label(snap.host)
+        # cost_today is the process's total over all its GPUs, repeated on each of its GPU rows: count each
+        # process once (a process on two GPUs once counted 16.0 instead of 8.0), in the currency of its GPU's
+        # rate, not the snapshot's (money in EUR is never labelled USD).
+        currency_of = {g.uuid: g.rate.currency or snap.currency for g in snap.gpus}
+        procs: dict[tuple, tuple[float, str]] = {}
         for p in snap.processes:
-            # A process is identified by its pid on its GPU; cost_today resets at midnight (a drop).
-            pkey = (snap.host, p.pid, p.gpu_uuid, p.user)
-            cost = float(p.cost_today or 0.0)
+            key = (host, p.pid, p.user)
+            if key not in procs:
+                procs[key] = (float(p.cost_today or 0.0), currency_of.get(p.gpu_uuid) or snap.currency)
+        for pkey, (cost, currency) in procs.items():
+            # cost_today resets at midnight (a drop).
             last = self.proc_cost.get(pkey, 0.0)
             inc = cost - last if cost >= last else cost
             self.proc_cost[pkey] = cost
-            ukey = (snap.host, p.user, snap.currency)
+            ukey = (host, pkey[2], currency)
             self.user_cost[ukey] = self.user_cost.get(ukey, 0.0) + max(0.0, inc)
-        live = {(snap.host, p.pid, p.gpu_uuid, p.user) for p in snap.processes}
+        live = set(procs)
         for gone in [k for k in self.proc_cost if k not in live]:
             del self.proc_cost[gone]
 
@@ -121,7 +162,8 @@ class _SnapshotCollector:
             idle_s = {k: v[1] for k, v in counters.idle_s.items()}
             waste = {k: v[1] for k, v in counters.waste.items()}
             user_cost = dict(counters.user_cost)
-        host = snap.host if snap is not None else host
+            wl_total = {k: list(v) for k, v in counters.wl_total.items()}
+        host = node_label(snap.host if snap is not None else host)
         m = GaugeMetricFamily("gpuspend_up", "1 when the last snapshot was built from the database, 0 when it failed",
                               labels=["host"])
         m.add_metric([host], 1.0 if up else 0.0)
@@ -148,10 +190,22 @@ class _SnapshotCollector:
         for (h, user, cur), total in sorted(user_cost.items()):
             c_user.add_metric([h, user, cur], total)
         yield c_user
+        if wl_total:
+            labels = ["host", "kind", "workload", "namespace", "currency"]
+            c_wl = CounterMetricFamily("gpuspend_workload_cost", "Cost attributed to a workload (pod, Slurm job, "
+                                       "container, notebook, process; `other` past workloads.metrics_max), in "
+                                       "`currency`", labels=labels)
+            c_wl_idle = CounterMetricFamily("gpuspend_workload_idle_waste", "Of the workload's cost, the part spent "
+                                            "while its GPUs were idle, in `currency`", labels=labels)
+            for key, (cost, idle) in sorted(wl_total.items()):
+                c_wl.add_metric(list(key), cost)
+                c_wl_idle.add_metric(list(key), idle)
+            yield c_wl
+            yield c_wl_idle
 
 
 def _snapshot_families(snap: Snapshot) -> Iterator[Metric]:
-    host, cur = snap.host, snap.currency
+    host, cur = node_label(snap.host), snap.currency
     cost = GaugeMetricFamily("gpuspend_gpu_cost_per_hour", "Cost of this GPU per hour now, in `currency`",
                              labels=[*GPU_LABELS, "currency"])
     rate = GaugeMetricFamily("gpuspend_gpu_rate_per_hour", "Price of this GPU per GPU-hour, in `currency`",
@@ -191,7 +245,8 @@ def _snapshot_families(snap: Snapshot) -> Iterator[Metric]:
         if g.mem_total is not None:
             mem_total.add_metric(key, float(g.mem_total))
         idle_for.add_metric(key, float(g.idle_for_s or 0.0))
-        episode.add_metric([*key, g.rate.currency or cur], float(g.episode_waste or 0.0))
+        if g.episode_waste is not None:         # no rate: unknown money has no sample, never 0
+            episode.add_metric([*key, g.rate.currency or cur], float(g.episode_waste))
         episode_open.add_metric(key, 1.0 if g.episode_open else 0.0)
         under.add_metric(key, 1.0 if g.uuid in low else 0.0)
     yield from (cost, rate, rate_info, state, util, power, mem, mem_total, idle_for, episode, episode_open, under)
@@ -202,16 +257,19 @@ def _snapshot_families(snap: Snapshot) -> Iterator[Metric]:
     yield node_cost
     by_state = GaugeMetricFamily("gpuspend_cost_per_hour_by_state", "Cost per hour split by GPU state",
                                  labels=["host", "state", "currency"])
-    for s, v in snap.cost_per_hour_by_state:
-        by_state.add_metric([host, s, cur], v)
+    for s, v in snap.cost_per_hour_by_state_known():
+        if v is not None:                       # unknown money has no sample, never 0
+            by_state.add_metric([host, s, cur], v)
     yield by_state
     today = GaugeMetricFamily("gpuspend_today_cost", "Cost since UTC midnight, in `currency`",
                               labels=["host", "currency"])
-    today.add_metric([host, cur], snap.today_cost)
+    if snap.today_cost_known is not None:
+        today.add_metric([host, cur], snap.today_cost_known)
     yield today
     waste_today = GaugeMetricFamily("gpuspend_idle_waste_today", "Money wasted by idle GPUs since UTC midnight",
                                     labels=["host", "currency"])
-    waste_today.add_metric([host, cur], snap.idle_waste_today)
+    if snap.idle_waste_today_known is not None:
+        waste_today.add_metric([host, cur], snap.idle_waste_today_known)
     yield waste_today
 
     month_labels = ["host", "currency", "month"]
@@ -316,10 +374,30 @@ class Exporter:
 
         conn = connect(self._db_path)
         try:
-            snap = build_snapshot(conn, self._cfg, clock.now_ms())
+            now = clock.now_ms()
+            snap = build_snapshot(conn, self._cfg, now)
+            rows = self._workloads_today(conn, now)
         finally:
             conn.close()
         self.update(snap)
+        if rows is not None:
+            with self._lock:
+                cap = int(getattr(getattr(self._cfg, "workloads", None), "metrics_max", 50) or 50)
+                self._counters.feed_workloads(snap.host, rows, cap)
+
+    def _workloads_today(self, conn: Any, now: int) -> Any:
+        """Money by workload since UTC midnight, for the workload counters (None when it cannot be read)."""
+        from gpuspend import costing
+        from gpuspend.costing.workloads import workload_attribution
+
+        if self._cfg is None:
+            return None
+        try:
+            with costing.reading(conn, self._cfg, now):
+                rates = costing.resolve_rates(conn, self._cfg, costing.load_gpus(conn), now)
+                return workload_attribution(conn, self._cfg, rates, costing.day_start(now), now + 1, now).rows
+        except Exception:       # a store without the workload tables yet: the other metrics still export
+            return None
 
     def _refresh_loop(self) -> None:
         while not self._stop.is_set():

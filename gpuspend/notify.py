@@ -7,6 +7,12 @@ expires if the sender dies), which is why a row is sent once. Failures stay in t
 next_attempt; 4xx answers are final (status 'failed') because retrying a rejected request cannot help.
 
 Webhook URLs embed their secret and tokens are secrets: neither ever appears in an error, log or return value.
+
+Delivery is at least once: a message is marked sent only after its target answered 2xx, so a timeout or a
+sender killed mid-POST means it is sent again. Webhook and ntfy requests carry an idempotency key (the same
+for every attempt at one message) so the receiver can keep one copy; Slack has none, so Slack may rarely show
+a message twice. Only `gpuspend --report --notify` and the collector daemon (and the TUI's in-app collector)
+deliver: a plain `--report` never does.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from gpuspend.alert_kinds import KINDS as ALERT_KINDS
+from gpuspend.alert_kinds import expand
+from gpuspend.config import TARGET_KINDS
 from gpuspend.fmt import clean
 from gpuspend.retry_after import parse_retry_after
 from gpuspend.store import transaction
@@ -33,7 +41,7 @@ if TYPE_CHECKING:     # httpx loads when something is sent: the collector on a b
 
     from gpuspend.config import Config
 
-KINDS = ("slack", "ntfy", "webhook")
+KINDS = TARGET_KINDS            # one list: the config refuses any other kind at file:line:column
 CLAIM_MS = 10 * 60_000          # a claim outlives any in-process retry loop
 MAX_INLINE_WAIT_S = 30.0        # a longer Retry-After is honoured through next_attempt, not by sleeping
 GIVE_UP_AFTER_MS = 86_400_000   # a notification nobody could deliver for a day is dropped as 'failed'
@@ -86,7 +94,7 @@ def configured_targets(cfg: Config) -> list[Target]:
             url=t.get("url"),
             topic=t.get("topic"),
             token=t.get("token"),
-            kinds=tuple(t.get("kinds") or ()),
+            kinds=tuple(sorted(expand(t.get("kinds") or ()))),
             min_dollars=float(t.get("min_dollars") or 0.0),
             timeout=float(t.get("timeout") or 10.0),
             retries=int(t.get("retries") if t.get("retries") is not None else 3),
@@ -167,7 +175,7 @@ def render_ntfy(p: dict, topic: str) -> dict:
     if event == "resolved":
         priority, tags = 2, ["white_check_mark"]
     else:
-        priority = 4 if event == "open" else 3
+        priority = 3 if event.startswith("repeat:") else 4
         tags = ["warning", "moneybag"] if p.get("dollars") else ["warning"]
     lines = [f"{k}: {v}" for k, v in p.get("fields", [])]
     if p.get("text"):
@@ -199,17 +207,31 @@ def render_webhook(p: dict, receiver: str) -> dict:
             "alerts": [alert]}
 
 
+def idempotency_key(target: Target, p: dict) -> str:
+    """The same for every attempt at one notification (one alert, one event, one target): retries after a
+    timeout and a resend after a sender was killed mid-POST carry the same key, so a receiver that honours it
+    keeps one copy. Stable across processes (derived, not random)."""
+    raw = f"{target.name}\0{p['kind']}\0{p['subject']}\0{p.get('started_ms')}\0{p.get('alert_id')}\0{p['event']}"
+    return "gpuspend-" + hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
 def build_request(target: Target, payload: dict) -> tuple[str, dict, dict]:
-    """(url, headers, json body) for one notification to one target."""
-    headers = {"Content-Type": "application/json", "User-Agent": "gpuspend"}
+    """(url, headers, json body) for one notification to one target.
+
+    Delivery is at least once. A generic webhook gets an `Idempotency-Key` header and `idempotency_key` in the
+    body (ntfy gets the header), so it can drop repeats; a Slack incoming webhook has no such key, so after a
+    timeout or a crash mid-POST a Slack channel can see a message twice (never zero times)."""
+    key = idempotency_key(target, payload)
+    headers = {"Content-Type": "application/json", "User-Agent": "gpuspend", "Idempotency-Key": key}
     if target.token:
         headers["Authorization"] = f"Bearer {target.token}"
     if target.kind == "slack":
         body = render_slack(payload)
+        del headers["Idempotency-Key"]      # Slack rejects nothing for it, but honours nothing either
     elif target.kind == "ntfy":
         body = render_ntfy(payload, target.topic or "")
     else:
-        body = render_webhook(payload, target.name)
+        body = {**render_webhook(payload, target.name), "idempotency_key": key}
     return target.endpoint or "", headers, body
 
 
@@ -246,7 +268,9 @@ def send_one(client: httpx.Client, target: Target, payload: dict, *, backoff_s: 
         try:
             resp = client.post(url, headers=headers, json=body, timeout=target.timeout)
         except httpx.TimeoutException:
-            error = f"{target.name}: no answer within {target.timeout:g}s"
+            # The request may well have arrived (a slow endpoint once got 4 copies): no retry in this run;
+            # the outbox tries again after its backoff, with the same idempotency key.
+            return Outcome(False, f"{target.name}: no answer within {target.timeout:g}s")
         except httpx.TransportError as exc:
             error = f"{target.name}: connection failed ({type(exc).__name__})"
         else:

@@ -54,6 +54,9 @@ class DashboardOptions(Options):
     interval: float | None = None
     color_system: str | None = None
     ascii_only: bool = False
+    no_color: bool = False
+    only: str | None = None         # --only 0,3: GPU indexes shown
+    user: str | None = None         # --user NAME: processes of this user
 
 
 @dataclass
@@ -66,6 +69,7 @@ class ReportOptions(Options):
     month: str | None = None
     no_sample: bool = False
     notify: bool = False
+    by: str = "user"            # the top table: by user, workload (pod/job/container/notebook) or namespace
 
 
 @dataclass

@@ -2,8 +2,16 @@
 
 Each sample covers the time up to the next sample of the same GPU; a gap longer than 3 intervals is a gap:
 the sample before it covers one interval and the rest is not time we can account for. Per sample, a GPU is
-`busy` (util above idle.util_pct), `held-idle` (at or below it while a process holds memory) or `free-idle`;
-both rules live in gpuspend.idle.
+`busy` (util above idle.util_pct), `held-idle` (at or below it while a process holds memory), `free-idle`
+or `unknown` (no utilisation); a MIG-enabled GPU without utilisation of its own takes its state from its slices.
+These rules live in gpuspend.idle.
+
+A minute keeps its busy-run edges (busy seconds at its start and end, its longest busy run inside and where it
+lies, where the idle begins): `minute_pieces` turns a row back into an ordered few pieces, so that idle episodes
+read from rollups equal those read from the raw samples (the order of busy and idle inside a minute matters:
+"all idle first" turned a 40 s busy stretch across a minute boundary into a false episode). Each row also keeps
+the idle threshold it was rolled with: a new `idle.util_pct` applies from the time it is set; `rebuild` re-rolls
+the minutes whose raw samples are still retained.
 
 Idempotent by construction: a watermark in `meta` marks the first minute that may still change (the minute
 of the newest sample). Each run deletes the minutes from the watermark on and recomputes them from raw
@@ -18,13 +26,14 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 from gpuspend import clock
-from gpuspend.idle import GAP_INTERVALS, covered_ms, sample_state
+from gpuspend.idle import BUSY, GAP_INTERVALS, HELD_IDLE, UNKNOWN, covered_ms, sample_state, state_of
 from gpuspend.store import get_meta, set_meta, transaction
 
 if TYPE_CHECKING:
     from gpuspend.config import Config
 
 WATERMARK_KEY = "rollup.watermark_ms"
+COLLECTOR_SEEN_KEY = "collector.seen_ms"    # when a collector's periodic rollup last ran (the `collector` alert)
 MINUTE_MS = 60_000
 CHUNK_MS = 3600_000          # roll a long backlog an hour at a time (bounded memory, short transactions)
 # The collector reads a GPU's energy counter every 30 s (collectors.nvml.ENERGY_EVERY_S); two minutes
@@ -35,7 +44,9 @@ TASK_MAX_CHUNKS = 6          # per periodic run: at most 6 h of backlog (a fract
 
 class _Minute:
     __slots__ = ("samples", "covered", "util_w", "util_t", "util_max", "mu_w", "mu_t", "mem_w", "mem_t",
-                 "pow_w", "pow_t", "energy", "busy", "held", "free", "util_sum", "util_n")
+                 "pow_w", "pow_t", "energy", "busy", "held", "free", "util_sum", "util_n",
+                 "end", "run_at", "run_len", "run_pre", "lead", "tail", "best", "best_at", "best_pre",
+                 "idle_at", "idle_sum", "post_at", "await_post")
 
     def __init__(self) -> None:
         self.samples = 0
@@ -45,6 +56,140 @@ class _Minute:
         self.util_max: float | None = None
         self.util_sum = 0.0     # plain mean, for a minute whose only sample covers no time yet
         self.util_n = 0
+        # busy-run edges, in ms from the minute start (pieces arrive in time order)
+        self.end: int | None = None           # end of the last piece
+        self.run_at: int | None = None        # the busy run in progress
+        self.run_len = self.run_pre = 0.0
+        self.lead = self.tail = self.best = self.best_pre = self.idle_sum = 0.0
+        self.best_at: int | None = None
+        self.idle_at: int | None = None
+        self.post_at: int | None = None       # first idle after the longest inner run
+        self.await_post = False
+
+    def piece(self, off: int, off_end: int, state: str) -> None:
+        sec = (off_end - off) / 1000.0
+        if state == BUSY:
+            if self.run_at is not None and self.end == off:
+                self.run_len += sec
+            else:
+                self._end_run()
+                self.run_at, self.run_len, self.run_pre = off, sec, self.idle_sum
+        else:
+            self._end_run()
+            if state != UNKNOWN:
+                if self.idle_at is None:
+                    self.idle_at = off
+                if self.await_post:
+                    self.post_at, self.await_post = off, False
+                self.idle_sum += sec
+        self.end = off_end
+
+    def _end_run(self) -> None:
+        if self.run_at is None:
+            return
+        if self.run_at == 0:
+            self.lead = self.run_len
+        elif self.run_len > self.best:
+            self.best, self.best_at, self.best_pre = self.run_len, self.run_at, self.run_pre
+            self.post_at, self.await_post = None, True
+        self.run_at = None
+
+    def edges(self) -> tuple[float, float, float, int | None, int | None, float, int | None]:
+        if self.run_at is not None and self.end == MINUTE_MS:
+            self.tail = self.run_len
+            if self.run_at == 0:
+                self.lead = self.run_len        # busy the whole covered minute: lead and tail are one run
+            self.run_at = None
+        self._end_run()
+        return (round(self.lead, 3), round(self.tail, 3), round(self.best, 3), self.best_at, self.idle_at,
+                round(self.best_pre, 3), self.post_at)
+
+
+def minute_pieces(minute: int, cov: float, busy: float, held: float, free: float, lead: float | None,
+                  tail: float | None, run: float | None, run_at: int | None, idle_at: int | None,
+                  idle_pre: float | None, idle_post_at: int | None = None
+                  ) -> list[tuple[int, float, float, float, float]]:
+    """A rollup row as ordered (start_ms, covered_s, busy_s, held_s, free_s) pieces for the episode scan:
+    busy lead, unknown time, idle before the longest inner busy run, that run, the idle after it, busy tail.
+    Short inner busy blips are left out: they cannot end an idle run (shorter than the longest, which is kept)
+    and are separated from the edges by idle, unknown time or a hole, all of which break a busy streak.
+    Rows rolled before the edges were kept come back whole (idle then busy, the old reading)."""
+    if lead is None or tail is None or lead + tail > cov + 0.001:
+        return [(minute, cov, busy, held, free)]
+    idle = held + free
+    hf = held / idle if idle > 0 else 0.0
+    unknown = cov - busy - idle
+    out: list[tuple[int, float, float, float, float]] = []
+    if lead > 0:
+        out.append((minute, lead, lead, 0.0, 0.0))
+    if unknown > 0.0005:
+        out.append((minute + int(round(lead * 1000)), unknown, 0.0, 0.0, 0.0))
+    run = run or 0.0
+    pre = min(idle, idle_pre or 0.0) if run > 0 and run_at is not None else idle
+    if pre > 0:
+        out.append((minute + (idle_at or 0), pre, 0.0, pre * hf, pre * (1 - hf)))
+    if run > 0 and run_at is not None:
+        out.append((minute + run_at, run, run, 0.0, 0.0))
+        post = idle - pre
+        if post > 0.0005:
+            at = idle_post_at if idle_post_at is not None else run_at + int(round(run * 1000))
+            out.append((minute + at, post, 0.0, post * hf, post * (1 - hf)))
+    if tail > 0:
+        out.append((minute + MINUTE_MS - int(round(tail * 1000)), tail, tail, 0.0, 0.0))
+    return out
+
+
+def mig_children(conn: sqlite3.Connection) -> dict[int, int]:
+    """MIG slice gpu id -> its physical GPU's id."""
+    return {r[0]: r[1] for r in conn.execute("SELECT id, parent_id FROM gpus WHERE parent_id IS NOT NULL")}
+
+
+def mig_shares(conn: sqlite3.Connection) -> dict[int, dict[int, float]]:
+    """Physical GPU id -> {MIG slice id: the slice's share of the GPU} (its memory over the GPU's, the size of
+    its profile; equal shares when sizes are unknown). A slice's users pay its share of the GPU's cost."""
+    rows = conn.execute("SELECT s.id, s.parent_id, s.memory_total, p.memory_total FROM gpus s "
+                        "JOIN gpus p ON p.id = s.parent_id").fetchall()
+    out: dict[int, dict[int, float]] = defaultdict(dict)
+    for sid, pid, mem, pmem in rows:
+        out[pid][sid] = (mem / pmem) if mem and pmem and mem <= pmem else 0.0
+    for kids in out.values():
+        if not all(kids.values()) or sum(kids.values()) > 1.0 + 1e-9:
+            for sid in kids:
+                kids[sid] = 1.0 / len(kids)
+    return dict(out)
+
+
+def split_for(gid: int, ts: int, procs: dict[tuple[int, int], list[tuple[int, int | None, float | None]]],
+              shares: dict[int, dict[int, float]]) -> list[tuple[int, float, int | None]]:
+    """The attribution split of one GPU sample: its own processes (share_weights), or for a MIG-enabled GPU
+    (processes are listed on its slices) each slice's processes in that slice's share. A slice's unused share
+    stays unattributed, like an idle GPU's."""
+    plist = procs.get((gid, ts))
+    if plist:
+        return share_weights(plist)
+    out: list[tuple[int, float, int | None]] = []
+    for sid, frac in shares.get(gid, {}).items():
+        sp = procs.get((sid, ts))
+        if sp:
+            out.extend((pid, w * frac, mem) for pid, w, mem in share_weights(sp))
+    return out
+
+
+def slice_states(samples: list[Any], procs: dict[tuple[int, int], list[tuple[int, int | None, float | None]]],
+                 parent_of: dict[int, int], idle_pct: float) -> dict[tuple[int, int], list[str]]:
+    """(parent gpu id, ts) -> the states of its MIG slices sampled at that instant (one reading: same ts).
+    `samples` rows start (gpu_id, ts, util, ...)."""
+    out: dict[tuple[int, int], list[str]] = defaultdict(list)
+    if not parent_of:
+        return out
+    for row in samples:
+        parent = parent_of.get(row[0])
+        if parent is None:
+            continue
+        plist = procs.get((row[0], row[1]), ())
+        holds = any((p[1] or 0) > 0 or p[1] is None for p in plist)
+        out[(parent, row[1])].append(sample_state(row[2], holds, idle_pct))
+    return out
 
 
 def share_weights(procs: list[tuple[int, int | None, float | None]]) -> list[tuple[int, float, int | None]]:
@@ -152,6 +297,9 @@ def _roll_range(conn: sqlite3.Connection, start: int, end: int | None, interval_
         for gid, ts, pid, mem, sm in conn.execute(pq + (" AND ts <= ?" if hi is not None else ""), args):
             procs[(gid, ts)].append((pid, mem, sm))
         e_rates = _energy_rates(samples, local_ms, remote_ms, remote)
+        parent_of = mig_children(conn)
+        slices = slice_states(samples, procs, parent_of, idle_pct)
+        shares = mig_shares(conn) if parent_of else {}
         minutes: dict[tuple[int, int], _Minute] = {}
         pmin: dict[tuple[int, int, int], list[float]] = {}       # share_s, idle_share_s, mem*t, t
         limit = end if end is not None else None
@@ -169,7 +317,7 @@ def _roll_range(conn: sqlite3.Connection, start: int, end: int | None, interval_
                 covered = interval_ms if now < ts else max(0, min(now - ts, interval_ms))
             plist = procs.get((gid, ts), [])
             holds = any((p[1] or 0) > 0 or p[1] is None for p in plist)
-            state = sample_state(util, holds, idle_pct)
+            state = state_of(util, holds, idle_pct, slices.get((gid, ts)))
             e_rate = e_rates.get(i)   # joules per ms of coverage, from the energy counter when it is sane
             m0 = ts // MINUTE_MS * MINUTE_MS
             if m0 >= start and (limit is None or m0 < limit):
@@ -181,7 +329,7 @@ def _roll_range(conn: sqlite3.Connection, start: int, end: int | None, interval_
                     acc.util_max = util if acc.util_max is None else max(acc.util_max, util)
                     acc.util_sum += util
                     acc.util_n += 1
-            weights = share_weights(plist) if plist else []
+            weights = split_for(gid, ts, procs, shares) if (plist or gid in shares) else []
             t = ts
             t_end = ts + covered
             while t < t_end:
@@ -212,13 +360,14 @@ def _roll_range(conn: sqlite3.Connection, start: int, end: int | None, interval_
                     acc.energy += e_rate * piece
                 elif power is not None:
                     acc.energy += power * sec
-                if state == "busy":
+                acc.piece(t - piece - m, t - m, state)
+                if state == BUSY:
                     acc.busy += sec
-                elif state == "held-idle":
+                elif state == HELD_IDLE:
                     acc.held += sec
-                else:
+                elif state != UNKNOWN:     # unknown time is covered but neither busy nor idle: never waste
                     acc.free += sec
-                idle = state != "busy"
+                idle = state not in (BUSY, UNKNOWN)
                 for pid, w, mem in weights:
                     key = (gid, m, pid)
                     pm = pmin.get(key)
@@ -241,7 +390,7 @@ def _roll_range(conn: sqlite3.Connection, start: int, end: int | None, interval_
                          a.util_max,
                          a.mu_w / a.mu_t if a.mu_t else None, a.mem_w / a.mem_t if a.mem_t else None,
                          a.pow_w / a.pow_t if a.pow_t else None, a.energy if (a.pow_t or a.energy) else None,
-                         round(a.busy, 3), round(a.held, 3), round(a.free, 3)))
+                         round(a.busy, 3), round(a.held, 3), round(a.free, 3), *a.edges(), float(idle_pct)))
         prow = [(gid, m, pid, v[0], v[1], v[2] / v[3] if v[3] else None) for (gid, m, pid), v in pmin.items()]
         dq = "DELETE FROM {t} WHERE minute >= ?" + (" AND minute < ?" if end is not None else "")
         dargs = [start] + ([end] if end is not None else [])
@@ -249,13 +398,44 @@ def _roll_range(conn: sqlite3.Connection, start: int, end: int | None, interval_
         conn.execute(dq.format(t="process_minutes"), dargs)
         conn.executemany(
             "INSERT OR REPLACE INTO gpu_minutes (gpu_id, minute, samples, covered_s, util_avg, util_max, "
-            "mem_util_avg, mem_used_avg, power_avg, energy_j, busy_s, held_idle_s, free_idle_s) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+            "mem_util_avg, mem_used_avg, power_avg, energy_j, busy_s, held_idle_s, free_idle_s, busy_lead_s, "
+            "busy_tail_s, busy_run_s, busy_run_at, idle_at, idle_pre_s, idle_post_at, idle_pct) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
         conn.executemany(
             "INSERT OR REPLACE INTO process_minutes (gpu_id, minute, proc_id, share_s, idle_share_s, mem_used_avg) "
             "VALUES (?,?,?,?,?,?)", prow)
         set_meta(conn, WATERMARK_KEY, str(new_wm))
     return len(rows)
+
+
+def rebuild(conn: sqlite3.Connection, *, interval_s: float, idle_util_pct: float, now_ms: int | None = None,
+            remote_interval_s: float | None = None) -> tuple[int | None, int]:
+    """Re-roll every minute whose raw samples are still retained (after changing `idle.util_pct`): moves the
+    watermark back to the first whole minute of raw data and rolls up from there, in the rollup's own
+    transactions (killed half way, the next run finishes it). Returns (first minute rebuilt, rows written)."""
+    first = conn.execute("SELECT MIN(ts) FROM gpu_samples").fetchone()[0]
+    if first is None:
+        return None, 0
+    # A minute that starts before the first retained sample may hold time covered by a sample retention already
+    # deleted: keep that one as it is.
+    start = -(-first // MINUTE_MS) * MINUTE_MS
+    wm_text = get_meta(conn, WATERMARK_KEY)
+    if wm_text is not None:
+        start = min(start, int(wm_text))
+    with transaction(conn):
+        set_meta(conn, WATERMARK_KEY, str(start))
+    return start, roll_up(conn, interval_s=interval_s, idle_util_pct=idle_util_pct, now_ms=now_ms,
+                          remote_interval_s=remote_interval_s)
+
+
+def iso_minute(ms: int) -> str:
+    return clock.to_datetime(ms).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def thresholds_in(conn: sqlite3.Connection, lo_ms: int, hi_ms: int) -> list[float]:
+    """The idle thresholds the rollup minutes of [lo, hi) were rolled with (older rows: unknown, left out)."""
+    return [r[0] for r in conn.execute("SELECT DISTINCT idle_pct FROM gpu_minutes WHERE minute >= ? AND minute < ? "
+                                       "AND idle_pct IS NOT NULL ORDER BY idle_pct", (lo_ms, hi_ms))]
 
 
 def apply_retention(conn: sqlite3.Connection, *, raw_s: float, interval_s: float,
@@ -298,6 +478,8 @@ def collector_interval(conn: sqlite3.Connection, default: float) -> float:
 def rollup_task(conn: sqlite3.Connection, cfg: Config, now_ms: int) -> None:
     """Periodic task for the collector: roll up, then apply raw retention."""
     interval = collector_interval(conn, cfg.interval)
+    with transaction(conn):
+        set_meta(conn, COLLECTOR_SEEN_KEY, str(int(now_ms)))
     roll_up(conn, interval_s=interval, idle_util_pct=cfg.idle.util_pct, now_ms=now_ms, max_chunks=TASK_MAX_CHUNKS,
             remote_interval_s=cloud_interval(cfg))
     apply_retention(conn, raw_s=cfg.retention.raw, interval_s=interval, now_ms=now_ms)

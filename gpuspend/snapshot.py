@@ -17,6 +17,10 @@ class Rate:
     label: str                      # human text, e.g. "catalog: aws H100 $6.88 (as of 2026-01-21)"
     as_of: str | None = None        # catalog date (YYYY-MM-DD) when source == catalog
     provider: str | None = None     # catalog provider this money goes to when known (aws, runpod, ...)
+    # On-prem with an electricity price: money per interval = capex_per_hour x time + the interval's measured
+    # energy (kWh) x energy_per_kwh (price x PUE); per_gpu_hour is then the rate at the current power.
+    capex_per_hour: float | None = None
+    energy_per_kwh: float | None = None
 
 
 @dataclass(frozen=True)
@@ -37,9 +41,10 @@ class GpuNow:
     cost_per_hour: float | None     # rate (+ energy where configured); None when no rate
     idle_for_s: float               # continuous idle so far (0 when busy)
     episode_open: bool              # idle longer than idle.after
-    episode_waste: float            # money wasted in the current episode (0 when none)
+    episode_waste: float | None     # money wasted in the current episode (0 when none, None: no rate)
     last_sample_ms: int | None
     parent_uuid: str | None = None  # MIG parent
+    workload: str = ""              # workloads holding this GPU (container DeviceRequests, Slurm GRES), ", "-joined
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,9 @@ class ProcessNow:
     used_memory: int | None
     sm_util: float | None
     cost_today: float               # attributed cost today, in Snapshot.currency
+    idle_cost_today: float = 0.0    # of cost_today: while its GPU was idle (held-idle)
+    workload: str = ""              # "pod ns/name", "job 123 train", "container web", "notebook x.ipynb"; "" = none
+    workload_kind: str = "process"  # k8s-pod | slurm-job | docker | jupyter-kernel | process
 
 
 @dataclass(frozen=True)
@@ -115,6 +123,28 @@ class Snapshot:
         """Every GPU lacks a rate: the totals are unknown, shown as "no rate", never as $0."""
         physical = sum(1 for g in self.gpus if g.parent_uuid is None)
         return physical > 0 and self.unrated_gpus == physical
+
+    # Unknown money is null, never 0 (DESIGN.md "Cost semantics"): the one rule for every surface that writes
+    # these totals (report JSON/text/markdown, /metrics). A total that has known money in it stays a number
+    # (and `unrated_gpus` says that it leaves GPUs out); one made only of unpriced GPUs is None.
+    def cost_per_hour_by_state_known(self) -> tuple[tuple[str, float | None], ...]:
+        """(state, $/h); None for a state whose GPUs all lack a rate (unknown, not $0/h)."""
+        unknown = {g.state for g in self.gpus if g.parent_uuid is None and g.cost_per_hour is None} - \
+            {g.state for g in self.gpus if g.cost_per_hour is not None}
+        return tuple((s, None if s in unknown else v) for s, v in self.cost_per_hour_by_state)
+
+    @property
+    def today_cost_known(self) -> float | None:
+        """Today's cost; None when no GPU has a rate and nothing known was spent."""
+        return None if self.no_rate_at_all and not self.today_cost else self.today_cost
+
+    @property
+    def idle_waste_today_known(self) -> float | None:
+        """Today's idle waste; None when what was wasted is only on GPUs without a rate."""
+        unpriced_idle = any(g.episode_open and g.episode_waste is None for g in self.gpus)
+        if not self.idle_waste_today and (self.no_rate_at_all or unpriced_idle):
+            return None
+        return self.idle_waste_today
 
 
 @dataclass(frozen=True)

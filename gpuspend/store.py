@@ -18,6 +18,8 @@ BUSY_TIMEOUT_MS = 15_000
 # meta key: a counter every writer of `charges`/`imports` bumps in its own transaction (bump_generation), so a
 # reader may keep what it derived from billing rows across other commits (gpuspend.costing.context).
 BILLING_GENERATION = "billing.generation"
+# meta key: bumped by each price refresh that stores rows (the cost engine's merged price catalog follows it).
+PRICES_GENERATION = "prices.generation"
 
 # v1: the foundation (GPUs, raw samples, processes, per-minute rollups, collector lease)
 _V1 = """
@@ -228,11 +230,94 @@ CREATE INDEX cloud_charges_period ON cloud_charges(provider, period_start);
 # Slots reserved for work in progress (one per area, so parallel changes never renumber each other); an
 # empty slot only advances user_version.
 _V5 = ""   # month / projection
-_V6 = ""   # billing imports: parts and versions
-_V7 = ""   # idle: rollup busy-run edges
-_V8 = ""   # alerts / data safety
-_V9 = ""   # workloads
-_V10 = ""  # price history
+# v6: billing imports: parts and versions. When the export wrote the file (its latest export-time cell, when
+# the format has one) orders versions of a period together with coverage_end.
+_V6 = """
+ALTER TABLE imports ADD COLUMN export_time INTEGER;
+"""
+# v7: the busy-run edges of each rollup minute, so that idle episodes read from rollups equal those read from raw
+# samples (gpuspend.rollup.minute_pieces), and the idle threshold the minute was rolled with. NULL on older rows.
+_V7 = """
+ALTER TABLE gpu_minutes ADD COLUMN busy_lead_s REAL;      -- busy seconds contiguous from the minute start
+ALTER TABLE gpu_minutes ADD COLUMN busy_tail_s REAL;      -- busy seconds contiguous up to the minute end
+ALTER TABLE gpu_minutes ADD COLUMN busy_run_s REAL;       -- longest busy run inside the minute (not lead/tail)
+ALTER TABLE gpu_minutes ADD COLUMN busy_run_at INTEGER;   -- ms from the minute start where that run begins
+ALTER TABLE gpu_minutes ADD COLUMN idle_at INTEGER;       -- ms from the minute start of the first idle second
+ALTER TABLE gpu_minutes ADD COLUMN idle_pre_s REAL;       -- idle seconds before that run
+ALTER TABLE gpu_minutes ADD COLUMN idle_post_at INTEGER;  -- ms from the minute start of the first idle after it
+ALTER TABLE gpu_minutes ADD COLUMN idle_pct REAL;         -- idle.util_pct the minute was rolled with
+"""
+# alerts / data safety: while the collector's worker runs a long task (a billing re-import holding the write
+# lock) the heartbeat cannot be written; collector_task says "busy until then, not stalled" so no second
+# collector takes the lease over meanwhile (lease.py).
+_V8 = """
+CREATE TABLE collector_task (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    until INTEGER NOT NULL       -- epoch ms: the lease holder is busy in a task, not stalled, until then
+);
+"""
+# v9: workloads (pod, Slurm job, container, Jupyter kernel) of processes, and GPUs they hold with no process
+_V9 = """
+CREATE TABLE workloads (
+    id INTEGER PRIMARY KEY,
+    host TEXT NOT NULL,
+    kind TEXT NOT NULL,             -- k8s-pod | slurm-job | docker | jupyter-kernel | process
+    wid TEXT NOT NULL,              -- pod uid | job id | container id | kernel id | pid
+    name TEXT,                      -- pod | job name | container name | notebook path (outside text, cleaned)
+    namespace TEXT,                 -- k8s namespace | Slurm account
+    owner TEXT,
+    team TEXT,
+    detail TEXT,
+    first_seen INTEGER NOT NULL,    -- epoch ms
+    last_seen INTEGER NOT NULL,
+    UNIQUE (host, kind, wid)
+);
+ALTER TABLE processes ADD COLUMN workload_id INTEGER REFERENCES workloads(id);
+CREATE TABLE workload_gpus (        -- a GPU a workload holds (container DeviceRequests, Slurm GRES), process or not
+    gpu_id INTEGER NOT NULL,
+    workload_id INTEGER NOT NULL REFERENCES workloads(id),
+    first_ms INTEGER NOT NULL,
+    last_ms INTEGER NOT NULL,       -- last sample it was seen held at; extended while seen without a gap
+    PRIMARY KEY (gpu_id, workload_id, first_ms)
+) WITHOUT ROWID;
+CREATE INDEX workload_gpus_last ON workload_gpus(last_ms);
+CREATE TABLE gpu_orphans (          -- GPU memory held with no live process (NVML lists none, or only exited pids)
+    gpu_id INTEGER NOT NULL,
+    first_ms INTEGER NOT NULL,
+    last_ms INTEGER NOT NULL,
+    mem_used INTEGER,               -- bytes, the most seen
+    last_proc_id INTEGER,           -- the last process seen on this GPU before (NULL: never seen)
+    PRIMARY KEY (gpu_id, first_ms)
+) WITHOUT ROWID;
+"""
+# v10: price history: every fetched price, one price_fetches row per source per successful refresh; the
+# current prices of a source are its last fetch, so a failing source (which writes nothing) keeps its rows.
+_V10 = """
+CREATE TABLE price_fetches (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,           -- azure | skypilot-aws | runpod | vast | lambda ...
+    url TEXT NOT NULL,
+    fetched_at INTEGER NOT NULL,    -- epoch ms
+    rows INTEGER NOT NULL
+);
+CREATE INDEX price_fetches_source ON price_fetches(source, id);
+CREATE TABLE price_history (
+    fetch_id INTEGER NOT NULL REFERENCES price_fetches(id) ON DELETE CASCADE,
+    provider TEXT NOT NULL,
+    gpu TEXT NOT NULL,              -- model key (gpuspend.gpu_models), form factor where known
+    sku TEXT NOT NULL,
+    region TEXT,
+    gpus_per_instance REAL NOT NULL,
+    usd_per_hour REAL NOT NULL,     -- the whole instance / offer
+    kind TEXT NOT NULL DEFAULT 'list',  -- list | market (a median of offers, Vast.ai)
+    source_url TEXT NOT NULL,
+    fetched_at INTEGER NOT NULL     -- epoch ms
+);
+CREATE INDEX price_history_fetch ON price_history(fetch_id);
+CREATE INDEX price_history_key ON price_history(provider, gpu, sku, fetched_at);
+"""
 
 MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10]
 SCHEMA_VERSION = len(MIGRATIONS)

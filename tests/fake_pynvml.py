@@ -7,10 +7,17 @@ device functions answered from plain Python objects that each test configures.
 
 Errors are raised the way the real binding raises them: `NVMLError(code)` gives the matching
 `NVMLError_*` subclass instance; `NVMLLibraryMismatchError` (not an NVMLError) for a missing `_v3` symbol.
+
+MIG answers as a real MIG driver does: utilisation and per-process utilisation are NotSupported on a MIG device
+and on a MIG-enabled parent; processes are listed on the MIG devices. GPM (Hopper and newer, `gpm=True` on the
+parent): `nvmlGpmMigSampleGet` fills a real `c_nvmlGpmSample_t` buffer and `nvmlGpmMetricsGet` answers
+NVML_GPM_METRIC_SM_UTIL between two samples from the slice's `sm_active` at the time of the second one; a board
+without GPM says isSupportedDevice 0 and NotSupported to the sample calls.
 """
 
 from __future__ import annotations
 
+import ctypes
 import types
 from collections import Counter
 from dataclasses import dataclass, field
@@ -51,6 +58,8 @@ class FakeGpu:
     gi: int | None = None
     ci: int | None = None
     util_ts_us: int = 1_000_000
+    gpm: bool = False                    # the board has GPM (Hopper and newer)
+    sm_active: float | None = None       # a MIG slice's SM activity as GPM reports it (None: metric fails)
 
 
 class _Handle:
@@ -75,6 +84,8 @@ class FakeNvml:
         self.mismatch_on_processes = False    # unversioned process call raises NVMLLibraryMismatchError
         self.no_memory_v2 = False             # driver < 510.39: version=nvmlMemory_v2 -> FunctionNotFound
         self.calls: Counter[str] = Counter()
+        self.gpm_samples: dict[int, tuple[int, float | None]] = {}   # buffer address -> (gi, sm_active then)
+        self._buffers: dict[int, Any] = {}
         self.initialised = False
         self.module = self._build()
 
@@ -223,11 +234,60 @@ class FakeNvml:
 
         def nvmlDeviceGetProcessUtilization(h: _Handle, since_us: int) -> list[Any]:
             g = me._dev("nvmlDeviceGetProcessUtilization", h)
+            if g.mig or g.gi is not None:
+                raise _real.NVMLError(_real.NVML_ERROR_NOT_SUPPORTED)
             samples = [ns(pid=p.pid, timeStamp=g.util_ts_us, smUtil=p.sm_util, memUtil=0, encUtil=0, decUtil=0)
                        for p in g.processes if p.sm_util is not None and g.util_ts_us > since_us]
             if not samples:
                 raise _real.NVMLError(_real.NVML_ERROR_NOT_FOUND)   # the normal "no new samples" answer
             return samples
+
+        def nvmlGpmQueryDeviceSupport(h: _Handle) -> Any:
+            g = me._dev("nvmlGpmQueryDeviceSupport", h)
+            return ns(version=_real.NVML_GPM_SUPPORT_VERSION, isSupportedDevice=1 if g.gpm else 0)
+
+        def nvmlGpmSampleAlloc() -> Any:
+            me.calls["nvmlGpmSampleAlloc"] += 1
+            buf = ctypes.create_string_buffer(16)
+            self._buffers[ctypes.addressof(buf)] = buf
+            return ctypes.cast(buf, _real.c_nvmlGpmSample_t)
+
+        def nvmlGpmSampleFree(sample: Any) -> None:
+            me.calls["nvmlGpmSampleFree"] += 1
+            addr = ctypes.cast(sample, ctypes.c_void_p).value
+            self._buffers.pop(addr, None)
+            self.gpm_samples.pop(addr, None)
+
+        def nvmlGpmSampleGet(h: _Handle, sample: Any) -> Any:
+            g = me._dev("nvmlGpmSampleGet", h)
+            if not g.gpm:
+                raise _real.NVMLError(_real.NVML_ERROR_NOT_SUPPORTED)
+            self.gpm_samples[ctypes.cast(sample, ctypes.c_void_p).value] = (-1, None)
+            return sample
+
+        def nvmlGpmMigSampleGet(h: _Handle, gi: int, sample: Any) -> Any:
+            g = me._dev("nvmlGpmMigSampleGet", h)
+            if not g.gpm:
+                raise _real.NVMLError(_real.NVML_ERROR_NOT_SUPPORTED)
+            mig = next((m for m in g.mig if m.gi == gi), None)
+            if mig is None:
+                raise _real.NVMLError(_real.NVML_ERROR_INVALID_ARGUMENT)
+            self.gpm_samples[ctypes.cast(sample, ctypes.c_void_p).value] = (gi, mig.sm_active)
+            return sample
+
+        def nvmlGpmMetricsGet(mg: Any) -> Any:
+            me.calls["nvmlGpmMetricsGet"] += 1
+            first = self.gpm_samples.get(ctypes.cast(mg.sample1, ctypes.c_void_p).value)
+            second = self.gpm_samples.get(ctypes.cast(mg.sample2, ctypes.c_void_p).value)
+            if first is None or second is None or first[0] != second[0]:
+                raise _real.NVMLError(_real.NVML_ERROR_INVALID_ARGUMENT)
+            for i in range(mg.numMetrics):
+                m = mg.metrics[i]
+                if m.metricId == _real.NVML_GPM_METRIC_SM_UTIL and second[1] is not None:
+                    m.value, m.nvmlReturn = float(second[1]), _real.NVML_SUCCESS
+                else:
+                    m.value, m.nvmlReturn = 0.0, _real.NVML_ERROR_NOT_SUPPORTED
+            return mg
 
         for fn in list(locals().values()):
             if callable(fn) and getattr(fn, "__name__", "").startswith("nvml"):

@@ -15,17 +15,19 @@ import termios
 import threading
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.notifications import Notify
 from textual.reactive import var
 from textual.screen import Screen
+from textual.scrollbar import ScrollBarRender
 from textual.timer import Timer
 
 from gpuspend import clock, forecast
-from gpuspend.snapshot import BillingSummary, Snapshot
+from gpuspend.snapshot import BillingSummary, MonthView, Snapshot
 from gpuspend.tui.collect import InAppCollector
 from gpuspend.tui.prefetch import Prefetch
 from gpuspend.tui.screens.billing import BillingScreen
@@ -43,6 +45,13 @@ WATCHDOG_S = 2.0
 UNCHANGED_REBUILD_MS = 10_000
 
 
+class AsciiScrollBarRender(ScrollBarRender):
+    """--ascii: a scrollbar thumb in whole cells (no eighth-block ends)."""
+
+    VERTICAL_BARS: ClassVar[list[str]] = [" "] * 8
+    HORIZONTAL_BARS: ClassVar[list[str]] = [" "] * 8
+
+
 class GpuspendApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "gpuspend"
@@ -54,8 +63,8 @@ class GpuspendApp(App[int]):
         Binding("plus", "faster", "Faster", key_display="+", id="faster"),
         Binding("minus", "slower", "Slower", key_display="-", id="slower"),
         Binding("b", "billing", "Billing", id="billing"),
-        Binding("question_mark", "help", "Help", key_display="?", id="help"),
-        Binding("r", "refresh_now", "Refresh", show=False, id="refresh"),
+        Binding("question_mark,h,f1", "help", "Help", key_display="?", id="help"),
+        Binding("r", "refresh_now", "Refresh now", show=False, id="refresh"),
     ]
 
     snapshot: var[Snapshot | None] = var(None)
@@ -66,8 +75,17 @@ class GpuspendApp(App[int]):
 
     def __init__(self, db_path: str | Path, cfg: Config, *, demo: bool = False, interval: float | None = None,
                  ascii_only: bool = False, collect: bool = True, keymap: dict[str, str] | None = None,
-                 watchdog: bool = False, prefetch: Prefetch | None = None) -> None:
+                 watchdog: bool = False, prefetch: Prefetch | None = None, only_gpus: frozenset[int] | None = None,
+                 user: str | None = None, no_color: bool = False) -> None:
         super().__init__()
+        if no_color and not self.no_color:
+            # --no-color: what Textual does itself under NO_COLOR (https://no-color.org): greyscale only
+            from textual.filter import Monochrome
+
+            self.no_color = True
+            self._filters.append(Monochrome())
+        self.only_gpus = only_gpus
+        self.user = user
         self.db_path = Path(db_path)
         self.cfg = cfg
         self.demo = demo
@@ -75,6 +93,7 @@ class GpuspendApp(App[int]):
         self.collect = collect
         self.watchdog = watchdog
         self._keymap = dict(keymap or {})
+        self._toasts: dict[str, object] = {}
         self.set_reactive(GpuspendApp.interval, float(interval or cfg.tui.interval or 1.0))
         self.set_reactive(GpuspendApp.collector_text, "starting" if collect else "off (read-only)")
         self.alert_lines: list[AlertLine] = []
@@ -91,14 +110,26 @@ class GpuspendApp(App[int]):
         self._first_shown = threading.Event()
         self._collector: InAppCollector | None = None
         self.animation_level = "none"
+        self._scrollbar_renderer: type | None = None
         if ascii_only:
             self.add_class("-ascii")
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def on_mount(self) -> None:
+        if self.ascii_only:
+            # scrollbars end in eighth blocks (▁..▇); under --ascii they are whole cells. Textual has one
+            # renderer for every scrollbar of the process: set while this app runs, put back on exit.
+            from textual.scrollbar import ScrollBar
+
+            self._scrollbar_renderer = ScrollBar.renderer
+            ScrollBar.renderer = AsciiScrollBarRender
         if self._keymap:
             self.apply_keymap(self._keymap)
-        self.push_screen(DashboardScreen(ascii_only=self.ascii_only))
+        # the first start says what it is doing (building the demo takes seconds), not a bare "loading"
+        what = "building the demo database (first start only)" if self.demo and not self.db_path.exists() \
+            else f"reading {self.db_path.name} and computing today's costs"
+        self.push_screen(DashboardScreen(ascii_only=self.ascii_only, only_gpus=self.only_gpus, user=self.user,
+                                         loading=what + "..."))
         self._timer = self.set_interval(self.interval, self._tick)
         if self.collect:
             self._collector = InAppCollector(self.db_path, self.cfg, demo=self.demo, report=self._report_collector,
@@ -109,6 +140,10 @@ class GpuspendApp(App[int]):
         self._tick()
 
     def on_unmount(self) -> None:
+        if self._scrollbar_renderer is not None:
+            from textual.scrollbar import ScrollBar
+
+            ScrollBar.renderer = self._scrollbar_renderer
         if self._collector is not None:
             self._collector.close()        # releases the lease so a daemon can take over at once
         if self._conn is not None:
@@ -129,19 +164,26 @@ class GpuspendApp(App[int]):
     @staticmethod
     def _all_bindings() -> list[Binding]:
         out: list[Binding] = []
-        for cls in (GpuspendApp, DashboardScreen, BillingScreen, HelpScreen):
+        from gpuspend.tui.screens.process import ProcessScreen
+
+        for cls in (GpuspendApp, DashboardScreen, BillingScreen, HelpScreen, ProcessScreen):
             out += [b for b in cls.BINDINGS if isinstance(b, Binding)]
         return out
 
-    def describe_keys(self) -> list[tuple[str, str]]:
-        """(keys, description) for the help screen, after keymap overrides."""
+    def describe_keys(self) -> list[tuple[str, str, str]]:
+        """(keys, description, binding id for `tui.keymap`) for the help screen, after keymap overrides."""
         rows = []
         for b in self._all_bindings():
-            if not b.id or not b.description or b.id in ("clear_filter", "help_close", "billing_back"):
+            if not b.id or not b.description or b.id in ("clear_filter", "help_close", "billing_back",
+                                                           "process_close"):
                 continue
-            keys = self._keymap.get(b.id, b.key_display or b.key)
-            rows.append((keys, b.description))
-        rows.append(("esc", "close a screen / clear the filter"))
+            keys = self._keymap.get(b.id, ",".join(k.strip() for k in b.key.split(",")) if "," in b.key
+                                    else b.key_display or b.key)
+            keys = keys.replace("question_mark", "?").replace("left_square_bracket", "[") \
+                .replace("right_square_bracket", "]")
+            rows.append((keys, b.description, b.id))
+        rows.append(("enter", "process: details; GPU: only its processes (again: all)", ""))
+        rows.append(("esc", "close a screen / clear the filter", ""))
         return rows
 
     # -- terminal watchdog -----------------------------------------------------------------------------
@@ -196,7 +238,7 @@ class GpuspendApp(App[int]):
             if self.demo:
                 from gpuspend.demo import ensure_demo_db
 
-                ensure_demo_db(self.db_path)
+                ensure_demo_db(self.db_path, background=True)   # recent window now, the month after
             self._data_ready.set()
 
     @work(thread=True, group="snapshot", exit_on_error=False)
@@ -236,13 +278,20 @@ class GpuspendApp(App[int]):
         line = exc.line() if hasattr(exc, "line") else f"{type(exc).__name__}: {exc}"
         self.notify(line, title="cannot read the database", severity="error", markup=False)
 
-    def load_billing(self, month: str) -> BillingSummary:
-        """Called from the billing screen's worker thread."""
-        from gpuspend.costing import billing_summary
+    def load_billing(self, month: str) -> tuple[BillingSummary, tuple[MonthView, ...]]:
+        """Called from the billing screen's worker thread: the month's summary and its MonthViews (month to
+        date, projection, budget), computed by the cost engine as the header's are."""
+        from gpuspend import costing
 
         self._prepare()
+        now = clock.now_ms()
         with self._db_lock:
-            return billing_summary(self._connection(), self.cfg, month)
+            conn = self._connection()
+            summary = costing.billing_summary(conn, self.cfg, month, now)
+            with costing.reading(conn, self.cfg, now):
+                rates = costing.resolve_rates(conn, self.cfg, costing.load_gpus(conn), now)
+                views, _cov = costing.month_views_for(conn, self.cfg, month, now, rates)
+        return summary, views
 
     def apply_snapshot(self, snap: Snapshot) -> None:
         """On the UI thread: hand the snapshot to the dashboard; notify alerts that just opened."""
@@ -258,6 +307,17 @@ class GpuspendApp(App[int]):
                 if a.key not in self._seen_alerts and a.kind != "stale":
                     self.announce(a)
         self._seen_alerts = keys
+
+    def _on_notify(self, event: Notify) -> None:
+        """Replace, don't stack: a toast of the same kind ("refresh every ...", "processes by ...") or the same
+        alert again takes the place of the one on screen."""
+        n = event.notification
+        key = f"{n.title}\0{n.message}" if n.title else " ".join(n.message.split(" ", 2)[:2])
+        old = self._toasts.get(key)
+        if old is not None and old in self._notifications:
+            self._unnotify(old, refresh=False)       # type: ignore[arg-type]
+        self._toasts[key] = n
+        super()._on_notify(event)
 
     def announce(self, alert: AlertLine) -> None:
         self.notify(alert.text, title=f"{alert.kind} alert", severity="error" if alert.severity == "error"
@@ -322,11 +382,51 @@ class GpuspendApp(App[int]):
         if isinstance(self.screen, BillingScreen):
             return
         now = self.snapshot.now_ms if self.snapshot else clock.now_ms()
-        self.push_screen(BillingScreen(forecast.month_of(now), ascii_only=self.ascii_only))
+        month = forecast.month_of(now)
+        self.push_screen(BillingScreen(month, ascii_only=self.ascii_only, now_month=month))
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
+
+    def action_command_palette(self) -> None:
+        """Textual's palette; under --ascii without its emoji icon and `…` placeholder (the CSS drops its
+        half-block borders)."""
+        if not self.ascii_only:
+            super().action_command_palette()
+            return
+        from textual.command import CommandPalette, SearchIcon
+
+        class AsciiPalette(CommandPalette):
+            def on_mount(self) -> None:
+                for icon in self.query(SearchIcon):
+                    icon.icon = ">"
+
+        if self.use_command_palette and not CommandPalette.is_open(self):
+            self.push_screen(AsciiPalette(placeholder="Search for commands...", id="--command-palette"))
+
+    def action_screenshot(self, filename: str | None = None, path: str | None = None) -> None:
+        """The palette's "Save screenshot": into the current directory when it is writable, else the XDG state
+        dir (Textual's default, ~/Downloads, rarely exists on a GPU node), and say where."""
+        import platformdirs
+        from textual.app import generate_datetime_filename
+
+        try:
+            folder = Path(path) if path else Path.cwd()
+        except OSError:                    # the current directory was removed under us
+            folder = Path(platformdirs.user_state_dir("gpuspend"))
+        if not os.access(folder, os.W_OK):
+            folder = Path(platformdirs.user_state_dir("gpuspend"))
+        name = filename or generate_datetime_filename(self.title, ".svg", None)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            target = folder / name
+            target.write_text(self.export_screenshot(), encoding="utf-8")
+        except OSError as exc:
+            self.notify(f"cannot save the screenshot in {folder}: {exc.strerror or exc}", title="screenshot",
+                        severity="error", markup=False)
+            return
+        self.notify(f"saved {target}", title="screenshot", markup=False, timeout=8)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -357,6 +457,21 @@ def _color_system(choice: str | None) -> None:
     textual.constants.COLOR_SYSTEM = choice  # type: ignore[misc]  # already read at import time
 
 
+def parse_only(text: str | None) -> frozenset[int] | None:
+    """`--only 0,3` (as nvitop): the GPU indexes to show."""
+    if not text:
+        return None
+    from gpuspend.errors import UsageError
+
+    try:
+        out = frozenset(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise UsageError(f"--only takes GPU indexes separated by commas, like 0,3; got {text!r}") from None
+    if not out or min(out) < 0:
+        raise UsageError(f"--only takes GPU indexes separated by commas, like 0,3; got {text!r}")
+    return out
+
+
 def run_app(opts: DashboardOptions, cfg: Config | None = None, prefetch: Prefetch | None = None) -> int:
     """`gpuspend` / `gpuspend --demo`: open the dashboard. Returns the exit code. `cfg` and `prefetch` come from
     the CLI, which starts reading the database before importing this module (tui.prefetch)."""
@@ -366,6 +481,7 @@ def run_app(opts: DashboardOptions, cfg: Config | None = None, prefetch: Prefetc
     interval = opts.interval
     if interval is not None and interval <= 0:
         raise UsageError(f"--interval must be positive, got {interval:g}")
+    only = parse_only(getattr(opts, "only", None))     # a typo is reported before anything else
     if not sys.stdout.isatty() or not sys.stdin.isatty():
         raise UsageError("the dashboard needs a terminal", hint="use `gpuspend --report` in scripts and cron")
     _color_system(opts.color_system or cfg.tui.color_system)
@@ -373,7 +489,9 @@ def run_app(opts: DashboardOptions, cfg: Config | None = None, prefetch: Prefetc
     app = GpuspendApp(db_path, cfg, demo=opts.demo, interval=interval,
                       ascii_only=bool(opts.ascii_only or cfg.tui.ascii),
                       keymap=dict(cfg.tui.keymap or {}), watchdog=True,
-                      prefetch=prefetch or Prefetch(db_path, cfg, opts.demo))
+                      prefetch=prefetch or Prefetch(db_path, cfg, opts.demo),
+                      only_gpus=only, user=getattr(opts, "user", None) or None,
+                      no_color=bool(getattr(opts, "no_color", False)))
     # Never ignore SIGHUP: its default action is what ends us when an SSH session drops.
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
     app.run()

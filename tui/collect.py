@@ -74,6 +74,7 @@ class InAppCollector:
                     self.report(f"none ({exc.line()})", None)
                     return
                 self.report("in-app", None)
+                collector.start_worker()      # rollups, imports, deliveries never hold up a sample
                 try:
                     self._loop(collector)
                 finally:

@@ -33,7 +33,7 @@ class Prefetch:
             if demo:
                 from gpuspend.demo import ensure_demo_db
 
-                ensure_demo_db(db_path)
+                ensure_demo_db(db_path, background=True)   # recent window now, the month after
             conn = connect(db_path)
             version = conn.execute("PRAGMA data_version").fetchone()[0]
             self._out = (build_snapshot(conn, cfg), conn, version)

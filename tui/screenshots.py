@@ -88,7 +88,9 @@ async def shoot(db: Path, cfg, view: str, size: tuple[int, int], out: Path) -> P
             await pilot.press("b")
             await until(lambda: "so far" in str(app.screen.query_one("#billing-title").render()))
         elif view == "idle-alert":
-            idle = next((a for a in app.alert_lines if a.kind == "idle"), None)
+            # the held-idle GPU (someone's forgotten notebook) is the story the README tells
+            idle = next((a for a in app.alert_lines if a.kind == "idle" and "held-idle" in a.text),
+                        next((a for a in app.alert_lines if a.kind == "idle"), None))
             if idle is not None:
                 app.announce(idle)          # the toast a user sees when an episode opens
             await pilot.pause(0.3)

@@ -68,11 +68,12 @@ def normalise(c: Cols, ctx: dict[str, Any]) -> Rows:
     day = ts_col(c.get(*DATE), n, c.name(*DATE), bad)
     bp_start = ts_col(c.get("billingperiodstartdate"), n, c.name("billingperiodstartdate"), bad)
     bp_end_incl = ts_col(c.get("billingperiodenddate"), n, c.name("billingperiodenddate"), bad)
-    if c.has("billingperiodstartdate"):
-        bp_end = [None if t is None else (t // DAY + 1) * DAY for t in bp_end_incl]   # inclusive day -> exclusive
-    else:                                   # pay-as-you-go files: the usage month is the billing period
-        bp_start = [month_start(t) for t in day]
-        bp_end = [next_month(t) for t in day]
+    # Inclusive last day -> exclusive end. Where the file has no period (pay-as-you-go files, or MCA exports
+    # that leave the cells empty) the row's usage month is its billing period: a NULL period would drop the
+    # row out of every month.
+    bp_start = [s if s is not None else month_start(t) for s, t in zip(bp_start, day, strict=True)]
+    bp_end = [(e // DAY + 1) * DAY if e is not None else next_month(s)
+              for s, e in zip(bp_start, bp_end_incl, strict=True)]
     charge_type = text_col(c.get("chargetype"), n)
     currency = text_col(c.get(*CURRENCY), n)
     info = text_col(c.get("additionalinfo"), n)
@@ -106,6 +107,8 @@ def normalise(c: Cols, ctx: dict[str, Any]) -> Rows:
     data["list_cost"] = [None if p is None or q is None or p == 0 else p * q
                          for p, q in zip(payg, data["quantity"], strict=True)]
     gpu_texts = [text_col(c.get("metersubcategory"), n), text_col(c.get("productname", "product"), n)]
-    rows = Rows(n, data, [f"azure-{dataset}"] * n, gpu_texts, bad)
+    notes = ["amortized dataset: effective cost only, no billed cost; the actual-cost export carries the invoice"] \
+        if dataset == "amortized" else []
+    rows = Rows(n, data, [f"azure-{dataset}"] * n, gpu_texts, bad, notes=notes)
     return finish(rows, {"charge_period_start": c.name(*DATE), "currency": c.name(*CURRENCY),
                          "effective_cost": c.name(*COST)})

@@ -18,6 +18,7 @@ SIGNATURE = REQUIRED + ("effectivecost", "billingcurrency", "billingperiodend", 
                         "servicename", "providername", "billingaccountid", "listcost", "chargeclass")
 # Spec examples leave BillingCurrency out, and one draft spells it BilledCurrency.
 DEFAULT_CURRENCY = "USD"
+EXPORT_TIME = ("x_exportdatetime", "x_exporttime", "x_exportdate")
 
 
 def keys(header: list[str]) -> list[str]:
@@ -33,8 +34,12 @@ def normalise(c: Cols, ctx: dict[str, Any]) -> Rows:
     effective = num_col(c.get("effectivecost"), n, c.name("effectivecost"), bad) if c.has("effectivecost") \
         else list(billed)
     currency = text_col(c.get("billingcurrency", "billedcurrency"), n)
+    notes: list[str] = []
     if not (c.has("billingcurrency") or c.has("billedcurrency")):
-        currency = const(DEFAULT_CURRENCY, n)
+        # Never a silent USD: the configured currency, and the output says so.
+        cur = str(ctx.get("currency") or DEFAULT_CURRENCY)
+        currency = const(cur, n)
+        notes.append(f"no BillingCurrency column: amounts read as {cur} (the `currency` setting)")
     provider = text_col(c.get("providername", "invoiceissuername"), n)
     data = {
         "billing_account": text_col(c.get("billingaccountid"), n),
@@ -63,7 +68,9 @@ def normalise(c: Cols, ctx: dict[str, Any]) -> Rows:
     source = ["focus:" + (p or "unknown") for p in provider]
     gpu_texts = [text_col(c.get(k), n) for k in ("x_usagetype", "x_skumetersubcategory", "x_skudetails",
                                                   "skupricedetails", "skumeter")]
-    rows = Rows(n, data, source, gpu_texts, bad)
+    export_time = ts_col(c.get(*EXPORT_TIME), n, c.name(*EXPORT_TIME), bad) if c.get(*EXPORT_TIME) is not None \
+        else None
+    rows = Rows(n, data, source, gpu_texts, bad, export_time, notes)
     return finish(rows, {"billing_period_start": c.name("billingperiodstart"),
                          "charge_period_start": c.name("chargeperiodstart"),
                          "charge_category": c.name("chargecategory"),

@@ -7,6 +7,7 @@ effective = billed. The billing period is `invoice.month`, a calendar month in U
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -55,7 +56,10 @@ def credits_sum(text: str | None) -> float:
         obj = [obj]
     if not isinstance(obj, list):
         raise ValueError("credits")
-    return float(sum(float(c.get("amount") or 0.0) for c in obj if isinstance(c, dict)))
+    total = float(sum(float(c.get("amount") or 0.0) for c in obj if isinstance(c, dict)))
+    if not math.isfinite(total):            # inf/NaN credits would make the month $inf
+        raise ValueError("credits")
+    return total
 
 
 def normalise(c: Cols, ctx: dict[str, Any]) -> Rows:
@@ -113,7 +117,8 @@ def normalise(c: Cols, ctx: dict[str, Any]) -> Rows:
         "tags": labels,
     }
     gpu_texts = [text_col(c.get("system_labels"), n)]
-    rows = Rows(n, data, ["gcp"] * n, gpu_texts, bad)
+    export_time = ts_col(c.get("export_time"), n, c.name("export_time"), bad) if c.has("export_time") else None
+    rows = Rows(n, data, ["gcp"] * n, gpu_texts, bad, export_time)
     return finish(rows, {"billing_period_start": c.name("invoice.month"),
                          "charge_period_start": c.name("usage_start_time"),
                          "billed_cost": c.name("cost"), "currency": c.name("currency")})

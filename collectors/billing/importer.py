@@ -1,9 +1,14 @@
 """Import billing exports into `imports` + `charges`: streamed, all-or-nothing, replacing, idempotent.
 
 - One transaction for everything a call imports: a bad row anywhere leaves the database as it was.
-- Replacement, not append: rows are grouped into slices by (source, billing account, billing period start);
-  the first time a slice appears in this import, every older import of that slice is deleted. A cloud
-  rewrites the month-to-date export several times a day, so this is what keeps totals right.
+- Replacement, not append: rows are grouped into slices by (source, billing account, billing period start).
+  A cloud rewrites the month-to-date export several times a day, so one slice holds one export run only.
+- Parts and versions: files of one run (a CUR 2.0 `data/` folder copied without `metadata/`, split parts)
+  carry different rows; successive runs repeat the same line items. So two files of a slice whose rows
+  share line items are versions and the newest wins (latest export time, else latest coverage; a restatement
+  reaching as far replaces), whatever the file names; files whose rows are disjoint are parts, all kept.
+  A manifest names its run's parts itself. An older version imported after a newer one changes nothing
+  (the transaction is rolled back) and is reported as superseded.
 - Idempotent: a file whose sha256 is already imported (or a manifest version already imported) is skipped.
 - Header text never reaches SQL: all statements are constants here; values go through ? parameters.
 """
@@ -19,20 +24,22 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from itertools import chain
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
 from gpuspend import clock
 from gpuspend.collectors.billing import detect as detect_mod
+from gpuspend.collectors.billing import pipeline
 from gpuspend.collectors.billing.manifest import Unit, discover
 from gpuspend.collectors.billing.normalise import FIELDS, Cols
-from gpuspend.collectors.billing.reader import Batch, Table
+from gpuspend.collectors.billing.reader import Batch, Table, unreadable
 from gpuspend.errors import DataError
 from gpuspend.fmt import clean
 from gpuspend.store import bump_generation, transaction
 
 MAX_BAD_LINES = 5
+CACHE_KIB = 16_384           # SQLite page cache during an import (KiB)
 _I = {f: i for i, f in enumerate(FIELDS)}
 
 
@@ -43,6 +50,7 @@ class PeriodTotal:
     billed: float = 0.0
     effective: float = 0.0
     rows: int = 0
+    has_billed: bool = False          # any row with a billed cost: an amortized dataset has none (null, not 0)
 
 
 @dataclass
@@ -55,13 +63,41 @@ class FileResult:
     bad_lines: list[int] = field(default_factory=list)
     periods: list[PeriodTotal] = field(default_factory=list)
     unchanged: bool = False
+    superseded_by: list[str] = field(default_factory=list)   # newer versions that won over this file
+    supersedes: list[str] = field(default_factory=list)      # stored or read files this one replaced
+    notes: list[str] = field(default_factory=list)
+    kept_periods: int = 0                                    # slices of this file that were kept
+    sha256: str = field(default="", repr=False)
+
+    @property
+    def status(self) -> str:
+        """imported | unchanged (same bytes or manifest version stored) | superseded (a newer version won)."""
+        if self.unchanged:
+            return "unchanged"
+        return "superseded" if self.superseded_by and not self.kept_periods else "imported"
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "path": self.path, "format": self.format, "rows": self.rows, "gpu_rows": self.gpu_rows,
-            "skipped_rows": self.skipped_rows,
-            "periods": _merged_periods(self.periods),
+            "path": self.path, "format": self.format, "status": self.status, "rows": self.rows,
+            "gpu_rows": self.gpu_rows, "skipped_rows": self.skipped_rows, "bad_lines": self.bad_lines,
+            "superseded_by": sorted(set(self.superseded_by)), "supersedes": sorted(set(self.supersedes)),
+            "notes": self.notes, "periods": _merged_periods(self.periods),
         }
+
+
+def summary_json(results: list[FileResult]) -> dict[str, Any]:
+    """`gpuspend import --json`: every file, plus which were kept and which were superseded (and by what)."""
+    kept = [r.path for r in results if r.status in ("imported", "unchanged")]
+    superseded = [{"path": r.path, "by": sorted(set(r.superseded_by))} for r in results if r.status == "superseded"]
+    replaced: dict[str, set[str]] = {}
+    for r in results:
+        for old in r.supersedes:
+            replaced.setdefault(old, set()).add(r.path)
+    read = {str(Path(r.path).resolve()) for r in results}
+    superseded += [{"path": old, "by": sorted(by), "previously_imported": True}
+                   for old, by in sorted(replaced.items()) if old not in read]
+    return {"files": [r.as_json() for r in results], "kept": kept, "superseded": superseded,
+            "changed": any(r.status == "imported" for r in results)}
 
 
 def _merged_periods(periods: list[PeriodTotal]) -> list[dict[str, Any]]:
@@ -71,26 +107,34 @@ def _merged_periods(periods: list[PeriodTotal]) -> list[dict[str, Any]]:
         day = time.strftime("%Y-%m-%d", time.gmtime(p.start))
         e = out.setdefault((day, p.currency or ""), {"start": day, "currency": p.currency, "billed_cost": [],
                                                      "effective_cost": [], "rows": 0})
-        e["billed_cost"].append(p.billed)
+        if p.has_billed:
+            e["billed_cost"].append(p.billed)
         e["effective_cost"].append(p.effective)
         e["rows"] += p.rows
     for e in out.values():
-        e["billed_cost"] = round(math.fsum(e["billed_cost"]), 6)
+        e["billed_cost"] = round(math.fsum(e["billed_cost"]), 6) if e["billed_cost"] else None
         e["effective_cost"] = round(math.fsum(e["effective_cost"]), 6)
     return [out[k] for k in sorted(out)]
 
 
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
+    try:
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError as exc:
+        raise unreadable(path, exc) from None
     return h.hexdigest()
+
+
+class _NothingChanged(Exception):
+    """Raised inside the import transaction when every file was an older version: roll back, byte for byte."""
 
 
 def import_paths(conn: sqlite3.Connection, paths: Sequence[str | Path], *, fmt: str | None = None,
                  skip_bad_rows: bool = False, dataset: str | None = None,
-                 now_s: int | None = None) -> list[FileResult]:
+                 now_s: int | None = None, currency: str | None = None) -> list[FileResult]:
     """Import files and export folders in one transaction. Raises DataError (nothing written) on bad input."""
     units: list[Unit] = []
     for p in paths:
@@ -99,31 +143,40 @@ def import_paths(conn: sqlite3.Connection, paths: Sequence[str | Path], *, fmt: 
             raise DataError("no billing files found here", where=str(p),
                             hint="pass CSV, CSV.gz, Parquet or JSONL files or an export folder")
         units.extend(found)
-    return import_units(conn, units, fmt=fmt, skip_bad_rows=skip_bad_rows, dataset=dataset, now_s=now_s)
+    return import_units(conn, units, fmt=fmt, skip_bad_rows=skip_bad_rows, dataset=dataset, now_s=now_s,
+                        currency=currency)
 
 
 def import_units(conn: sqlite3.Connection, units: Iterable[Unit], *, fmt: str | None = None,
                  skip_bad_rows: bool = False, dataset: str | None = None,
-                 now_s: int | None = None) -> list[FileResult]:
+                 now_s: int | None = None, currency: str | None = None) -> list[FileResult]:
     now = clock.now_s() if now_s is None else now_s
     results: list[FileResult] = []
+    slices = _Slices(conn, now)
     # The importer creates every parent `imports` row itself and deletes children explicitly, so the per-row
-    # foreign key probe is pure cost on bulk inserts (~15%); a larger page cache keeps the indexes in memory.
+    # foreign key probe is pure cost on bulk inserts (~15%); a larger page cache keeps the indexes in memory,
+    # but it is resident memory too: 16 MB is as fast as 64 MB here (the indexes are rebuilt on bulk imports).
     fk = conn.execute("PRAGMA foreign_keys").fetchone()[0]
     cache = conn.execute("PRAGMA cache_size").fetchone()[0]
     conn.execute("PRAGMA foreign_keys = OFF")
-    conn.execute("PRAGMA cache_size = -65536")
+    conn.execute(f"PRAGMA cache_size = -{int(CACHE_KIB)}")
     units = list(units)
     try:
         with transaction(conn):
             rebuild = _drop_indexes_for_bulk(conn, units)
             for unit in units:
-                results.extend(_import_unit(conn, unit, fmt, skip_bad_rows, dataset or unit.dataset, now))
-            if not all(r.unchanged for r in results):
-                bump_generation(conn)      # readers key what they derive from charges on it
-
-            for sql in rebuild:
+                results.extend(_import_unit(conn, unit, fmt, skip_bad_rows, dataset or unit.dataset, slices,
+                                            currency))
+            for sql in rebuild:        # before resolving versions: it reads charges by import id
                 conn.execute(sql)
+            changed = _resolve_versions(conn, slices)
+            _restate_unchanged(conn, results)
+            _reconcile_azure(conn, slices)
+            if not changed:
+                raise _NothingChanged
+            bump_generation(conn)      # readers key what they derive from charges on it
+    except _NothingChanged:
+        pass                           # only older versions or files already stored: the database is as it was
     finally:
         conn.execute(f"PRAGMA foreign_keys = {'ON' if fk else 'OFF'}")
         conn.execute(f"PRAGMA cache_size = {int(cache)}")
@@ -141,7 +194,7 @@ def _drop_indexes_for_bulk(conn: sqlite3.Connection, units: list[Unit]) -> list[
     (~25% of insert time). All inside the import's transaction: readers (WAL) keep the old snapshot, and a
     failure rolls the indexes back with everything else. The SQL comes from sqlite_master, i.e. our schema.
     """
-    estimate = sum(f.stat().st_size for u in units for f in u.files) // BYTES_PER_ROW
+    estimate = sum(_estimate_rows(f) for u in units for f in u.files)
     if estimate < BULK_MIN_ROWS:
         return []
     existing = conn.execute("SELECT COUNT(*) FROM charges").fetchone()[0]
@@ -154,34 +207,82 @@ def _drop_indexes_for_bulk(conn: sqlite3.Connection, units: list[Unit]) -> list[
     return [sql for _name, sql in saved]
 
 
+GZIP_RATIO = 8              # billing CSV compresses ~8-15x: a low guess keeps small gzip files on the usual path
+
+
+def _estimate_rows(path: Path) -> int:
+    """Rows in a file, cheaply: Parquet says so in its footer (and compresses 100x+, so its size says nothing);
+    CSV and JSONL from their size."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+        if head == b"PAR1":
+            import pyarrow.parquet as pq
+
+            return int(pq.ParquetFile(path).metadata.num_rows)
+    except Exception:  # noqa: BLE001 - unreadable or a broken footer: the reader says why, in its own line
+        return 0
+    return size * (GZIP_RATIO if head[:2] == b"\x1f\x8b" else 1) // BYTES_PER_ROW
+
+
+SliceKey = tuple[str, str | None, int]
+
+
+@dataclass
+class _Cand:
+    """One candidate version of a slice: the rows one unit (a file, or a manifest's files) gave it, or what
+    earlier imports stored for it."""
+
+    key: SliceKey
+    ids: list[int]
+    rows: int
+    cov_end: int | None
+    export_time: int | None
+    mtime: float
+    manifest: bool                                   # a manifest names every part of its run itself
+    path: str
+    results: list[FileResult] = field(default_factory=list)    # new candidates: the files of their unit
+    stored: bool = False
+
+
 class _Slices:
-    """import rows created by this call, one per (source, account, billing period start)."""
+    """import rows created by this call, one per (unit, source, account, billing period start)."""
 
-    def __init__(self, conn: sqlite3.Connection, now: int, version: str | None) -> None:
-        self.conn, self.now, self.version = conn, now, version
-        self.ids: dict[tuple[str, str | None, int], int] = {}
-        self.stats: dict[int, list[Any]] = {}     # id -> [rows, gpu_rows, coverage_end, period_end]
+    def __init__(self, conn: sqlite3.Connection, now: int) -> None:
+        self.conn, self.now = conn, now
+        self.version: str | None = None
+        self.unit = 0
+        self.ids: dict[tuple[int, SliceKey], int] = {}
+        self.key_of: dict[int, SliceKey] = {}
+        self.unit_of: dict[int, int] = {}
+        self.stats: dict[int, list[Any]] = {}     # id -> [rows, gpu_rows, coverage_end, period_end, export_time]
+        self.kept: set[int] = set()
+        self.units: dict[int, tuple[list[FileResult], Unit]] = {}
 
-    def id_for(self, key: tuple[str, str | None, int], path: Path, sha: str, fmt: str, bp_end: int | None) -> int:
-        sid = self.ids.get(key)
+    def begin_unit(self, unit: Unit) -> None:
+        self.unit += 1
+        self.version = unit.version_id
+
+    def id_for(self, key: SliceKey, path: Path, sha: str, fmt: str, bp_end: int | None) -> int:
+        sid = self.ids.get((self.unit, key))
         if sid is not None:
             return sid
         source, account, start = key
-        old = [r[0] for r in self.conn.execute(
-            "SELECT id FROM imports WHERE source = ? AND account IS ? AND billing_period_start = ?",
-            (source, account, start))]
-        if old:      # replacement: charges first (one indexed delete), then the import rows
-            self.conn.executemany("DELETE FROM charges WHERE import_id = ?", [(i,) for i in old])
-            self.conn.executemany("DELETE FROM imports WHERE id = ?", [(i,) for i in old])
+        # No replacement here: which version of the slice wins is decided once everything is read.
         cur = self.conn.execute(
             "INSERT INTO imports (path, sha256, format, source, account, billing_period_start, billing_period_end, "
             "version_id, rows, gpu_rows, skipped_rows, coverage_end, imported_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, NULL, ?)",
             (str(path.resolve()), sha, fmt, source, account, start, bp_end, self.version, self.now))
         sid = int(cur.lastrowid)
-        self.ids[key] = sid
-        self.stats[sid] = [0, 0, None, bp_end]
+        self.ids[(self.unit, key)] = sid
+        self.key_of[sid], self.unit_of[sid] = key, self.unit
+        self.stats[sid] = [0, 0, None, bp_end, None]
         return sid
+
+    def unit_ids(self) -> list[int]:
+        return [sid for (u, _k), sid in self.ids.items() if u == self.unit]
 
 
 def _already(conn: sqlite3.Connection, unit: Unit, shas: list[str], fmt: str | None) -> bool:
@@ -194,32 +295,187 @@ def _already(conn: sqlite3.Connection, unit: Unit, shas: list[str], fmt: str | N
 
 
 def _import_unit(conn: sqlite3.Connection, unit: Unit, fmt: str | None, skip_bad: bool, dataset: str | None,
-                 now: int) -> list[FileResult]:
+                 slices: _Slices, currency: str | None) -> list[FileResult]:
     shas = [sha256_file(f) for f in unit.files]
     if _already(conn, unit, shas, fmt):
         return [_unchanged(conn, f, sha) for f, sha in zip(unit.files, shas, strict=True)]
-    slices = _Slices(conn, now, unit.version_id)
-    results = [_import_file(conn, f, sha, fmt, skip_bad, dataset, slices)
+    slices.begin_unit(unit)
+    results = [_import_file(conn, f, sha, fmt, skip_bad, dataset, slices, currency)
                for f, sha in zip(unit.files, shas, strict=True)]
-    for sid, (rows, gpu_rows, cov, bp_end) in slices.stats.items():
-        conn.execute("UPDATE imports SET rows = ?, gpu_rows = ?, coverage_end = ?, billing_period_end = ? "
-                     "WHERE id = ?", (rows, gpu_rows, cov, bp_end, sid))
+    ids = slices.unit_ids()
+    for sid in ids:
+        if unit.export_time is not None:      # the manifest's run time, when the rows carry none later
+            _latest(slices.stats[sid], [unit.export_time])
+        rows, gpu_rows, cov, bp_end, export_time = slices.stats[sid]
+        conn.execute("UPDATE imports SET rows = ?, gpu_rows = ?, coverage_end = ?, billing_period_end = ?, "
+                     "export_time = ? WHERE id = ?", (rows, gpu_rows, cov, bp_end, export_time, sid))
     skipped = sum(r.skipped_rows for r in results)
-    if skipped and slices.ids:
-        conn.execute("UPDATE imports SET skipped_rows = ? WHERE id = ?", (skipped, min(slices.ids.values())))
-    _reconcile_azure(conn, slices)
+    if skipped and ids:
+        conn.execute("UPDATE imports SET skipped_rows = ? WHERE id = ?", (skipped, min(ids)))
+    slices.units[slices.unit] = (results, unit)
     return results
+
+
+# Share of the smaller candidate's line items found in the other above which the two are versions. Parts of
+# one run share (almost) none; successive month-to-date runs share every day the older one had, and a run split
+# by time shares at least its boundary day with the older run, so the bar is low.
+PART_MAX_SHARED = 0.05
+KEY_SAMPLE_ROWS = 200_000  # above this many rows a slice's line items are compared on a 1/16 hash sample
+# What identifies a line item across runs. Not amounts or tags: a later run restates those (tags backfilled)
+# for the same item, and must still read as a version, not a part.
+KEY_FIELDS = ("charge_period_start", "charge_period_end", "charge_category", "charge_type", "service", "sku",
+              "sku_description", "resource_id", "region", "unit", "sub_account")
+_KEY_SQL = f"SELECT {', '.join(KEY_FIELDS)} FROM charges WHERE import_id = ?"   # our own constant names
+
+
+def _line_items(conn: sqlite3.Connection, ids: list[int], modulus: int) -> set[int]:
+    """Identities of a candidate's line items: what a line item is, without its amounts (a later run
+    restates amounts of the same item). Hashes live only within this process, like the comparison."""
+    out: set[int] = set()
+    for i in ids:
+        hs = map(hash, conn.execute(_KEY_SQL, (i,)))
+        out.update(hs if modulus == 1 else (h for h in hs if h % modulus == 0))
+    return out
+
+
+def _stored_cand(conn: sqlite3.Connection, key: SliceKey, exclude: set[int]) -> _Cand | None:
+    rows = [r for r in conn.execute(
+        "SELECT id, rows, coverage_end, export_time, version_id, path FROM imports "
+        "WHERE source = ? AND account IS ? AND billing_period_start = ? ORDER BY id", key) if r[0] not in exclude]
+    if not rows:
+        return None
+    covs = [r[2] for r in rows if r[2] is not None]
+    ets = [r[3] for r in rows if r[3] is not None]
+    return _Cand(key, [r[0] for r in rows], sum(r[1] for r in rows), max(covs, default=None),
+                 max(ets) if len(ets) == len(rows) else None, 0.0, any(r[4] for r in rows),
+                 rows[0][5], stored=True)
+
+
+def _resolve_versions(conn: sqlite3.Connection, slices: _Slices) -> bool:
+    """Keep, per slice, one run: the newest version and its parts; delete the rest. True when the stored
+    rows changed (something new kept, or something stored replaced)."""
+    units = slices.units
+    by_key: dict[SliceKey, list[_Cand]] = {}
+    for sid, key in slices.key_of.items():
+        results, unit = units[slices.unit_of[sid]]
+        st = slices.stats[sid]
+        mtime = max((_mtime(f) for f in unit.files), default=0.0)
+        by_key.setdefault(key, []).append(_Cand(key, [sid], st[0], st[2], st[4], mtime, unit.manifest is not None,
+                                                results[0].path, results))
+    new_ids = set(slices.key_of)
+    changed = False
+    for key, cands in by_key.items():
+        stored = _stored_cand(conn, key, new_ids)
+        if stored is not None:
+            cands.append(stored)
+        winners, losers = _choose(conn, cands)
+        for c in winners:
+            if not c.stored:
+                changed = True
+                slices.kept.update(c.ids)
+                for r in c.results:
+                    r.kept_periods += 1
+        by = [c.path for c in winners]
+        for c in losers:
+            # charges first (one indexed delete), then the import rows
+            conn.executemany("DELETE FROM charges WHERE import_id = ?", [(i,) for i in c.ids])
+            conn.executemany("DELETE FROM imports WHERE id = ?", [(i,) for i in c.ids])
+            if c.stored:
+                changed = True
+                for w in winners:
+                    for r in w.results:
+                        r.supersedes.append(c.path)
+            else:
+                for r in c.results:
+                    r.superseded_by.extend(by)
+    return changed
+
+
+def _restate_unchanged(conn: sqlite3.Connection, results: list[FileResult]) -> None:
+    """A file skipped as already stored whose stored rows a newer file of this same call replaced: superseded."""
+    by: dict[str, list[str]] = {}
+    for r in results:
+        for old in r.supersedes:
+            by.setdefault(old, []).append(r.path)
+    for r in results:
+        if r.unchanged and r.sha256 and conn.execute(
+                "SELECT 1 FROM imports WHERE sha256 = ? LIMIT 1", (r.sha256,)).fetchone() is None:
+            r.unchanged = False
+            r.superseded_by = by.get(str(Path(r.path).resolve()), [])
+            if not r.superseded_by:       # the stored copy was imported from another path
+                r.superseded_by = sorted({p for ps in by.values() for p in ps})
+
+
+def _mtime(p: Path) -> float:
+    try:
+        return p.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _usage_coverage(conn: sqlite3.Connection, ids: list[int]) -> int | None:
+    """How far a version reaches: the latest end of its hourly/daily rows. A fee, tax or credit row runs to
+    the month end in every version, so the latest end of any row cannot tell two versions apart."""
+    best: int | None = None
+    for i in ids:
+        short, any_end = conn.execute(
+            "SELECT MAX(CASE WHEN charge_period_end - charge_period_start <= 86400 THEN charge_period_end END), "
+            "MAX(COALESCE(charge_period_end, charge_period_start)) FROM charges WHERE import_id = ?", (i,)).fetchone()
+        end = short if short is not None else any_end
+        if end is not None and (best is None or end > best):
+            best = end
+    return best
+
+
+def _choose(conn: sqlite3.Connection, cands: list[_Cand]) -> tuple[list[_Cand], list[_Cand]]:
+    """(the winning run's candidates, the superseded ones) for one slice.
+
+    Newest first: by export time when every candidate has one, else by coverage end (an older month-to-date
+    export reaches less far: importing it after a newer one changes nothing); on a tie the file being imported
+    beats the stored one, then more rows, then the later file mtime. Going down that order, a candidate sharing more than a few line items with the winning run is an
+    older version; one with different line items is another part of the same run (never for manifest runs,
+    whose manifest lists every part).
+    """
+    if len(cands) == 1:
+        return cands, []
+    use_et = all(c.export_time is not None for c in cands)
+
+    def newness(c: _Cand) -> tuple:
+        # Same export time and reach: a restatement (the cloud re-issues the month with amounts corrected).
+        # Nothing in the files says which is newer, so the one being imported now replaces the stored one;
+        # among files read together, more rows (late-arriving items), then the later mtime.
+        return ((c.export_time if use_et else 0), c.cov_end if c.cov_end is not None else -1, not c.stored,
+                c.rows, c.mtime)
+
+    for c in cands:
+        c.cov_end = _usage_coverage(conn, c.ids)
+    order = sorted(cands, key=newness, reverse=True)
+    modulus = 16 if max(c.rows for c in cands) > KEY_SAMPLE_ROWS else 1
+    keys = {id(c): _line_items(conn, c.ids, modulus) for c in order}
+    winners = [order[0]]
+    union = set(keys[id(order[0])])
+    losers: list[_Cand] = []
+    for c in order[1:]:
+        mine = keys[id(c)]
+        shared = len(mine & union)
+        smaller = min(len(mine), len(union)) or 1
+        if c.manifest or any(w.manifest for w in winners) or shared / smaller > PART_MAX_SHARED:
+            losers.append(c)
+        else:
+            winners.append(c)
+            union |= mine
+    return winners, losers
 
 
 def _unchanged(conn: sqlite3.Connection, path: Path, sha: str) -> FileResult:
     """Same file again: report what is stored for it, write nothing."""
     fmt_row = conn.execute("SELECT format FROM imports WHERE sha256 = ? LIMIT 1", (sha,)).fetchone()
-    res = FileResult(str(path), fmt_row[0] if fmt_row else "unknown", unchanged=True)
+    res = FileResult(str(path), fmt_row[0] if fmt_row else "unknown", unchanged=True, sha256=sha)
     for start, cur, billed, eff, n, gpu in conn.execute(
             "SELECT c.billing_period_start, c.currency, SUM(c.billed_cost), SUM(c.effective_cost), COUNT(*), "
             "SUM(c.is_gpu) FROM charges c JOIN imports i ON i.id = c.import_id WHERE i.sha256 = ? "
             "GROUP BY c.billing_period_start, c.currency ORDER BY 1, 2", (sha,)):
-        res.periods.append(PeriodTotal(start, cur, billed or 0.0, eff or 0.0, n))
+        res.periods.append(PeriodTotal(start, cur, billed or 0.0, eff or 0.0, n, billed is not None))
         res.rows += n
         res.gpu_rows += gpu or 0
     return res
@@ -227,7 +483,8 @@ def _unchanged(conn: sqlite3.Connection, path: Path, sha: str) -> FileResult:
 
 def _reconcile_azure(conn: sqlite3.Connection, slices: _Slices) -> None:
     """Azure actual + amortised datasets of the same period: effective cost comes from the amortised one only."""
-    for source, account, start in slices.ids:
+    for sid in sorted(slices.kept):
+        source, account, start = slices.key_of[sid]
         if source == "azure-amortized":
             conn.execute("UPDATE charges SET effective_cost = 0 WHERE import_id IN (SELECT id FROM imports WHERE "
                          "source = 'azure-actual' AND account IS ? AND billing_period_start = ?)", (account, start))
@@ -235,8 +492,7 @@ def _reconcile_azure(conn: sqlite3.Connection, slices: _Slices) -> None:
             has = conn.execute("SELECT 1 FROM imports WHERE source = 'azure-amortized' AND account IS ? "
                                "AND billing_period_start = ?", (account, start)).fetchone()
             if has:
-                conn.execute("UPDATE charges SET effective_cost = 0 WHERE import_id = ?",
-                             (slices.ids[(source, account, start)],))
+                conn.execute("UPDATE charges SET effective_cost = 0 WHERE import_id = ?", (sid,))
 
 
 def _normalised(table: Table, keys: list[str], mod: Any, ctx: dict[str, Any]) -> Iterator[tuple[Batch, Any]]:
@@ -284,34 +540,49 @@ def _normalised(table: Table, keys: list[str], mod: Any, ctx: dict[str, Any]) ->
 
 
 def _import_file(conn: sqlite3.Connection, path: Path, sha: str, fmt: str | None, skip_bad: bool,
-                 dataset: str | None, slices: _Slices) -> FileResult:
-    table = Table(path)
+                 dataset: str | None, slices: _Slices, currency: str | None = None) -> FileResult:
+    table = Table(path, skip_bad_rows=skip_bad)
     verdict = detect_mod.detect(table.header, f"{path}:1", fmt)
     mod = detect_mod.module(verdict.fmt)
     res = FileResult(str(path), verdict.fmt)
-    ctx = {"path": str(path), "dataset": dataset}
+    ctx = {"path": str(path), "dataset": dataset, "currency": currency}
     totals: dict[tuple[int, str | None], PeriodTotal] = {}
     seen_rows = 0
-    for batch, rows in _normalised(table, verdict.keys, mod, ctx):
-        seen_rows += batch.num_rows
-        skip: set[int] = set()
-        if rows.bad:
-            first = min(rows.bad, key=lambda b: b.row)
-            if not skip_bad:
-                col = clean(first.column, 60)          # header text is outside data too
-                raise DataError(f"{col}: cannot read {clean(first.value, 60)!r} as {first.expected}"
-                                if first.value else f"{col}: missing {first.expected}",
-                                where=f"{path}:{batch.line_numbers()[first.row]}",
-                                hint="fix the row, or pass --skip-bad-rows to import the rest")
-            skip = {b.row for b in rows.bad}
-            for r in sorted(skip):
-                if len(res.bad_lines) < MAX_BAD_LINES:
-                    res.bad_lines.append(batch.line_numbers()[r])
-            res.skipped_rows += len(skip)
-        _insert_batch(conn, rows, skip, batch.line_numbers(), path, sha, verdict.fmt, slices, totals, res)
-    if seen_rows == 0:
+    batches = (pipeline.normalised(table, verdict.keys, verdict.fmt, ctx) if pipeline.usable(_estimate_rows(path))
+               else _normalised(table, verdict.keys, mod, ctx))
+    try:
+        for batch, rows in batches:
+            seen_rows += batch.num_rows
+            skip: set[int] = set()
+            if rows.bad:
+                first = min(rows.bad, key=lambda b: b.row)
+                if not skip_bad:
+                    col = clean(first.column, 60)          # header text is outside data too
+                    raise DataError(f"{col}: cannot read {clean(first.value, 60)!r} as {first.expected}"
+                                    if first.value else f"{col}: missing {first.expected}",
+                                    where=f"{path}:{batch.line_numbers()[first.row]}",
+                                    hint="fix the row, or pass --skip-bad-rows to import the rest")
+                skip = {b.row for b in rows.bad}
+                for r in sorted(skip):
+                    if len(res.bad_lines) < MAX_BAD_LINES:
+                        res.bad_lines.append(batch.line_numbers()[r])
+                res.skipped_rows += len(skip)
+            for note in rows.notes:
+                if note not in res.notes:
+                    res.notes.append(note)
+            _insert_batch(conn, rows, skip, batch.line_numbers(), path, sha, verdict.fmt, slices, totals, res)
+    finally:
+        batches.close()           # stops the reader (thread or process) at once on an error
+    if table.skipped:                  # rows with the wrong number of fields, dropped by the reader
+        res.skipped_rows += len(table.skipped)
+        res.bad_lines = sorted(set(res.bad_lines) | {n for n in table.skipped if n > 0})[:MAX_BAD_LINES]
+    if seen_rows == 0 and not table.skipped:
         raise DataError("no data rows (header only)", where=f"{path}:2",
                         hint="the export may still be running; import it when it is complete")
+    if res.rows == 0:                  # --skip-bad-rows with nothing left: a bad file, not an empty success
+        first = res.bad_lines[0] if res.bad_lines else 2
+        raise DataError(f"every data row is bad ({res.skipped_rows} skipped), nothing imported",
+                        where=f"{path}:{first}", hint="check that this is the export you meant, and fix it")
     res.periods = sorted(totals.values(), key=lambda t: (t.start, t.currency or ""))
     return res
 
@@ -338,20 +609,26 @@ def _insert_rows(conn: sqlite3.Connection, ids: Sequence[int], lines: Sequence[i
       thread running Python every re-take waits; one step per 32 rows instead of per row."""
     keep = [(f, c) for f, c in zip(FIELDS, cols, strict=True) if not (c[0] is None and c.count(None) == len(c))]
     fields = tuple(f for f, _c in keep)
-    rows = list(zip(ids, lines, *(_sql_nulls(c) for _f, c in keep), strict=True))
-    full = len(rows) // ROWS_PER_INSERT * ROWS_PER_INSERT
+    n = len(ids)
+    # Iterators end to end (C-level zip/chain, no per-batch list of tuples or flat copy): less work and less
+    # memory per batch. islice takes exactly `full` rows, the single-row INSERT gets the rest of the same zip.
+    rows = zip(ids, lines, *(_sql_nulls(c) for _f, c in keep), strict=True)
+    full = n // ROWS_PER_INSERT * ROWS_PER_INSERT
     if full:
-        flat = list(chain.from_iterable(rows[:full]))
-        k = ROWS_PER_INSERT * (len(fields) + 2)
-        conn.executemany(_insert_sql(fields, ROWS_PER_INSERT), [flat[i:i + k] for i in range(0, len(flat), k)])
-    if full < len(rows):
-        conn.executemany(_insert_sql(fields), rows[full:])
+        flat = iter(chain.from_iterable(islice(rows, full)))
+        conn.executemany(_insert_sql(fields, ROWS_PER_INSERT),
+                         zip(*[flat] * (ROWS_PER_INSERT * (len(fields) + 2)), strict=True))
+    if full < n:
+        conn.executemany(_insert_sql(fields), rows)
+
+
+_AS_NAN = {None: _NAN}
 
 
 def _sql_nulls(col: list[Any]) -> list[Any]:
     if None not in col:                       # C-speed scan
         return col
-    return [_NAN if v is None else v for v in col]
+    return list(map(_AS_NAN.get, col, col))   # get(v, v): None -> NaN, anything else itself, at C speed
 
 
 def _insert_batch(conn: sqlite3.Connection, rows: Any, skip: set[int], lines: Sequence[int], path: Path, sha: str,
@@ -362,11 +639,14 @@ def _insert_batch(conn: sqlite3.Connection, rows: Any, skip: set[int], lines: Se
     n = rows.n
     cols = [d[f] for f in FIELDS]
     source = rows.source
+    export_time = rows.export_time
     if skip:
         keep = [i for i in range(n) if i not in skip]
         cols = [[c[i] for i in keep] for c in cols]
         lines = [lines[i] for i in keep]
         source = [source[i] for i in keep]
+        if export_time is not None:
+            export_time = [export_time[i] for i in keep]
         n = len(keep)
     if n == 0:
         return
@@ -380,6 +660,8 @@ def _insert_batch(conn: sqlite3.Connection, rows: Any, skip: set[int], lines: Se
         st = slices.stats[sid]
         if st[3] is None:                     # first seen period end per slice
             st[3] = next((e for e in bp_end if e is not None), None)
+        if export_time is not None:
+            _latest(st, export_time)
         _insert_rows(conn, [sid] * n, lines, cols)
         _tally(st, totals, key[2], cur[0], is_gpu, col["charge_period_start"], col["charge_period_end"],
                billed, eff)
@@ -393,6 +675,8 @@ def _insert_batch(conn: sqlite3.Connection, rows: Any, skip: set[int], lines: Se
         st = slices.stats[sid]
         if st[3] is None:
             st[3] = next((e for i, e in zip(ids, bp_end, strict=True) if i == sid and e is not None), None)
+        if export_time is not None:
+            _latest(st, [t for i, t in zip(ids, export_time, strict=True) if i == sid])
     _insert_rows(conn, ids, lines, cols)
     start_of = {sid: k[2] for k, sid in sid_of.items()}
     groups: dict[tuple[int, str | None], list[int]] = {}
@@ -407,6 +691,13 @@ def _insert_batch(conn: sqlite3.Connection, rows: Any, skip: set[int], lines: Se
                take(eff))
     res.rows += n
     res.gpu_rows += sum(is_gpu)
+
+
+def _latest(st: list[Any], export_time: list[int | None]) -> None:
+    """The slice's export time: the latest one its rows carry."""
+    t = max((x for x in export_time if x is not None), default=None)
+    if t is not None and (st[4] is None or t > st[4]):
+        st[4] = t
 
 
 def _tally(st: list[Any], totals: dict[tuple[int, str | None], PeriodTotal], start: int, currency: str | None,
@@ -426,5 +717,6 @@ def _tally(st: list[Any], totals: dict[tuple[int, str | None], PeriodTotal], sta
         t = totals[(start, currency)] = PeriodTotal(start, currency)
     # fsum per batch then per file: exact enough for 6 decimals on millions of rows
     t.billed += math.fsum(billed if None not in billed else (x for x in billed if x is not None))
+    t.has_billed = t.has_billed or any(x is not None for x in billed)
     t.effective += math.fsum(eff if None not in eff else (x for x in eff if x is not None))
     t.rows += len(is_gpu)

@@ -14,7 +14,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gpuspend.collectors.billing.values import parse_ts
 from gpuspend.errors import DataError, UsageError
+from gpuspend.fmt import clean
 
 DATA_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".jsonl", ".jsonl.gz", ".json.gz", ".ndjson", ".gz", ".json")
 
@@ -29,6 +31,7 @@ class Unit:
     manifest: Path | None = None
     period_key: str | None = None
     notes: list[str] = field(default_factory=list)
+    export_time: int | None = None       # when the cloud ran this export (Azure runInfo.submittedTime)
 
 
 def is_manifest(p: Path) -> bool:
@@ -43,7 +46,7 @@ def _is_data(p: Path) -> bool:
 def _load(path: Path) -> dict:
     try:
         obj = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise DataError(f"unreadable manifest ({type(exc).__name__})", where=f"{path}:1",
                         hint="fetch the export again") from None
     if not isinstance(obj, dict):
@@ -51,11 +54,17 @@ def _load(path: Path) -> dict:
     return obj
 
 
-def _resolve(manifest: Path, key: str) -> Path | None:
-    """An S3/blob key -> the local file: the longest suffix of the key found under an ancestor folder."""
+def _resolve(manifest: Path, key: str, root: Path) -> Path | None:
+    """An S3/blob key -> the local file: the longest suffix of the key found under an ancestor folder of the
+    manifest inside `root` (the folder being imported), never above it."""
     k = key.split("://", 1)[1].split("/", 1)[1] if "://" in key else key
-    parts = [p for p in k.split("/") if p]
-    for anc in [manifest.parent, *list(manifest.parents)[1:5]]:
+    parts = [p for p in k.replace("\\", "/").split("/") if p]
+    if any(p in ("..", ".") for p in parts):
+        # A manifest names files inside its export; `..` would read anything on this machine.
+        raise DataError(f"manifest entry {clean(key, 120)!r} leaves the export folder", where=f"{manifest}:1",
+                        hint="a manifest lists files under its export prefix; fetch the export again")
+    inside = [a for a in [manifest.parent, *list(manifest.parents)[1:5]] if a == root or root in a.parents]
+    for anc in inside or [manifest.parent]:
         for i in range(len(parts)):
             cand = anc.joinpath(*parts[i:])
             if cand.is_file():
@@ -63,12 +72,13 @@ def _resolve(manifest: Path, key: str) -> Path | None:
     return None
 
 
-def read_manifest(path: Path) -> Unit:
+def read_manifest(path: Path, root: Path | None = None) -> Unit:
     m = _load(path)
     keys: list[str] = []
     version = None
     dataset = None
     period = None
+    export_time: int | None = None
     if "reportKeys" in m:                          # legacy CUR
         keys, version = list(m.get("reportKeys") or []), m.get("assemblyId")
         period = json.dumps(m.get("billingPeriod"), sort_keys=True)
@@ -85,17 +95,24 @@ def read_manifest(path: Path) -> Unit:
         kind = str((m.get("exportConfig") or {}).get("type") or "")
         dataset = "amortized" if "amorti" in kind.lower() else "actual" if kind else None
         period = (m.get("runInfo") or {}).get("startDate")
+        submitted = (m.get("runInfo") or {}).get("submittedTime")
+        if submitted:
+            try:
+                export_time = parse_ts(str(submitted))
+            except (ValueError, OverflowError):
+                raise DataError(f"runInfo.submittedTime {clean(submitted, 60)!r} is not a date/time",
+                                where=f"{path}:1", hint="fetch the export again") from None
     else:
         raise DataError("not a billing export manifest (no reportKeys, dataFiles or blobs)", where=f"{path}:1")
     files = []
     notes = []
     for k in keys:
-        p = _resolve(path, str(k))
+        p = _resolve(path, str(k), root if root is not None else path.parent)
         if p is None:
             raise DataError(f"manifest lists {k} but the file is not there", where=f"{path}:1",
                             hint="wait until the export finishes delivering, or sync the whole export prefix")
         files.append(p)
-    return Unit(files, str(version) if version else None, dataset, path, period, notes)
+    return Unit(files, str(version) if version else None, dataset, path, period, notes, export_time)
 
 
 def discover(path: Path) -> list[Unit]:
@@ -112,7 +129,7 @@ def discover(path: Path) -> list[Unit]:
         by_period: dict[str, Unit] = {}
         depth: dict[str, int] = {}
         for mp in manifests:
-            u = read_manifest(mp)
+            u = read_manifest(mp, path)
             key = f"{mp.name}|{u.period_key}"
             d = len(mp.relative_to(path).parts)
             if key not in by_period or d < depth[key]:

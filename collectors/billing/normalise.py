@@ -63,6 +63,9 @@ class Rows:
     source: list[str]
     gpu_texts: list[list[str | None]] = field(default_factory=list)   # extra texts for GPU marking
     bad: list[BadValue] = field(default_factory=list)
+    # When the export wrote this row (FOCUS x_ExportDateTime, GCP export_time): tells versions from parts.
+    export_time: list[int | None] | None = None
+    notes: list[str] = field(default_factory=list)       # said once per file (e.g. where a currency came from)
 
 
 def const(value: Any, n: int) -> list[Any]:
@@ -70,7 +73,15 @@ def const(value: Any, n: int) -> list[Any]:
 
 
 def coalesce(*cols: list[Any]) -> list[Any]:
-    return [next((v for v in vals if v is not None), None) for vals in zip(*cols, strict=True)]
+    """Per row, the first non-None value (column by column: no generator per row)."""
+    if not cols:
+        return []
+    out = list(cols[0])
+    for col in cols[1:]:
+        if None not in out:                   # C-speed scan: nothing left to fill
+            break
+        out = [a if a is not None else b for a, b in zip(out, col, strict=True)]
+    return out
 
 
 def month_start(ts: int | None) -> int | None:

@@ -25,8 +25,22 @@ import pyarrow.csv as pacsv
 
 from gpuspend.errors import DataError
 
-BLOCK_SIZE = 1 << 20        # bytes per CSV block (~1.4k FOCUS rows): peak memory is a few blocks, whatever the file size
+try:
+    # mimalloc (pyarrow's default on Linux) keeps ~40 MB of segments resident after the first file; jemalloc
+    # returns freed blocks, which keeps a long-running collector's RSS flat (billing.sources re-imports).
+    pa.set_memory_pool(pa.jemalloc_memory_pool())
+except (NotImplementedError, pa.ArrowException):   # a build without jemalloc: keep the default
+    pass
+
+# pyarrow's CSV reader keeps ~36 blocks in flight whatever use_threads says, so memory follows the block size:
+# small blocks are read and glued into batches of BATCH_BYTES (the per-batch work of normalising stays amortised).
+BLOCK_SIZE = 1 << 18        # bytes per CSV block read by pyarrow (~360 FOCUS rows)
+BATCH_BYTES = 1 << 20       # bytes of CSV per batch handed on (~1.4k FOCUS rows)
 JSON_BATCH = 5000
+# Rows per Parquet batch: each batch becomes ~25 Python lists in flight (a few batches at once), so a
+# CSV-sized batch keeps memory flat; a row group is decoded whole anyway.
+PARQUET_BATCH = 2048
+MAX_DEPTH = 32              # JSONL objects nest a few levels (GCP: service.description); deeper is not billing data
 
 
 @dataclass
@@ -38,6 +52,13 @@ class Batch:
 
     def line_numbers(self) -> Sequence[int]:
         return self.lines if self.lines is not None else range(self.first_line, self.first_line + self.num_rows)
+
+
+def unreadable(path: Path, exc: OSError) -> DataError:
+    """`file: cannot read it (Permission denied)`: a data error (exit 3), not a usage error."""
+    why = exc.strerror or type(exc).__name__
+    return DataError(f"cannot read the file ({why})", where=str(path),
+                     hint="check its permissions, or fetch the export again")
 
 
 def sniff(path: Path) -> str:
@@ -89,10 +110,17 @@ def _open_text(path: Path) -> io.TextIOBase:
 class Table:
     """One billing file: `.header` (raw names) and `.batches()`."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, skip_bad_rows: bool = False) -> None:
         self.path = path
-        self.kind = sniff(path)
-        self.header: list[str] = self._read_header()
+        self.skip_bad_rows = skip_bad_rows
+        # CSV records skipped for a wrong field count (--skip-bad-rows), by record number (= line number
+        # unless a quoted value spans lines, as everywhere in our line numbering).
+        self.skipped: list[int] = []
+        try:
+            self.kind = sniff(path)
+            self.header: list[str] = self._read_header()
+        except OSError as exc:            # permission denied, a folder named .csv, a vanished file
+            raise unreadable(path, exc) from None
 
     # ------------------------------------------------------------ header
     def _read_header(self) -> list[str]:
@@ -124,11 +152,18 @@ class Table:
     def _scan_json_keys(self) -> list[str]:
         """JSONL: nested objects are flattened to dotted names (service.description), lists kept as JSON."""
         keys: dict[str, None] = {}
-        for _line, obj in self._json_rows(limit=JSON_BATCH):
-            keys.update(dict.fromkeys(_flatten(obj)))
+        for lineno, obj in self._json_rows(limit=JSON_BATCH):
+            keys.update(dict.fromkeys(self._flat(lineno, obj)))
         if not keys:
             raise DataError("empty file: no JSON rows", where=f"{self.path}:1")
         return list(keys)
+
+    def _flat(self, lineno: int, obj: dict) -> dict[str, str | None]:
+        try:
+            return _flatten(obj)
+        except ValueError:
+            raise DataError("JSON nested too deeply", where=f"{self.path}:{lineno}",
+                            hint=f"billing rows nest a few levels; at most {MAX_DEPTH} are read") from None
 
     def _json_rows(self, limit: int | None = None) -> Iterator[tuple[int, dict]]:
         n = 0
@@ -140,6 +175,9 @@ class Table:
                         continue
                     try:
                         obj = json.loads(line)
+                    except RecursionError:
+                        raise DataError("JSON nested too deeply", where=f"{self.path}:{lineno}",
+                                        hint=f"billing rows nest a few levels; at most {MAX_DEPTH} are read") from None
                     except ValueError:
                         raise DataError("not a JSON object", where=f"{self.path}:{lineno}",
                                         hint="JSONL needs one object per line") from None
@@ -169,20 +207,36 @@ class Table:
         names = [f"c{i}" for i in range(self.width)]     # our own names: the header may repeat or be odd
         read = pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=BLOCK_SIZE, encoding="utf8",
                                  use_threads=False)   # our own reader thread overlaps parsing with inserts
-        parse = pacsv.ParseOptions(newlines_in_values=True)
+        skipped: set[int] = set()
+
+        def wrong_width(row: pacsv.InvalidRow) -> str:
+            # pyarrow numbers records from 1 with the header as record 1: the same as our line numbers
+            number = row.number if row.number is not None else -1 - len(skipped)
+            skipped.add(number)
+            self.skipped.append(number)
+            return "skip"
+
+        parse = pacsv.ParseOptions(newlines_in_values=True,
+                                   invalid_row_handler=wrong_width if self.skip_bad_rows else None)
         conv = pacsv.ConvertOptions(column_types={n: pa.string() for n in names}, strings_can_be_null=False,
                                     quoted_strings_can_be_null=False, null_values=[])
         line = 2
         try:
             stream = pa.input_stream(str(self.path), compression="gzip" if _is_gz(self.path) else None)
             reader = pacsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=conv)
-            for rb in reader:
-                if rb.num_rows == 0:
-                    continue
+            for rb in _glued(reader):
                 cols = list(rb.columns)
                 cols += [pa.nulls(rb.num_rows, pa.string())] * (len(self.header) - self.width)
-                yield Batch(line, cols, rb.num_rows)
-                line += rb.num_rows
+                if not skipped:
+                    yield Batch(line, cols, rb.num_rows)
+                    line += rb.num_rows
+                    continue
+                lines: list[int] = []          # skipped records leave holes in the numbering
+                while len(lines) < rb.num_rows:
+                    if line not in skipped:
+                        lines.append(line)
+                    line += 1
+                yield Batch(lines[0], cols, rb.num_rows, lines)
         except (pa.ArrowException, OSError, EOFError) as exc:
             self._diagnose(exc)
 
@@ -208,7 +262,7 @@ class Table:
 
         line = 1      # Parquet has no lines: report the 1-based row number instead
         try:
-            for rb in pq.ParquetFile(self.path).iter_batches(batch_size=16384):
+            for rb in pq.ParquetFile(self.path).iter_batches(batch_size=PARQUET_BATCH):
                 yield Batch(line, [_as_text(c) for c in rb.columns], rb.num_rows)
                 line += rb.num_rows
         except (pa.ArrowException, OSError) as exc:
@@ -222,7 +276,7 @@ class Table:
         lines: list[int] = []
         for lineno, obj in self._json_rows():
             vals: list[str | None] = [None] * len(keys)
-            for k, v in _flatten(obj).items():
+            for k, v in self._flat(lineno, obj).items():
                 i = index.get(k)
                 if i is not None:
                     vals[i] = v
@@ -235,21 +289,49 @@ class Table:
             yield _json_batch(lines, rows, len(keys))
 
 
+def _glued(reader: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """Consecutive small record batches concatenated into ~BATCH_BYTES ones (same rows, same order)."""
+    pending: list[pa.RecordBatch] = []
+    size = 0
+    for rb in reader:
+        if rb.num_rows == 0:
+            continue
+        pending.append(rb)
+        size += rb.nbytes
+        if size >= BATCH_BYTES:
+            yield _concat(pending)
+            pending, size = [], 0
+    if pending:
+        yield _concat(pending)
+
+
+def _concat(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    if len(batches) == 1:
+        return batches[0]
+    return pa.RecordBatch.from_arrays([pa.concat_arrays([b.column(i) for b in batches])
+                                       for i in range(batches[0].num_columns)], schema=batches[0].schema)
+
+
 def _json_batch(lines: list[int], rows: list[list[str | None]], width: int) -> Batch:
     cols = [pa.array([r[i] for r in rows], pa.string()) for i in range(width)]
     return Batch(lines[0], cols, len(rows), lines)
 
 
-def _flatten(obj: dict, prefix: str = "") -> dict[str, str | None]:
+def _flatten(obj: dict, prefix: str = "", depth: int = 0) -> dict[str, str | None]:
+    if depth > MAX_DEPTH:
+        raise ValueError("nested too deeply")
     out: dict[str, str | None] = {}
     for k, v in obj.items():
         name = f"{prefix}{k}"
         if isinstance(v, dict):
-            out.update(_flatten(v, name + "."))
+            out.update(_flatten(v, name + ".", depth + 1))
         elif v is None:
             out[name] = None
         elif isinstance(v, (list, bool)):
-            out[name] = json.dumps(v)
+            try:
+                out[name] = json.dumps(v)
+            except RecursionError:
+                raise ValueError("nested too deeply") from None
         else:
             out[name] = str(v)
     return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import calendar
 import json
+import math
 import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -23,6 +24,8 @@ from gpuspend.fmt import clean as clean_text
 # Every null spelling seen in real exports (FOCUS sample: NULL; spec examples: (null); Python dumps: None).
 NULL_MARKERS = ("", "NULL", "null", "(null)", "None", "none", "nan", "NaN")
 _NULLSET = pa.array(NULL_MARKERS, pa.string())
+# In a number column "nan" is not a null but a bad amount: it would make every total NaN.
+_NUM_NULLSET = pa.array([m for m in NULL_MARKERS if m.lower() != "nan"], pa.string())
 _NULL_STR = pa.scalar(None, pa.string())
 
 
@@ -34,12 +37,12 @@ class BadValue(Exception):
         super().__init__(f"{column}: cannot read {clean_text(value, 60)!r} as {expected}")
 
 
-def clean(arr: pa.Array) -> pa.Array:
+def clean(arr: pa.Array, nulls: pa.Array = _NULLSET) -> pa.Array:
     """Trimmed strings with every null marker turned into a real null."""
     if arr.type != pa.string():
         arr = pc.cast(arr, pa.string())
     trimmed = pc.utf8_trim_whitespace(arr)
-    return pc.if_else(pc.is_in(trimmed, value_set=_NULLSET), _NULL_STR, trimmed)
+    return pc.if_else(pc.is_in(trimmed, value_set=nulls), _NULL_STR, trimmed)
 
 
 def text_col(arr: pa.Array | None, n: int) -> list[str | None]:
@@ -58,20 +61,29 @@ def text_first(n: int, *arrs: pa.Array | None) -> list[str | None]:
 
 # ---------------------------------------------------------------- numbers
 
+_NOT_FINITE = "not a finite number"
+
+
 def parse_num(text: str) -> float:
+    """A finite number; inf, NaN and overflowing spellings (1e400) are refused: they poison every total."""
     s = text.strip().replace("\u00a0", "")
     if s.startswith("$"):
         s = s[1:]
-    return float(s)
+    f = float(s)
+    if not math.isfinite(f):
+        raise ValueError(_NOT_FINITE)
+    return f
 
 
 def num_col(arr: pa.Array | None, n: int, name: str, bad: list[BadValue]) -> list[float | None]:
-    """Floats (None for nulls). Unreadable cells are appended to `bad` and read as None."""
+    """Finite floats (None for nulls). Unreadable or non-finite cells are appended to `bad` and read as None."""
     if arr is None:
         return [None] * n
-    a = clean(arr)
+    a = clean(arr, _NUM_NULLSET)
     try:
-        return pc.cast(a, pa.float64()).to_pylist()
+        f = pc.cast(a, pa.float64())
+        if pc.all(pc.is_finite(f)).as_py() is not False:     # None: every cell null
+            return f.to_pylist()
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
     out: list[float | None] = []
@@ -80,12 +92,9 @@ def num_col(arr: pa.Array | None, n: int, name: str, bad: list[BadValue]) -> lis
             out.append(None)
             continue
         try:
-            f = parse_num(v)
-            if f != f or f in (float("inf"), float("-inf")):
-                raise ValueError
-            out.append(f)
-        except ValueError:
-            bad.append(BadValue(i, name, v, "a number"))
+            out.append(parse_num(v))
+        except ValueError as exc:
+            bad.append(BadValue(i, name, v, "a finite number" if str(exc) == _NOT_FINITE else "a number"))
             out.append(None)
     return out
 
@@ -130,14 +139,20 @@ def ts_col(arr: pa.Array | None, n: int, name: str, bad: list[BadValue]) -> list
     if arr is None:
         return [None] * n
     a = clean(arr)
+    # Billing times repeat (hourly line items): parse each distinct text once and spread it back by index.
+    # Arrow's ISO parser costs ~1 us a cell; hashing the column is far cheaper when values repeat.
+    enc = pc.dictionary_encode(a) if len(a) > 64 else None
+    texts = enc.dictionary if enc is not None and len(enc.dictionary) * 4 <= len(a) else a
     # Try last batch's winning spelling first: a file keeps one timestamp style per column.
     first = _TS_HINT.get(name, 0)
     for k in (first, *(j for j in range(len(_TS_TYPES)) if j != first)):
         try:
-            ms = pc.cast(pc.cast(a, _TS_TYPES[k]), pa.int64())
+            ms = pc.cast(pc.cast(texts, _TS_TYPES[k]), pa.int64())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             continue
         _TS_HINT[name] = k
+        if texts is not a:
+            ms = pc.take(ms, enc.indices)            # null indices (null cells) stay null
         return pc.divide(ms, 1000).to_pylist()       # billing times are after 1970: truncation = floor
     out: list[int | None] = []
     cache: dict[str, int] = {}
@@ -164,11 +179,15 @@ def loads_lenient(text: str) -> Any:
     s = text.strip()
     try:
         return json.loads(s)
+    except RecursionError:                # nested deeper than the interpreter's stack: not a tag set
+        raise ValueError("nested too deeply") from None
     except ValueError:
         pass
     if s and s[0] not in "{[":
         try:
             return json.loads("{" + s + "}")
+        except RecursionError:
+            raise ValueError("nested too deeply") from None
         except ValueError:
             pass
     try:
@@ -200,9 +219,12 @@ def tags_json(value: Any) -> str | None:
         raise ValueError("not an object")
     if not obj:
         return None
-    flat = {str(k): (v if v is None or isinstance(v, (str, int, float, bool)) else json.dumps(v))
-            for k, v in obj.items()}
-    return json.dumps(flat, ensure_ascii=False, sort_keys=True)
+    try:
+        flat = {str(k): (v if v is None or isinstance(v, (str, int, float, bool)) else json.dumps(v))
+                for k, v in obj.items()}
+        return json.dumps(flat, ensure_ascii=False, sort_keys=True, allow_nan=False)
+    except (RecursionError, ValueError):  # a value nested beyond the stack, or NaN: not a tag set
+        raise ValueError("not a flat tag set") from None
 
 
 _TAGS_CACHE: dict[str, str | None] = {}
@@ -213,7 +235,7 @@ def _tags_cell(v: str) -> str | None:
     if v[0] == "{":
         try:
             obj = json.loads(v)
-        except ValueError:
+        except (ValueError, RecursionError):
             obj = None
         if isinstance(obj, dict) and not any(isinstance(x, (dict, list)) for x in obj.values()):
             return v if obj else None

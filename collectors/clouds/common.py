@@ -6,6 +6,7 @@ cursor pagination, and an API key that never appears in any message.
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -43,6 +44,42 @@ class RemoteInstance:
     util: tuple[float | None, ...] = ()   # per GPU, when the API gives it (percent)
     currency: str = "USD"
 
+    def __post_init__(self) -> None:
+        """An API answer is data: bound it before anything is written (a pod claiming `gpuCount: 1e9` once made
+        the collector write a billion GPU rows; `costPerHr: 1e400` made the cost per hour infinite)."""
+        name = _inert(self.name, 120) or _inert(self.instance_id, 120)
+        where = f"{self.provider} instance {name}"
+        count = self.gpu_count
+        if not isinstance(count, int | float) or isinstance(count, bool) or not math.isfinite(count) \
+                or not 0 <= count <= MAX_GPUS_PER_INSTANCE or count != int(count):
+            raise CloudError(f"unexpected answer: GPU count {_shown(count)} is not a whole number from 0 to "
+                             f"{MAX_GPUS_PER_INSTANCE}", where=where, hint="this poll was not recorded")
+        price = self.price_per_hour
+        if price is not None and (not math.isfinite(price) or not 0 <= price <= MAX_PRICE_PER_HOUR):
+            raise CloudError(f"unexpected answer: price per hour {_shown(price)} is not a price from 0 to "
+                             f"{MAX_PRICE_PER_HOUR:g}", where=where, hint="this poll was not recorded")
+        fix = object.__setattr__      # frozen: normalise in place, once
+        fix(self, "gpu_count", float(int(count)))
+        fix(self, "instance_id", _inert(self.instance_id, 200))
+        fix(self, "name", name)
+        fix(self, "gpu_name", _inert(self.gpu_name, 120) or None)
+        fix(self, "status", _inert(self.status, 40))
+        fix(self, "currency", _inert(self.currency, 8) or "USD")
+        fix(self, "util", tuple(u if u is not None and math.isfinite(u) and 0 <= u <= 100 else None
+                                for u in self.util[:MAX_GPUS_PER_INSTANCE]))
+
+
+MAX_GPUS_PER_INSTANCE = 64        # the largest real machines have 16; anything near a billion is garbage
+MAX_PRICE_PER_HOUR = 100_000.0    # per instance, any currency
+
+
+def _inert(text: Any, limit: int) -> str:
+    return clean(str(text), limit).strip() if text is not None else ""
+
+
+def _shown(value: Any) -> str:
+    return _inert(repr(value), 40)
+
 
 @dataclass(frozen=True)
 class ProviderReading:
@@ -53,7 +90,7 @@ class ProviderReading:
 
 
 def normalise_gpu_name(name: str | None) -> str | None:
-    """Provider GPU names -> the pricing model key ('H100 (80 GB SXM5)' -> 'H100', 'RTX 4090' -> 'RTX-4090')."""
+    """Provider GPU names -> the pricing model key ('H100 (80 GB SXM5)' -> 'H100-SXM', 'RTX 4090' -> 'RTX-4090')."""
     from gpuspend.gpu_models import normalise_model
 
     if not name:
@@ -120,7 +157,7 @@ class CloudClient:
 
     def _where(self, path: str) -> str:
         # Host and path only: never the query string (RunPod accepts ?api_key=...) nor the key.
-        return f"{self.provider} {_clean(self.base_url + path, self.api_key).split('?')[0]}"
+        return f"{self.provider} {redact_url(self.base_url + path, self.api_key)}"
 
     def request(self, method: str, path: str, *, params: dict | None = None, json_body: Any = None) -> Any:
         """JSON from one call, with retries; raises CloudAuthError / CloudError with one clear line."""
@@ -221,9 +258,18 @@ def expect(data: Any, key: str, kind: type, where: str) -> Any:
 
 
 def number(value: Any) -> float | None:
+    """A JSON number as a float; None when absent or not a number. Non-finite values (1e400 parses as inf)
+    are kept so that the instance check names them rather than silently dropping a price."""
     if isinstance(value, bool) or value is None:
         return None
     try:
         return float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
+
+
+def redact_url(url: str, secret: str | None = None) -> str:
+    """A URL fit for an error line: no query string (RunPod accepts ?api_key=...), no user:password@, and the
+    key redacted wherever else it hides."""
+    text = _clean(url, secret).split("?", 1)[0].split("#", 1)[0]
+    return re.sub(r"^([a-z][a-z0-9+.-]*://)[^/@]*@", r"\1", text, flags=re.I)

@@ -16,7 +16,7 @@ BILLED = {"booting", "active", "unhealthy"}
 
 
 def fetch(client: CloudClient) -> ProviderReading:
-    where = f"{PROVIDER} {client.base_url}"
+    where = client._where("")          # never the raw URL: it may carry a key
     instances = expect(client.get("/instances"), "data", list, where + "/instances")
     types: dict[str, Any] | None = None
     out = []

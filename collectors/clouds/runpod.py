@@ -14,6 +14,7 @@ from gpuspend.collectors.clouds.common import (
     CloudError,
     ProviderReading,
     RemoteInstance,
+    _clean,
     number,
 )
 
@@ -23,14 +24,14 @@ QUERY = ("query gpuspendPods { myself { currentSpendPerHr pods { id name costPer
 
 
 def fetch(client: CloudClient) -> ProviderReading:
-    where = f"{PROVIDER} {client.base_url}"
+    where = client._where("")          # never the raw URL: it may carry ?api_key=
     data = client.post("", {"query": QUERY})
     if not isinstance(data, dict):
         raise CloudError("unexpected answer: not a JSON object", where=where)
     errors = data.get("errors")
     if errors:
         first = errors[0].get("message", "") if isinstance(errors[0], dict) else str(errors[0])
-        text = str(first).replace(client.api_key, "[redacted]")[:160]
+        text = _clean(str(first), client.api_key)[:160]      # raw control characters never reach stderr
         if any(w in text.lower() for w in ("unauthorized", "api key", "not authenticated", "forbidden")):
             raise CloudAuthError(f"{PROVIDER} rejected the API key ({text})", where=where,
                                  hint=f"check {client.key_hint}")

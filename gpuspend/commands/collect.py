@@ -36,9 +36,9 @@ def _start_metrics(listen: str, db_path: Path, cfg: Config) -> Any:
 
 
 @click.command()
-@click.option("--interval", type=click.FloatRange(min=0.1), default=None,
+@click.option("-i", "--interval", type=click.FloatRange(min=0.1), default=None,
               help="Seconds between samples (default: config `interval`, 2).")
-@click.option("--once", is_flag=True, help="Take one sample and exit.")
+@click.option("-1", "--once", is_flag=True, help="Take one sample and exit.")
 @click.option("--metrics", "metrics_listen", default=None, metavar="HOST:PORT",
               help="Also serve Prometheus metrics here (e.g. 127.0.0.1:9840).")
 @common_options

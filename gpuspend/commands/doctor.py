@@ -37,7 +37,7 @@ def _gpus_from_source(opts: Options, cfg: Config) -> tuple[list[dict], bool]:
     else:
         from gpuspend.collectors.nvml import NvmlSource
 
-        src = NvmlSource(cfg.host)
+        src = NvmlSource(cfg.host, workloads=getattr(cfg, "workloads", None))
         try:
             src.open()
         except GpuspendError as exc:
@@ -48,6 +48,7 @@ def _gpus_from_source(opts: Options, cfg: Config) -> tuple[list[dict], bool]:
             reading = src.read()
             _line(OK, "nvml", f"driver {src.driver_version() or 'unknown'}, {len(reading.gpus)} GPU"
                               f"{'s' if len(reading.gpus) != 1 else ''}")
+            _workloads_line(src, reading)
         finally:
             src.close()
     from gpuspend.gpu_models import normalise_model
@@ -57,23 +58,134 @@ def _gpus_from_source(opts: Options, cfg: Config) -> tuple[list[dict], bool]:
              "source": reading.source, "lost": g.lost} for g in reading.gpus], True
 
 
-def _check_db(path: Path) -> tuple[sqlite3.Connection | None, bool]:
-    from gpuspend.store import connect, transaction
+def _workloads_line(src: object, reading: object) -> None:
+    """Which workloads the GPU processes belong to, which name sources were skipped, and whether this collector
+    sees the host's processes at all (in a container without the host PID namespace it does not)."""
+    res = getattr(src, "workloads", None)
+    if res is None:
+        return
+    procs = [p for g in getattr(reading, "gpus", []) for p in g.processes]
+    kinds = sorted({p.workload.kind for p in procs if p.workload is not None})
+    found = ", ".join(kinds) if kinds else "plain processes only"
+    _line(OK, "workloads", f"{len(procs)} GPU processes: {found}")
+    for note in res.notes():
+        _line(INFO, "workloads", note)
 
+
+def _check_db(path: Path) -> tuple[sqlite3.Connection | None, bool]:
+    """Open the database as it is, without creating it (doctor never leaves an empty database behind) and
+    without migrating or writing it; say whether the collector will be able to write it."""
+    from gpuspend.store import SCHEMA_VERSION, connect
+
+    if not path.exists():
+        folder = next((p for p in [path.parent, *path.parent.parents] if p.exists()), None)
+        if folder is None or not os.access(folder, os.W_OK):
+            _line(FAIL, "database", f"{path} does not exist and {folder or path.parent} is not writable "
+                                    "(pass --db or set GPUSPEND_DB to a writable place)")
+            return None, False
+        _line(INFO, "database", f"{path} does not exist yet: the first `gpuspend collect` or dashboard creates it")
+        return None, True
     try:
-        conn = connect(path)
-        with transaction(conn):
-            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('doctor.last_check', '1')")
-            conn.execute("DELETE FROM meta WHERE key = 'doctor.last_check'")
+        conn = connect(path, create=False, migrate_schema=False)
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
     except (GpuspendError, sqlite3.Error, OSError) as exc:
         text = exc.line() if isinstance(exc, GpuspendError) else str(exc)
-        _line(FAIL, "database", f"{path}: not writable: {text}")
+        _line(FAIL, "database", f"{path}: cannot be read: {text}")
         return None, False
-    if not os.access(path, os.W_OK):
-        _line(FAIL, "database", f"{path}: not writable by this user")
+    if not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
+        _line(FAIL, "database", f"{path}: not writable by this user (it and its folder must be, for SQLite's WAL)")
         return conn, False
-    _line(OK, "database", f"{path} writable")
+    if version < SCHEMA_VERSION:
+        _line(INFO, "database", f"{path} writable; schema v{version}, migrated to v{SCHEMA_VERSION} by the next "
+                                "collector or dashboard")
+    else:
+        _line(OK, "database", f"{path} writable")
     return conn, True
+
+
+def _ago(seconds: float) -> str:
+    from gpuspend.fmt import duration
+
+    return f"{duration(max(seconds, 0.0))} ago"
+
+
+def _check_data(conn: sqlite3.Connection, cfg: Config) -> None:
+    """How old the newest sample and the billing exports' coverage are (what every number on screen rests on)."""
+    from gpuspend import clock
+
+    now_s = clock.now_ms() / 1000
+    try:
+        last = conn.execute("SELECT MAX(ts) FROM gpu_samples").fetchone()[0]
+    except sqlite3.Error:
+        last = None
+    if last is None:
+        _line(INFO, "data", "no GPU samples yet (`gpuspend collect` or the dashboard takes them)")
+    else:
+        age = now_s - last / 1000
+        limit = float(cfg.alerts.collector_stopped)
+        status = OK if age <= limit else INFO
+        more = "" if age <= limit else f": older than alerts.collector_stopped ({_ago(limit)[:-4]}); is the " \
+                                       "collector running?"
+        _line(status, "data", f"last sample {_ago(age)}{more}")
+    try:
+        rows = conn.execute("SELECT format, source, MAX(coverage_end), SUM(rows) FROM imports "
+                            "GROUP BY format, source ORDER BY source").fetchall()
+    except sqlite3.Error:
+        rows = []
+    if not rows:
+        _line(INFO, "billing", "no billing exports imported: month to date is metered from local samples "
+                               "(`gpuspend import FILE`)")
+    stale = float(cfg.alerts.stale_billing)
+    for fmt, src, end, n in rows:
+        from gpuspend.fmt import clean
+
+        if end is None:
+            _line(INFO, "billing", f"{clean(src)} ({fmt}): {n or 0} rows, no usage period")
+            continue
+        age = now_s - end
+        status = OK if age <= stale else INFO
+        more = "" if age <= stale else f": older than alerts.stale_billing ({_ago(stale)[:-4]}); import a newer export"
+        when = clock.to_datetime(int(end) * 1000).strftime("%Y-%m-%d %H:%M UTC")
+        _line(status, "billing", f"{clean(src)} ({fmt}): covered up to {when} ({_ago(age)}), {n or 0} rows{more}")
+
+
+def _check_notify(cfg: Config) -> bool:
+    """Each notify target: configured right and its host reachable (TCP, and TLS for https), without sending
+    anything. Only host:port is printed: a webhook's path is its secret. Returns False when one fails."""
+    import socket
+    import ssl
+    from urllib.parse import urlsplit
+
+    from gpuspend.notify import configured_targets, target_problems
+
+    ok = True
+    targets = configured_targets(cfg)
+    if not targets:
+        _line(INFO, "notify", "no notify targets (alerts show in the dashboard and the report only)")
+        return True
+    for problem in target_problems(targets):
+        _line(FAIL, "notify", problem)
+        ok = False
+    bad = {p.split(":")[0].removeprefix("notify target ") for p in target_problems(targets)}
+    for t in targets:
+        if t.name in bad or not t.endpoint:
+            continue
+        parts = urlsplit(t.endpoint)
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        timeout = min(float(t.timeout), 5.0)
+        try:
+            with socket.create_connection((host, port), timeout=timeout) as sock:
+                if parts.scheme == "https":
+                    with ssl.create_default_context().wrap_socket(sock, server_hostname=host):
+                        pass
+            tls = ", TLS ok" if parts.scheme == "https" else ""
+            _line(OK, "notify", f"{t.name} ({t.kind}): {host}:{port} reachable{tls}; nothing sent")
+        except (OSError, ssl.SSLError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else (str(exc) or type(exc).__name__)
+            _line(FAIL, "notify", f"{t.name} ({t.kind}): {host}:{port} not reachable: {why}")
+            ok = False
+    return ok
 
 
 def _rate_line(cfg: Config, conn: sqlite3.Connection | None, gpu: dict) -> str:
@@ -93,7 +205,8 @@ def _rate_line(cfg: Config, conn: sqlite3.Connection | None, gpu: dict) -> str:
 @common_options
 @click.pass_obj
 def doctor(opts: Options) -> None:
-    """Check NVML, the database, the config, the collector lease and each GPU's rate source."""
+    """Check NVML, the database (never created here), notify targets (nothing sent), data age, billing
+    coverage, the collector lease and each GPU's rate source."""
     from gpuspend import lease
 
     failed = False
@@ -107,7 +220,9 @@ def doctor(opts: Options) -> None:
     gpus, _ = _gpus_from_source(opts, cfg)
     conn, db_ok = _check_db(opts.db_path(cfg))
     failed |= not db_ok
+    failed |= not _check_notify(cfg)
     if conn is not None:
+        _check_data(conn, cfg)
         info = lease.holder(conn)
         if info is None:
             _line(OK, "collector", "no collector running (the TUI samples in-app; `gpuspend collect` runs one)")
@@ -115,6 +230,7 @@ def doctor(opts: Options) -> None:
             _line(INFO, "collector", f"stale lease: {info.describe()} (last heartbeat missed; will be taken over)")
         else:
             _line(OK, "collector", f"{info.describe()}, every {info.interval_s:g} s")
+            _config_match(conn, cfg)
         if not gpus:   # no local GPUs: the ones this database knows about
             gpus = [dict(zip(("uuid", "host", "idx", "name", "model", "memory_total", "power_limit", "source"),
                              row, strict=True))
@@ -133,6 +249,23 @@ def doctor(opts: Options) -> None:
         conn.close()
     if failed:
         raise click.exceptions.Exit(EXIT_USAGE)
+
+
+def _config_match(conn: sqlite3.Connection, cfg: Config) -> None:
+    """The running collector evaluates alerts with its config, the report with this one: say when they differ
+    (a budget removed from one still alerts through the other)."""
+    from gpuspend.config import identity
+    from gpuspend.daemon import META_CONFIG
+    from gpuspend.store import get_meta
+
+    theirs, mine = get_meta(conn, META_CONFIG), identity(cfg)
+    if theirs is None:
+        return
+    if theirs == mine:
+        _line(OK, "config", f"the collector reads the same config: {mine}")
+    else:
+        _line(INFO, "config", f"the collector reads {theirs}, this command reads {mine}: pass the same "
+                              "--config to both (see README, Collector as a service)")
 
 
 def _defaults() -> Config:

@@ -15,7 +15,9 @@ FORMAT_CHOICES = ("focus", "aws-cur", "aws-cur2", "gcp", "azure")
 
 
 @click.command("import")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=True))
+# No click.Path(exists=True): click would call an unreadable file a usage error (exit 2); the importer says
+# `file: cannot read the file (Permission denied)` and exits 3, and a missing path is still a usage error.
+@click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=True))
 @click.option("--format", "fmt", type=click.Choice(FORMAT_CHOICES), default=None,
               help="Skip detection and read the files as this format.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object describing what was imported.")
@@ -37,14 +39,19 @@ def import_cmd(opts: Options, paths: tuple[str, ...], fmt: str | None, as_json: 
     cfg = opts.load_config()
     conn = connect(opts.db_path(cfg))
     try:
-        results = import_paths(conn, list(paths), fmt=fmt, skip_bad_rows=skip_bad_rows, dataset=dataset)
+        results = import_paths(conn, list(paths), fmt=fmt, skip_bad_rows=skip_bad_rows, dataset=dataset,
+                               currency=cfg.currency)
     finally:
         conn.close()
     if as_json:
-        click.echo(json.dumps({"files": [r.as_json() for r in results]}))
+        from gpuspend.collectors.billing.importer import summary_json
+
+        click.echo(json.dumps(summary_json(results), allow_nan=False))
         return
     for r in results:
         click.echo(_line(r))
+    if results and all(r.status != "imported" for r in results):
+        click.echo("nothing changed: the database already holds these exports or newer versions of them")
 
 
 def _line(r: Any) -> str:
@@ -52,13 +59,26 @@ def _line(r: Any) -> str:
 
     from gpuspend.fmt import clean, money
 
-    state = "unchanged, already imported" if r.unchanged else "imported"
+    if r.status == "unchanged":
+        state = "unchanged, already imported"
+    elif r.status == "superseded":
+        state = ("not imported: an older version of this billing period (superseded by "
+                 f"{', '.join(clean(p, 200) for p in sorted(set(r.superseded_by)))})")
+    else:
+        state = "imported"
     text = f"{clean(r.path, 200)}: {r.format}, {r.rows} rows ({r.gpu_rows} GPU) {state}"
+    for old in sorted(set(r.supersedes)):
+        text += f"; replaces the older version {clean(old, 200)}"
+    if r.status == "imported" and r.superseded_by:
+        text += f"; some periods superseded by {', '.join(clean(p, 200) for p in sorted(set(r.superseded_by)))}"
     if r.skipped_rows:
         more = "…" if r.skipped_rows > len(r.bad_lines) else ""
         text += f"; skipped {r.skipped_rows} bad rows (lines {', '.join(map(str, r.bad_lines))}{more})"
+    for note in r.notes:
+        text += f"\n  note: {clean(note, 200)}"
     for p in r.periods:
         cur = clean(p.currency or "?", 12)
-        text += (f"\n  period {strftime('%Y-%m', gmtime(p.start))} {cur}: billed {money(p.billed, cur)}, "
+        billed = money(p.billed, cur) if p.has_billed else "none (amortized dataset)"
+        text += (f"\n  period {strftime('%Y-%m', gmtime(p.start))} {cur}: billed {billed}, "
                  f"effective {money(p.effective, cur)}, {p.rows} rows")
     return text

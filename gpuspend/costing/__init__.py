@@ -8,6 +8,7 @@ Split by concern, with data flowing down this list (a module imports only those 
   episodes     idle episodes, waste, underutilisation (the domain rules of idle money)
   attribution  the split of a GPU's cost among its processes
   metering     covered time x rate: by day, window and hour
+  observed     how much of a window the samples cover (every total says so)
   cloud        GPU-cloud spend from the poll log (the one GPU-cloud meter)
   month        month-to-date, billing coverage, projection inputs for gpuspend.forecast, billing summary
   build        the Snapshot every reader shows

@@ -8,7 +8,8 @@ from typing import Any
 
 from gpuspend.costing.common import Spend, money
 from gpuspend.costing.store_read import final_process_sums, raw_segments, watermark
-from gpuspend.rollup import cloud_interval, collector_interval, share_weights
+from gpuspend.idle import GAP_INTERVALS
+from gpuspend.rollup import cloud_interval, collector_interval, mig_shares, remote_gpu_ids, split_for
 from gpuspend.snapshot import Rate
 
 
@@ -17,6 +18,16 @@ def attribution(conn: sqlite3.Connection, cfg: Any, rates: dict[int, Rate], lo_m
     """Cost and idle cost per process over [lo, hi), biggest first. Older time from process_minutes,
     the raw tail split by the rule the rollup writes them with (rollup.share_weights: SM share, else memory
     share, else equally)."""
+    acc = process_seconds(conn, cfg, lo_ms, hi_ms, now_ms)
+    if not acc:
+        return []
+    return _per_process(conn, acc, rates)
+
+
+def process_seconds(conn: sqlite3.Connection, cfg: Any, lo_ms: int, hi_ms: int,
+                    now_ms: int) -> dict[tuple[int, int], list[float]]:
+    """{(proc id, gpu id): [GPU-seconds, of which idle]} over [lo, hi): the split every per-process and
+    per-workload figure is made of (gpuspend.costing.workloads adds up the same seconds by workload)."""
     wm = watermark(conn)
     acc: dict[tuple[int, int], list[float]] = defaultdict(lambda: [0.0, 0.0])   # (proc, gpu) -> share, idle
     if lo_ms < wm:
@@ -26,25 +37,37 @@ def attribution(conn: sqlite3.Connection, cfg: Any, rates: dict[int, Rate], lo_m
             a[1] += idle or 0.0
     if hi_ms > wm:
         lo = max(lo_ms, wm)
+        interval = collector_interval(conn, cfg.interval)
+        # raw_segments starts with the part after `lo` of the sample just before it (its time up to the next
+        # sample): that piece is split among that sample's processes.
+        remote = remote_gpu_ids(conn)
+        back = GAP_INTERVALS * 1000 * (max(interval, cloud_interval(cfg)) if remote else interval)
+        at_lo = {r[0] for r in conn.execute("SELECT gpu_id FROM gpu_samples WHERE ts = ?", (lo,))}
+        head = {gid: ts for gid, ts in conn.execute(
+            "SELECT gpu_id, MAX(ts) FROM gpu_samples WHERE ts < ? AND ts >= ? GROUP BY gpu_id", (lo, lo - back))
+            if gid not in at_lo}
         procs: dict[tuple[int, int], list[tuple[int, int | None, float | None]]] = defaultdict(list)
         for gid, ts, proc, mem, sm in conn.execute(
                 "SELECT gpu_id, ts, proc_id, used_memory, sm_util FROM process_samples WHERE ts >= ? AND ts < ?",
-                (lo, hi_ms)):
+                (min(head.values(), default=lo), hi_ms)):
             procs[(gid, ts)].append((proc, mem, sm))
         if procs:
-            interval = collector_interval(conn, cfg.interval)
+            shares = mig_shares(conn)       # a MIG-enabled GPU's cost goes to its slices' processes
             for gid, segs in raw_segments(conn, lo, hi_ms, interval, cfg.idle.util_pct, now_ms,
                                           remote_interval_s=cloud_interval(cfg)).items():
                 for start, cov, _busy, held, free in segs:
-                    plist = procs.get((gid, start))
-                    if not plist:
+                    ts = head[gid] if start == lo and gid in head else start
+                    if (gid, ts) not in procs and gid not in shares:
                         continue
-                    for proc, w, _mem in share_weights(plist):
+                    for proc, w, _mem in split_for(gid, ts, procs, shares):
                         a = acc[(proc, gid)]
                         a[0] += cov * w
                         a[1] += (held + free) * w
-    if not acc:
-        return []
+    return acc
+
+
+def _per_process(conn: sqlite3.Connection, acc: dict[tuple[int, int], list[float]],
+                 rates: dict[int, Rate]) -> list[Spend]:
     ids = sorted({p for p, _g in acc})
     info: dict[int, tuple[int, str, str]] = {}
     for i in range(0, len(ids), 500):

@@ -6,24 +6,23 @@ import socket
 import sqlite3
 from typing import Any
 
-from gpuspend import clock, forecast, pricing
+from gpuspend import clock, fmt, forecast, pricing
 from gpuspend.costing import context
 from gpuspend.costing.attribution import attribution
-from gpuspend.costing.cloud import cloud_daily
 from gpuspend.costing.common import STATES, day_start
 from gpuspend.costing.episodes import idle_episodes, is_remote, underutilised
-from gpuspend.costing.metering import hourly, metered_total
-from gpuspend.costing.month import month_views_for
+from gpuspend.costing.metering import hourly
+from gpuspend.costing.month import month_views_for, sources_without_billed_cost, today_cost
 from gpuspend.costing.store_read import (
     collector_holder,
     current_procs,
     latest_samples,
     load_gpus,
-    local_rates,
     open_alerts,
     resolve_rates,
 )
-from gpuspend.idle import GAP_INTERVALS, sample_state
+from gpuspend.costing.workloads import holders_now, labels_for, orphan_notes
+from gpuspend.idle import GAP_INTERVALS, sample_state, state_of
 from gpuspend.rollup import cloud_interval, collector_interval
 from gpuspend.snapshot import GpuNow, ProcessNow, Snapshot
 
@@ -35,6 +34,16 @@ def build_snapshot(conn: sqlite3.Connection, cfg: Any, now_ms: int | None = None
     now = clock.now_ms() if now_ms is None else now_ms
     with context.reading(conn, cfg, now):
         return _build_snapshot(conn, cfg, now, month)
+
+
+def node_host(cfg: Any, gpus: list[dict]) -> str:
+    """This node's name: config `host:`, else the host of its own (NVML or demo) GPUs, else this machine.
+    Never a cloud pod's name (those sort before the local host as often as not)."""
+    if cfg.host:
+        return cfg.host
+    me = socket.gethostname()
+    local = sorted({g["host"] for g in gpus if g.get("host") and not is_remote(g["source"])})
+    return me if me in local or not local else local[0]
 
 
 def _build_snapshot(conn: sqlite3.Connection, cfg: Any, now: int, month: str | None) -> Snapshot:
@@ -49,7 +58,15 @@ def _build_snapshot(conn: sqlite3.Connection, cfg: Any, now: int, month: str | N
     stale_ms = GAP_INTERVALS * interval * 1000
     currency = next((r.currency for r in rates.values() if r.per_gpu_hour is not None), cfg.currency or "USD")
 
+    # A MIG-enabled GPU without utilisation of its own takes its state from its slices' latest samples.
+    slice_states: dict[int, list[str]] = {}
+    for g in gpus:
+        row = latest.get(g["id"])
+        if g["parent_id"] and row is not None and row[0] == (latest.get(g["parent_id"]) or (None,))[0]:
+            holds = any((p[4] is None) or p[4] > 0 for p in cur_procs.get(g["id"], []))
+            slice_states.setdefault(g["parent_id"], []).append(sample_state(row[1], holds, cfg.idle.util_pct))
     gnow: list[GpuNow] = []
+    held_by = holders_now(conn, now, max(int(stale_ms), 120_000))   # allocations seen lately (allocated-idle)
     by_state: dict[str, float] = {s: 0.0 for s in STATES}
     total = 0.0
     for g in gpus:
@@ -63,7 +80,7 @@ def _build_snapshot(conn: sqlite3.Connection, cfg: Any, now: int, month: str | N
             state = "stale"
         else:
             holds = any((p[4] is None) or p[4] > 0 for p in procs)
-            state = sample_state(row[1], holds, cfg.idle.util_pct)
+            state = state_of(row[1], holds, cfg.idle.util_pct, slice_states.get(g["id"]))
         tl = timelines.get(g["id"])
         open_ep = next((e for e in (tl.episodes if tl else []) if e.open), None)
         cph = rate.per_gpu_hour
@@ -77,46 +94,57 @@ def _build_snapshot(conn: sqlite3.Connection, cfg: Any, now: int, month: str | N
             source=g["source"], state=state, util=row[1] if row else None, mem_used=row[2] if row else None,
             mem_total=g["memory_total"], power=row[3] if row else None, temperature=row[4] if row else None,
             rate=rate, cost_per_hour=cph, idle_for_s=tl.idle_for_s if (tl and idle_state) else 0.0,
-            episode_open=open_ep is not None, episode_waste=(open_ep.waste or 0.0) if open_ep else 0.0,
-            last_sample_ms=row[0] if row else None, parent_uuid=parent))
+            episode_open=open_ep is not None, episode_waste=open_ep.waste if open_ep else 0.0,
+            last_sample_ms=row[0] if row else None, parent_uuid=parent,
+            workload=", ".join(w["label"] for w in held_by.get(g["id"], []))))
 
     uuid_of = {g["id"]: (g["uuid"], g["idx"]) for g in gpus}
     spends = {(s.pid, s.user, s.command): s for s in attribution(conn, cfg, rates, today0, now + 1, now)}
     pnow = []
+    wl = labels_for(conn, [p[0] for procs in cur_procs.values() for p in procs])
     for gid, procs in cur_procs.items():
-        for _proc_id, pid, user, command, mem, sm in procs:
+        for proc_id, pid, user, command, mem, sm in procs:
             s = spends.get((pid, user or "?", command or ""))
+            kind, label = wl.get(proc_id, ("process", ""))
             pnow.append(ProcessNow(pid=pid, user=user or "?", command=command or "", gpu_uuid=uuid_of[gid][0],
                                    gpu_index=uuid_of[gid][1], used_memory=mem, sm_util=sm,
-                                   cost_today=s.cost if s else 0.0))
+                                   cost_today=s.cost if s else 0.0, idle_cost_today=s.idle_cost if s else 0.0,
+                                   workload=label, workload_kind=kind))
 
     month = month or forecast.month_of(now)
     months, cov_end = month_views_for(conn, cfg, month, now, rates)
-    cov_today = max(cov_end or 0, today0)
-    today_billed = forecast.billed_daily(conn, forecast.month_of(now), cov_end).get(currency, {}).get(today, 0.0) \
-        if cov_end and cov_end > today0 else 0.0
-    today_metered = metered_total(conn, cfg, local_rates(conn, rates), cov_today, now + 1, now).get(currency, 0.0)
-    today_metered += sum(cloud_daily(conn, cfg, today0, now + 1, now).get(currency, {}).values())
 
     notes = []
+    notes.extend(orphan_notes(conn, now, max(int(stale_ms), 120_000)))   # memory held with no live process
     no_rate = [g for g in gnow if g.rate.per_gpu_hour is None and not pricing.counted_on_parent(g.rate)]
     if no_rate:
         notes.append(f"{len(no_rate)} GPU{'s' if len(no_rate) > 1 else ''} have no rate: "
                      f"{no_rate[0].rate.label}")
+    # Currencies are never summed: GPUs rated in another currency are in no total of `currency`; say so.
+    other_cur: dict[str, list[float]] = {}
+    for g in gnow:
+        if g.cost_per_hour is not None and g.rate.currency != currency:
+            other_cur.setdefault(g.rate.currency, []).append(g.cost_per_hour)
+    for cur, per_hour in sorted(other_cur.items()):
+        notes.append(f"{len(per_hour)} GPU{'s' if len(per_hour) > 1 else ''} rated in {cur} "
+                     f"({fmt.rate(sum(per_hour), cur)}) not in the {currency} totals: currencies are never summed")
     cat_dates = sorted({r.as_of for r in rates.values() if r.source == "catalog" and r.as_of})
     for d in cat_dates:
         if pricing.is_stale(d, cfg, now):
             notes.append(f"catalog price from {d} is older than {cfg.alerts.stale_catalog / 86400:.0f} days")
+    for src in sources_without_billed_cost(conn, month):
+        # Short enough for an 80-column report line: what is missing and what to import.
+        notes.append(f"{month} {src[:24]}: no billed cost (amortized only); import actual cost")
     under = underutilised(conn, cfg, now, gpus)
     if under:
         notes.append(f"underutilised over 24 h (< {cfg.idle.low_util_pct:g}%): "
                      + ", ".join(f"{u[:12]} {a:.0f}%" for u, a in under[:4]))
     last = max((r[0] for r in latest.values()), default=None)
     return Snapshot(
-        now_ms=now, host=cfg.host or (gpus[0]["host"] if gpus else socket.gethostname()), currency=currency,
+        now_ms=now, host=node_host(cfg, gpus), currency=currency,
         gpus=tuple(gnow), processes=tuple(sorted(pnow, key=lambda p: (-p.cost_today, p.pid))),
         cost_per_hour=total, cost_per_hour_by_state=tuple((s, by_state[s]) for s in STATES),
-        today_cost=today_billed + today_metered,
+        today_cost=today_cost(conn, cfg, now, rates, currency),
         idle_waste_today=sum(e.by_day.get(today, 0.0) for e in episodes if e.currency == currency),
         months=months, alerts=open_alerts(conn), hourly=hourly(conn, cfg, rates, now),
         rate_sources=tuple(sorted({r.label for r in rates.values()})), nvml_available=None,

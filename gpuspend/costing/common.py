@@ -13,7 +13,7 @@ DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
 
 
-STATES = ("busy", "held-idle", "free-idle", "lost", "stale")
+STATES = ("busy", "held-idle", "free-idle", "unknown", "lost", "stale")   # unknown: no utilisation, never idle
 
 
 @dataclass

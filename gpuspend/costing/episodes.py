@@ -2,8 +2,11 @@
 
 A run of idle starts at the first idle second; it becomes an episode once it holds `idle.after` seconds of
 idle, and its waste counts from the run's first idle second; it ends after `idle.busy_for` seconds of
-continuous busy, or at a gap. Short busy blips do not end a run. Inside a rollup minute the idle seconds are
-taken to come before the busy ones (order within a minute is unknown).
+continuous busy (it is "resolved" only when work is seen). Short busy blips do not end a run. A collection gap
+or unknown time (no utilisation) is neither idle nor busy: a run idle on both sides of it spans it, its seconds
+are not waste, and it breaks a busy streak (busy on both sides of a gap is not continuous busy). Rollup minutes
+come back as their busy-run edges (gpuspend.rollup.minute_pieces), so the scan reads the same order of busy and
+idle from rollups as from raw samples.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ def is_remote(source: str | None) -> bool:
 
 
 def gap_ms_for(cfg: Any, source: str | None) -> float:
-    """Silence after which a GPU's idle run ends (3 sampling intervals, + a rollup minute of slack). GPU-cloud
+    """Silence after which a GPU's data counts as a gap (3 sampling intervals, + a rollup minute of slack); a gap
+    no longer ends an idle run (see the module docstring), the value only keys the scan checkpoints. GPU-cloud
     GPUs are sampled once per `clouds.interval`, local ones every `interval`."""
     interval = cloud_interval(cfg) if is_remote(source) else float(cfg.interval)
     return GAP_INTERVALS * interval * 1000 + 60_000
@@ -54,8 +58,11 @@ def run_start_bound(conn: sqlite3.Connection, cfg: Any, gpu_id: int, before_ms: 
 
 
 def _run_start_in_minutes(conn: sqlite3.Connection, cfg: Any, gpu_id: int, floor: int, hi_ms: int) -> int:
+    # A minute holding a continuous busy run of busy_for ends any idle run before it (rows without edges:
+    # their busy total, the old reading).
     row = conn.execute("SELECT MAX(minute) FROM gpu_minutes WHERE gpu_id = ? AND minute >= ? AND minute < ? "
-                       "AND busy_s >= ?", (gpu_id, floor, hi_ms, float(cfg.idle.busy_for))).fetchone()
+                       "AND COALESCE(MAX(busy_lead_s, busy_tail_s, busy_run_s), busy_s) >= ?",
+                       (gpu_id, floor, hi_ms, float(cfg.idle.busy_for))).fetchone()
     return int(row[0]) if row and row[0] is not None else floor
 
 
@@ -103,15 +110,13 @@ class EpisodeScan:
         self.run, self.pending = None, []
 
     def feed(self, segs: list[tuple[int, float, float, float, float]]) -> EpisodeScan:
-        rate, after, busy_for, gap_ms = self.rate, self.after, self.busy_for, self.gap_ms
+        rate, after, busy_for = self.rate, self.after, self.busy_for
         has_rate = rate.per_gpu_hour is not None
         run, pending, last_end = self.run, self.pending, self.last_end
         busy_streak, streak_start = self.busy_streak, self.streak_start
         for start, cov, busy, held, free in segs:
-            if last_end is not None and start - last_end > gap_ms and run is not None:
-                self.run, self.pending = run, pending
-                self._close(last_end)             # a gap ends a run: we do not know what happened in it
-                run, pending = None, self.pending
+            if last_end is not None and start > last_end + 1:
+                busy_streak = 0.0                 # a hole: busy on both sides of it is not continuous busy
             idle = held + free
             if idle > 0:
                 if run is None:
@@ -138,6 +143,8 @@ class EpisodeScan:
                     self._close(streak_start)     # ended when the busy stretch began (confirmed busy_for later)
                     run, pending = None, self.pending
                     busy_streak = 0.0
+            if cov - busy - idle > 0.0005:
+                busy_streak = 0.0                 # unknown time breaks a busy streak too
             last_end = start + cov * 1000
         self.run, self.pending, self.last_end = run, pending, last_end
         self.busy_streak, self.streak_start = busy_streak, streak_start
@@ -149,13 +156,11 @@ class EpisodeScan:
         run_start = None
         run, last_end = self.run, self.last_end
         if run is not None:
-            if last_end is not None and now_ms - last_end > self.gap_ms:
-                self._close(last_end)             # data stopped: the run ended when the data did
-            else:
-                idle_for = max(0.0, ((last_end or run.start_ms) - run.start_ms) / 1000.0)
-                run_start = run.start_ms
-                if run.idle_s >= self.after:
-                    self.episodes.append(run)     # open episode (end_ms None)
+            # Data that stopped does not end a run: nobody saw work (the `collector` alert says data stopped).
+            idle_for = max(0.0, ((last_end or run.start_ms) - run.start_ms) / 1000.0)
+            run_start = run.start_ms
+            if run.idle_s >= self.after:
+                self.episodes.append(run)         # open episode (end_ms None)
         return GpuTimeline(self.episodes, idle_for, run_start)
 
 

@@ -5,21 +5,57 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from gpuspend.costing.common import HOUR_MS, money
-from gpuspend.costing.store_read import covered_by_day, covered_totals
+from gpuspend import forecast
+from gpuspend.costing.common import DAY_MS, HOUR_MS, money
+from gpuspend.costing.store_read import covered_by_day, covered_totals, raw_segments, watermark
+from gpuspend.rollup import cloud_interval, collector_interval
 from gpuspend.snapshot import Rate
 
 
 def metered_daily(conn: sqlite3.Connection, cfg: Any, rates: dict[int, Rate], lo_ms: int, hi_ms: int,
                   now_ms: int) -> dict[str, dict[str, float]]:
-    """{currency: {day: metered cost}} over [lo, hi); GPUs without a rate add nothing (and are noted)."""
+    """{currency: {day: metered cost}} over [lo, hi); GPUs without a rate add nothing (and are noted).
+    On-prem energy is the energy of each interval, never the current power for all of history."""
     out: dict[str, dict[str, float]] = {}
+    energy = energy_by_day(conn, cfg, lo_ms, hi_ms, now_ms) \
+        if any(r.energy_per_kwh is not None for r in rates.values()) else {}
     for (gid, day), (cov, *_rest) in covered_by_day(conn, cfg, lo_ms, hi_ms, now_ms).items():
         rate = rates.get(gid)
         if rate is None or rate.per_gpu_hour is None:
             continue
         bucket = out.setdefault(rate.currency, {})
-        bucket[day] = bucket.get(day, 0.0) + money(rate, cov)
+        if rate.energy_per_kwh is not None:
+            amount = (rate.capex_per_hour or 0.0) * cov / 3600.0 + energy.get((gid, day), 0.0) * rate.energy_per_kwh
+        else:
+            amount = money(rate, cov)
+        bucket[day] = bucket.get(day, 0.0) + amount
+    return out
+
+
+def energy_by_day(conn: sqlite3.Connection, cfg: Any, lo_ms: int, hi_ms: int, now_ms: int
+                  ) -> dict[tuple[int, str], float]:
+    """{(gpu_id, day): kWh} over [lo, hi): rollup minutes (average power x covered time) behind the watermark,
+    raw samples (power x the time each covers, the gap rule included) after it."""
+    wm = watermark(conn)
+    out: dict[tuple[int, str], float] = {}
+    if lo_ms < wm:
+        for gid, d, wh in conn.execute(
+                "SELECT gpu_id, minute / 86400000, SUM(power_avg * covered_s) / 3600.0 FROM gpu_minutes "
+                "WHERE minute >= ? AND minute < ? AND power_avg IS NOT NULL GROUP BY 1, 2", (lo_ms, min(hi_ms, wm))):
+            key = (gid, forecast.day_key(int(d) * DAY_MS))
+            out[key] = out.get(key, 0.0) + float(wh or 0.0) / 1000.0
+    if hi_ms > wm:
+        a = max(lo_ms, wm)
+        power = {(gid, ts): p for gid, ts, p in conn.execute(
+            "SELECT gpu_id, ts, power FROM gpu_samples WHERE ts >= ? AND ts < ? AND power IS NOT NULL", (a, hi_ms))}
+        interval = collector_interval(conn, cfg.interval)
+        for gid, segs in raw_segments(conn, a, hi_ms, interval, cfg.idle.util_pct, now_ms,
+                                      remote_interval_s=cloud_interval(cfg)).items():
+            for ts, sec, *_r in segs:
+                p = power.get((gid, ts))
+                if p is not None:
+                    key = (gid, forecast.day_key(ts))
+                    out[key] = out.get(key, 0.0) + float(p) * sec / 3.6e6
     return out
 
 

@@ -5,43 +5,266 @@ from __future__ import annotations
 
 import sqlite3
 from collections import defaultdict
-from dataclasses import replace
+from dataclasses import dataclass
 from typing import Any
 
+from gpuspend import budget as budget_rule
 from gpuspend import clock, forecast, pricing
 from gpuspend.costing import context
 from gpuspend.costing.cloud import cloud_daily
-from gpuspend.costing.common import money
-from gpuspend.costing.metering import metered_daily, metered_total
-from gpuspend.costing.store_read import covered_by_day, first_data_ms, load_gpus, local_rates, resolve_rates
-from gpuspend.snapshot import Alternative, BillingSummary, DayTotal, Rate, Spender
+from gpuspend.costing.common import DAY_MS, day_start, money
+from gpuspend.costing.metering import metered_daily
+from gpuspend.costing.store_read import covered_by_day, load_gpus, local_rates, resolve_rates
+from gpuspend.forecast import Stream
+from gpuspend.snapshot import Alternative, BillingSummary, DayTotal, MonthView, Rate, Spender
+
+# A billed row longer than this is a monthly, recurring or one-time charge (a support fee, tax for the month,
+# an RI fee, a monthly-granularity export): counted once in the month, never a day's rate, never coverage.
+LONG_ROW_S = 25 * 3600
+# Purchases (commitments, one-time fees) are never usage to carry forward, whatever their charge period.
+ONCE_CATEGORIES = ("purchase",)
+# Slack for "the first day is complete": a collector started at 00:00:30 has a complete first day.
+FIRST_DAY_SLACK_MS = 60_000
+_SHORT = ("charge_period_start IS NOT NULL AND charge_period_end IS NOT NULL "
+          f"AND charge_period_end - charge_period_start <= {LONG_ROW_S} "
+          f"AND LOWER(COALESCE(charge_category, 'usage')) NOT IN ({', '.join(repr(c) for c in ONCE_CATEGORIES)})")
+_USAGE = "LOWER(COALESCE(charge_category, 'usage')) = 'usage'"
+
+
+@dataclass(frozen=True)
+class MonthBilling:
+    """What the exports hold for one billing period, split the way the month needs it:
+    local:  {currency: {day: billed}} usage rows of the locally metered resource (this box); a monthly-granularity
+            row of it is spread over the time it covers (its start to its import);
+    other:  {currency: {day: billed}} short rows of everything else (other services and machines);
+    once:   {currency: billed} long and purchase rows: counted once, never projected (once_daily: the same
+            by the day their charge period starts, for the chart of the month);
+    covered: merged [start, end) ms of the local resource's usage rows: the hours the meter must not add
+             (per resource and hour, never from a fee, tax or other resource's row);
+    other_end / other_first: {currency: ms} the known end and start of `other`; local_first: ms or None."""
+    local: dict[str, dict[str, float]]
+    other: dict[str, dict[str, float]]
+    once: dict[str, float]
+    once_daily: dict[str, dict[str, float]]
+    covered: tuple[tuple[int, int], ...]
+    other_end: dict[str, int]
+    other_first: dict[str, int]
+    local_first: int | None
+    coverage_end_ms: int | None
+
+    def billed(self, cur: str) -> float:
+        return sum(self.local.get(cur, {}).values()) + sum(self.other.get(cur, {}).values()) + \
+            self.once.get(cur, 0.0)
+
+    def currencies(self) -> set[str]:
+        return set(self.local) | set(self.other) | set(self.once)
+
+
+def _local_match(rid: str | None) -> tuple[str, tuple]:
+    """SQL condition (and its arguments) for rows of the locally metered resource. With this machine's
+    resource id: that resource (the id, or an ARN/path ending in it). Without one: GPU usage rows, the only
+    rows that can be this box's GPUs (the exports' other spend is never suppressed by the local meter)."""
+    if rid:
+        return "(resource_id = ? OR resource_id LIKE ?)", (rid, "%/" + rid)
+    return "is_gpu = 1", ()
+
+
+def month_billing(conn: sqlite3.Connection, cfg: Any, month: str) -> MonthBilling:
+    """The period's billed rows, split (see MonthBilling). Charges change only with an import, which bumps
+    the billing generation: read once per generation (a durable entry of the read cache)."""
+    from gpuspend.store import BILLING_GENERATION, get_meta
+
+    rid = pricing.machine_resource_id(cfg, conn)
+    key = (month, rid, get_meta(conn, BILLING_GENERATION),
+           tuple(conn.execute("SELECT COUNT(*), MAX(id), MAX(imported_at) FROM imports").fetchone()))
+    return context.cache_for(conn).get("month_billing", key, lambda: _month_billing(conn, month, rid),
+                                       durable=True, size=16)
+
+
+def _month_billing(conn: sqlite3.Connection, month: str, rid: str | None) -> MonthBilling:
+    start, end = forecast.month_bounds(month)
+    period = "billing_period_start >= ? AND billing_period_start < ?"
+    pargs: tuple = (start // 1000, end // 1000)
+    local_sql, largs = _local_match(rid)
+    local: dict[str, dict[str, float]] = {}
+    other: dict[str, dict[str, float]] = {}
+    once: dict[str, float] = {}
+    once_daily: dict[str, dict[str, float]] = {}
+    other_end: dict[str, int] = {}
+    other_first: dict[str, int] = {}
+    local_first: int | None = None
+    ends: list[int] = []
+    local_long = (f"{local_sql} AND {_USAGE} AND NOT ({_SHORT}) AND charge_period_start IS NOT NULL "
+                  "AND charge_period_end IS NOT NULL")
+    q = (f"SELECT COALESCE(currency, 'USD'), CASE WHEN {local_long} THEN 'local_long' WHEN NOT ({_SHORT}) "
+         f"THEN 'once' WHEN {local_sql} AND {_USAGE} THEN 'local' ELSE 'other' END AS cls, "
+         "charge_period_start / 86400 AS d, SUM(billed_cost), MIN(charge_period_start), MAX(charge_period_end) "
+         f"FROM charges WHERE {period} GROUP BY 1, 2, 3")
+    spans: list[tuple[int, int]] = []
+    for cur, cls, d, total, first, last in conn.execute(q, (*largs, *largs, *pargs)):
+        if cls == "local_long":
+            continue                      # below, row by row
+        amount = float(total or 0.0)
+        day = forecast.day_key(int(d if d is not None else start // 1000 // 86400) * DAY_MS)
+        if cls == "once" or d is None:
+            once[cur] = once.get(cur, 0.0) + amount
+            once_daily.setdefault(cur, {})[day] = once_daily.get(cur, {}).get(day, 0.0) + amount
+            continue
+        bucket = (local if cls == "local" else other).setdefault(cur, {})
+        bucket[day] = bucket.get(day, 0.0) + amount
+        ends.append(int(last) * 1000)
+        if cls == "local":
+            local_first = int(first) * 1000 if local_first is None else min(local_first, int(first) * 1000)
+        else:
+            other_end[cur] = max(other_end.get(cur, 0), int(last) * 1000)
+            other_first[cur] = min(other_first.get(cur, int(first) * 1000), int(first) * 1000)
+    # This box's usage in a monthly-granularity export: the row is the month so far as of its export, so it
+    # covers this box up to when it was imported (never later: the meter takes over from there, and the gap
+    # between export and import is counted by neither rather than by both); for the projection its money is
+    # spread evenly over that time.
+    for cur, a, b, cost, imported in conn.execute(
+            "SELECT COALESCE(currency, 'USD'), charge_period_start, charge_period_end, billed_cost, "
+            f"(SELECT imported_at FROM imports WHERE imports.id = charges.import_id) FROM charges WHERE {local_long} "
+            f"AND {period}", (*largs, *pargs)):
+        a_ms = max(start, int(a) * 1000)
+        b_ms = min(end, int(b) * 1000, int(imported or b) * 1000)
+        amount = float(cost or 0.0)
+        if a_ms >= b_ms:
+            once[cur] = once.get(cur, 0.0) + amount
+            continue
+        spans.append((a_ms, b_ms))
+        ends.append(b_ms)
+        local_first = a_ms if local_first is None else min(local_first, a_ms)
+        bucket = local.setdefault(cur, {})
+        for d0 in range(a_ms // DAY_MS * DAY_MS, b_ms, DAY_MS):
+            part = (min(b_ms, d0 + DAY_MS) - max(a_ms, d0)) / (b_ms - a_ms)
+            bucket[forecast.day_key(d0)] = bucket.get(forecast.day_key(d0), 0.0) + amount * part
+    for a, b in conn.execute(
+            f"SELECT DISTINCT charge_period_start, charge_period_end FROM charges WHERE {period} AND {_SHORT} "
+            f"AND {local_sql} AND {_USAGE} ORDER BY 1, 2", (*pargs, *largs)):
+        a_ms, b_ms = max(start, int(a) * 1000), min(end, int(b) * 1000)
+        if a_ms < b_ms:
+            spans.append((a_ms, b_ms))
+    merged: list[tuple[int, int]] = []
+    for a_ms, b_ms in sorted(spans):
+        if merged and a_ms <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b_ms))
+        else:
+            merged.append((a_ms, b_ms))
+    spans = merged
+    return MonthBilling(local, other, once, once_daily, tuple(spans), other_end, other_first, local_first,
+                        max(ends) if ends else None)
+
+
+def uncovered(covered: tuple[tuple[int, int], ...], lo: int, hi: int) -> list[tuple[int, int]]:
+    """[lo, hi) less the hours the exports cover for the local resource: where the local meter counts."""
+    out, at = [], lo
+    for a, b in covered:
+        if b <= at:
+            continue
+        if a >= hi:
+            break
+        if a > at:
+            out.append((at, min(a, hi)))
+        at = max(at, b)
+    if at < hi:
+        out.append((at, hi))
+    return out
+
+
+def local_metered_daily(conn: sqlite3.Connection, cfg: Any, rates: dict[int, Rate], mb: MonthBilling,
+                        lo: int, hi: int, now_ms: int) -> dict[str, dict[str, float]]:
+    """{currency: {day: metered}} of local GPUs in [lo, hi) outside the exports' coverage of this box."""
+    local = local_rates(conn, rates)
+    return add_daily(*(metered_daily(conn, cfg, local, a, b, now_ms) for a, b in uncovered(mb.covered, lo, hi)))
+
+
+def _first_local_ms(conn: sqlite3.Connection, mb: MonthBilling) -> int | None:
+    row = conn.execute("SELECT (SELECT MIN(ts) FROM gpu_samples), (SELECT MIN(minute) FROM gpu_minutes), "
+                       "(SELECT MIN(ts) FROM cloud_spend)").fetchone()
+    found = [int(v) for v in (*row, mb.local_first) if v is not None]
+    return min(found) if found else None
+
+
+def _days(lo: int, hi: int) -> list[str]:
+    """Names of the whole days inside [lo, hi)."""
+    first = -(-lo // DAY_MS) * DAY_MS
+    return [forecast.day_key(d) for d in range(first, hi - DAY_MS + 1, DAY_MS)]
+
+
+def _stream(daily: dict[str, float], first_ms: int | None, known_end: int, start: int, end: int) -> Stream:
+    """A stream's complete days (from the first whole day of its data to its known end) and days left."""
+    lo = max(start, first_ms if first_ms is not None else known_end)
+    lo_day = (lo - FIRST_DAY_SLACK_MS) // DAY_MS * DAY_MS
+    lo = lo_day if lo - lo_day <= FIRST_DAY_SLACK_MS else lo
+    hi = min(known_end, end)
+    days = _days(lo, hi)
+    seen_days = max((hi - lo) / DAY_MS, 1 / 1440)
+    return Stream(tuple(daily.get(d, 0.0) for d in days), max(0.0, (end - known_end) / DAY_MS),
+                  sum(daily.values()) / seen_days if not days else 0.0,
+                  offset=(hi - hi // DAY_MS * DAY_MS) / DAY_MS if days else 0.0)
 
 
 def month_views_for(conn: sqlite3.Connection, cfg: Any, month: str, now_ms: int,
                     rates: dict[int, Rate]) -> tuple[tuple, int | None]:
-    """MonthViews for `month` and the coverage end. Metered = local GPUs after the exports' coverage end
-    (their time x rate) + GPU-cloud spend over the whole month (cloud_daily: no billing export holds it, so
-    the exports' coverage does not apply). GPU-cloud GPUs are metered only through their cloud spend."""
+    """MonthViews for `month` and the billing exports' coverage end.
+
+    MTD = every billed row of the period + the local GPUs' metered cost in the hours the exports do not cover
+    for this box (coverage per resource and hour, from its usage rows) + GPU-cloud spend (no export holds it).
+    Projection (gpuspend.forecast.project): MTD + the local stream (metered + this box's billed rows + GPU
+    clouds) from its complete days for the hours to month end + each currency's billing-only stream from its
+    complete days for the hours after its export ends. Long and purchase rows are counted once."""
     start, end = forecast.month_bounds(month)
-    cov_end = forecast.billing_coverage(conn, month)
-    local = local_rates(conn, rates)
-    lo = max(start, cov_end or start)
+    mb = month_billing(conn, cfg, month)
     hi = min(end, now_ms + 1)
-    metered = metered_daily(conn, cfg, local, lo, hi, now_ms) if lo < hi else {}
-    cloud = cloud_daily(conn, cfg, start, hi, now_ms)
-    win_lo = max(start, now_ms - int(float(cfg.forecast.window) * 1000)) if now_ms < end else end
-    first = first_data_ms(conn)
-    if first is not None and win_lo < first < now_ms:
-        # A box collecting for an hour has an hour of run rate, not a day's worth averaged with nothing.
-        win_lo = first
-    w_lo = max(win_lo, cov_end or win_lo)
-    window = metered_total(conn, cfg, local, w_lo, min(now_ms + 1, end), now_ms) if w_lo < now_ms else {}
-    if win_lo < now_ms:
-        for cur, days in cloud_daily(conn, cfg, win_lo, min(now_ms + 1, end), now_ms).items():
-            window[cur] = window.get(cur, 0.0) + sum(days.values())
-    views = forecast.month_views(conn, cfg, month, now_ms, add_daily(metered, cloud), window, cov_end, win_lo)
-    views = tuple(replace(v, cloud=sum(cloud.get(v.currency, {}).values())) for v in views)
-    return views, cov_end
+    metered = local_metered_daily(conn, cfg, rates, mb, start, hi, now_ms) if start < hi else {}
+    cloud = cloud_daily(conn, cfg, start, hi, now_ms) if start < hi else {}
+    first_local = _first_local_ms(conn, mb)
+    until = min(now_ms, end)
+    currencies = mb.currencies() | set(metered) | set(cloud)
+    budget_cur = cfg.budget.currency if cfg.budget.monthly else None
+    views = []
+    for cur in sorted(currencies | ({budget_cur} if budget_cur else set())):
+        m_total = sum(metered.get(cur, {}).values())
+        c_total = sum(cloud.get(cur, {}).values())
+        billed = mb.billed(cur)
+        mtd = billed + m_total + c_total
+        local_daily = add_daily({cur: metered.get(cur, {})}, {cur: cloud.get(cur, {})},
+                                {cur: mb.local.get(cur, {})}).get(cur, {})
+        streams = []
+        if local_daily or (cur in metered or cur in cloud):
+            streams.append(_stream(local_daily, first_local, until, start, end))
+        if mb.other.get(cur):
+            streams.append(_stream(mb.other[cur], mb.other_first[cur], min(mb.other_end[cur], end), start, end))
+        if now_ms >= end:
+            projection, low, high, note = mtd, None, None, "month closed"
+        elif now_ms < start:
+            projection, low, high, note = None, None, None, "month not started"
+        elif not streams:
+            projection, low, high, note = mtd, None, None, "nothing to project"
+        else:
+            projection, low, high, note = forecast.project(mtd, streams)
+        budget, pa, pf = budget_rule.pcts(cfg, cur, mtd, projection)
+        why = budget_rule.uncompared(cfg, currencies) if cur == budget_cur else None
+        if why:
+            note, pa, pf, projection = why, None, None, None
+        views.append(MonthView(month=month, currency=cur, mtd=mtd, billed=billed, metered=m_total + c_total,
+                               coverage_end_ms=mb.coverage_end_ms, projection=projection, low=low, high=high,
+                               interval_note=note, budget=budget, budget_pct_actual=pa, budget_pct_forecast=pf,
+                               cloud=c_total))
+    return tuple(views), mb.coverage_end_ms
+
+
+def today_cost(conn: sqlite3.Connection, cfg: Any, now_ms: int, rates: dict[int, Rate], currency: str) -> float:
+    """Today so far in `currency`: today's short billed rows + the local meter outside the exports' coverage
+    + GPU-cloud spend. A monthly fee is the month's, not today's."""
+    today0 = day_start(now_ms)
+    mb = month_billing(conn, cfg, forecast.month_of(now_ms))
+    day = forecast.day_key(now_ms)
+    billed = mb.local.get(currency, {}).get(day, 0.0) + mb.other.get(currency, {}).get(day, 0.0)
+    metered = local_metered_daily(conn, cfg, rates, mb, today0, now_ms + 1, now_ms).get(currency, {})
+    cloud = cloud_daily(conn, cfg, today0, now_ms + 1, now_ms).get(currency, {})
+    return billed + sum(metered.values()) + sum(cloud.values())
 
 
 def add_daily(*parts: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -52,6 +275,16 @@ def add_daily(*parts: dict[str, dict[str, float]]) -> dict[str, dict[str, float]
             for d, v in days.items():
                 bucket[d] = bucket.get(d, 0.0) + v
     return out
+
+
+def sources_without_billed_cost(conn: sqlite3.Connection, month: str) -> list[str]:
+    """Billing sources of `month` whose rows carry no billed (invoice) cost at all, e.g. an Azure amortized
+    dataset imported without its actual-cost twin: their money is effective cost only, never month to date."""
+    start, end = forecast.month_bounds(month)
+    return [r[0] for r in conn.execute(
+        "SELECT i.source FROM imports i JOIN charges c ON c.import_id = i.id WHERE i.billing_period_start >= ? "
+        "AND i.billing_period_start < ? GROUP BY i.source HAVING COUNT(c.billed_cost) = 0 ORDER BY i.source",
+        (start // 1000, end // 1000))]
 
 
 def billing_summary(conn: sqlite3.Connection, cfg: Any, month: str, now_ms: int | None = None,
@@ -67,27 +300,28 @@ def _billing_summary(conn: sqlite3.Connection, cfg: Any, month: str, now: int, c
                      top: int) -> BillingSummary:
     start, end = forecast.month_bounds(month)
     s_s, e_s = start // 1000, end // 1000
-    cov_end = forecast.billing_coverage(conn, month)
-    all_billed = forecast.billed_daily(conn, month, cov_end)
+    mb = month_billing(conn, cfg, month)
+    all_billed = add_daily(mb.local, mb.other, mb.once_daily)
     if currency is None:      # the currency with the most billed money this month
         totals = sorted(((sum(abs(v) for v in d.values()), c) for c, d in all_billed.items()), reverse=True)
         currency = totals[0][1] if totals else (cfg.currency or "USD")
     gpus = load_gpus(conn)
     rates = resolve_rates(conn, cfg, gpus, now)
     billed = all_billed.get(currency, {})
-    lo, hi = max(start, cov_end or start), min(end, now + 1)
-    metered = add_daily(metered_daily(conn, cfg, local_rates(conn, rates), lo, hi, now) if lo < hi else {},
-                         cloud_daily(conn, cfg, start, hi, now)).get(currency, {})
+    hi = min(end, now + 1)
+    metered = add_daily(local_metered_daily(conn, cfg, rates, mb, start, hi, now) if start < hi else {},
+                        cloud_daily(conn, cfg, start, hi, now)).get(currency, {})
     days = tuple(DayTotal(d, round(billed.get(d, 0.0), 6), round(metered.get(d, 0.0), 6))
                  for d in sorted(set(billed) | set(metered)))
     services = tuple(Spender(name or "(none)", float(total), bool(g)) for name, total, g in conn.execute(
         "SELECT service, SUM(billed_cost) AS t, MAX(is_gpu) FROM charges WHERE billing_period_start >= ? "
-        "AND billing_period_start < ? AND currency = ? GROUP BY service ORDER BY t DESC LIMIT ?",
+        "AND billing_period_start < ? AND currency = ? GROUP BY service "
+        "HAVING t IS NOT NULL ORDER BY t DESC LIMIT ?",   # amortized-only rows carry no billed cost
         (s_s, e_s, currency, top)))
     skus = tuple(Spender(name or "(none)", float(total), True) for name, total in conn.execute(
         "SELECT COALESCE(instance_type, sku, gpu_model) AS k, SUM(billed_cost) AS t FROM charges "
         "WHERE billing_period_start >= ? AND billing_period_start < ? AND currency = ? AND is_gpu = 1 "
-        "GROUP BY k ORDER BY t DESC LIMIT ?", (s_s, e_s, currency, top)))
+        "GROUP BY k HAVING t IS NOT NULL ORDER BY t DESC LIMIT ?", (s_s, e_s, currency, top)))
     coverage = tuple((fmt, f"{src}/{acct}" if acct else src, c * 1000 if c is not None else None, int(n or 0))
                      for fmt, src, acct, c, n in conn.execute(
                          "SELECT format, source, account, MAX(coverage_end), SUM(rows) FROM imports "
@@ -108,7 +342,7 @@ def alternatives(conn: sqlite3.Connection, cfg: Any, month: str, now_ms: int, gp
     hours: dict[str, float] = defaultdict(float)
     current: dict[str, float] = defaultdict(float)
     current_provider: dict[str, str] = {}
-    model_of = {g["id"]: g["model"] for g in gpus}
+    model_of = {g["id"]: pricing.gpu_model_key(g) for g in gpus}
     for (gid, _day), (secs, *_r) in cov.items():
         model, rate = model_of.get(gid), rates.get(gid)
         if not model or rate is None or rate.per_gpu_hour is None or rate.currency != "USD":
@@ -118,7 +352,7 @@ def alternatives(conn: sqlite3.Connection, cfg: Any, month: str, now_ms: int, gp
         if rate.provider:               # where this money goes now: not an alternative to itself
             current_provider[model] = rate.provider
     out = []
-    cat = pricing.load_catalog()
+    cat = pricing.catalog_for(conn)      # shipped, with this database's fetched prices over it
     for model in sorted(hours):
         for e in cat.for_model(model):
             if e.provider == current_provider.get(model):

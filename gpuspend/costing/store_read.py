@@ -19,8 +19,16 @@ from typing import Any
 from gpuspend import forecast, pricing
 from gpuspend.costing.common import DAY_MS, day_start
 from gpuspend.costing.context import cache_for
-from gpuspend.idle import covered_ms, sample_state
-from gpuspend.rollup import WATERMARK_KEY, cloud_interval, collector_interval, remote_gpu_ids
+from gpuspend.idle import GAP_INTERVALS, covered_ms, state_of
+from gpuspend.rollup import (
+    WATERMARK_KEY,
+    cloud_interval,
+    collector_interval,
+    mig_children,
+    minute_pieces,
+    remote_gpu_ids,
+    slice_states,
+)
 from gpuspend.snapshot import AlertView, Rate
 from gpuspend.store import get_meta
 
@@ -80,16 +88,25 @@ def _raw_segments(conn: sqlite3.Connection, lo_ms: int, hi_ms: int, interval_s: 
     remote_ms = max(1, int(remote_interval_s * 1000)) if remote_interval_s else local_ms
     remote = remote_gpu_ids(conn) if remote_ms != local_ms else frozenset()
     holders: set[tuple[int, int]] = set()
-    only = "" if gpu_id is None else " AND gpu_id = ?"
-    args: tuple = (lo_ms, hi_ms) if gpu_id is None else (lo_ms, hi_ms, gpu_id)
+    parent_of = mig_children(conn)
+    # A MIG-enabled GPU takes its state from its slices: read them along with it.
+    ids = [] if gpu_id is None else [gpu_id, *(c for c, p in parent_of.items() if p == gpu_id)]
+    only = "" if gpu_id is None else f" AND gpu_id IN ({','.join('?' * len(ids))})"
+    # A sample shortly before `lo` covers time after it: read back one gap's length and clip (below), so the
+    # seconds between the last rolled-up sample and the watermark are neither lost nor counted twice.
+    head_ms = GAP_INTERVALS * (max(local_ms, remote_ms) if remote else local_ms)
+    args: tuple = (lo_ms - head_ms, hi_ms) if gpu_id is None else (lo_ms - head_ms, hi_ms, *ids)
     for gid, ts in conn.execute(
             "SELECT DISTINCT gpu_id, ts FROM process_samples WHERE ts >= ? AND ts < ? "
             "AND (used_memory IS NULL OR used_memory > 0)" + only, args):
         holders.add((gid, ts))
     rows = conn.execute("SELECT gpu_id, ts, util FROM gpu_samples WHERE ts >= ? AND ts < ?" + only +
                         " ORDER BY gpu_id, ts", args).fetchall()
+    slices = slice_states(rows, {k: [(0, 1, None)] for k in holders}, parent_of, idle_pct) if parent_of else {}
     out: dict[int, list[tuple[int, float, float, float, float]]] = defaultdict(list)
     for i, (gid, ts, util) in enumerate(rows):
+        if gpu_id is not None and gid != gpu_id:
+            continue
         interval_ms = remote_ms if gid in remote else local_ms
         nxt = rows[i + 1] if i + 1 < len(rows) and rows[i + 1][0] == gid else None
         if nxt is not None:
@@ -97,9 +114,14 @@ def _raw_segments(conn: sqlite3.Connection, lo_ms: int, hi_ms: int, interval_s: 
             covered = covered_ms(dt, interval_ms)
         else:
             covered = max(0, min(now_ms - ts, interval_ms))
+        start = ts
+        if ts < lo_ms:
+            if ts + covered <= lo_ms:
+                continue
+            covered, start = ts + covered - lo_ms, lo_ms
         sec = covered / 1000.0
-        state = sample_state(util, (gid, ts) in holders, idle_pct)
-        out[gid].append((ts, sec, sec if state == "busy" else 0.0, sec if state == "held-idle" else 0.0,
+        state = state_of(util, (gid, ts) in holders, idle_pct, slices.get((gid, ts)))
+        out[gid].append((start, sec, sec if state == "busy" else 0.0, sec if state == "held-idle" else 0.0,
                          sec if state == "free-idle" else 0.0))
     return out
 
@@ -111,13 +133,14 @@ def segments(conn: sqlite3.Connection, cfg: Any, lo_ms: int, hi_ms: int, now_ms:
     wm = watermark(conn) if wm is None else wm
     out: dict[int, list[tuple[int, float, float, float, float]]] = defaultdict(list)
     if lo_ms < wm:
-        q = ("SELECT gpu_id, minute, covered_s, busy_s, held_idle_s, free_idle_s FROM gpu_minutes "
+        q = ("SELECT gpu_id, minute, covered_s, busy_s, held_idle_s, free_idle_s, busy_lead_s, busy_tail_s, "
+             "busy_run_s, busy_run_at, idle_at, idle_pre_s, idle_post_at FROM gpu_minutes "
              "WHERE minute >= ? AND minute < ?")
         args: tuple = (lo_ms, min(hi_ms, wm))
         if gpu_id is not None:
             q, args = q + " AND gpu_id = ?", (*args, gpu_id)
-        for gid, minute, cov, busy, held, free in conn.execute(q + " ORDER BY gpu_id, minute", args):
-            out[gid].append((minute, cov, busy, held, free))
+        for gid, *row in conn.execute(q + " ORDER BY gpu_id, minute", args):
+            out[gid].extend(minute_pieces(*row))     # the minute's busy-run edges, in order
     if hi_ms > wm:
         interval = collector_interval(conn, cfg.interval)
         for gid, segs in raw_segments(conn, max(lo_ms, wm), hi_ms, interval, cfg.idle.util_pct, now_ms,

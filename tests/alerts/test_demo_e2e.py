@@ -27,7 +27,9 @@ def reading(t: int, busy: bool) -> Reading:
 def test_idle_episode_through_costing_gives_open_reminder_resolved(db_path, tmp_path, httpserver):
     httpserver.expect_request(HOOK, method="POST").respond_with_data("ok")
     cfg = config(tmp_path, [{"name": "team", "kind": "slack", "url": httpserver.url_for(HOOK)}],
-                 interval=60, rates={"per_model": {"H100": 2.0}}, alerts={"repeat": "4h"},
+                 interval=60, rates={"per_model": {"H100": 2.0}},
+                 # only the Sampler writes here (no collector lease): keep the `collector` alert out of it
+                 alerts={"repeat": "4h", "collector_stopped": "30d"},
                  idle={"after": "15m", "busy_for": "30s"})
     conn = connect(db_path)
     sampler = Sampler(conn)

@@ -51,16 +51,47 @@ def test_sources_reimport_only_changed_folders(db_path: Path, tmp_path: Path, ca
     before = dump(db_path)
     assert reimport_changed(conn, cfg, NOW_MS) == []            # nothing changed: nothing read
     assert dump(db_path) == before
-    # A new month-to-date file for the same slices replaces the old one.
+    # A newer month-to-date file (the same line items and one more hour) replaces the AWS slice.
     (folder / "focus.csv").unlink()
     lines = (FIXTURES / "focus_gpu.csv").read_text().splitlines()
-    (folder / "focus-v2.csv").write_text("\n".join(lines[:3]) + "\n")
+    later = lines[2].replace("2026-11-10T01:00:00Z,2026-11-10T02:00:00Z", "2026-11-11T01:00:00Z,2026-11-11T02:00:00Z")
+    (folder / "focus-v2.csv").write_text("\n".join([*lines, later]) + "\n")
     os.utime(folder / "focus-v2.csv", (1, 1))
     [res] = reimport_changed(conn, cfg, NOW_MS)
-    assert res.rows == 2 and conn.execute("SELECT COUNT(*) FROM charges").fetchone()[0] == 2 + 2 + 1   # Azure and GCP slices stay
+    assert res.rows == 11 and conn.execute("SELECT COUNT(*) FROM charges").fetchone()[0] == 8 + 2 + 1   # not 10 + 11
     # A broken export is reported once, never raised into the daemon.
     (folder / "broken.csv").write_text("x,y\n1,2\n")
     assert reimport_changed(conn, cfg, NOW_MS) == []
     assert "unknown billing export format" in capsys.readouterr().err
     assert reimport_changed(conn, cfg, NOW_MS) == []
+    assert capsys.readouterr().err == ""
+
+
+def test_daemon_task_imports_changed_folders_in_a_child_process(db_path: Path, tmp_path: Path, capsys) -> None:
+    """The collector's task: same rows as an in-process import, pyarrow never loaded into the collector, a
+    bad export reported as its one line (no traceback) and the database left as it was."""
+    import sys
+
+    from gpuspend.collectors.billing.sources import reimport_task
+
+    conn = connect(db_path)
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    shutil.copy(FIXTURES / "focus_gpu.csv", folder / "focus.csv")
+    cfg = _cfg(folder)
+    had_pyarrow = "pyarrow" in sys.modules
+    reimport_task(conn, cfg, NOW_MS)
+    assert conn.execute("SELECT COUNT(*), SUM(is_gpu) FROM charges").fetchone()[0] == 10
+    assert conn.execute("SELECT imported_at FROM imports").fetchone()[0] == NOW_MS // 1000
+    assert had_pyarrow or "pyarrow" not in sys.modules
+    before = dump(db_path)
+    reimport_task(conn, cfg, NOW_MS)                             # nothing changed: no child, nothing written
+    assert dump(db_path) == before
+    (folder / "broken.csv").write_text("x,y\n1,2\n")
+    reimport_task(conn, cfg, NOW_MS)
+    err = capsys.readouterr().err
+    assert "unknown billing export format" in err and "Traceback" not in err
+    assert err.count("\n") == 1
+    assert conn.execute("SELECT COUNT(*) FROM charges").fetchone()[0] == 10
+    reimport_task(conn, cfg, NOW_MS)                             # reported once per change
     assert capsys.readouterr().err == ""

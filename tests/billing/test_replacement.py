@@ -53,8 +53,8 @@ def test_other_accounts_and_periods_are_left_alone(conn, tmp_path: Path) -> None
     import_paths(conn, [focus_file(tmp_path / "b.csv", 2, account="B2")])
     import_paths(conn, [focus_file(tmp_path / "oct.csv", 4, account="A1", month="2026-10")])
     assert totals(conn) == (9, 90.0)
-    import_paths(conn, [focus_file(tmp_path / "a2.csv", 1, cost=7.0, account="A1")])
-    assert totals(conn) == (7, 67.0)
+    import_paths(conn, [focus_file(tmp_path / "a2.csv", 4, cost=7.0, account="A1")])   # A1's next version
+    assert totals(conn) == (10, 88.0)
 
 
 def test_same_file_twice_changes_nothing(conn, db_path: Path, tmp_path: Path) -> None:

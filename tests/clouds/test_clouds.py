@@ -83,14 +83,14 @@ def test_runpod_pods_spend_and_gpus_are_stored(conn, tmp_path, httpserver):
     assert "currentSpendPerHr" in query and "costPerHr" in query and "gpuUtilPercent" in query
     assert conn.execute("SELECT instance_id, name, gpu_model, gpu_count, price_per_hour, status, util "
                         "FROM cloud_instances ORDER BY instance_id").fetchall() == [
-        ("pod1", "train-llm", "H100", 2.0, 5.38, "running", 48.5),
+        ("pod1", "train-llm", "H100-SXM", 2.0, 5.38, "running", 48.5),   # 'H100 SXM': its form factor
         ("pod2", "notebook", "RTX-3090", 1.0, 0.34, "exited", None)]
     assert conn.execute("SELECT instance_id, ts, price_per_hour, running FROM cloud_spend ORDER BY 1").fetchall() == [
         ("pod1", T0, 5.38, 1), ("pod2", T0, 0.34, 0)]
     gpus = conn.execute("SELECT g.uuid, g.host, g.model, g.source, s.util FROM gpus g JOIN gpu_samples s "
                         "ON s.gpu_id = g.id ORDER BY g.uuid").fetchall()
-    assert gpus == [("runpod:pod1:0", "train-llm", "H100", "runpod", 97.0),
-                    ("runpod:pod1:1", "train-llm", "H100", "runpod", 0.0)]
+    assert gpus == [("runpod:pod1:0", "train-llm", "H100-SXM", "runpod", 97.0),
+                    ("runpod:pod1:1", "train-llm", "H100-SXM", "runpod", 0.0)]
     assert json.loads(get_meta(conn, "clouds.runpod.spend_per_hour"))["value"] == 1.23
 
 
@@ -120,7 +120,7 @@ def test_lambda_instances_prices_and_local_metering(conn, tmp_path, httpserver):
     for k in range(3):
         assert poll.poll_clouds(conn, cfg, T0 + k * 300_000).errors == []
     assert conn.execute("SELECT gpu_model, gpu_count, price_per_hour, status FROM cloud_instances").fetchone() == (
-        "H100", 8.0, 35.92, "terminated")
+        "H100-SXM", 8.0, 35.92, "terminated")                               # 'H100 (80 GB SXM5)'
     assert conn.execute("SELECT COUNT(*) FROM gpus WHERE source = 'lambda'").fetchone()[0] == 8
     # billed from the first poll to the poll that saw it terminated: 10 minutes at $35.92/h
     assert metered(conn, cfg, T0, T0 + 3_600_000) == {"USD": pytest.approx(35.92 * 10 / 60)}

@@ -132,8 +132,8 @@ def test_live_state_from_raw_samples(db_path, tmp_path):
     assert g[1].idle_for_s == pytest.approx(1200, abs=2)
     assert g[1].episode_open and g[1].episode_waste == pytest.approx(2.0 / 3, abs=0.01)
     assert g[2].idle_for_s == pytest.approx(600, abs=2) and not g[2].episode_open
-    assert dict(snap.cost_per_hour_by_state) == {"busy": 2.0, "held-idle": 2.0, "free-idle": 2.0, "lost": 0.0,
-                                                 "stale": 2.0}
+    assert dict(snap.cost_per_hour_by_state) == {"busy": 2.0, "held-idle": 2.0, "free-idle": 2.0, "unknown": 0.0,
+                                                 "lost": 0.0, "stale": 2.0}
     assert snap.cost_per_hour == 8.0
     (proc,) = snap.processes
     # bob held GPU 1 for all 30 minutes: $1.00 today, attributed to his notebook

@@ -178,8 +178,10 @@ def test_cloud_spend_is_in_month_to_date_once(mixed):
     assert usd.cloud == pytest.approx(60.0 + 4.6)
     assert usd.metered == pytest.approx(24.0 + 60.0 + 4.6)          # local + RunPod + Vast, pod1's GPUs not again
     assert usd.mtd == pytest.approx(188.6)
-    # run rate over the last 24 h: local $24 + clouds $64.60 (the $100 charge is older) -> 372 h left
-    assert usd.projection == pytest.approx(188.6 + 88.6 / 24 * 372)
+    # no complete day of the box yet: its rate is what it spent since its data began (today 00:00, 12 h):
+    # local $24 + clouds $64.60 -> $88.60 / 12 h for the 372 h left; the $100 daily charge (billing only, to
+    # today 00:00) is carried at $100/day for the 16 days after its export ends
+    assert usd.projection == pytest.approx(188.6 + 88.6 / 12 * 372 + 100 * 16)
     assert (eur.billed, eur.metered, eur.cloud, eur.mtd) == (0.0, pytest.approx(10.0), pytest.approx(10.0),
                                                              pytest.approx(10.0))
     assert snap.today_cost == pytest.approx(24.0 + 64.6)             # nothing billed today yet

@@ -124,8 +124,8 @@ def test_mig_devices_are_their_own_rows_linked_to_the_parent(conn) -> None:
     Sampler(conn).write(r)
     rows = conn.execute("SELECT g.uuid, p.uuid, g.model FROM gpus g LEFT JOIN gpus p ON p.id = g.parent_id "
                         "ORDER BY g.id").fetchall()
-    assert rows == [("GPU-a100-parent", None, "A100-80GB"), ("MIG-a100-0", "GPU-a100-parent", "A100-80GB"),
-                    ("MIG-a100-1", "GPU-a100-parent", "A100-80GB"), ("GPU-plain", None, "A100-40GB")]
+    assert rows == [("GPU-a100-parent", None, "A100-80GB-SXM"), ("MIG-a100-0", "GPU-a100-parent", "A100-80GB-SXM"),
+                    ("MIG-a100-1", "GPU-a100-parent", "A100-80GB-SXM"), ("GPU-plain", None, "A100-40GB-SXM")]
 
 
 def test_driver_missing_is_one_line_with_the_demo_hint(fake_nvml: FakeNvml) -> None:

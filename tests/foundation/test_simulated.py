@@ -118,7 +118,7 @@ def test_demo_db_refuses_to_overwrite_real_data(db_path: Path) -> None:
     conn = connect(db_path)
     conn.execute("INSERT INTO gpus (uuid, host, source, first_seen, last_seen) VALUES ('GPU-real', 'h', 'nvml', 0, 0)")
     conn.close()
-    with pytest.raises(UsageError, match="real GPU data"):
+    with pytest.raises(UsageError, match="holds other data, not the demo"):
         ensure_demo_db(db_path, now_ms=NOW)
     assert sqlite3.connect(db_path).execute("SELECT uuid FROM gpus").fetchall() == [("GPU-real",)]
 

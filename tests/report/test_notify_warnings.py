@@ -3,6 +3,8 @@ stderr, without the webhook URL), and the exit code still means what --fail-on s
 
 from __future__ import annotations
 
+from gpuspend.rollup import COLLECTOR_SEEN_KEY
+from gpuspend.store import set_meta, transaction
 from tests.conftest import run_cli
 from tests.costing.builders import (
     DAY0_MS,
@@ -26,6 +28,8 @@ def _idle_box(path) -> None:
     add_minutes(conn, gid, NOW_MS - 2 * 3600_000, 110, busy=0, free=60, util=0)
     set_watermark(conn, NOW_MS - 10 * MIN)
     add_samples(conn, gid, NOW_MS - 10 * MIN, NOW_MS + 1, 2000, 0.0)     # the live tail, still idle
+    with transaction(conn):                                               # ... written by a running collector
+        set_meta(conn, COLLECTOR_SEEN_KEY, str(NOW_MS))
     conn.close()
 
 

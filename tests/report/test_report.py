@@ -70,8 +70,9 @@ def test_text_is_plain_and_fits_80_columns(demo_db):
     r = report(demo_db, "--demo", "--no-sample")
     assert "\x1b" not in r.stdout
     assert max(len(line) for line in r.stdout.splitlines()) <= 80
-    for section in ("Now", "Today (UTC)", "This month", "Idle waste", "Top spenders", "Data freshness"):
-        assert f"\n{section}\n" in r.stdout
+    for section in ("Now (", "Today (UTC, ", "Month 2026-11", "Idle waste (window)", "Top spenders (window)",
+                    "Data freshness"):
+        assert f"\n{section}" in r.stdout
 
 
 def test_json_matches_schema_and_is_consistent(demo_db):
@@ -79,7 +80,7 @@ def test_json_matches_schema_and_is_consistent(demo_db):
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text())).validate(doc)
-    assert doc["schema_version"] == 1
+    assert doc["schema_version"] == 2
     gpus = doc["now"]["gpus"]
     assert len(gpus) == 8
     assert doc["now"]["cost_per_hour"] == pytest.approx(sum(g["cost_per_hour"] for g in gpus), abs=1e-3)
@@ -247,5 +248,5 @@ def test_prices_command(demo_db):
     assert all(p["as_of"] and p["age_days"] >= 0 for p in doc["prices"])
     assert len(doc["local_gpus"]) == 8 and doc["local_gpus"][0]["source"] == "billing"   # the demo p5's export
     text = run_cli("--demo", "--db", str(demo_db), "prices", "--model", "h100").stdout
-    assert "p5.48xlarge" in text and "GPU 0 H100 on gpu-demo-01: billing: i-0demo0p5h100box1 $55.04/h / 8 GPUs" in text
+    assert "p5.48xlarge" in text and "GPU 0 H100-SXM on gpu-demo-01: billing: i-0demo0p5h100box1 $55.04/h / 8 GPUs" in text
     assert "L4" not in text.split("\n\n")[0]

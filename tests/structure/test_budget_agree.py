@@ -99,8 +99,8 @@ def _engine(db: Path, cfg) -> list[str]:
     try:
         snap = costing.build_snapshot(conn, cfg, NOW_MS)
         alerts.evaluate(conn, cfg, snap, NOW_MS)
-        return [s for (s,) in conn.execute("SELECT subject FROM alerts WHERE kind = 'budget' AND state = 'open' "
-                                           "ORDER BY subject")]
+        return [f"{s} {t}" for s, t in conn.execute("SELECT subject, title FROM alerts WHERE kind = 'budget' "
+                                                     "AND state = 'open' ORDER BY subject")]
     finally:
         conn.close()
 
@@ -132,7 +132,12 @@ async def test_dashboard_report_and_alert_engine_agree(month_db, tmp_path, case)
 
     crossed = [(t["pct"], t["basis"]) for t in doc["month"][0]["thresholds_crossed"]]
     assert crossed == expected
-    assert sorted(subjects) == sorted(f"budget:{t:g}:{b}:2026-11:USD" for t, b in expected)
+    # the engine keeps ONE alert per budget, carrying the highest threshold crossed
+    assert len(subjects) == (1 if expected else 0)
+    if expected:
+        top_thr, top_b = max(expected)
+        assert subjects[0].startswith(f"budget:2026-11:USD Budget {top_thr:g}% "
+                                      f"{'reached' if top_b == 'actual' else 'forecast'}"), subjects
     assert code == (1 if expected else 0) and doc["failing"] == (["budget"] if expected else [])
     if expected:
         top, top_basis = max(expected)

@@ -133,8 +133,6 @@ def test_unknown_money_is_one_word_everywhere(tmp_path):
         assert word in _fleet_text(60.0, bad, bad)
 
 
-@pytest.mark.xfail(strict=True, reason="the cost engine hands episode_waste=0.0 for a GPU with no rate "
-                   "(GpuNow.episode_waste is float; Episode.waste is None): unknown money shown as $0.00")
 def test_idle_waste_of_an_unpriced_gpu_is_unknown_not_zero(tmp_path):
     conn, cfg, snap = _store(tmp_path, "")
     text = _report_text(conn, cfg, snap)

@@ -79,7 +79,8 @@ def test_doctor_demo_after_the_subcommand(cli, tmp_path: Path) -> None:
     r = cli("doctor", "--demo", "--db", str(tmp_path / "d.db"))
     assert r.returncode == 0, r.stderr
     assert "demo mode" in r.stdout and "8 simulated GPUs" in r.stdout
-    assert f"{tmp_path / 'd.db'} writable" in r.stdout
+    # doctor never creates an empty database as a side effect (issue 17)
+    assert f"{tmp_path / 'd.db'} does not exist yet" in r.stdout and not (tmp_path / "d.db").exists()
 
 
 def test_collect_config_and_prices_db_after_the_subcommand(cli, tmp_path: Path) -> None:
@@ -97,7 +98,7 @@ def test_collect_config_and_prices_db_after_the_subcommand(cli, tmp_path: Path) 
 
     r = cli("prices", "--db", str(db))
     assert r.returncode == 0, r.stderr
-    assert "GPU 0 H100 on gpu-demo-01" in r.stdout
+    assert "GPU 0 H100-SXM on gpu-demo-01" in r.stdout
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("idle:\n  after: soon\n")

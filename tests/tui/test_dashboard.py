@@ -211,7 +211,7 @@ async def test_markup_and_escapes_in_process_names_are_shown_literally(make_app,
     src = ScriptedSource(gpus=1, procs={0: [evil]})
     write_samples(db_path, cfg, src, NOW_MS - 10_000, 5)
     app = make_app(db_path)
-    async with app.run_test(size=(140, 30)) as pilot:
+    async with app.run_test(size=(160, 30)) as pilot:     # wide enough for the whole command
         await started(pilot)
         procs = app.screen.query_one(ProcessTable)
         key = "4242:GPU-test-0000"
@@ -252,7 +252,7 @@ def fake_gpus(monkeypatch):
 async def test_lease_handoff_daemon_then_in_app(make_app, db_path, cfg, fake_gpus):
     """While a `gpuspend collect` daemon holds the lease the app only reads; when it stops, the app
     collects; while the app collects a daemon is refused; on quit the app releases the lease."""
-    write_samples(db_path, cfg, ScriptedSource(gpus=2), NOW_MS - 10_000, 5)
+    # The demo daemon creates (and marks) its own database: it never writes into one holding real samples.
     env = dict(os.environ)
     daemon = subprocess.Popen([sys.executable, "-m", "gpuspend", "collect", "--demo", "--db", str(db_path),
                                "--interval", "0.5"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

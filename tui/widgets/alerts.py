@@ -23,6 +23,19 @@ class AlertLine:
     kind: str         # idle | budget | stale | spike | collector | ...
     severity: str     # warning | error
     text: str         # plain text (outside parts already cleaned)
+    dollars: float = 0.0   # what it has cost so far: the most expensive alert is listed first
+
+
+def holders(snap: Snapshot, uuid: str) -> str:
+    """Who holds a GPU (the user to ask about a held-idle GPU): `bob pid 41966`, else the workload it is
+    allocated to, or ''."""
+    procs = [p for p in snap.processes if p.gpu_uuid == uuid]
+    if not procs:
+        gpu = next((g for g in snap.gpus if g.uuid == uuid), None)
+        return clean(getattr(gpu, "workload", "") or "") if gpu is not None else ""
+    first = procs[0]
+    more = f" +{len(procs) - 1}" if len(procs) > 1 else ""
+    return f"{first.user} pid {first.pid}{more}"
 
 
 def alert_lines(snap: Snapshot, cfg: Config, *, stale_after_s: float = 300.0) -> list[AlertLine]:
@@ -38,16 +51,20 @@ def alert_lines(snap: Snapshot, cfg: Config, *, stale_after_s: float = 300.0) ->
         if a.kind == IDLE:
             stored_idle.add(a.subject)
         amount = f" ({money(a.dollars, cur)})" if a.dollars else ""
+        who = holders(snap, a.subject) if a.kind == IDLE else ""
+        who = f", held by {who}" if who else ""
         out.append(AlertLine(f"{a.kind}:{a.subject}:{a.started_ms}", a.kind, severity(a.kind),
-                             clean(f"{a.kind}: {a.message}{amount}")))
+                             clean(f"{a.kind}: {a.message}{who}{amount}"), a.dollars or 0.0))
     for g in snap.gpus:
         if not g.episode_open or g.uuid in stored_idle:
             continue
         name = f"GPU {g.index}" if g.index is not None else g.uuid[:12]
         rate = f" at {money(g.cost_per_hour, g.rate.currency)}/h" if g.cost_per_hour else ""
+        who = holders(snap, g.uuid)
+        who = f" by {who}" if who else ""
         out.append(AlertLine(f"idle:{g.uuid}", IDLE, severity(IDLE),
-                             clean(f"idle: {name} {g.state} for {duration(g.idle_for_s)}{rate}, "
-                                   f"{money(g.episode_waste, cur)} wasted")))
+                             clean(f"idle: {name} {g.state}{who} for {duration(g.idle_for_s)}: "
+                                   f"{money(g.episode_waste, cur)} wasted{rate}"), g.episode_waste or 0.0))
     if not any(a.kind == BUDGET for a in out):
         levels = budget.thresholds(cfg)
         for m in snap.months:
@@ -57,6 +74,8 @@ def alert_lines(snap: Snapshot, cfg: Config, *, stale_after_s: float = 300.0) ->
                                      "error" if budget.level(c.pct, levels) == budget.ERROR else "warning",
                                      f"budget: {what} {c.pct:.0f}% of {money(m.budget, m.currency)} "
                                      f"(threshold {c.threshold:g}%)"))
+    # the most expensive fact first: errors, then what has cost the most so far (stable for equal amounts)
+    out.sort(key=lambda a: (a.severity != "error", -a.dollars))
     if snap.last_sample_ms is None:
         out.append(AlertLine("stale:none", STALE, severity(STALE), "stale: no samples in the database yet"))
     elif snap.now_ms - snap.last_sample_ms > stale_after_s * 1000:
@@ -65,8 +84,9 @@ def alert_lines(snap: Snapshot, cfg: Config, *, stale_after_s: float = 300.0) ->
     return out
 
 
-def alerts_text(lines: list[AlertLine], ascii_only: bool = False) -> Text:
-    t = Text(no_wrap=False, overflow="fold")
+def alerts_text(lines: list[AlertLine], ascii_only: bool = False, *, width: int | None = None) -> Text:
+    """One alert a line; with `width` (80 columns) each is cut to one screen line instead of wrapping."""
+    t = Text(no_wrap=width is not None, overflow="crop" if width is not None else "fold")
     if not lines:
         t.append("no open alerts", style="dim")
         return t
@@ -75,16 +95,20 @@ def alerts_text(lines: list[AlertLine], ascii_only: bool = False) -> Text:
         if i:
             t.append("\n")
         t.append(f"{mark} ", style="bold #ff5f5f" if line.severity == "error" else "#ffd75f")
-        t.append(line.text)
+        t.append(line.text if width is None else clean(line.text, max(width - 2, 8), ascii=ascii_only))
     return t
 
 
 class AlertsPanel(Static):
-    DEFAULT_CSS = "AlertsPanel { height: 1fr; padding: 0 1; }"
+    """Scrollable (focus it with `a`, then the arrow keys) when there are more alerts than rows."""
+
+    DEFAULT_CSS = "AlertsPanel { height: 1fr; padding: 0 1; overflow-y: auto; }"
+    can_focus = True
     _last: Text | None = None
 
-    def show(self, lines: list[AlertLine], ascii_only: bool = False) -> None:
-        text = alerts_text(lines, ascii_only)
+    def show(self, lines: list[AlertLine], ascii_only: bool = False, *, one_line: bool = False) -> None:
+        width = (self.size.width or 80) - 2 if one_line else None
+        text = alerts_text(lines, ascii_only, width=width)
         if text != self._last:
             self._last = text
             self.update(text)

@@ -1,4 +1,5 @@
-"""24 h of $/h as stacked block bars: useful spend at the bottom, idle spend on top.
+"""24 h of $/h as stacked block bars: useful spend at the bottom, idle spend on top, with a $/h scale and an
+hours-ago axis.
 
 Block elements (▁..█) rather than braille, which PuTTY and the Linux console often lack; `ascii_only`
 uses '#' (useful) and ':' (idle) in whole cells.
@@ -15,22 +16,46 @@ from gpuspend.tui.widgets.fmt import money
 _V = " ▁▂▃▄▅▆▇█"
 
 
+def _axis_label(amount: float, currency: str, peak: float) -> str:
+    return money(amount, currency, decimals=0 if peak >= 10 else 2)
+
+
+def legend(useful: float, idle: float, currency: str = "USD", *, ascii_only: bool = False) -> Text:
+    """What the two colours are, with their $/h right now."""
+    t = Text(no_wrap=True, overflow="crop")
+    t.append("#" if ascii_only else "█", style="#5fd75f")
+    t.append(f" useful {money(useful, currency)}/h  ")
+    t.append(":" if ascii_only else "█", style="#ff5f5f")
+    t.append(f" idle {money(idle, currency)}/h")
+    return t
+
+
 def render_chart(hourly: tuple[tuple[int, float, float], ...], width: int, height: int, *,
                  ascii_only: bool = False, currency: str = "USD",
-                 now: tuple[float, float] | None = None) -> Text:
-    """`height - 1` rows of bars plus one legend row, `width` cells wide. `now` = (useful, idle) $/h
-    right now, for the legend (the current hour's bucket is still filling)."""
+                 now: tuple[float, float] | None = None, with_legend: bool = True) -> Text:
+    """Bars of $/h per hour (useful at the bottom, idle on top) with a $/h scale on the left and an hours-ago
+    axis under them, then (`with_legend`) one legend row; `width` x `height` cells. `now` = (useful, idle)
+    $/h right now, for the legend (the current hour's bucket is still filling)."""
     out = Text(no_wrap=True, overflow="crop")
-    rows = max(height - 1, 1)
     if not hourly:
         out.append("no samples in the last 24 h", style="dim")
         return out
+    rows = max(height - 1 - (1 if with_legend else 0), 1)
     n = len(hourly)
-    width = max(width, n)
-    spans = [(i + 1) * width // n - i * width // n for i in range(n)]   # fill the width exactly
     peak = max((u + i for _t, u, i in hourly), default=0.0) or 1.0
+    # the top row's label is the scale's top (a full column = that $/h), the bottom row's is zero
+    labels = {rows - 1: _axis_label(peak, currency, peak), 0: _axis_label(0.0, currency, peak)}
+    if rows >= 5:
+        mid = (rows - 1) // 2
+        labels[mid] = _axis_label(peak * (mid + 1) / rows, currency, peak)
+    lw = max(len(v) for v in labels.values())
+    tick = "|" if ascii_only else "┤"
+    plot = max(width - lw - 1, n)
+    spans = [(i + 1) * plot // n - i * plot // n for i in range(n)]   # fill the width exactly
     scale = rows * 8 / peak
     for r in range(rows - 1, -1, -1):
+        out.append(labels.get(r, "").rjust(lw) + (tick if r in labels else ("|" if ascii_only else "│")),
+                   style="dim")
         lo, hi = r * 8, r * 8 + 8
         for (_t, useful, idle), col in zip(hourly, spans, strict=True):
             total_e = round((useful + idle) * scale)
@@ -42,19 +67,38 @@ def render_chart(hourly: tuple[tuple[int, float, float], ...], width: int, heigh
             idle_part = max(0, min(total_e, hi) - max(useful_e, lo))   # idle eighths inside this cell
             is_idle = idle_part * 2 > filled
             if ascii_only:
-                ch = (":" if is_idle else "#") if filled >= 4 else " "
+                ch = (":" if is_idle else "#") if filled >= 4 else ("." if filled else " ")
             else:
                 ch = _V[filled]
             out.append(ch * col, style="#ff5f5f" if is_idle else "#5fd75f")
         out.append("\n")
-    useful_now, idle_now = now if now is not None else hourly[-1][1:]
-    legend = Text(no_wrap=True)
-    legend.append("#" if ascii_only else "█", style="#5fd75f")
-    legend.append(f" useful {money(useful_now, currency)}/h ")
-    legend.append(":" if ascii_only else "█", style="#ff5f5f")
-    legend.append(f" idle {money(idle_now, currency)}/h")
-    out.append_text(legend)
+    out.append(_time_axis(spans, lw, ascii_only), style="dim")
+    if with_legend:
+        useful_now, idle_now = now if now is not None else hourly[-1][1:]
+        out.append("\n")
+        out.append_text(legend(useful_now, idle_now, currency, ascii_only=ascii_only))
     return out
+
+
+def _time_axis(spans: list[int], lw: int, ascii_only: bool) -> str:
+    """Hours ago under the bars: `-24h`, `-18h`, ... `now`, each under its hour (the last bar is this hour)."""
+    n = len(spans)
+    starts = [sum(spans[:i]) for i in range(n)]
+    width = sum(spans)
+    cells = [" "] * width
+    marks = [(n - 1, "now")] + [(n - 1 - h, f"-{h}h") for h in range(6, n, 6)]
+    taken: list[tuple[int, int]] = []
+    for i, text in marks:
+        pos = starts[i] if text != "now" else max(width - len(text), 0)
+        if text != "now":
+            pos = max(0, min(pos, width - len(text)))
+        end = pos + len(text)
+        if any(pos < b + 1 and a < end + 1 for a, b in taken):
+            continue                                   # would touch a label already placed
+        cells[pos:end] = list(text)
+        taken.append((pos, end))
+    corner = "+" if ascii_only else "└"
+    return " " * lw + corner + "".join(cells)
 
 
 class SpendChart(Widget):
@@ -66,16 +110,17 @@ class SpendChart(Widget):
     currency: reactive[str] = reactive("USD")
     ascii_only: reactive[bool] = reactive(False)
     now: reactive[tuple[float, float] | None] = reactive(None)
+    with_legend: reactive[bool] = reactive(True)      # False: the screen puts the legend in the box title
 
     _drawn: Text | None = None
     _drawn_for: tuple | None = None           # the arguments `_drawn` was drawn with
 
     def _draw(self, hourly: tuple, now: tuple[float, float] | None, currency: str) -> Text:
-        args = (hourly, self.size.width, self.size.height, self.ascii_only, currency, now)
+        args = (hourly, self.size.width, self.size.height, self.ascii_only, currency, now, self.with_legend)
         if args != self._drawn_for:
             self._drawn_for = args
             self._drawn = render_chart(hourly, self.size.width, self.size.height, ascii_only=self.ascii_only,
-                                       currency=currency, now=now)
+                                       currency=currency, now=now, with_legend=self.with_legend)
         assert self._drawn is not None
         return self._drawn
 

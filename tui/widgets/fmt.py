@@ -12,12 +12,18 @@ from rich.text import Text
 from gpuspend import fmt
 from gpuspend.fmt import clean, duration, size
 
-__all__ = ["bar", "clean", "duration", "money", "plain", "size", "state"]
+__all__ = ["bar", "clean", "duration", "fit", "money", "plain", "size", "state"]
 
 
-def plain(text: object, style: str = "") -> Text:
-    """Outside text as a Text that is never parsed for markup, cleaned by gpuspend.fmt.clean."""
-    return Text(clean(text), style=style, no_wrap=True, overflow="ellipsis")
+def plain(text: object, style: str = "", *, ascii_only: bool = False) -> Text:
+    """Outside text as a Text that is never parsed for markup, cleaned by gpuspend.fmt.clean. Cut by a
+    narrow column it ends in `…` (cropped with --ascii: nothing outside ASCII on screen)."""
+    return Text(clean(text), style=style, no_wrap=True, overflow="crop" if ascii_only else "ellipsis")
+
+
+def fit(text: object, width: int, *, ascii_only: bool = False) -> str:
+    """Outside text cut to `width` characters, ending in `…` (`...` with --ascii) when cut."""
+    return clean(text, max(width, 1), ascii=ascii_only)
 
 
 def money(amount: float | None, currency: str = "USD", *, decimals: int | None = None) -> str:
@@ -49,7 +55,8 @@ def bar(pct: float | None, width: int = 10, *, ascii_only: bool = False, style: 
 
 # Colours are exact xterm-256 palette entries (203/77/221/81/177): identical over SSH at 256 colours, and
 # light enough to stay readable under NO_COLOR's greyscale.
-STATE_STYLE = {"busy": "#5fd75f", "held-idle": "bold #ff5f5f", "free-idle": "#ffd75f", "lost": "#d787ff", "stale": "dim"}
+STATE_STYLE = {"busy": "#5fd75f", "held-idle": "bold #ff5f5f", "free-idle": "#ffd75f", "lost": "#d787ff", "stale": "dim",
+               "unknown": "dim"}
 
 
 def state(name: str) -> Text:

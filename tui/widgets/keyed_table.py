@@ -144,11 +144,16 @@ class LaidOutTable(KeyedTable):
             self._layout = rows
             return True
         cursor, scroll = self.cursor_row, self.scroll_y
+        keys = [k.value for k in self.rows]
+        at = keys[cursor] if 0 <= cursor < len(keys) else None
         self.clear(columns=True)
         self.add_column(_join([Text(label) for _f, label in self.FIELDS], self._widths), key="row")
         for key, cells in rows:
             self.add_row(*cells, key=key)
         if rows:
+            # the cursor stays on its row when rows move (a sort), else on its position
+            order = [k for k, _c in rows]
+            cursor = order.index(at) if at in order else cursor
             self.move_cursor(row=min(max(cursor, 0), len(rows) - 1), animate=False, scroll=False)
             self.scroll_to(y=scroll, animate=False)
         return True

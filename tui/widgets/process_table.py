@@ -1,34 +1,43 @@
-"""Processes on the GPUs, keyed by (pid, GPU), with a substring filter."""
+"""Processes on the GPUs, keyed by (pid, GPU): sortable (cost, memory, GPU, user), filtered by text, user and a
+GPU subset; a `workload` column appears when the collector reports workloads."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from rich.text import Text
 
 from gpuspend.snapshot import ProcessNow
-from gpuspend.tui.widgets.fmt import clean, money, plain, size
-from gpuspend.tui.widgets.keyed_table import LaidOutTable
+from gpuspend.tui.widgets.fmt import clean, fit, money, plain, size
+from gpuspend.tui.widgets.keyed_table import LaidOutTable, cell_width
 
 
-def _command(command: str, width: int) -> Text:
-    t = plain(command)
-    t.truncate(width, overflow="ellipsis")
-    return t
+def workload_of(p: ProcessNow) -> str:
+    """The process's workload (issue 14 adds it to the snapshot); empty when unknown."""
+    return clean(getattr(p, "workload", None) or "")
 
 
-def process_cells(p: ProcessNow, currency: str, command_width: int = 72, *, no_rate: bool = False) -> list[Any]:
+def process_cells(p: ProcessNow, currency: str, command_width: int = 72, *, no_rate: bool = False,
+                  workload: bool = False, ascii_only: bool = False) -> list[Any]:
     """`no_rate`: no GPU has a rate, so a process's cost is unknown (shown as such, never as $0)."""
-    cost = Text("no rate", justify="right", style="dim") if no_rate and not p.cost_today \
+    unknown = no_rate and not p.cost_today
+    cost = Text("no rate", justify="right", style="dim") if unknown \
         else Text(money(p.cost_today, currency), justify="right")
-    return [
+    idle = Text("", justify="right") if unknown or not p.idle_cost_today \
+        else Text(money(p.idle_cost_today, currency), justify="right", style="#ff5f5f")
+    cells: list[Any] = [
         Text(str(p.pid), justify="right"),
         plain(p.user),
         Text("-" if p.gpu_index is None else str(p.gpu_index), justify="right"),
         Text(size(p.used_memory), justify="right"),
         cost,
-        _command(p.command, command_width),
+        idle,
     ]
+    if workload:
+        cells.append(Text(fit(workload_of(p), 24, ascii_only=ascii_only), no_wrap=True))
+    cells.append(Text(fit(p.command, command_width, ascii_only=ascii_only), no_wrap=True))
+    return cells
 
 
 def matches(p: ProcessNow, needle: str) -> bool:
@@ -36,19 +45,73 @@ def matches(p: ProcessNow, needle: str) -> bool:
         return True
     n = needle.lower()
     return (n in clean(p.command).lower() or n in clean(p.user).lower() or n in str(p.pid)
-            or (p.gpu_index is not None and n == f"gpu{p.gpu_index}"))
+            or n in workload_of(p).lower() or (p.gpu_index is not None and n == f"gpu{p.gpu_index}"))
+
+
+# sort key -> (label, key function); every order ends on (GPU, pid) so equal rows keep a stable place
+_GPU = float("inf")
+SORTS: dict[str, tuple[str, Callable[[ProcessNow], tuple]]] = {
+    "cost": ("cost today", lambda p: (-p.cost_today, -p.idle_cost_today)),
+    "memory": ("memory", lambda p: (-(p.used_memory or 0),)),
+    "gpu": ("GPU", lambda p: ()),
+    "user": ("user", lambda p: (clean(p.user).lower(),)),
+}
+SORT_ORDER = tuple(SORTS)
+
+
+def sort_processes(procs: Iterable[ProcessNow], key: str, reverse: bool = False) -> list[ProcessNow]:
+    fn = SORTS[key][1]
+    out = sorted(procs, key=lambda p: (*fn(p), _GPU if p.gpu_index is None else p.gpu_index, p.pid))
+    return out[::-1] if reverse else out
 
 
 class ProcessTable(LaidOutTable):
     """Processes on the GPUs. A LaidOutTable: each row's cost changes every sample."""
 
-    FIELDS = (("pid", "pid"), ("user", "user"), ("gpu", "GPU"), ("mem", "mem"), ("cost", "today"),
-              ("cmd", "command"))
+    BASE_FIELDS = (("pid", "pid"), ("user", "user"), ("gpu", "GPU"), ("mem", "mem"), ("cost", "today"),
+                   ("idle", "idle $"))
+    FIELDS = (*BASE_FIELDS, ("cmd", "command"))
 
     filter_text = ""
+    user_filter: str | None = None
+    only_gpus: frozenset[int] | None = None      # --only 0,3
+    sort_key = "cost"
+    sort_reverse = False
+    ascii_only = False
+    shown: tuple[ProcessNow, ...] = ()           # the rows in screen order (the detail view reads them)
+
+    def visible(self, procs: Iterable[ProcessNow]) -> list[ProcessNow]:
+        return [p for p in procs if matches(p, self.filter_text)
+                and (self.user_filter is None or p.user == self.user_filter)
+                and (self.only_gpus is None or p.gpu_index in self.only_gpus)]
 
     def show(self, procs: tuple[ProcessNow, ...], currency: str, *, no_rate: bool = False) -> bool:
-        # the command gets what the other columns leave, so no horizontal scrollbar eats a row
-        width = max(16, (self.size.width or 120) - 40)
-        return self.show_rows([(f"{p.pid}:{p.gpu_uuid}", process_cells(p, currency, width, no_rate=no_rate))
-                               for p in procs if matches(p, self.filter_text)])
+        rows = sort_processes(self.visible(procs), self.sort_key, self.sort_reverse)
+        workload = any(workload_of(p) for p in procs)
+        fields = (*self.BASE_FIELDS, *((("workload", "workload"),) if workload else ()), ("cmd", "command"))
+        if fields != self.FIELDS:
+            self.FIELDS = fields
+            self._widths = ()                # a new column: lay the table out again
+        self.shown = tuple(rows)
+        cells = [process_cells(p, currency, 10_000, no_rate=no_rate, workload=workload, ascii_only=self.ascii_only)
+                 for p in rows]
+        # the command gets what the other columns leave (two spaces between, a cell of padding each side and
+        # the scrollbar), so no horizontal scrollbar eats a row
+        others = sum(max([cell_width(label), *(cell_width(c[i]) for c in cells)])
+                     for i, (_f, label) in enumerate(fields[:-1]))
+        box = self.parent if self.parent is not None and self.parent.size.width else self   # a table is as wide as its rows
+        total = box.size.width or (self.app.size.width if self.is_attached else 120)
+        width = max(16, total - others - 2 * (len(fields) - 1) - 4)
+        for p, c in zip(rows, cells, strict=True):
+            c[-1] = Text(fit(p.command, width, ascii_only=self.ascii_only), no_wrap=True)
+        keyed = [(f"{p.pid}:{p.gpu_uuid}", c) for p, c in zip(rows, cells, strict=True)]
+        current = [k.value for k in self.rows] if self.columns else []
+        if current and current != [k for k, _c in keyed]:
+            self._widths = ()                # the order changed: lay out again, the cursor follows its row
+        return self.show_rows(keyed)
+
+    def selected(self) -> ProcessNow | None:
+        if not self.shown or self.row_count == 0:
+            return None
+        row = min(max(self.cursor_row, 0), len(self.shown) - 1)
+        return self.shown[row]

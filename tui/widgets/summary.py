@@ -23,51 +23,78 @@ def _month(snap: Snapshot) -> MonthView | None:
     return next((m for m in snap.months if m.currency == snap.currency), snap.months[0] if snap.months else None)
 
 
-def summary_text(snap: Snapshot, thresholds: tuple[float, ...] = (), *, compact: bool = False) -> Text:
-    """One line at 120 columns; `compact` (80 columns) drops the interval and shortens labels."""
+def summary_text(snap: Snapshot, thresholds: tuple[float, ...] = (), *, compact: bool = False,
+                 demo: bool = False, interval: bool = True) -> Text:
+    """One line. `compact` (80 columns) drops the interval and the budget (sources_text shows it then) and
+    writes today without cents, so the line never wraps; `interval=False` drops only the interval."""
     cur = snap.currency
-    t = Text(no_wrap=False)
+    t = Text(no_wrap=True, overflow="crop")
+    if demo:
+        t.append("DEMO", style="bold reverse")
+        t.append(" ")
     if not compact:
         t.append("now ", style="dim")
-    if snap.no_rate_at_all:     # unknown, never $0
+    physical = [g for g in snap.gpus if g.parent_uuid is None]
+    if not physical:
+        # an empty database on a first start is not a box without GPUs: the first sample is on its way
+        t.append("no GPUs sampled yet" if snap.last_sample_ms is None else "no GPUs", style="bold")
+    elif snap.no_rate_at_all:     # unknown, never $0
         t.append("no rate", style="bold")
     else:
         t.append(f"{money(snap.cost_per_hour, cur)}/h", style="bold")
         if snap.unrated_gpus:
             t.append(f" +{snap.unrated_gpus} no rate", style="dim")
     t.append("  today ", style="dim")
-    t.append(_so_far(snap, snap.today_cost), style="bold")
+    t.append(_so_far(snap, snap.today_cost, decimals=0 if compact else None), style="bold")
     m = _month(snap)
     if m is not None:
         t.append("  MTD ", style="dim")
-        t.append(money(m.mtd, m.currency), style="bold")
+        t.append(money(m.mtd, m.currency, decimals=0 if compact and abs(m.mtd) >= 100 else None), style="bold")
         t.append("  proj ", style="dim")
         if m.projection is None:
             t.append("n/a", style="dim")
         else:
             style = budget_style(m.budget_pct_forecast, thresholds)
             t.append(money(m.projection, m.currency, decimals=0), style=f"bold {style}".strip())
-            if not compact and m.low is not None and m.high is not None and m.high > m.low:
+            if interval and not compact and m.low is not None and m.high is not None and m.high > m.low:
                 t.append(f" ({money(m.low, m.currency, decimals=0)}-{money(m.high, m.currency, decimals=0)})",
                          style="dim")
-        if m.budget is not None:
-            t.append(" / budget ", style="dim")
-            t.append(money(m.budget, m.currency, decimals=0))
-            if m.budget_pct_forecast is not None:
-                t.append(f" {m.budget_pct_forecast:.0f}%",
-                         style=budget_style(m.budget_pct_forecast, thresholds) or "")
+        if m.budget is not None and not compact:
+            t.append_text(budget_text(m, thresholds, lead=" / budget "))
     t.append("  idle today " if compact else "  idle waste today ", style="dim")
-    t.append(_so_far(snap, snap.idle_waste_today), style="bold #ff5f5f" if snap.idle_waste_today > 0 else "")
+    t.append(_so_far(snap, snap.idle_waste_today, decimals=0 if compact else None),
+             style="bold #ff5f5f" if snap.idle_waste_today > 0 else "")
     return t
 
 
-def _so_far(snap: Snapshot, amount: float) -> str:
-    """Money accrued so far; with no GPU rated and nothing accrued it is unknown, never $0."""
-    return "no rate" if snap.no_rate_at_all and not amount else money(amount, snap.currency)
+def budget_text(m: MonthView, thresholds: tuple[float, ...], *, lead: str) -> Text:
+    t = Text(no_wrap=True)
+    if m.budget is None:
+        return t
+    t.append(lead, style="dim")
+    t.append(money(m.budget, m.currency, decimals=0))
+    if m.budget_pct_forecast is not None:
+        t.append(f" {m.budget_pct_forecast:.0f}%", style=budget_style(m.budget_pct_forecast, thresholds) or "")
+        t.append(" projected", style="dim")
+    return t
 
 
-def sources_text(snap: Snapshot, collector: str) -> Text:
-    t = Text(no_wrap=True, overflow="ellipsis")
+def _so_far(snap: Snapshot, amount: float, decimals: int | None = None) -> str:
+    """Money accrued so far; with no GPU rated and nothing accrued it is unknown, never $0. `decimals=0`
+    (80 columns) drops cents only from $100 up, so a small amount is never written as $0."""
+    if snap.no_rate_at_all and not amount:
+        return "no rate"
+    return money(amount, snap.currency, decimals=decimals if abs(amount) >= 100 else None)
+
+
+def sources_text(snap: Snapshot, collector: str, *, thresholds: tuple[float, ...] = (),
+                 budget_first: bool = False) -> Text:
+    """Where the numbers come from; at 80 columns the budget leads this line (the first line has no room)."""
+    t = Text(no_wrap=True, overflow="crop")
+    m = _month(snap)
+    if budget_first and m is not None and m.budget is not None:
+        t.append_text(budget_text(m, thresholds, lead="budget "))
+        t.append("  ")
     t.append("rates: ", style="dim")
     t.append(clean("; ".join(snap.rate_sources) or "none"))
     t.append("  collector: ", style="dim")
@@ -78,7 +105,7 @@ def sources_text(snap: Snapshot, collector: str) -> Text:
 class SummaryBar(Static):
     """Two lines; content set from the App when the snapshot changes (update() repaints only this widget)."""
 
-    DEFAULT_CSS = "SummaryBar { height: auto; max-height: 3; padding: 0 1; }"
+    DEFAULT_CSS = "SummaryBar { height: auto; max-height: 2; padding: 0 1; text-wrap: nowrap; text-overflow: clip; }"
 
     thresholds: reactive[tuple[float, ...]] = reactive(())     # budget.thresholds of the app's config
     _last: Text | None = None
@@ -88,12 +115,26 @@ class SummaryBar(Static):
         if cfg is not None:
             self.thresholds = budget.thresholds(cfg)
 
-    def show(self, snap: Snapshot, collector: str, *, compact: bool = False) -> None:
-        text = summary_text(snap, self.thresholds, compact=compact)
+    def show(self, snap: Snapshot, collector: str, *, compact: bool = False, demo: bool = False,
+             ascii_only: bool = False, scope: str = "") -> None:
+        room = self.size.width or None        # the content width (padding excluded)
+        text = summary_text(snap, self.thresholds, compact=compact, demo=demo)
+        if room is not None and text.cell_len > room and not compact:
+            # too long for this width (a budget set): drop the interval, then the labels, never the idle waste
+            text = summary_text(snap, self.thresholds, demo=demo, interval=False)
+            if text.cell_len > room:
+                compact = True
+                text = summary_text(snap, self.thresholds, compact=True, demo=demo)
         text.append("\n")
-        sources = sources_text(snap, collector)
-        if self.size.width > 2:
-            sources.truncate(self.size.width - 2, overflow="ellipsis")   # the second line never wraps
+        sources = sources_text(snap, collector, thresholds=self.thresholds, budget_first=compact)
+        if scope:
+            sources = Text(scope + "  ", style="bold", no_wrap=True).append_text(sources)
+        if room is not None:
+            # the second line never wraps (cut with `...` under --ascii: nothing outside ASCII)
+            mark = "..." if ascii_only else "…"
+            if sources.cell_len > room:
+                sources.truncate(max(room - len(mark), 0))
+                sources.append(mark)
         text.append_text(sources)
         if text != self._last:          # an unchanged line costs nothing on the terminal
             # Same length and spaces in the same places: it wraps the same, so no layout pass is needed.

@@ -1,0 +1,137 @@
+"""The import's speed and memory machinery stores exactly what the plain path stores: the reader process
+(large files), small CSV blocks glued into batches, timestamps parsed once per distinct text, column-wise
+coalesce. Expected values are computed by hand or by the plain path on the same file."""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from gpuspend.collectors.billing import pipeline, reader
+from gpuspend.collectors.billing.importer import import_paths
+from gpuspend.collectors.billing.normalise import FIELDS, coalesce
+from gpuspend.collectors.billing.values import BadValue, ts_col
+from gpuspend.errors import DataError
+from gpuspend.store import connect
+from tests.billing.helpers import FIXTURES, csv_rows, dump, num
+
+FORK = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the reader process is used on Linux only")
+REPEAT = 40          # 400 rows, ~100 KB: many 4 KB blocks, several glued batches
+
+
+def _big_focus(tmp_path: Path, bad_at: int | None = None) -> Path:
+    lines = (FIXTURES / "focus_gpu.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    body = lines[1:] * REPEAT
+    if bad_at is not None:                      # file line bad_at (header is line 1): a cost that is no number
+        row = body[bad_at - 2].split(",")
+        header = lines[0].rstrip("\n").split(",")
+        row[header.index("BilledCost")] = "twelve"
+        body[bad_at - 2] = ",".join(row)
+    out = tmp_path / "focus_big.csv"
+    out.write_text(lines[0] + "".join(body), encoding="utf-8")
+    return out
+
+
+def _charges(db: Path) -> list[tuple]:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute(f"SELECT line, {', '.join(FIELDS)} FROM charges ORDER BY id").fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reader, "BLOCK_SIZE", 4096)
+    monkeypatch.setattr(reader, "BATCH_BYTES", 16384)
+
+
+def _import(db: Path, src: Path, **kw) -> list:
+    conn = connect(db)
+    try:
+        return import_paths(conn, [src], now_s=1794744000, **kw)
+    finally:
+        conn.close()
+
+
+@FORK
+def test_reader_process_stores_what_the_thread_stores(tmp_path: Path, small_blocks: None,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    src = _big_focus(tmp_path)
+    [threaded] = _import(tmp_path / "thread.db", src)
+    monkeypatch.setattr(pipeline, "CHILD_MIN_ROWS", 0)
+    assert pipeline.usable(1)
+    [forked] = _import(tmp_path / "fork.db", src)
+    assert forked.as_json() == threaded.as_json()
+    rows = _charges(tmp_path / "fork.db")
+    assert rows == _charges(tmp_path / "thread.db")
+    assert [r[0] for r in rows] == list(range(2, 2 + 10 * REPEAT))       # file order and line numbers
+    expected = sum(num(r["BilledCost"]) for r in csv_rows(src))
+    assert sum(r[1 + FIELDS.index("billed_cost")] for r in rows) == pytest.approx(expected)
+
+
+@FORK
+def test_reader_process_bad_row_names_its_line_and_writes_nothing(tmp_path: Path, small_blocks: None,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pipeline, "CHILD_MIN_ROWS", 0)
+    src = _big_focus(tmp_path, bad_at=333)
+    db = tmp_path / "g.db"
+    connect(db).close()
+    before = dump(db)
+    with pytest.raises(DataError) as err:
+        _import(db, src)
+    assert err.value.where == f"{src}:333" and "twelve" in err.value.message
+    assert dump(db) == before
+    [res] = _import(db, src, skip_bad_rows=True)                          # the rest, with the line reported
+    assert res.rows == 10 * REPEAT - 1 and res.bad_lines == [333]
+    assert 333 not in {r[0] for r in _charges(db)}
+
+
+def test_glued_batches_keep_every_row_and_line_across_blocks(tmp_path: Path, small_blocks: None) -> None:
+    src = _big_focus(tmp_path)
+    table = reader.Table(src)
+    batches = list(table.batches())
+    assert len(batches) > 2 and all(b.num_rows > 0 for b in batches)
+    lines = [n for b in batches for n in b.line_numbers()]
+    assert lines == list(range(2, 2 + 10 * REPEAT))
+    first = [pa.concat_arrays([b.columns[0] for b in batches]).to_pylist()]
+    assert first == [[r[next(iter(r))] for r in csv_rows(src)]]
+
+
+def test_timestamps_parsed_once_per_text_give_the_same_seconds() -> None:
+    # 2026-11-12T00:00:00Z = 1794441600 (days since 1970: 20769 x 86400); one hour later + 3600.
+    cells = ["2026-11-12T00:00:00Z", "2026-11-12T01:00:00Z", "NULL"] * 50
+    bad: list[BadValue] = []
+    assert ts_col(pa.array(cells), len(cells), "ChargePeriodStart", bad) == [1794441600, 1794445200, None] * 50
+    assert bad == []
+    cells[100] = "yesterday"                                             # a bad cell still names its own row
+    out = ts_col(pa.array(cells), len(cells), "ChargePeriodStart", bad)
+    assert [b.row for b in bad] == [100] and out[100] is None and out[99] == 1794441600
+
+
+def test_coalesce_takes_the_first_present_value_per_row() -> None:
+    assert coalesce([None, 1, None, None], [2, 3, None, None], [4, 5, 6, None]) == [2, 1, 6, None]
+    assert coalesce([0, "", None], [9, 9, 9]) == [0, "", 9]             # falsy values are values
+    assert coalesce([1, 2]) == [1, 2]
+
+
+@FORK
+def test_parquet_through_the_reader_process_matches_the_csv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    src = FIXTURES / "aws_cur2.csv"
+    pq_path = tmp_path / "cur2-00001.snappy.parquet"
+    pq.write_table(pacsv.read_csv(src), pq_path)             # typed columns (timestamps, doubles)
+    [a] = _import(tmp_path / "csv.db", src)
+    monkeypatch.setattr(pipeline, "CHILD_MIN_ROWS", 0)
+    [b] = _import(tmp_path / "pq.db", pq_path)
+    assert b.as_json()["periods"] == a.as_json()["periods"] and b.rows == a.rows == 3
+    cols = "charge_period_start, charge_period_end, billed_cost, effective_cost, resource_id, tags, is_gpu"
+    q = f"SELECT {cols} FROM charges ORDER BY charge_period_start, resource_id"
+    assert sqlite3.connect(tmp_path / "pq.db").execute(q).fetchall() == \
+        sqlite3.connect(tmp_path / "csv.db").execute(q).fetchall()
