@@ -266,6 +266,12 @@ def _snapshot_families(snap: Snapshot) -> Iterator[Metric]:
     if snap.today_cost_known is not None:
         today.add_metric([host, cur], snap.today_cost_known)
     yield today
+    observed_today = GaugeMetricFamily("gpuspend_today_observed_ratio",
+                                       "Share of today (since UTC midnight) the samples cover, over the GPUs, 0..1: "
+                                       "today's money counts only observed time", labels=["host"])
+    if snap.today_observed is not None:
+        observed_today.add_metric([host], snap.today_observed)
+    yield observed_today
     waste_today = GaugeMetricFamily("gpuspend_idle_waste_today", "Money wasted by idle GPUs since UTC midnight",
                                     labels=["host", "currency"])
     if snap.idle_waste_today_known is not None:

@@ -112,6 +112,7 @@ class Snapshot:
     catalog_as_of: str | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)  # e.g. "3 GPUs have no rate"
     underutilised: tuple[str, ...] = ()      # uuids averaging < idle.low_util_pct over 24 h
+    today_observed: float | None = None      # share of today (0..1) the samples cover, over the physical GPUs
 
     @property
     def unrated_gpus(self) -> int:

@@ -58,7 +58,11 @@ def observed_phrase(obs: Observed, what: str) -> str:
     frac = obs.fraction
     if frac is None:
         return "nothing observed: no GPU"
-    pct = frac * 100.0
-    # Never round a partial observation up to 100% or down to 0%: both would hide the gap.
+    return f"observed {observed_pct(frac)} of {what}"
+
+
+def observed_pct(fraction: float) -> str:
+    """`57%`; never rounds a partial observation up to 100% or down to 0%: both would hide the gap."""
+    pct = fraction * 100.0
     text = f"{pct:.0f}" if 1.0 <= pct <= 99.0 or pct in (0.0, 100.0) else ("<1" if pct < 1.0 else ">99")
-    return f"observed {text}% of {what}"
+    return f"{text}%"

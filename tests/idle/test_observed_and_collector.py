@@ -103,3 +103,28 @@ def test_no_driver_on_a_host_whose_database_knows_gpus_is_a_collector_alert(db_p
     assert rc == 1
     assert "failing: collector" in out
     assert "NVML is not available, but this database knows 1 GPU of this host" in out
+
+
+def test_the_dashboard_header_and_metrics_say_how_much_of_today_was_observed(db_path, tmp_path):
+    """The collector watched 3 h of today's 12 h (then stopped): today's $6.00 is over 25% of the day, and the
+    dashboard's header and /metrics say so; the report says the same figure. (Sampled every 2 s, the config's
+    interval: a sample covers up to the next one.)"""
+    from gpuspend import costing
+    from gpuspend.metrics import _snapshot_families
+    from gpuspend.tui.widgets.summary import summary_text
+
+    cfg = cfg_file(tmp_path, CFG)
+    collect(db_path, cfg, _box(), NOW_MS - 12 * 3600_000, NOW_MS - 9 * 3600_000, 2000, periodic=False)
+    conn = connect(db_path)
+    try:
+        snap = costing.build_snapshot(conn, cfg, NOW_MS)
+    finally:
+        conn.close()
+    assert snap.today_cost == pytest.approx(2.0 * 3, abs=0.01)            # 3 h seen at $2/h
+    assert snap.today_observed == pytest.approx(0.25, abs=1e-3)
+    assert "today $6.00 (observed 25%)" in summary_text(snap).plain
+    assert "(25% seen)" in summary_text(snap, compact=True).plain
+    ratio = next(f for f in _snapshot_families(snap) if f.name == "gpuspend_today_observed_ratio")
+    assert [s.value for s in ratio.samples] == [pytest.approx(0.25, abs=1e-3)]
+    text = _report(db_path, tmp_path).stdout
+    assert "(observed 25% of today)" in text

@@ -179,6 +179,33 @@ async def test_workload_column_appears_when_processes_have_one(make_app, db_path
         assert "job 1234 train" in screen_text(app)
 
 
+async def test_w_groups_the_rows_by_workload_costliest_workload_first(make_app, db_path, cfg):
+    """Issue 14: on a node where containers run as root, `w` puts each pod's processes together, the pod that
+    costs most first, whatever the per-process order was."""
+    from dataclasses import replace
+
+    procs = [ProcReading(pid=100 + i, used_memory=(i + 1) * GIB, user="root", command=f"worker {i}", started=1)
+             for i in range(4)]
+    write_samples(db_path, cfg, ScriptedSource(gpus=4, procs={i: [procs[i]] for i in range(4)}), NOW_MS - 10_000, 5)
+    app = make_app(db_path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await started(pilot)
+        # pods: train-a holds pids 100 and 103, serve-b holds 101 and 102; made-up costs so the groups differ
+        pod = {100: "train-a", 103: "train-a", 101: "serve-b", 102: "serve-b"}
+        cost = {100: 1.0, 103: 4.0, 101: 3.0, 102: 3.0}          # serve-b $6.00 > train-a $5.00
+        rows = tuple(replace(p, workload=pod[p.pid], cost_today=cost[p.pid]) for p in app.snapshot.processes)
+        app.apply_snapshot(replace(app.snapshot, processes=rows))
+        await pilot.pause()
+        assert [p for p, _g in order(app)] == [103, 101, 102, 100]        # by cost today: pods interleaved
+        await pilot.press("w")
+        await pilot.pause()
+        assert [p for p, _g in order(app)] == [101, 102, 103, 100]        # serve-b ($6) then train-a ($5)
+        assert "by workload" in str(app.screen.query_one("#procs-box").border_title)
+        await pilot.press("w")
+        await pilot.pause()
+        assert [p for p, _g in order(app)] == [103, 101, 102, 100]
+
+
 # -- bindings -------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("key", ["question_mark", "h", "f1"])
@@ -191,7 +218,7 @@ async def test_help_opens_with_question_mark_h_and_f1_and_lists_binding_ids(make
         text = str(app.screen.query_one("#help-text").render())
         # every id tui.keymap accepts is shown next to its key, r included
         for bid in ("quit", "pause", "faster", "slower", "billing", "help", "refresh", "filter", "sort",
-                    "sort_reverse", "user", "alerts", "month_prev", "month_next"):
+                    "sort_reverse", "user", "group", "alerts", "month_prev", "month_next"):
             assert f"[{bid}]" in text, bid
         assert "Refresh now" in text
         await pilot.press(key)

@@ -15,7 +15,7 @@ from gpuspend.tui.widgets.alerts import AlertLine, AlertsPanel
 from gpuspend.tui.widgets.chart import SpendChart, legend
 from gpuspend.tui.widgets.fmt import clean
 from gpuspend.tui.widgets.gpu_table import GpuTable
-from gpuspend.tui.widgets.process_table import SORT_ORDER, SORTS, ProcessTable
+from gpuspend.tui.widgets.process_table import GROUP_LABEL, SORT_ORDER, SORTS, ProcessTable
 from gpuspend.tui.widgets.summary import SummaryBar
 
 CHART_TITLE = "$/h by hour, last 24 h"
@@ -27,6 +27,7 @@ class DashboardScreen(Screen):
         Binding("s", "sort", "Sort", id="sort"),
         Binding("S", "sort_reverse", "Reverse sort", show=False, key_display="S", id="sort_reverse"),
         Binding("u", "user", "User", show=False, id="user"),
+        Binding("w", "group", "Group by workload", show=False, id="group"),
         Binding("a", "focus_alerts", "Alerts", show=False, id="alerts"),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="clear_filter"),
     ]
@@ -109,7 +110,8 @@ class DashboardScreen(Screen):
             self.query_one(AlertsPanel).show(alerts, self.ascii_only, one_line=narrow and short)
             n = len(snap.processes)
             shown = procs.row_count
-            label = SORTS[procs.sort_key][0] + (" ascending" if procs.sort_reverse else "")
+            label = (GROUP_LABEL if procs.grouped else SORTS[procs.sort_key][0]) + \
+                (" ascending" if procs.sort_reverse else "")
             title = (f"processes ({shown} of {n})" if shown != n else f"processes ({n})") + f", by {label}"
             box = self.query_one("#procs-box")
             if str(box.border_title) != title:     # setting it repaints the box, even to the same text
@@ -160,6 +162,7 @@ class DashboardScreen(Screen):
     # -- sort, user, GPU subset, details ---------------------------------------------------------------
     def action_sort(self) -> None:
         table = self.query_one(ProcessTable)
+        table.grouped = False
         table.sort_key = SORT_ORDER[(SORT_ORDER.index(table.sort_key) + 1) % len(SORT_ORDER)]
         table.sort_reverse = False
         self._reshow()
@@ -170,6 +173,15 @@ class DashboardScreen(Screen):
         table = self.query_one(ProcessTable)
         table.sort_reverse = not table.sort_reverse
         self._reshow()
+
+    def action_group(self) -> None:
+        """Toggle: rows grouped by workload (pod, job, container, notebook), the costliest workload first."""
+        table = self.query_one(ProcessTable)
+        table.grouped = not table.grouped
+        table.sort_reverse = False
+        self._reshow()
+        self.app.notify(f"processes by {GROUP_LABEL if table.grouped else SORTS[table.sort_key][0]} (w: toggle)",
+                        timeout=2, markup=False)
 
     def action_user(self) -> None:
         """Cycle: every user, then each user on the GPUs now, then every user again."""

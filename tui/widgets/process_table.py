@@ -59,9 +59,32 @@ SORTS: dict[str, tuple[str, Callable[[ProcessNow], tuple]]] = {
 SORT_ORDER = tuple(SORTS)
 
 
-def sort_processes(procs: Iterable[ProcessNow], key: str, reverse: bool = False) -> list[ProcessNow]:
-    fn = SORTS[key][1]
-    out = sorted(procs, key=lambda p: (*fn(p), _GPU if p.gpu_index is None else p.gpu_index, p.pid))
+GROUP_LABEL = "workload (most expensive first)"
+
+
+def group_by_workload(procs: Iterable[ProcessNow]) -> list[ProcessNow]:
+    """The rows of one workload together, workloads by their cost today (most first), then by cost inside
+    each; a process with no workload is its own group."""
+    rows = list(procs)
+    totals: dict[str, float] = {}
+    for p in rows:
+        w = workload_of(p) or f"pid {p.pid}"
+        totals[w] = totals.get(w, 0.0) + (p.cost_today or 0.0)
+
+    def key(p: ProcessNow) -> tuple:
+        w = workload_of(p) or f"pid {p.pid}"
+        return (-totals[w], w, -(p.cost_today or 0.0), _GPU if p.gpu_index is None else p.gpu_index, p.pid)
+
+    return sorted(rows, key=key)
+
+
+def sort_processes(procs: Iterable[ProcessNow], key: str, reverse: bool = False, *,
+                   grouped: bool = False) -> list[ProcessNow]:
+    if grouped:
+        out = group_by_workload(procs)
+    else:
+        fn = SORTS[key][1]
+        out = sorted(procs, key=lambda p: (*fn(p), _GPU if p.gpu_index is None else p.gpu_index, p.pid))
     return out[::-1] if reverse else out
 
 
@@ -77,6 +100,7 @@ class ProcessTable(LaidOutTable):
     only_gpus: frozenset[int] | None = None      # --only 0,3
     sort_key = "cost"
     sort_reverse = False
+    grouped = False                              # `w`: rows grouped by workload
     ascii_only = False
     shown: tuple[ProcessNow, ...] = ()           # the rows in screen order (the detail view reads them)
 
@@ -86,7 +110,7 @@ class ProcessTable(LaidOutTable):
                 and (self.only_gpus is None or p.gpu_index in self.only_gpus)]
 
     def show(self, procs: tuple[ProcessNow, ...], currency: str, *, no_rate: bool = False) -> bool:
-        rows = sort_processes(self.visible(procs), self.sort_key, self.sort_reverse)
+        rows = sort_processes(self.visible(procs), self.sort_key, self.sort_reverse, grouped=self.grouped)
         workload = any(workload_of(p) for p in procs)
         fields = (*self.BASE_FIELDS, *((("workload", "workload"),) if workload else ()), ("cmd", "command"))
         if fields != self.FIELDS:

@@ -7,6 +7,7 @@ from textual.reactive import reactive
 from textual.widgets import Static
 
 from gpuspend import budget
+from gpuspend.costing.observed import observed_pct
 from gpuspend.snapshot import MonthView, Snapshot
 from gpuspend.tui.widgets.fmt import clean, money
 
@@ -46,6 +47,10 @@ def summary_text(snap: Snapshot, thresholds: tuple[float, ...] = (), *, compact:
             t.append(f" +{snap.unrated_gpus} no rate", style="dim")
     t.append("  today ", style="dim")
     t.append(_so_far(snap, snap.today_cost, decimals=0 if compact else None), style="bold")
+    if snap.today_observed is not None and snap.today_observed < 0.995:
+        # unobserved time is not free: today's figure covers only what the samples saw
+        pct = observed_pct(snap.today_observed)
+        t.append(f" ({pct} seen)" if compact else f" (observed {pct})", style="#ffaf00")
     m = _month(snap)
     if m is not None:
         t.append("  MTD ", style="dim")
