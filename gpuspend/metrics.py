@@ -125,15 +125,14 @@ class _Counters:
             last, total = self.waste.get(key, (0.0, 0.0))
             self.waste[key] = (waste, _advance(last, total, waste))
         host = node_label(snap.host)
-        # cost_today is the process's total over all its GPUs, repeated on each of its GPU rows: count each
-        # process once (a process on two GPUs once counted 16.0 instead of 8.0), in the currency of its GPU's
-        # rate, not the snapshot's (money in EUR is never labelled USD).
+        # A process row is one process on one GPU and carries that GPU's share of its cost (a process on two
+        # GPUs is two rows adding up to its total: counted once, 8.0 and never 16.0), in the currency of that
+        # GPU's rate, not the snapshot's (money in EUR is never labelled USD).
         currency_of = {g.uuid: g.rate.currency or snap.currency for g in snap.gpus}
         procs: dict[tuple, tuple[float, str]] = {}
         for p in snap.processes:
-            key = (host, p.pid, p.user)
-            if key not in procs:
-                procs[key] = (float(p.cost_today or 0.0), currency_of.get(p.gpu_uuid) or snap.currency)
+            key = (host, p.pid, p.user, p.gpu_uuid)
+            procs[key] = (float(p.cost_today or 0.0), currency_of.get(p.gpu_uuid) or snap.currency)
         for pkey, (cost, currency) in procs.items():
             # cost_today resets at midnight (a drop).
             last = self.proc_cost.get(pkey, 0.0)

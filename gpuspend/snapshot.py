@@ -56,7 +56,7 @@ class ProcessNow:
     gpu_index: int | None
     used_memory: int | None
     sm_util: float | None
-    cost_today: float               # attributed cost today, in Snapshot.currency
+    cost_today: float               # attributed cost today on this GPU (a row is one process on one GPU)
     idle_cost_today: float = 0.0    # of cost_today: while its GPU was idle (held-idle)
     workload: str = ""              # "pod ns/name", "job 123 train", "container web", "notebook x.ipynb"; "" = none
     workload_kind: str = "process"  # k8s-pod | slurm-job | docker | jupyter-kernel | process

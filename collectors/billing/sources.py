@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gpuspend.errors import GpuspendError
+from gpuspend.fmt import clean
 from gpuspend.store import connect, get_meta, set_meta, transaction
 
 if TYPE_CHECKING:
@@ -98,14 +99,15 @@ def reimport_task(conn: sqlite3.Connection, cfg: Config, now_ms: int) -> None:
             proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                   text=True, timeout=CHILD_TIMEOUT_S, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            print(f"gpuspend: billing source: {folder}: the import did not finish ({type(exc).__name__}); "
+            print(f"gpuspend: billing source: {clean(str(folder), 200)}: the import did not finish ({type(exc).__name__}); "
                   "nothing was written (it is retried when the folder changes)", file=sys.stderr)
         else:
             if proc.returncode in (0, 3):               # 3: bad data, said in the child's one line
                 sys.stderr.write(proc.stderr)
             else:                                       # killed (memory limit) or a crash: one line, no traceback
                 last = proc.stderr.strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
-                print(f"gpuspend: billing source: {folder}: the import failed ({last[0][:200]}); nothing was "
+                print(f"gpuspend: billing source: {clean(str(folder), 200)}: the import failed "
+                      f"({clean(last[0], 200)}); nothing was "
                       "written (it is retried when the folder changes)", file=sys.stderr)
         _remember(conn, key, fp)
 

@@ -24,6 +24,35 @@ def attribution(conn: sqlite3.Connection, cfg: Any, rates: dict[int, Rate], lo_m
     return _per_process(conn, acc, rates)
 
 
+def attribution_by_gpu(conn: sqlite3.Connection, cfg: Any, rates: dict[int, Rate], lo_ms: int, hi_ms: int,
+                       now_ms: int) -> dict[tuple[int, str, str, int], tuple[float, float]]:
+    """{(pid, user, command, gpu id): (cost, idle cost)} over [lo, hi): a process's money on each of its GPUs,
+    from the same seconds as `attribution` (a process on two GPUs is two rows that add up to its total)."""
+    acc = process_seconds(conn, cfg, lo_ms, hi_ms, now_ms)
+    info = _process_info(conn, {p for p, _g in acc})
+    out: dict[tuple[int, str, str, int], tuple[float, float]] = {}
+    for (proc, gid), (share, idle) in acc.items():
+        rate = rates.get(gid)
+        if rate is None or rate.per_gpu_hour is None:
+            continue
+        pid, user, command = info.get(proc, (0, "?", ""))
+        cost, idle_cost = out.get((pid, user, command, gid), (0.0, 0.0))
+        out[(pid, user, command, gid)] = (cost + money(rate, share), idle_cost + money(rate, idle))
+    return out
+
+
+def _process_info(conn: sqlite3.Connection, proc_ids: set[int]) -> dict[int, tuple[int, str, str]]:
+    """proc id -> (pid, user, command)."""
+    ids = sorted(proc_ids)
+    info: dict[int, tuple[int, str, str]] = {}
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        marks = ",".join("?" * len(chunk))
+        for pid_row in conn.execute(f"SELECT id, pid, user, command FROM processes WHERE id IN ({marks})", chunk):
+            info[pid_row[0]] = (pid_row[1], pid_row[2] or "?", pid_row[3] or "")
+    return info
+
+
 def process_seconds(conn: sqlite3.Connection, cfg: Any, lo_ms: int, hi_ms: int,
                     now_ms: int) -> dict[tuple[int, int], list[float]]:
     """{(proc id, gpu id): [GPU-seconds, of which idle]} over [lo, hi): the split every per-process and
@@ -68,13 +97,7 @@ def process_seconds(conn: sqlite3.Connection, cfg: Any, lo_ms: int, hi_ms: int,
 
 def _per_process(conn: sqlite3.Connection, acc: dict[tuple[int, int], list[float]],
                  rates: dict[int, Rate]) -> list[Spend]:
-    ids = sorted({p for p, _g in acc})
-    info: dict[int, tuple[int, str, str]] = {}
-    for i in range(0, len(ids), 500):
-        chunk = ids[i:i + 500]
-        marks = ",".join("?" * len(chunk))
-        for pid_row in conn.execute(f"SELECT id, pid, user, command FROM processes WHERE id IN ({marks})", chunk):
-            info[pid_row[0]] = (pid_row[1], pid_row[2] or "?", pid_row[3] or "")
+    info = _process_info(conn, {p for p, _g in acc})
     # One line per process as a user knows it (pid, user, command): a process row recorded twice (history
     # and live sampler) or spread over several GPUs is still one process.
     per_proc: dict[tuple[int, str, str, str], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])

@@ -8,7 +8,7 @@ from typing import Any
 
 from gpuspend import clock, fmt, forecast, pricing
 from gpuspend.costing import context
-from gpuspend.costing.attribution import attribution
+from gpuspend.costing.attribution import attribution_by_gpu
 from gpuspend.costing.common import STATES, day_start
 from gpuspend.costing.episodes import idle_episodes, is_remote, underutilised
 from gpuspend.costing.metering import hourly
@@ -100,16 +100,18 @@ def _build_snapshot(conn: sqlite3.Connection, cfg: Any, now: int, month: str | N
             workload=", ".join(w["label"] for w in held_by.get(g["id"], []))))
 
     uuid_of = {g["id"]: (g["uuid"], g["idx"]) for g in gpus}
-    spends = {(s.pid, s.user, s.command): s for s in attribution(conn, cfg, rates, today0, now + 1, now)}
+    # Each row is one process on one GPU and carries that GPU's share: a process on two GPUs is two rows
+    # that add up to its total (never its total on each row).
+    spends = attribution_by_gpu(conn, cfg, rates, today0, now + 1, now)
     pnow = []
     wl = labels_for(conn, [p[0] for procs in cur_procs.values() for p in procs])
     for gid, procs in cur_procs.items():
         for proc_id, pid, user, command, mem, sm in procs:
-            s = spends.get((pid, user or "?", command or ""))
+            cost, idle_cost = spends.get((pid, user or "?", command or "", gid), (0.0, 0.0))
             kind, label = wl.get(proc_id, ("process", ""))
             pnow.append(ProcessNow(pid=pid, user=user or "?", command=command or "", gpu_uuid=uuid_of[gid][0],
                                    gpu_index=uuid_of[gid][1], used_memory=mem, sm_util=sm,
-                                   cost_today=s.cost if s else 0.0, idle_cost_today=s.idle_cost if s else 0.0,
+                                   cost_today=cost, idle_cost_today=idle_cost,
                                    workload=label, workload_kind=kind))
 
     month = month or forecast.month_of(now)

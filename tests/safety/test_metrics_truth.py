@@ -29,16 +29,16 @@ def exporter():
 
 
 def _proc(gpu, cost: float) -> ProcessNow:
-    # costing gives a process's total for today on each of its GPU rows
+    # costing gives each (process, GPU) row that GPU's share of the process's cost today
     return ProcessNow(pid=77, user="alice", command="torchrun", gpu_uuid=gpu.uuid, gpu_index=gpu.index,
                       used_memory=1 << 30, sm_util=None, cost_today=cost)
 
 
 def test_a_process_on_two_gpus_is_counted_once(exporter):
     g0, g1 = make_gpu("node-a", 0), make_gpu("node-a", 1)
-    exporter.update(make_snapshot("node-a", (g0, g1), processes=(_proc(g0, 8.0), _proc(g1, 8.0))))
+    exporter.update(make_snapshot("node-a", (g0, g1), processes=(_proc(g0, 4.0), _proc(g1, 4.0))))
     users = [(lab, v) for name, lab, v in scrape(exporter) if name == "gpuspend_user_cost_total"]
-    assert users == [({"host": "node-a", "user": "alice", "currency": "USD"}, 8.0)]      # not 16.0
+    assert users == [({"host": "node-a", "user": "alice", "currency": "USD"}, 8.0)]      # its two shares, once
 
 
 def test_the_user_counter_carries_the_currency_of_the_money(exporter):

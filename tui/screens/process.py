@@ -17,8 +17,11 @@ from gpuspend.tui.widgets.process_table import workload_of
 def detail_text(p: ProcessNow, snap: Snapshot) -> Text:
     """Everything the table cuts short. Outside text goes in as plain characters (never markup)."""
     cur = snap.currency
-    no_rate = snap.no_rate_at_all and not p.cost_today
     rows = [p2 for p2 in snap.processes if p2.pid == p.pid and p2.user == p.user and p2.command == p.command]
+    # each row is this process on one GPU, with that GPU's share: the process costs their sum
+    cost = sum(r.cost_today for r in rows) if rows else p.cost_today
+    idle_cost = sum(r.idle_cost_today for r in rows) if rows else p.idle_cost_today
+    no_rate = snap.no_rate_at_all and not cost
     gpus = {g.uuid: g for g in snap.gpus}
     t = Text()
 
@@ -30,15 +33,15 @@ def detail_text(p: ProcessNow, snap: Snapshot) -> Text:
     field("pid", str(p.pid))
     field("user", clean(p.user))
     field("workload", workload_of(p) or "-")
-    field("cost today", "no rate" if no_rate else money(p.cost_today, cur))
-    field("idle today", "no rate" if no_rate else money(p.idle_cost_today, cur),
-          "#ff5f5f" if p.idle_cost_today else "")
+    field("cost today", "no rate" if no_rate else money(cost, cur))
+    field("idle today", "no rate" if no_rate else money(idle_cost, cur), "#ff5f5f" if idle_cost else "")
     t.append(f"{'GPUs':<14}", style="bold")
     for i, row in enumerate(rows):
         g = gpus.get(row.gpu_uuid)
         name = f"GPU {row.gpu_index}" if row.gpu_index is not None else clean(row.gpu_uuid)
         state = f", {g.state}" if g is not None else ""
-        t.append(("" if i == 0 else " " * 14) + f"{name}: {size(row.used_memory)} held{state}\n")
+        share = "" if no_rate else f", {money(row.cost_today, cur)} today"
+        t.append(("" if i == 0 else " " * 14) + f"{name}: {size(row.used_memory)} held{state}{share}\n")
     if not rows:
         t.append("-\n")
     t.append("\ncommand\n", style="bold")
