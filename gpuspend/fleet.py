@@ -290,23 +290,35 @@ def _gpuspend_nodes(samples: list[dict[str, Any]]) -> dict[str, FleetNode]:
     gpus: dict[tuple[str, str], dict[str, Any]] = {}
     months: dict[tuple[str, str, str], tuple[str, float]] = {}    # (host, cur, metric) -> (month, v)
 
+    seen: dict[str, str] = {}
+
+    def text(v: Any) -> str:
+        # the same host, model and currency labels come back on every GPU's series: clean each value once
+        got = seen.get(v)
+        if got is None:
+            got = seen[v] = clean(v)
+        return got
+
     def node(name: str) -> FleetNode:
-        return nodes.setdefault(name, FleetNode(name=name, source="gpuspend"))
+        got = nodes.get(name)
+        if got is None:
+            got = nodes[name] = FleetNode(name=name, source="gpuspend")
+        return got
 
     for s in samples:
         m = s.get("metric", {})
         name = m.get("__name__", "")[len("gpuspend_"):]
-        host = clean(m.get("host") or m.get("instance") or "?")
+        host = text(m.get("host") or m.get("instance") or "?")
         v = _value(s)
-        cur = clean(m.get("currency", ""))
+        cur = text(m.get("currency", ""))
         if name.startswith("gpu_"):
-            uuid = clean(m.get("uuid", ""))
-            g = gpus.setdefault((host, uuid), {"node": host, "gpu": clean(m.get("gpu", "")), "uuid": uuid,
-                                               "model": clean(m.get("model", ""))})
+            uuid = text(m.get("uuid", ""))
+            g = gpus.setdefault((host, uuid), {"node": host, "gpu": text(m.get("gpu", "")), "uuid": uuid,
+                                               "model": text(m.get("model", ""))})
             if name == "gpu_cost_per_hour":
                 g["cost"], g["currency"] = v, cur
             elif name == "gpu_state" and v == 1.0:
-                g["state"] = clean(m.get("state", "unknown"))
+                g["state"] = text(m.get("state", "unknown"))
             elif name == "gpu_utilization_ratio" and v is not None:
                 g["util"] = v * 100.0
             elif name == "gpu_idle_for_seconds":
@@ -317,7 +329,7 @@ def _gpuspend_nodes(samples: list[dict[str, Any]]) -> dict[str, FleetNode]:
             elif name == "gpu_idle_episode_open":
                 g["open"] = v == 1.0
             elif name == "gpu_rate_info":
-                g["rate_source"] = clean(m.get("source", ""))
+                g["rate_source"] = text(m.get("source", ""))
         elif name == "up":
             node(host).up = v == 1.0
         elif name in ("cost_per_hour", "idle_waste_today"):

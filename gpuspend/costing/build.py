@@ -100,6 +100,7 @@ def _build_snapshot(conn: sqlite3.Connection, cfg: Any, now: int, month: str | N
             workload=", ".join(w["label"] for w in held_by.get(g["id"], []))))
 
     uuid_of = {g["id"]: (g["uuid"], g["idx"]) for g in gpus}
+    parent_of = {g["id"]: g["parent_id"] for g in gpus if g.get("parent_id")}
     # Each row is one process on one GPU and carries that GPU's share: a process on two GPUs is two rows
     # that add up to its total (never its total on each row).
     spends = attribution_by_gpu(conn, cfg, rates, today0, now + 1, now)
@@ -107,7 +108,9 @@ def _build_snapshot(conn: sqlite3.Connection, cfg: Any, now: int, month: str | N
     wl = labels_for(conn, [p[0] for procs in cur_procs.values() for p in procs])
     for gid, procs in cur_procs.items():
         for proc_id, pid, user, command, mem, sm in procs:
-            cost, idle_cost = spends.get((pid, user or "?", command or "", gid), (0.0, 0.0))
+            key = (pid, user or "?", command or "")
+            # a MIG slice's processes are paid from its physical GPU's cost (rollup.mig_shares)
+            cost, idle_cost = spends.get((*key, gid)) or spends.get((*key, parent_of.get(gid)), (0.0, 0.0))
             kind, label = wl.get(proc_id, ("process", ""))
             pnow.append(ProcessNow(pid=pid, user=user or "?", command=command or "", gpu_uuid=uuid_of[gid][0],
                                    gpu_index=uuid_of[gid][1], used_memory=mem, sm_util=sm,
