@@ -30,13 +30,13 @@ from typing import TYPE_CHECKING
 from gpuspend import budget
 from gpuspend.alert_kinds import ALERTNAMES, BUDGET, IDLE, NO_REPEAT, OUTDATED, STALE
 from gpuspend.fmt import clean, duration, money
-from gpuspend.notify import Target, configured_targets
 from gpuspend.rollup import COLLECTOR_SEEN_KEY, REMOTE_SOURCES
 from gpuspend.snapshot import AlertView, GpuNow, MonthView, Snapshot
 from gpuspend.store import get_meta, transaction
 
 if TYPE_CHECKING:
     from gpuspend.config import Config
+    from gpuspend.notify import Target
 
 SPIKE_MIN_HOURS = 24            # hours of run-rate history before a baseline means anything
 BASELINE_MS = 7 * 86_400_000
@@ -381,6 +381,8 @@ def _resolve(conn: sqlite3.Connection, row: tuple, silent: bool, now_ms: int) ->
 def evaluate(conn: sqlite3.Connection, cfg: Config, snapshot: Snapshot, now_ms: int) -> list[Change]:
     """Open, repeat and resolve alerts for this snapshot; enqueue their notifications. Idempotent for a
     given state of the store, and safe when several processes call it at once."""
+    from gpuspend.notify import configured_targets  # the report reads alerts without loading delivery
+
     targets = configured_targets(cfg)
     repeat_ms = int(float(cfg.alerts.repeat) * 1000)
     changes: list[Change] = []

@@ -5,6 +5,7 @@ coalesce. Expected values are computed by hand or by the plain path on the same 
 from __future__ import annotations
 
 import sqlite3
+import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from gpuspend.collectors.billing.values import BadValue, ts_col
 from gpuspend.errors import DataError
 from gpuspend.store import connect
 from tests.billing.helpers import FIXTURES, csv_rows, dump, num
+from tests.conftest import ROOT
 
 FORK = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the reader process is used on Linux only")
 REPEAT = 40          # 400 rows, ~100 KB: many 4 KB blocks, several glued batches
@@ -50,6 +52,22 @@ def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(reader, "BATCH_BYTES", 16384)
 
 
+def _in_a_fresh_process(case: str, tmp_path: Path) -> None:
+    """Run `case(tmp_path)` in a new interpreter. The reader process is forked only from a single-threaded
+    process (pipeline.usable), and earlier tests in this one may have left threads (servers, exporters)
+    running: in a fresh interpreter the fork path is the one under test, every time."""
+    code = (f"from pathlib import Path\nimport tests.billing.test_import_pipeline as t\n"
+            f"t.{case}(Path({str(tmp_path)!r}))\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+
+
+def _fork_setup() -> None:
+    reader.BLOCK_SIZE, reader.BATCH_BYTES = 4096, 16384          # many small blocks, glued into batches
+    pipeline.CHILD_MIN_ROWS = 0
+    assert pipeline.usable(1), "the reader process would not be used"
+
+
 def _import(db: Path, src: Path, **kw) -> list:
     conn = connect(db)
     try:
@@ -59,12 +77,15 @@ def _import(db: Path, src: Path, **kw) -> list:
 
 
 @FORK
-def test_reader_process_stores_what_the_thread_stores(tmp_path: Path, small_blocks: None,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reader_process_stores_what_the_thread_stores(tmp_path: Path) -> None:
+    _in_a_fresh_process("case_reader_process_stores_what_the_thread_stores", tmp_path)
+
+
+def case_reader_process_stores_what_the_thread_stores(tmp_path: Path) -> None:
+    reader.BLOCK_SIZE, reader.BATCH_BYTES = 4096, 16384
     src = _big_focus(tmp_path)
-    [threaded] = _import(tmp_path / "thread.db", src)
-    monkeypatch.setattr(pipeline, "CHILD_MIN_ROWS", 0)
-    assert pipeline.usable(1)
+    [threaded] = _import(tmp_path / "thread.db", src)          # below CHILD_MIN_ROWS: the plain path
+    _fork_setup()
     [forked] = _import(tmp_path / "fork.db", src)
     assert forked.as_json() == threaded.as_json()
     rows = _charges(tmp_path / "fork.db")
@@ -75,9 +96,12 @@ def test_reader_process_stores_what_the_thread_stores(tmp_path: Path, small_bloc
 
 
 @FORK
-def test_reader_process_bad_row_names_its_line_and_writes_nothing(tmp_path: Path, small_blocks: None,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pipeline, "CHILD_MIN_ROWS", 0)
+def test_reader_process_bad_row_names_its_line_and_writes_nothing(tmp_path: Path) -> None:
+    _in_a_fresh_process("case_reader_process_bad_row_names_its_line_and_writes_nothing", tmp_path)
+
+
+def case_reader_process_bad_row_names_its_line_and_writes_nothing(tmp_path: Path) -> None:
+    _fork_setup()
     src = _big_focus(tmp_path, bad_at=333)
     db = tmp_path / "g.db"
     connect(db).close()
@@ -120,7 +144,11 @@ def test_coalesce_takes_the_first_present_value_per_row() -> None:
 
 
 @FORK
-def test_parquet_through_the_reader_process_matches_the_csv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_parquet_through_the_reader_process_matches_the_csv(tmp_path: Path) -> None:
+    _in_a_fresh_process("case_parquet_through_the_reader_process_matches_the_csv", tmp_path)
+
+
+def case_parquet_through_the_reader_process_matches_the_csv(tmp_path: Path) -> None:
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
@@ -128,7 +156,8 @@ def test_parquet_through_the_reader_process_matches_the_csv(tmp_path: Path, monk
     pq_path = tmp_path / "cur2-00001.snappy.parquet"
     pq.write_table(pacsv.read_csv(src), pq_path)             # typed columns (timestamps, doubles)
     [a] = _import(tmp_path / "csv.db", src)
-    monkeypatch.setattr(pipeline, "CHILD_MIN_ROWS", 0)
+    pipeline.CHILD_MIN_ROWS = 0
+    assert pipeline.usable(1), "the reader process would not be used"
     [b] = _import(tmp_path / "pq.db", pq_path)
     assert b.as_json()["periods"] == a.as_json()["periods"] and b.rows == a.rows == 3
     cols = "charge_period_start, charge_period_end, billed_cost, effective_cost, resource_id, tags, is_gpu"
