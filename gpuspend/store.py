@@ -227,9 +227,8 @@ CREATE TABLE cloud_charges (        -- what a provider's billing API says was ch
 CREATE INDEX cloud_charges_period ON cloud_charges(provider, period_start);
 """
 
-# Slots reserved for work in progress (one per area, so parallel changes never renumber each other); an
-# empty slot only advances user_version.
-_V5 = ""   # month / projection
+# v5: empty (a slot reserved for the month work, which needed no schema): it only advances user_version.
+_V5 = ""
 # v6: billing imports: parts and versions. When the export wrote the file (its latest export-time cell, when
 # the format has one) orders versions of a period together with coverage_end.
 _V6 = """
