@@ -29,6 +29,7 @@ ALLOC_EVERY_S = 30.0
 # a few hundred MiB at most; nvmlMemory_v2 leaves the reserved part out of `used`).
 ORPHAN_MIN_BYTES = 1 << 30
 CACHE_MAX = 4096
+RETRY_UNKNOWN_S = 30.0      # a pid we could not inspect (gone, other PID namespace) is asked again after this
 _KERNEL_FILE = re.compile(r"kernel-([0-9a-fA-F-]{8,64})\.json$")
 TAG_KEYS = ("GPUSPEND_TEAM", "GPUSPEND_PROJECT")
 
@@ -68,6 +69,8 @@ class WorkloadResolver:
         self.slurm = names.Slurm(t)
         self.jupyter = names.Jupyter(t)
         self._cache: dict[tuple[int, int | None], WorkloadReading | None] = {}
+        self._unknown_until: dict[int, float] = {}     # uninspectable pid -> when to look again
+        self._alive: dict[int, bool] = {}              # pid -> in our procfs, for this pass (count_pids)
         self._alloc: list[tuple[str, WorkloadReading]] = []
         self._alloc_at = -1e9
         self.missing_pids = 0       # NVML pids not in our procfs in the last pass (another PID namespace)
@@ -95,11 +98,20 @@ class WorkloadResolver:
         key = (pid, started)
         if key in self._cache:
             return self._cache[key]
+        now = time.monotonic()
+        if started is None and self._unknown_until.get(pid, 0.0) > now:
+            return None                               # looked at moments ago and could not see it
         w = self._resolve(pid, user)
         if len(self._cache) >= CACHE_MAX:
             self._cache.clear()
-        if started is not None or w is not None:     # an uninspectable pid is asked again next time
+        if len(self._unknown_until) >= CACHE_MAX:
+            self._unknown_until.clear()
+        if started is not None or w is not None:
             self._cache[key] = w
+        else:
+            # an uninspectable pid is asked again, but not on every tick: in another PID namespace every
+            # pid is one, and reading four procfs files for each, each second, is the collector's whole cost
+            self._unknown_until[pid] = now + RETRY_UNKNOWN_S
         return w
 
     def _resolve(self, pid: int, user: str) -> WorkloadReading | None:
@@ -215,7 +227,7 @@ class WorkloadResolver:
             if g.lost or g.uuid in parents or g.mem_used is None:
                 continue
             if g.processes:
-                if any(self.fs.exists(p.pid) for p in g.processes):
+                if any(self._exists(p.pid) for p in g.processes):
                     continue
                 held = sum(p.used_memory or 0 for p in g.processes) or g.mem_used
             else:
@@ -231,8 +243,14 @@ class WorkloadResolver:
     # -- what doctor and the dashboard say --------------------------------------------------------------------
     def count_pids(self, pids: list[int]) -> None:
         """NVML's pids of one pass: how many our procfs does not show (a collector without the host PID ns)."""
+        self._alive = {p: self.fs.exists(p) for p in pids}
         self.seen_pids = len(pids)
-        self.missing_pids = sum(1 for p in pids if not self.fs.exists(p))
+        self.missing_pids = sum(1 for p in pids if not self._alive[p])
+
+    def _exists(self, pid: int) -> bool:
+        """In our procfs: this pass's answer (count_pids) when there is one, else a fresh look."""
+        hit = self._alive.get(pid)
+        return self.fs.exists(pid) if hit is None else hit
 
     @property
     def foreign_pid_namespace(self) -> bool:

@@ -118,3 +118,23 @@ def test_with_squeue_only_this_nodes_jobs_are_asked_for(node: Node, tmp_path: Pa
     held = sorted((uuid, w.id) for uuid, w in r.allocations if w.kind == "slurm-job")
     assert held == [("GPU-node1-2", "1392969")]
     assert "--nodelist=node-1" in (bin_dir / "squeue.log").read_text()
+
+
+def test_an_uninspectable_pid_is_not_read_again_on_every_tick(tmp_path: Path) -> None:
+    """A collector in another PID namespace cannot see any GPU process: each is looked at once per 30 s, not
+    four procfs reads per pid per second; a process that can be seen (its start time known) resolves at once."""
+    root = tmp_path / "proc"
+    root.mkdir()
+    res = WorkloadResolver(ResolverConfig(names=False), root=root, host=HOST)
+    reads: list[tuple[int, str]] = []
+    real = res.fs._read
+    res.fs._read = lambda pid, name: reads.append((pid, name)) or real(pid, name)
+    assert res.resolve(31, None) is None
+    first = len(reads)
+    assert first > 0
+    for _ in range(10):
+        assert res.resolve(31, None) is None
+    assert len(reads) == first                   # no procfs read for it until the retry time
+    fakes.add_proc(root, 31, cgroup=CGROUPS["docker-systemd"], cmdline=["python"], uid=0)
+    w = res.resolve(31, 7)                       # seen now (a start time): resolved at once
+    assert w is not None and w.kind == "docker"
