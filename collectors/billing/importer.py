@@ -24,7 +24,8 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from itertools import chain, islice
+from itertools import compress
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from gpuspend import clock
 from gpuspend.collectors.billing import detect as detect_mod
 from gpuspend.collectors.billing import pipeline
 from gpuspend.collectors.billing.manifest import Unit, discover
-from gpuspend.collectors.billing.normalise import FIELDS, Cols
+from gpuspend.collectors.billing.normalise import FIELDS, Cols, columns_read, sql_ready
 from gpuspend.collectors.billing.reader import Batch, Table, unreadable
 from gpuspend.errors import DataError
 from gpuspend.fmt import clean
@@ -65,39 +66,55 @@ class FileResult:
     unchanged: bool = False
     superseded_by: list[str] = field(default_factory=list)   # newer versions that won over this file
     supersedes: list[str] = field(default_factory=list)      # stored or read files this one replaced
+    supersedes_why: dict[str, str] = field(default_factory=dict, repr=False)
+    # newer, but only part of its export run: the older run's files that were kept whole instead
+    held_by: list[str] = field(default_factory=list)
+    why: list[str] = field(default_factory=list)             # why it was superseded or held (evidence)
     notes: list[str] = field(default_factory=list)
     kept_periods: int = 0                                    # slices of this file that were kept
     sha256: str = field(default="", repr=False)
 
     @property
     def status(self) -> str:
-        """imported | unchanged (same bytes or manifest version stored) | superseded (a newer version won)."""
+        """imported | unchanged (same bytes or manifest version stored) | superseded (a newer version won) |
+        incomplete (newer, but the rest of its export run is missing: the older run was kept whole)."""
         if self.unchanged:
             return "unchanged"
-        return "superseded" if self.superseded_by and not self.kept_periods else "imported"
+        if self.kept_periods or not (self.superseded_by or self.held_by):
+            return "imported"
+        return "superseded" if self.superseded_by else "incomplete"
 
     def as_json(self) -> dict[str, Any]:
         return {
             "path": self.path, "format": self.format, "status": self.status, "rows": self.rows,
             "gpu_rows": self.gpu_rows, "skipped_rows": self.skipped_rows, "bad_lines": self.bad_lines,
             "superseded_by": sorted(set(self.superseded_by)), "supersedes": sorted(set(self.supersedes)),
+            "kept_instead": sorted(set(self.held_by)), "why": self.why,
             "notes": self.notes, "periods": _merged_periods(self.periods),
         }
 
 
 def summary_json(results: list[FileResult]) -> dict[str, Any]:
-    """`gpuspend import --json`: every file, plus which were kept and which were superseded (and by what)."""
+    """`gpuspend import --json`: every file, plus which were kept and which were superseded (by what, and why),
+    and which were held back as an incomplete newer run (with the stored run kept instead)."""
     kept = [r.path for r in results if r.status in ("imported", "unchanged")]
-    superseded = [{"path": r.path, "by": sorted(set(r.superseded_by))} for r in results if r.status == "superseded"]
+    superseded = [{"path": r.path, "by": sorted(set(r.superseded_by)), "why": r.why}
+                  for r in results if r.status == "superseded"]
+    incomplete = [{"path": r.path, "kept_instead": sorted(set(r.held_by)), "why": r.why}
+                  for r in results if r.status == "incomplete"]
     replaced: dict[str, set[str]] = {}
+    why: dict[str, str] = {}
     for r in results:
         for old in r.supersedes:
             replaced.setdefault(old, set()).add(r.path)
+            if old in r.supersedes_why:
+                why.setdefault(old, r.supersedes_why[old])
     read = {str(Path(r.path).resolve()) for r in results}
-    superseded += [{"path": old, "by": sorted(by), "previously_imported": True}
+    superseded += [{"path": old, "by": sorted(by), "why": [why[old]] if old in why else [],
+                    "previously_imported": True}
                    for old, by in sorted(replaced.items()) if old not in read]
     return {"files": [r.as_json() for r in results], "kept": kept, "superseded": superseded,
-            "changed": any(r.status == "imported" for r in results)}
+            "incomplete": incomplete, "changed": any(r.status == "imported" for r in results)}
 
 
 def _merged_periods(periods: list[PeriodTotal]) -> list[dict[str, Any]]:
@@ -232,7 +249,7 @@ SliceKey = tuple[str, str | None, int]
 @dataclass
 class _Cand:
     """One candidate version of a slice: the rows one unit (a file, or a manifest's files) gave it, or what
-    earlier imports stored for it."""
+    earlier imports stored for it (the stored run: one import row per part)."""
 
     key: SliceKey
     ids: list[int]
@@ -244,6 +261,11 @@ class _Cand:
     path: str
     results: list[FileResult] = field(default_factory=list)    # new candidates: the files of their unit
     stored: bool = False
+    version: str | None = None                       # manifest assemblyId / executionId / runId
+    older: frozenset[str] = frozenset()              # versions its export's layout shows as older (AWS)
+    paths: dict[int, str] = field(default_factory=dict)          # import id -> file (the stored run's parts)
+    items: set[int] = field(default_factory=set)                 # line-item identities (see _line_items)
+    part_items: dict[int, set[int]] = field(default_factory=dict)
 
 
 class _Slices:
@@ -339,6 +361,7 @@ def _line_items(conn: sqlite3.Connection, ids: list[int], modulus: int) -> set[i
 
 
 def _stored_cand(conn: sqlite3.Connection, key: SliceKey, exclude: set[int]) -> _Cand | None:
+    """What earlier imports keep for a slice: one run, one import row per part."""
     rows = [r for r in conn.execute(
         "SELECT id, rows, coverage_end, export_time, version_id, path FROM imports "
         "WHERE source = ? AND account IS ? AND billing_period_start = ? ORDER BY id", key) if r[0] not in exclude]
@@ -346,14 +369,15 @@ def _stored_cand(conn: sqlite3.Connection, key: SliceKey, exclude: set[int]) -> 
         return None
     covs = [r[2] for r in rows if r[2] is not None]
     ets = [r[3] for r in rows if r[3] is not None]
+    versions = {r[4] for r in rows if r[4]}
     return _Cand(key, [r[0] for r in rows], sum(r[1] for r in rows), max(covs, default=None),
-                 max(ets) if len(ets) == len(rows) else None, 0.0, any(r[4] for r in rows),
-                 rows[0][5], stored=True)
+                 max(ets) if len(ets) == len(rows) else None, 0.0, bool(versions), rows[0][5], stored=True,
+                 version=next(iter(versions)) if len(versions) == 1 else None, paths={r[0]: r[5] for r in rows})
 
 
 def _resolve_versions(conn: sqlite3.Connection, slices: _Slices) -> bool:
-    """Keep, per slice, one run: the newest version and its parts; delete the rest. True when the stored
-    rows changed (something new kept, or something stored replaced)."""
+    """Keep, per slice, one run: the newest complete version and its parts; delete the rest. True when the
+    stored rows changed (something new kept, or something stored replaced)."""
     units = slices.units
     by_key: dict[SliceKey, list[_Cand]] = {}
     for sid, key in slices.key_of.items():
@@ -361,7 +385,8 @@ def _resolve_versions(conn: sqlite3.Connection, slices: _Slices) -> bool:
         st = slices.stats[sid]
         mtime = max((_mtime(f) for f in unit.files), default=0.0)
         by_key.setdefault(key, []).append(_Cand(key, [sid], st[0], st[2], st[4], mtime, unit.manifest is not None,
-                                                results[0].path, results))
+                                                results[0].path, results, version=unit.version_id,
+                                                older=unit.older))
     new_ids = set(slices.key_of)
     changed = False
     for key, cands in by_key.items():
@@ -375,8 +400,8 @@ def _resolve_versions(conn: sqlite3.Connection, slices: _Slices) -> bool:
                 slices.kept.update(c.ids)
                 for r in c.results:
                     r.kept_periods += 1
-        by = [c.path for c in winners]
-        for c in losers:
+        by = [p for w in winners for p in ([w.path] if not w.stored else w.paths.values())]
+        for c, held, why in losers:
             # charges first (one indexed delete), then the import rows
             conn.executemany("DELETE FROM charges WHERE import_id = ?", [(i,) for i in c.ids])
             conn.executemany("DELETE FROM imports WHERE id = ?", [(i,) for i in c.ids])
@@ -384,10 +409,14 @@ def _resolve_versions(conn: sqlite3.Connection, slices: _Slices) -> bool:
                 changed = True
                 for w in winners:
                     for r in w.results:
-                        r.supersedes.append(c.path)
+                        for old in c.paths.values():
+                            r.supersedes.append(old)
+                            r.supersedes_why.setdefault(old, why)
             else:
                 for r in c.results:
-                    r.superseded_by.extend(by)
+                    (r.held_by if held else r.superseded_by).extend(by)
+                    if why not in r.why:
+                        r.why.append(why)
     return changed
 
 
@@ -427,44 +456,126 @@ def _usage_coverage(conn: sqlite3.Connection, ids: list[int]) -> int | None:
     return best
 
 
-def _choose(conn: sqlite3.Connection, cands: list[_Cand]) -> tuple[list[_Cand], list[_Cand]]:
-    """(the winning run's candidates, the superseded ones) for one slice.
+# Share of an older run's line items a newer run must also carry to replace it as a whole. A newer month-to-date
+# run repeats every line item of the older one; a newer run of which only some parts are here does not (the
+# missing parts' items are absent), and replacing the older run with it would drop those items' money.
+COMPLETE_MIN_SHARED = 0.9
 
-    Newest first: by export time when every candidate has one, else by coverage end (an older month-to-date
-    export reaches less far: importing it after a newer one changes nothing); on a tie the file being imported
-    beats the stored one, then more rows, then the later file mtime. Going down that order, a candidate sharing more than a few line items with the winning run is an
-    older version; one with different line items is another part of the same run (never for manifest runs,
-    whose manifest lists every part).
-    """
+
+def _shares(mine: set[int], union: set[int]) -> bool:
+    """More than a few line items in common: two versions of the same items, not two parts of one run."""
+    return len(mine & union) / (min(len(mine), len(union)) or 1) > PART_MAX_SHARED
+
+
+def _day(ts: int | None) -> str:
+    return "never" if ts is None else time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts))
+
+
+def _why(new: _Cand, old: _Cand, use_et: bool) -> str:
+    """Why `new` counts as the newer version of `old`: the first evidence that tells them apart."""
+    if old.version is not None and old.version in new.older | old.older and new.version not in old.older:
+        return (f"{clean(old.version, 60)} is an older assembly: its folder lies beside the export's current "
+                f"manifest, which names another")
+    if use_et and new.export_time != old.export_time:
+        return f"the newer one was exported later ({_day(new.export_time)}; the other {_day(old.export_time)})"
+    if new.cov_end != old.cov_end:
+        return f"the newer one's usage reaches further (to {_day(new.cov_end)}; the other to {_day(old.cov_end)})"
+    if len(new.items) != len(old.items):
+        return f"the newer one carries more line items over the same days ({len(new.items)} vs {len(old.items)})"
+    if old.stored:
+        return ("nothing in the files says which is newer (no export time, the same coverage and line items): "
+                "the one imported last replaces the stored one (a re-issued export)")
+    if new.stored:
+        return "the stored version is kept: nothing in the files says the other is newer"
+    return ("nothing in the files says which is newer (no export time, the same coverage and line items): of "
+            "the files read together, the one with more rows, then the later file time, was kept")
+
+
+def _choose(conn: sqlite3.Connection, cands: list[_Cand]) -> tuple[list[_Cand], list[tuple[_Cand, bool, str]]]:
+    """(the kept run's candidates, [(a candidate not kept, held?, why)]) for one slice.
+
+    Newest first, from what the files carry: a version the export's own layout shows as older (an AWS
+    assembly beside the period's current manifest) goes last; then export time when every candidate has
+    one; then coverage end (an older month-to-date export reaches less far); then the number of line items
+    over the same days (late items, credits). On a full tie nothing in the files tells them apart: the file
+    being imported replaces the stored one (a cloud re-issues a period with amounts restated, and says so),
+    then more rows, then the later file mtime, among files read together; the `why` of each says which.
+
+    Runs: going down that order, a candidate sharing line items with a run is an older version of it; one
+    with different line items is another part of that run (never for manifest runs, whose manifest lists
+    every part). The newest run wins if it is complete: a manifest run, or one that carries (nearly) all
+    line items of the next older run. A newer run of which only some parts are here is held back (not
+    imported) and the older run is kept whole, so no part's money disappears."""
     if len(cands) == 1:
         return cands, []
+    for c in cands:
+        c.cov_end = _usage_coverage(conn, c.ids)
+    modulus = 16 if max(c.rows for c in cands) > KEY_SAMPLE_ROWS else 1
+    for c in cands:
+        c.part_items = {i: _line_items(conn, [i], modulus) for i in c.ids}
+        c.items = set().union(*c.part_items.values())
+    older = frozenset().union(*(c.older for c in cands))
     use_et = all(c.export_time is not None for c in cands)
 
     def newness(c: _Cand) -> tuple:
-        # Same export time and reach: a restatement (the cloud re-issues the month with amounts corrected).
-        # Nothing in the files says which is newer, so the one being imported now replaces the stored one;
-        # among files read together, more rows (late-arriving items), then the later mtime.
-        return ((c.export_time if use_et else 0), c.cov_end if c.cov_end is not None else -1, not c.stored,
-                c.rows, c.mtime)
+        return (c.version is None or c.version not in older, (c.export_time if use_et else 0),
+                c.cov_end if c.cov_end is not None else -1, len(c.items), not c.stored, c.rows, c.mtime)
 
-    for c in cands:
-        c.cov_end = _usage_coverage(conn, c.ids)
     order = sorted(cands, key=newness, reverse=True)
-    modulus = 16 if max(c.rows for c in cands) > KEY_SAMPLE_ROWS else 1
-    keys = {id(c): _line_items(conn, c.ids, modulus) for c in order}
-    winners = [order[0]]
-    union = set(keys[id(order[0])])
-    losers: list[_Cand] = []
-    for c in order[1:]:
-        mine = keys[id(c)]
-        shared = len(mine & union)
-        smaller = min(len(mine), len(union)) or 1
-        if c.manifest or any(w.manifest for w in winners) or shared / smaller > PART_MAX_SHARED:
-            losers.append(c)
+    # A part no other candidate shares line items with says nothing about which run it belongs to by its
+    # items: it joins, after the runs are formed, the run it was exported with (same export time, else the
+    # same coverage end), else the newest run that takes parts.
+    isolated = [c for c in order if not c.manifest
+                and not any(d is not c and _shares(c.items, d.items) for d in cands)]
+    left = [c for c in order if all(c is not i for i in isolated)]
+    runs: list[tuple[list[_Cand], set[int]]] = []
+    while left:
+        run, union, rest = [left[0]], set(left[0].items), []
+        for c in left[1:]:
+            if c.manifest or run[0].manifest or _shares(c.items, union):
+                rest.append(c)
+            else:
+                run.append(c)
+                union |= c.items
+        runs.append((run, union))
+        left = rest
+    for c in isolated:
+        takers = [r for r in runs if not r[0][0].manifest]
+        fit = next((r for r in takers if use_et and r[0][0].export_time == c.export_time), None) or next(
+            (r for r in takers if r[0][0].cov_end == c.cov_end), None) or (takers[0] if takers else None)
+        if fit is None:
+            runs.append(([c], set(c.items)))
         else:
-            winners.append(c)
-            union |= mine
+            fit[0].append(c)
+            fit[1].update(c.items)
+    win = 0
+    while win + 1 < len(runs):
+        run, union = runs[win]
+        nxt = runs[win + 1][1]
+        if run[0].manifest or len(nxt & union) >= COMPLETE_MIN_SHARED * len(nxt):
+            break
+        win += 1
+    winners = runs[win][0]
+    losers: list[tuple[_Cand, bool, str]] = []
+    for k, (run, union) in enumerate(runs):
+        if k < win:
+            why = _held_why(runs[win][0], runs[win][1], union)
+            losers.extend((c, True, why) for c in run)
+        elif k > win:
+            why = _why(winners[0], run[0], use_et)
+            losers.extend((c, False, why) for c in run)
     return winners, losers
+
+
+def _held_why(kept: list[_Cand], kept_items: set[int], newer_items: set[int]) -> str:
+    missing = [p for c in kept for i, p in (c.paths.items() if c.stored else [(c.ids[0], c.path)])
+               if not _shares(c.part_items.get(i, c.items), newer_items)]
+    lost = len(kept_items - newer_items)
+    text = (f"part of a newer export run whose other parts are not here: {lost} of the {len(kept_items)} line "
+            f"items of the run kept have no newer counterpart")
+    if missing:
+        text += f" (parts without one: {', '.join(clean(Path(p).name, 80) for p in missing[:5])})"
+    return text + "; the older run is kept whole. Import all files of the newer run together, or its manifest"
 
 
 def _unchanged(conn: sqlite3.Connection, path: Path, sha: str) -> FileResult:
@@ -516,9 +627,9 @@ def _normalised(table: Table, keys: list[str], mod: Any, ctx: dict[str, Any]) ->
 
     def produce() -> None:
         try:
-            for batch in table.batches():
+            for batch in table.batches(columns_read(mod.normalise, keys, table.header, ctx)):
                 cols = Cols(keys, table.header, batch.columns, batch.num_rows)
-                if not put((batch, mod.normalise(cols, ctx))):
+                if not put((batch, sql_ready(mod.normalise(cols, ctx)))):
                     return
             put(done)
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
@@ -610,16 +721,21 @@ def _insert_rows(conn: sqlite3.Connection, ids: Sequence[int], lines: Sequence[i
     keep = [(f, c) for f, c in zip(FIELDS, cols, strict=True) if not (c[0] is None and c.count(None) == len(c))]
     fields = tuple(f for f, _c in keep)
     n = len(ids)
-    # Iterators end to end (C-level zip/chain, no per-batch list of tuples or flat copy): less work and less
-    # memory per batch. islice takes exactly `full` rows, the single-row INSERT gets the rest of the same zip.
-    rows = zip(ids, lines, *(_sql_nulls(c) for _f, c in keep), strict=True)
+    width = len(fields) + 2
+    # Row-major parameters from the columns by extended-slice assignment (a pointer copy per cell in C, ~5x
+    # cheaper than zipping rows into tuples and flattening them), then one slice per statement.
+    flat: list[Any] = [None] * (n * width)
+    flat[0::width] = ids
+    flat[1::width] = lines
+    for j, (_f, c) in enumerate(keep, 2):
+        flat[j::width] = _sql_nulls(c)
     full = n // ROWS_PER_INSERT * ROWS_PER_INSERT
+    step = ROWS_PER_INSERT * width
     if full:
-        flat = iter(chain.from_iterable(islice(rows, full)))
         conn.executemany(_insert_sql(fields, ROWS_PER_INSERT),
-                         zip(*[flat] * (ROWS_PER_INSERT * (len(fields) + 2)), strict=True))
+                         (flat[i:i + step] for i in range(0, full * width, step)))
     if full < n:
-        conn.executemany(_insert_sql(fields), rows)
+        conn.executemany(_insert_sql(fields), (flat[i:i + width] for i in range(full * width, n * width, width)))
 
 
 _AS_NAN = {None: _NAN}
@@ -679,14 +795,17 @@ def _insert_batch(conn: sqlite3.Connection, rows: Any, skip: set[int], lines: Se
             _latest(st, [t for i, t in zip(ids, export_time, strict=True) if i == sid])
     _insert_rows(conn, ids, lines, cols)
     start_of = {sid: k[2] for k, sid in sid_of.items()}
-    groups: dict[tuple[int, str | None], list[int]] = {}
-    for i, g in enumerate(zip(ids, cur, strict=True)):
-        groups.setdefault(g, []).append(i)
+    # (slice, currency) groups: one C-level pass per group (a batch has a few), no Python loop per row
+    pairs = list(zip(ids, cur, strict=True))
     starts, ends = col["charge_period_start"], col["charge_period_end"]
-    for (sid, c), ix in groups.items():
-        def take(values: list[Any], ix: list[int] = ix) -> list[Any]:
-            return [values[i] for i in ix]
+    for g in dict.fromkeys(pairs):
+        ix = list(compress(range(n), map(g.__eq__, pairs)))
+        pick = itemgetter(*ix)
 
+        def take(values: list[Any], pick: Any = pick, one: bool = len(ix) == 1) -> list[Any]:
+            return [pick(values)] if one else list(pick(values))
+
+        sid, c = g
         _tally(slices.stats[sid], totals, start_of[sid], c, take(is_gpu), take(starts), take(ends), take(billed),
                take(eff))
     res.rows += n

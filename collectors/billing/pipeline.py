@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gpuspend.collectors.billing import detect as detect_mod
-from gpuspend.collectors.billing.normalise import Cols
+from gpuspend.collectors.billing.normalise import Cols, columns_read, sql_ready
 from gpuspend.collectors.billing.reader import Batch, Table
 from gpuspend.collectors.billing.values import BadValue
 from gpuspend.errors import DataError, GpuspendError
@@ -41,8 +41,8 @@ def _child(out: Connection, path: str, skip_bad: bool, keys: list[str], fmt: str
     try:
         table = Table(Path(path), skip_bad_rows=skip_bad)
         mod = detect_mod.module(fmt)
-        for batch in table.batches():
-            rows = mod.normalise(Cols(keys, table.header, batch.columns, batch.num_rows), ctx)
+        for batch in table.batches(columns_read(mod.normalise, keys, table.header, ctx)):
+            rows = sql_ready(mod.normalise(Cols(keys, table.header, batch.columns, batch.num_rows), ctx))
             bad = [(b.row, b.column, b.value, b.expected) for b in rows.bad]
             rows.bad, rows.gpu_texts = [], []          # used inside normalise only; BadValue is rebuilt there
             out.send(("batch", Batch(batch.first_line, [], batch.num_rows, batch.lines), rows, bad))

@@ -19,10 +19,12 @@ import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from gpuspend.collectors.billing.normalise import NOT_READ
 from gpuspend.errors import DataError
 
 try:
@@ -35,7 +37,7 @@ except (NotImplementedError, pa.ArrowException):   # a build without jemalloc: k
 # pyarrow's CSV reader keeps ~36 blocks in flight whatever use_threads says, so memory follows the block size:
 # small blocks are read and glued into batches of BATCH_BYTES (the per-batch work of normalising stays amortised).
 BLOCK_SIZE = 1 << 18        # bytes per CSV block read by pyarrow (~360 FOCUS rows)
-BATCH_BYTES = 1 << 20       # bytes of CSV per batch handed on (~1.4k FOCUS rows)
+BATCH_BYTES = 1 << 21       # bytes of converted CSV columns per batch handed on (~4k FOCUS rows)
 JSON_BATCH = 5000
 # Rows per Parquet batch: each batch becomes ~25 Python lists in flight (a few batches at once), so a
 # CSV-sized batch keeps memory flat; a row group is decoded whole anyway.
@@ -46,7 +48,7 @@ MAX_DEPTH = 32              # JSONL objects nest a few levels (GCP: service.desc
 @dataclass
 class Batch:
     first_line: int                 # file line number of the batch's first row
-    columns: list[pa.Array]         # one string array per header column
+    columns: list[pa.Array]         # one string array per header column (Parquet: timestamps stay typed)
     num_rows: int
     lines: list[int] | None = None  # exact line numbers when rows are not one per consecutive line (JSONL)
 
@@ -195,16 +197,19 @@ class Table:
                             hint="the download may be incomplete; fetch it again") from None
 
     # ------------------------------------------------------------ batches
-    def batches(self) -> Iterator[Batch]:
+    def batches(self, columns: set[int] | None = None) -> Iterator[Batch]:
+        """Every row, in batches. `columns`: the header columns to convert (None: all); the others are
+        handed on as normalise.NOT_READ (CSV and Parquet skip them: less parsing and copying)."""
         if self.kind == "parquet":
-            yield from self._parquet_batches()
+            yield from self._parquet_batches(columns)
         elif self.kind == "jsonl":
             yield from self._json_batches()
         else:
-            yield from self._csv_batches()
+            yield from self._csv_batches(columns)
 
-    def _csv_batches(self) -> Iterator[Batch]:
+    def _csv_batches(self, columns: set[int] | None = None) -> Iterator[Batch]:
         names = [f"c{i}" for i in range(self.width)]     # our own names: the header may repeat or be odd
+        wanted = None if columns is None else [i for i in range(self.width) if i in columns]
         read = pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=BLOCK_SIZE, encoding="utf8",
                                  use_threads=False)   # our own reader thread overlaps parsing with inserts
         skipped: set[int] = set()
@@ -219,13 +224,19 @@ class Table:
         parse = pacsv.ParseOptions(newlines_in_values=True,
                                    invalid_row_handler=wrong_width if self.skip_bad_rows else None)
         conv = pacsv.ConvertOptions(column_types={n: pa.string() for n in names}, strings_can_be_null=False,
-                                    quoted_strings_can_be_null=False, null_values=[])
+                                    quoted_strings_can_be_null=False, null_values=[],
+                                    include_columns=[names[i] for i in wanted] if wanted else [])
         line = 2
         try:
             stream = pa.input_stream(str(self.path), compression="gzip" if _is_gz(self.path) else None)
             reader = pacsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=conv)
             for rb in _glued(reader):
-                cols = list(rb.columns)
+                if wanted:
+                    cols: list[Any] = [NOT_READ] * self.width
+                    for i, arr in zip(wanted, rb.columns, strict=True):
+                        cols[i] = arr
+                else:
+                    cols = list(rb.columns)
                 cols += [pa.nulls(rb.num_rows, pa.string())] * (len(self.header) - self.width)
                 if not skipped:
                     yield Batch(line, cols, rb.num_rows)
@@ -257,13 +268,26 @@ class Table:
         raise DataError(f"cannot read the file ({type(exc).__name__})", where=f"{self.path}:{lineno}",
                         hint="run with --debug for details") from exc
 
-    def _parquet_batches(self) -> Iterator[Batch]:
+    def _parquet_batches(self, columns: set[int] | None = None) -> Iterator[Batch]:
         import pyarrow.parquet as pq
 
         line = 1      # Parquet has no lines: report the 1-based row number instead
+        width = len(self.header)
+        wanted = None if columns is None else [i for i in range(width) if i in columns]
+        if len(set(self.header)) != width:        # a repeated name: selecting by name would be ambiguous
+            wanted = None
         try:
-            for rb in pq.ParquetFile(self.path).iter_batches(batch_size=PARQUET_BATCH):
-                yield Batch(line, [_as_text(c) for c in rb.columns], rb.num_rows)
+            pf = pq.ParquetFile(self.path)
+            # by index: a Parquet schema may repeat a name, and only the columns read are decoded at all
+            for rb in pf.iter_batches(batch_size=PARQUET_BATCH, columns=None if wanted is None else
+                                      [pf.schema_arrow.names[i] for i in wanted]):
+                if wanted is None:
+                    yield Batch(line, [_as_text(c) for c in rb.columns], rb.num_rows)
+                else:
+                    cols: list[Any] = [NOT_READ] * width
+                    for i, arr in zip(wanted, rb.columns, strict=True):
+                        cols[i] = _as_text(arr)
+                    yield Batch(line, cols, rb.num_rows)
                 line += rb.num_rows
         except (pa.ArrowException, OSError) as exc:
             raise DataError(f"cannot read Parquet data ({type(exc).__name__})", where=f"{self.path}:{line}",
@@ -343,11 +367,10 @@ def _as_text(col: pa.Array) -> pa.Array:
     if pa.types.is_large_string(col.type) or pa.types.is_dictionary(col.type):
         return col.cast(pa.string())
     if pa.types.is_timestamp(col.type):
+        # Kept typed: values.ts_col reads the instants directly (formatting them as text to parse them back
+        # cost ~1 s per 200k rows); anything reading such a column as text gets Arrow's ISO rendering.
         # Naive Parquet timestamps are UTC by convention in billing exports.
-        import pyarrow.compute as pc
-
-        utc = col.cast(pa.timestamp(col.type.unit, tz="UTC")) if col.type.tz else col
-        return pc.strftime(utc, format="%Y-%m-%dT%H:%M:%SZ")
+        return col
     if pa.types.is_nested(col.type) or pa.types.is_map(col.type):
         return pa.array([None if v is None else json.dumps(v if not isinstance(v, list) or not v
                                                            or not isinstance(v[0], tuple) else dict(v),

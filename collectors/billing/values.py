@@ -42,13 +42,35 @@ def clean(arr: pa.Array, nulls: pa.Array = _NULLSET) -> pa.Array:
     if arr.type != pa.string():
         arr = pc.cast(arr, pa.string())
     trimmed = pc.utf8_trim_whitespace(arr)
-    return pc.if_else(pc.is_in(trimmed, value_set=nulls), _NULL_STR, trimmed)
+    marked = pc.is_in(trimmed, value_set=nulls)
+    # if_else copies every string even when no cell is a null marker (most columns): only when one is.
+    if not pc.any(marked).as_py():
+        return trimmed
+    return pc.if_else(marked, _NULL_STR, trimmed)
 
 
 def text_col(arr: pa.Array | None, n: int) -> list[str | None]:
     if arr is None:
         return [None] * n
-    return clean(arr).to_pylist()
+    return pylist(clean(arr))
+
+
+def pylist(a: pa.Array) -> list[Any]:
+    """`a.to_pylist()`, faster for the repetitive columns billing exports are made of: each distinct value
+    becomes one Python object shared by its rows (Arrow's dictionary encoding, then a C-level map), which also
+    makes the list cheaper to pickle to the importing process (repeats are memo references) and to keep."""
+    n = len(a)
+    if a.null_count == n:
+        return [None] * n
+    if n < 64:
+        return a.to_pylist()
+    enc = pc.dictionary_encode(a)
+    values = enc.dictionary
+    if len(values) * 4 > n:                       # mostly distinct: nothing to share
+        return a.to_pylist()
+    out = values.to_pylist()
+    out.append(None)
+    return list(map(out.__getitem__, pc.fill_null(enc.indices, len(values)).to_pylist()))
 
 
 def text_first(n: int, *arrs: pa.Array | None) -> list[str | None]:
@@ -56,7 +78,7 @@ def text_first(n: int, *arrs: pa.Array | None) -> list[str | None]:
     present = [clean(a) for a in arrs if a is not None]
     if not present:
         return [None] * n
-    return (pc.coalesce(*present) if len(present) > 1 else present[0]).to_pylist()
+    return pylist(pc.coalesce(*present) if len(present) > 1 else present[0])
 
 
 # ---------------------------------------------------------------- numbers
@@ -79,6 +101,12 @@ def num_col(arr: pa.Array | None, n: int, name: str, bad: list[BadValue]) -> lis
     """Finite floats (None for nulls). Unreadable or non-finite cells are appended to `bad` and read as None."""
     if arr is None:
         return [None] * n
+    if pa.types.is_floating(arr.type) or pa.types.is_integer(arr.type) or pa.types.is_decimal(arr.type):
+        f = pc.cast(arr, pa.float64())                # Parquet: typed already, no text round trip
+        if pc.all(pc.is_finite(f)).as_py() is not False:
+            return f.to_pylist()
+        return [v if v is None or math.isfinite(v) else _bad_number(bad, i, name, v)
+                for i, v in enumerate(f.to_pylist())]
     a = clean(arr, _NUM_NULLSET)
     try:
         f = pc.cast(a, pa.float64())
@@ -97,6 +125,11 @@ def num_col(arr: pa.Array | None, n: int, name: str, bad: list[BadValue]) -> lis
             bad.append(BadValue(i, name, v, "a finite number" if str(exc) == _NOT_FINITE else "a number"))
             out.append(None)
     return out
+
+
+def _bad_number(bad: list[BadValue], i: int, name: str, v: float) -> None:
+    bad.append(BadValue(i, name, str(v), "a finite number"))
+    return None
 
 
 # ---------------------------------------------------------------- timestamps
@@ -131,6 +164,7 @@ def parse_ts(text: str) -> int:
 
 
 _TS_TYPES = (pa.timestamp("ms", tz="UTC"), pa.timestamp("ms"))
+_PER_SECOND = {"s": 1, "ms": 1000, "us": 1_000_000, "ns": 1_000_000_000}
 _TS_HINT: dict[str, int] = {}
 
 
@@ -138,6 +172,10 @@ def ts_col(arr: pa.Array | None, n: int, name: str, bad: list[BadValue]) -> list
     """Epoch seconds (None for nulls); bad cells go to `bad`."""
     if arr is None:
         return [None] * n
+    if pa.types.is_timestamp(arr.type):           # Parquet: instants already (naive ones are UTC)
+        per_s = _PER_SECOND[arr.type.unit]
+        ticks = pc.cast(arr, pa.int64())
+        return (ticks if per_s == 1 else pc.divide(ticks, per_s)).to_pylist()   # after 1970: floor
     a = clean(arr)
     # Billing times repeat (hourly line items): parse each distinct text once and spread it back by index.
     # Arrow's ISO parser costs ~1 us a cell; hashing the column is far cheaper when values repeat.
@@ -245,24 +283,34 @@ def _tags_cell(v: str) -> str | None:
 def tags_col(arr: pa.Array | None, n: int, name: str, bad: list[BadValue]) -> list[str | None]:
     if arr is None:
         return [None] * n
-    out: list[str | None] = []
+    a = clean(arr)
+    if a.null_count == len(a):
+        return [None] * n
     cache = _TAGS_CACHE               # across batches and files: tag sets repeat across a whole export
     if len(cache) > 200_000:
         cache.clear()
-    for i, v in enumerate(clean(arr).to_pylist()):
-        if v is None:
-            out.append(None)
-            continue
-        if v in cache:
-            out.append(cache[v])
-            continue
-        try:
-            cache[v] = t = _tags_cell(v)
-        except ValueError:
-            bad.append(BadValue(i, name, v, "tags (a JSON object)"))
-            t = None
-        out.append(t)
-    return out
+    # Each distinct cell once (dictionary-encoded in Arrow), spread back over the rows by index.
+    enc = pc.dictionary_encode(a)
+    texts = enc.dictionary.to_pylist()
+    out_of: list[str | None] = []
+    bad_at: dict[int, str] = {}
+    for k, v in enumerate(texts):
+        t = cache.get(v, _MISSING)
+        if t is _MISSING:
+            try:
+                cache[v] = t = _tags_cell(v)
+            except ValueError:
+                bad_at[k] = v
+                t = None
+        out_of.append(t)
+    out_of.append(None)                       # null cells
+    idx = pc.fill_null(enc.indices, len(texts)).to_pylist()
+    if bad_at:
+        bad.extend(BadValue(i, name, bad_at[k], "tags (a JSON object)") for i, k in enumerate(idx) if k in bad_at)
+    return list(map(out_of.__getitem__, idx))
+
+
+_MISSING = object()
 
 
 def merge_tag_columns(columns: Sequence[tuple[str, list[str | None]]], n: int) -> list[str | None]:

@@ -64,6 +64,9 @@ def _line(r: Any) -> str:
     elif r.status == "superseded":
         state = ("not imported: an older version of this billing period (superseded by "
                  f"{', '.join(clean(p, 200) for p in sorted(set(r.superseded_by)))})")
+    elif r.status == "incomplete":
+        state = ("not imported: part of a newer export run whose other parts are missing (the older run is kept "
+                 f"whole: {', '.join(clean(p, 200) for p in sorted(set(r.held_by)))})")
     else:
         state = "imported"
     text = f"{clean(r.path, 200)}: {r.format}, {r.rows} rows ({r.gpu_rows} GPU) {state}"
@@ -74,6 +77,8 @@ def _line(r: Any) -> str:
     if r.skipped_rows:
         more = "…" if r.skipped_rows > len(r.bad_lines) else ""
         text += f"; skipped {r.skipped_rows} bad rows (lines {', '.join(map(str, r.bad_lines))}{more})"
+    for why in r.why:
+        text += f"\n  why: {clean(why, 300)}"
     for note in r.notes:
         text += f"\n  note: {clean(note, 200)}"
     for p in r.periods:

@@ -100,11 +100,12 @@ def test_json_output_shape(cli, db_path: Path) -> None:
     r = cli("--db", str(db_path), "import", "--json", str(GOOD), str(FIXTURES / "gcp_export.jsonl"))
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
-    assert list(out) == ["files", "kept", "superseded", "changed"]
-    assert out["kept"] == [f["path"] for f in out["files"]] and out["superseded"] == [] and out["changed"]
+    assert list(out) == ["files", "kept", "superseded", "incomplete", "changed"]
+    assert out["kept"] == [f["path"] for f in out["files"]] and out["superseded"] == out["incomplete"] == []
+    assert out["changed"]
     for f in out["files"]:
         assert list(f) == ["path", "format", "status", "rows", "gpu_rows", "skipped_rows", "bad_lines",
-                           "superseded_by", "supersedes", "notes", "periods"]
+                           "superseded_by", "supersedes", "kept_instead", "why", "notes", "periods"]
         for p in f["periods"]:
             assert list(p) == ["start", "currency", "billed_cost", "effective_cost", "rows"]
             assert len(p["start"]) == 10 and p["start"][4] == "-"

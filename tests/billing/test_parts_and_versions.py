@@ -120,7 +120,8 @@ def test_older_export_after_a_newer_one_changes_nothing_and_says_so(cli, db_path
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["changed"] is False and out["kept"] == []
-    assert out["superseded"] == [{"path": str(old), "by": [str(new.resolve())]}]
+    assert out["superseded"] == [{"path": str(old), "by": [str(new.resolve())], "why": [
+        "the newer one's usage reaches further (to 2026-11-10 00:00 UTC; the other to 2026-11-06 00:00 UTC)"]}]
     assert dump(db_path) == before                                           # byte for byte the same rows
     text = cli("--db", str(db_path), "import", str(old)).stdout
     assert "superseded by" in text and "nothing changed" in text
@@ -138,7 +139,9 @@ def test_newer_export_replaces_and_names_what_it_replaced(conn, tmp_path: Path) 
     assert r.status == "imported" and r.supersedes == [str(old.resolve())]
     assert billed(conn) == (14, 735.0)                                       # 7 x 105
     out = summary_json([r])
-    assert out["superseded"] == [{"path": str(old.resolve()), "by": [r.path], "previously_imported": True}]
+    assert out["superseded"] == [{"path": str(old.resolve()), "by": [r.path], "why": [
+        "the newer one's usage reaches further (to 2026-11-08 00:00 UTC; the other to 2026-11-06 00:00 UTC)"],
+        "previously_imported": True}]
 
 
 FOCUS = ["BillingAccountId", "BillingPeriodStart", "BillingPeriodEnd", "ChargePeriodStart", "ChargePeriodEnd",
