@@ -165,7 +165,7 @@ class RetentionConfig(_Section):
 
 @dataclass
 class ForecastConfig(_Section):
-    window: float = _leaf("duration", 86400.0, above=0)
+    window: float = _leaf("duration", 30 * 86400.0, lo=0)   # days before the month for the forecast; 0 = none
 
 
 @dataclass

@@ -4,16 +4,36 @@ and hands the daily totals in, so this module never reads SQLite.
 
 The projection of one *stream* of spend (the local box; the spend known only from billing exports) from its
 complete days (a partial day, such as the first day of collection, is never a day's total):
-- rate: three models of the daily totals compete by BIC: a level (the mean), a trend (the OLS line) and a
-  step (a level that changed once: the mean since the change); the last two need TREND_MIN_DAYS days and
-  more evidence under two weeks (a weekend dip is not a trend); from two weeks on, a weekly cycle (the mean of
-  each day of the week) competes too, so quiet weekends are a pattern, not noise that widens the interval;
-- interval: Student-t (df = days - parameters) x the residual spread of the daily totals, carrying both the
-  noise of the days left and the uncertainty of the fitted rate itself: for L days left,
-  var = s^2 (L + L^2/n + D^2/Sxx) (D: the trend term's lever), so it widens when the window is short; under
-  two weeks a trend that was not chosen widens it too; equal days still leave MIN_REL_SD of spread.
+- models of the daily totals, each with its forecast of the days left and the variance of that forecast:
+  a level (the mean); from TREND_MIN_DAYS days a trend (the OLS line); from STEP_MIN_DAYS a step (a level that
+  changed once: the mean since the change, STEP_TAIL days at least); from WEEKEND_MIN_DAYS a weekend (two
+  days of the week at their own level, seen twice or once between other days); from two weeks a weekly cycle
+  (the mean of each day of the week); from WANDER_MIN_DAYS a level that wanders (the local-level model: a
+  random walk seen through day noise, its step variance by profile likelihood from the days' own day-to-day
+  changes), whose interval grows with the cube of the days left, for levels that keep moving;
+- the projection is the model with the best BIC (with penalties for searched days and, under two weeks, for
+  a trend or step a weekend dip could fake); the interval averages the models: each weighs exp(-BIC/2),
+  models outside Occam's window (under 1/OCCAM of the best) are left out, and the variance is the weighted
+  variances plus each model's distance from the projection, so an unclear choice between a level and a
+  step widens the interval instead of betting on one (averaging the projection too made it worse);
+- each model's variance is Student-t (df = days - parameters) x the residual spread of the daily totals,
+  carrying the noise of the days left and the uncertainty of the fitted rate itself: for L days left,
+  var = s^2 (L + L^2/n + D^2/Sxx) (D: the trend term's lever), so it widens when the window is short; the
+  noise of the days left is scaled to the level expected ahead; equal days still leave MIN_REL_SD of spread;
+- under TREND_MIN_DAYS days the trend's forecast is too erratic to average in, but its distance from the
+  projection, weighted by its BIC weight, is added to the variance (a ramp's first days).
+What the month's own days cannot say: a change of level still to come (a job starts or ends, GPUs are added or
+stopped). No box can know in advance that it is steady, so every interval carries the risk of one: a prior
+rate and size of level changes (CHANGE_PRIOR_*), updated by the stream's own days, the days before the month
+(Stream.history, the `forecast.window`) and the month's complete days: their changes of level (binary
+segmentation by one step or a pair, such as a stop and a restart, with the step model's BIC test), as sizes
+relative to the larger level, are evidence of how often and by how much this stream moves. Changes still to come are a Poisson process of steps: rate x E[size^2] per day,
+q = (CHANGE_PRIOR_COUNT x CHANGE_PRIOR_SIZE^2 + sum of the changes' relative sizes squared) /
+(CHANGE_PRIOR_COUNT x CHANGE_PRIOR_DAYS + days seen); a change t days from now moves the L - t days after it,
+so the variance grows by q x level^2 x L^3 / 3. Long steady history shrinks q, changes seen grow it.
+bench/bench_forecast.py backtests it over simulated months (coverage per scenario and day, and the step months
+before and after their step), with and without the days before the month.
 Streams add up (their variances too). Under MIN_DAYS complete days there is no interval, and the note says so.
-bench/bench_forecast.py backtests this over simulated months (coverage of the interval, error by day).
 """
 
 from __future__ import annotations
@@ -27,21 +47,39 @@ from gpuspend.errors import UsageError
 
 Z80 = 1.2816             # two-sided 80% interval of a normal distribution (many days)
 MIN_DAYS = 3
-TREND_MIN_DAYS = 7
+TREND_MIN_DAYS = 7       # a line through fewer days follows the noise (or a weekend at either end)
+STEP_TAIL = 3            # days at the new level: two low days are as likely a weekend as a change
+STEP_MIN_DAYS = MIN_DAYS + STEP_TAIL
+WEEKEND_MIN_DAYS = 7     # a week of days
+WANDER_MIN_DAYS = 5
 # BIC penalties (in parameters) beyond the parameters themselves: a weekly dip must not read as a trend or
-# a step (the step also searches its day).
+# a step (the step also searches its day, the weekend its pair of days, the wander its step variance).
 TREND_PENALTY = 2.0
 STEP_PENALTY = 4.0
 SHORT_PENALTY = 2.0
+WEEKEND_PENALTY = 2.0
 WEEKLY_PENALTY = 2.0
-# Share of an unchosen trend's effect (squared) counted as uncertainty under two weeks of days.
-DOUBT = 0.5
-DOUBT_T = 1.0
+WANDER_PENALTY = 2.0
+# Daily step variance of the wandering level, in units of the day noise's, searched by profile likelihood.
+WANDER_RATIOS = (0.01, 0.03, 0.1, 0.3, 1.0)
+# Occam's window: models under 1/OCCAM of the best one's weight take no part in the average.
+OCCAM = 20.0
 # The least spread of a day's spend around its expected level (relative).
 MIN_REL_SD = 0.05
+# The prior risk of a change of level still to come. Real GPU spend changes level (a training run starts or
+# ends, nodes are added or stopped) and a box cannot know in advance that it is steady: the prior is one change
+# per CHANGE_PRIOR_DAYS days (about one every four months), of CHANGE_PRIOR_SIZE of the level (RMS: a node in
+# five added or stopped), worth CHANGE_PRIOR_COUNT changes seen: weak, so CHANGE_PRIOR_DAYS steady days halve
+# it and one change seen of a fifth of the level doubles it (a doubling, x7). The backtest's population changes
+# level in about one month in four, by x1.25 to x3 (one change per ~120 days of ~49% RMS): the prior is smaller
+# than that, so steady months are not over-covered far past 80%, and a stream's changes, once seen, widen it.
+CHANGE_PRIOR_DAYS = 120.0
+CHANGE_PRIOR_SIZE = 0.2
+CHANGE_PRIOR_COUNT = 1.0
 DAY_MS = 86_400_000
 MODEL_NOTE = {"mean": "mean of daily totals", "trend": "trend of daily totals", "step": "level since a change",
-              "weekly": "weekly cycle of daily totals"}
+              "weekend": "weekly cycle: weekdays and weekend", "weekly": "weekly cycle of daily totals",
+              "wander": "level that moves"}
 # Two-sided 80% quantiles of Student's t (0.90 one-sided) by degrees of freedom: short windows widen.
 _T80 = (3.078, 1.886, 1.638, 1.533, 1.476, 1.440, 1.415, 1.397, 1.383, 1.372, 1.363, 1.356, 1.350, 1.345,
         1.341, 1.337, 1.333, 1.330, 1.328, 1.325, 1.323, 1.321, 1.319, 1.318, 1.316, 1.315, 1.314, 1.313, 1.311,
@@ -94,13 +132,24 @@ class Stream:
     days_left: float
     partial_rate: float = 0.0
     offset: float = 0.0             # days from the end of the last complete day to the known end (today so far)
+    # complete days before `daily` (the `forecast.window` before the month), oldest first: how often and by
+    # how much this stream's level has changed, the one thing the month's own days cannot say before it happens
+    history: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
 class StreamForecast:
     expected: float                 # spend expected over the days left
     variance: float | None          # of `expected` vs what will happen; None: not enough days
-    model: str = "mean"             # mean | trend | step | weekly
+    model: str = "mean"             # the projection's: mean | trend | step | weekend | weekly | wander
+
+
+@dataclass(frozen=True)
+class _Fit:
+    model: str
+    bic: float
+    expected: float                 # spend over the days left if this model is the right one
+    variance: float                 # of the spend over the days left under this model (normal-equivalent)
 
 
 def _fit_trend(y: list[float]) -> tuple[float, float, float, float]:
@@ -114,10 +163,11 @@ def _fit_trend(y: list[float]) -> tuple[float, float, float, float]:
 
 
 def _fit_step(y: list[float]) -> tuple[float, int] | None:
-    """(rss, first day of the new level) of the best single level change, each side >= MIN_DAYS days."""
+    """(rss, first day of the new level) of the best single level change: MIN_DAYS days before it, STEP_TAIL
+    days from it on."""
     n = len(y)
     best: tuple[float, int] | None = None
-    for c in range(MIN_DAYS, n - MIN_DAYS + 1):
+    for c in range(MIN_DAYS, n - STEP_TAIL + 1):
         a, b = y[:c], y[c:]
         ma, mb = sum(a) / len(a), sum(b) / len(b)
         rss = sum((v - ma) ** 2 for v in a) + sum((v - mb) ** 2 for v in b)
@@ -126,33 +176,188 @@ def _fit_step(y: list[float]) -> tuple[float, int] | None:
     return best
 
 
-def _fit_weekly(y: list[float], offset: float, left: float) -> tuple[float, float, float] | None:
-    """(rss, expected spend over the days left, rate-uncertainty factor) of the day-of-week means model."""
-    n = len(y)
-    groups: list[list[float]] = [y[k::7] for k in range(7)]
-    means = [sum(g) / len(g) for g in groups]
-    rss = sum((v - means[i % 7]) ** 2 for i, v in enumerate(y))
-    weight = [0.0] * 7                    # how much of each weekday is still ahead
+def _level_changes(y: list[float]) -> list[float]:
+    """The changes of level in the days, each relative to the larger of the two levels (-1: a stop, 1: a start
+    from nothing), by binary segmentation: the best single step of a stretch, or the best pair of steps (a level
+    that went and came back: a stop and a restart, a week-long job), MIN_DAYS days in each part, is kept when it
+    passes the step model's BIC test (STEP_PENALTY per step searched), then each part is searched again. A
+    weekend is too short a stretch to count; a ramp counts as the steps it climbs by."""
+    s1, s2 = [0.0], [0.0]
+    for v in y:
+        s1.append(s1[-1] + v)
+        s2.append(s2[-1] + v * v)
+
+    def rss(i: int, j: int) -> float:
+        return max(0.0, s2[j] - s2[i] - (s1[j] - s1[i]) ** 2 / (j - i))
+
+    def level(i: int, j: int) -> float:
+        return (s1[j] - s1[i]) / (j - i)
+
+    found: list[float] = []
+    stack = [(0, len(y))]
+    while stack:
+        a, b = stack.pop()
+        n = b - a
+        if n < 2 * MIN_DAYS:
+            continue
+        best = (_bic(rss(a, b), n, 1), (a, b))
+        one = min(((rss(a, c) + rss(c, b), c) for c in range(a + MIN_DAYS, b - MIN_DAYS + 1)), default=None)
+        if one is not None:
+            best = min(best, (_bic(one[0], n, 2 + STEP_PENALTY), (a, one[1], b)))
+        two = min(((rss(a, c) + rss(c, d) + rss(d, b), c, d) for c in range(a + MIN_DAYS, b - 2 * MIN_DAYS + 1)
+                   for d in range(c + MIN_DAYS, b - MIN_DAYS + 1)), default=None)
+        if two is not None:
+            best = min(best, (_bic(two[0], n, 3 + 2 * STEP_PENALTY), (a, two[1], two[2], b)))
+        cuts = best[1]
+        for i in range(1, len(cuts) - 1):
+            before, after = level(cuts[i - 1], cuts[i]), level(cuts[i], cuts[i + 1])
+            found.append((after - before) / (max(abs(before), abs(after)) or 1.0))
+        if len(cuts) > 2:
+            stack += list(zip(cuts, cuts[1:], strict=False))
+    return found
+
+
+def change_rate(days: list[float]) -> float:
+    """q: the variance per day, relative to the level squared, of the changes of level still to come (rate x
+    E[relative size^2]): the prior (CHANGE_PRIOR_*) updated by the changes seen in `days`."""
+    seen = _level_changes(days)
+    return (CHANGE_PRIOR_COUNT * CHANGE_PRIOR_SIZE ** 2 + sum(r * r for r in seen)) / \
+        (CHANGE_PRIOR_COUNT * CHANGE_PRIOR_DAYS + len(days))
+
+
+def _ahead(n: int, offset: float, left: float) -> list[float]:
+    """How much of each position of the week (day index mod 7, from the first complete day) is still ahead."""
+    weight = [0.0] * 7
     at, stop = n + offset, n + offset + left
     while at < stop - 1e-9:
         nxt = min(stop, math.floor(at) + 1.0)
         weight[int(math.floor(at)) % 7] += nxt - at
         at = nxt
-    expected = sum(w * m for w, m in zip(weight, means, strict=True))
-    var_rate = sum(w * w / len(g) for w, g in zip(weight, groups, strict=True))
+    return weight
+
+
+def _fit_weekly(y: list[float], ahead: list[float]) -> tuple[float, float, float]:
+    """(rss, expected spend over the days left, rate-uncertainty factor) of the day-of-week means model."""
+    groups: list[list[float]] = [y[k::7] for k in range(7)]
+    means = [sum(g) / len(g) for g in groups]
+    rss = sum((v - means[i % 7]) ** 2 for i, v in enumerate(y))
+    expected = sum(w * m for w, m in zip(ahead, means, strict=True))
+    var_rate = sum(w * w / len(g) for w, g in zip(ahead, groups, strict=True))
     return rss, expected, var_rate
+
+
+def _fit_weekend(y: list[float], ahead: list[float]) -> tuple[float, float, float] | None:
+    """(rss, expected, rate-uncertainty factor) of the best "two days a week differ" model: one level for five
+    days of the week, another for two consecutive ones (a weekend; the days carry no weekday, so the pair is
+    searched). From a week of days on, a quiet weekend is then a pattern rather than noise or a trend.
+    None: no pair qualifies yet."""
+    best: tuple[float, float, float] | None = None
+    n = len(y)
+    for p in range(7):
+        low = {p, (p + 1) % 7}
+        # A pattern is what repeats, or what came back: a pair of days of the week seen twice each, or seen
+        # once between other days (low first days are as likely a ramp's start, low last days a change).
+        if any(len(range(k, n, 7)) < 2 for k in low) and (p == 0 or p + 2 >= n):
+            continue
+        a = [v for i, v in enumerate(y) if i % 7 in low]
+        b = [v for i, v in enumerate(y) if i % 7 not in low]
+        ma, mb = sum(a) / len(a), sum(b) / len(b)
+        rss = sum((v - ma) ** 2 for v in a) + sum((v - mb) ** 2 for v in b)
+        wa = sum(w for k, w in enumerate(ahead) if k in low)
+        wb = sum(ahead) - wa
+        if best is None or rss < best[0]:
+            best = (rss, wa * ma + wb * mb, wa * wa / len(a) + wb * wb / len(b))
+    return best
+
+
+def _wander(y: list[float]) -> tuple[float, float, float, float, float]:
+    """The local-level model (the level takes a random step every day, variance r x the day noise's):
+    (2 x log-likelihood gain over a fixed level, r, level now, its variance / noise variance, noise variance),
+    r by profile likelihood over WANDER_RATIOS (a Kalman filter from the first day, diffuse start)."""
+    def run(r: float) -> tuple[float, float, float, float]:
+        a, p, sv, slf = y[0], 1.0 + r, 0.0, 0.0
+        for v in y[1:]:
+            f = p + 1.0
+            e = v - a
+            a += p / f * e
+            sv += e * e / f
+            slf += math.log(f)
+            p = p / f + r
+        s2 = sv / (len(y) - 1)
+        return -(len(y) - 1) * math.log(max(s2, 1e-12)) - slf, a, p, s2
+    base = run(0.0)[0]
+    best = max(((run(r), r) for r in WANDER_RATIOS), key=lambda t: t[0][0])
+    (ll, level, p, s2), r = best
+    return ll - base, r, level, p, s2
 
 
 def _bic(rss: float, n: int, params: float) -> float:
     return n * math.log(max(rss, 1e-12) / n) + params * math.log(n)
 
 
+def _candidates(y: list[float], left: float, offset: float) -> list[_Fit]:
+    """Every model of the days that may be tried with this many days, each with its BIC and its prediction."""
+    n = len(y)
+    mean = sum(y) / n
+    nonneg = min(y) >= 0.0
+
+    def fit(model: str, bic: float, expected: float, s2: float, df: int, units: float, fixed: float = 0.0) -> _Fit:
+        """`units`: the variance over the days left in units of the day noise at the level ahead; `fixed`: in
+        units of the day noise of the days seen (a line's slope is as uncertain as the days it was fitted to)."""
+        if nonneg:
+            expected = max(0.0, expected)
+        rate = expected / left
+        # Spend noise grows with spend: scale the spread from the days seen to the level expected ahead.
+        scale = max(1.0, (rate / mean) ** 2) if model != "mean" and mean > 0 and rate > 0 else 1.0
+        # Equal days are no promise of equal days to come (a job ends, a GPU stops or starts again): never a
+        # zero-width interval while there is spend, also after a stop (the level of the days seen).
+        floor = (MIN_REL_SD * max(rate, mean)) ** 2
+        units_var = max(s2 * scale, floor) * units + max(s2, floor) * fixed
+        # Student-t, as a normal-equivalent variance: z80 x sqrt(variance) is the t80 half-width.
+        return _Fit(model, bic, expected, units_var * (t80(df) / Z80) ** 2)
+
+    rss = sum((v - mean) ** 2 for v in y)
+    fits = [fit("mean", _bic(rss, n, 1), left * mean, rss / (n - 1), n - 1, left + left * left / n)]
+    # Under two weeks a weekend dip looks like a trend or a step: ask for more evidence.
+    short = 0.0 if n >= 2 * 7 else SHORT_PENALTY
+    if n >= TREND_MIN_DAYS:
+        t_rss, t_mean, slope, sxx = _fit_trend(y)
+        # Where the days left sit on the days' axis (x = 0 at the first complete day's start): from the end of
+        # what is known (`offset` days after the last complete day) for `left` days; their centre minus the days'.
+        lever = left * (n + offset + left / 2.0 - n / 2.0)
+        fits.append(fit("trend", _bic(t_rss, n, 2 + TREND_PENALTY + short), left * t_mean + slope * lever,
+                        t_rss / (n - 2), n - 2, left, left * left / n + lever * lever / sxx))
+    if n >= STEP_MIN_DAYS:
+        found = _fit_step(y)
+        if found is not None:
+            s_rss, c = found
+            tail = y[c:]
+            fits.append(fit("step", _bic(s_rss, n, 2 + STEP_PENALTY + short), left * sum(tail) / len(tail),
+                            s_rss / (n - 2), n - 2, left + left * left / len(tail)))
+    ahead = _ahead(n, offset, left)
+    weekend = _fit_weekend(y, ahead) if n >= WEEKEND_MIN_DAYS else None
+    if weekend is not None:
+        w_rss, w_exp, w_var = weekend
+        fits.append(fit("weekend", _bic(w_rss, n, 2 + WEEKEND_PENALTY), w_exp, w_rss / (n - 2), n - 2,
+                        left + w_var))
+    if n >= 2 * 7:
+        w_rss, w_exp, w_var = _fit_weekly(y, ahead)
+        fits.append(fit("weekly", _bic(w_rss, n, 7 + WEEKLY_PENALTY), w_exp, w_rss / (n - 7), n - 7, left + w_var))
+    if n >= WANDER_MIN_DAYS and rss > 0:
+        gain, r, level, p, s2 = _wander(y)
+        if r > 0 and gain > 0:
+            # The days left: their own noise, the level now's uncertainty (and its drift over `offset`), and the
+            # random steps still to come (sum over the days left of the steps before each: r L^3 / 3).
+            units = left + left * left * (p + r * offset) + r * left ** 3 / 3.0
+            fits.append(fit("wander", fits[0].bic - gain + (1 + WANDER_PENALTY) * math.log(n), left * level,
+                            s2 * (n - 1) / (n - 2), n - 2, units))
+    return fits
+
+
 def forecast_stream(s: Stream) -> StreamForecast:
-    """The expected spend of one stream over its days left, and the variance of that expectation.
-    Models of the complete days compete by BIC: a level (the mean), a trend (a line), a step (a level that
-    changed once: the mean since the change), a weekly cycle (from two weeks); the trend and the step need
-    TREND_MIN_DAYS days, and the step pays for the search of its day. The interval carries the residual noise of the days left and the
-    uncertainty of the fitted rate (var = s^2 (L + L^2/n + D^2/Sxx))."""
+    """The expected spend of one stream over its days left (the best model of its complete days by BIC) and the
+    variance of that expectation (over the models in Occam's window, weighted by BIC: their own variance and
+    their distance from the expectation)."""
     y = list(s.daily)
     n, left = len(y), max(0.0, s.days_left)
     if left == 0.0:
@@ -162,50 +367,36 @@ def forecast_stream(s: Stream) -> StreamForecast:
     mean = sum(y) / n
     if n < MIN_DAYS:
         return StreamForecast(mean * left, None)
-    rss = sum((v - mean) ** 2 for v in y)
-    model, expected, df = "mean", left * mean, n - 1
-    var_rate = left * left / n
-    # Where the days left sit on the days' axis (x = 0 at the first complete day's start): from the end of
-    # what is known (`offset` days after the last complete day) for `left` days; their centre minus the days'.
-    lever = left * (n + s.offset + left / 2.0 - n / 2.0)
-    best = _bic(rss, n, 1)
-    # Under two weeks a weekly dip (weekends) looks like a trend or a step: ask for more evidence.
-    extra = 0.0 if n >= 2 * 7 else SHORT_PENALTY
-    if n >= TREND_MIN_DAYS:
-        t_rss, t_mean, slope, sxx = _fit_trend(y)
-        if _bic(t_rss, n, 2 + TREND_PENALTY + extra) < best:
-            model, expected, df, rss = "trend", left * t_mean + slope * lever, n - 2, t_rss
-            var_rate = left * left / n + lever * lever / sxx
-            best = _bic(t_rss, n, 2 + TREND_PENALTY + extra)
-        step = _fit_step(y)
-        if step is not None and _bic(step[0], n, 2 + STEP_PENALTY + extra) < best:
-            c = step[1]
-            tail = y[c:]
-            model, expected, df, rss = "step", left * sum(tail) / len(tail), n - 2, step[0]
-            var_rate = left * left / len(tail)
-    # Two weeks or more: a weekly cycle (quiet weekends) is a pattern of its own, not noise to widen by.
-    if n >= 2 * 7:
-        weekly = _fit_weekly(y, s.offset, left)
-        if weekly is not None and _bic(weekly[0], n, 7 + WEEKLY_PENALTY) < best:
-            rss, expected, var_rate = weekly
-            model, df = "weekly", n - 7
-    # A trend that was not chosen may still be real: under two weeks its effect is part of the uncertainty.
-    doubt = 0.0
-    if model == "mean" and n < 2 * 7:
-        t_rss, _m, slope, sxx = _fit_trend(y)
-        se = math.sqrt(t_rss / (n - 2) / sxx) if n > 2 and t_rss > 0 else 0.0
-        if se == 0.0 or abs(slope) > DOUBT_T * se:
-            doubt = DOUBT * (slope * lever) ** 2
-    if min(y) >= 0.0:
-        expected = max(0.0, expected)
-    s2 = rss / df
-    # Spend noise grows with spend: scale the spread from the days seen to the level expected ahead.
-    if model != "mean" and mean > 0 and expected > 0:
-        s2 *= max(1.0, (expected / left / mean) ** 2)
-    # Equal days are no promise of equal days to come (a job ends, a GPU stops): never a zero-width interval.
-    s2 = max(s2, (MIN_REL_SD * expected / left) ** 2)
-    # Scale so that z80 x sqrt(variance) is the t80 half-width: streams then add variances.
-    return StreamForecast(expected, s2 * (left + var_rate) * (t80(df) / Z80) ** 2 + doubt, model)
+    fits = _candidates(y, left, s.offset)
+    best = min(f.bic for f in fits)
+    # Occam's window: a model far less likely than the best (BIC weight under 1/OCCAM of it) takes no part.
+    kept = [f for f in fits if f.bic - best <= 2 * math.log(OCCAM)]
+    raw = [math.exp(-(f.bic - best) / 2) for f in kept]
+    weights = [w / sum(raw) for w in raw]
+    # The projection is the best model's: averaging the point in made it worse in the backtest (a weekend in
+    # a week of days pulled a trend's collapse in; a clear ramp was diluted by the level). The interval is the
+    # average's: each kept model's variance plus its distance from the projection, weighted.
+    chosen = min(kept, key=lambda f: f.bic)
+    expected = chosen.expected
+    variance = sum(w * (f.variance + (f.expected - expected) ** 2) for w, f in zip(weights, kept, strict=True))
+    if n < TREND_MIN_DAYS:
+        # Too few days for a line's forecast to be averaged in (with 1-4 degrees of freedom it follows the
+        # noise: a weekend at either end reads as a collapse or a boom), but too few to rule a trend out
+        # either (a ramp's first days): the line's weight against the level (BIC) counts how far its forecast
+        # lies from the projection in the interval, never in the projection itself.
+        t_rss, t_mean, slope, _sxx = _fit_trend(y)
+        lever = left * (n + s.offset + left / 2.0 - n / 2.0)
+        gap = _bic(t_rss, n, 2 + TREND_PENALTY + SHORT_PENALTY) - fits[0].bic
+        t_exp = left * t_mean + slope * lever
+        if min(y) >= 0.0:
+            t_exp = max(0.0, t_exp)
+        variance += (t_exp - expected) ** 2 / (1.0 + math.exp(gap / 2))
+    # Level changes still to come (the prior, updated by the days before the month and the month's own): a
+    # change t days from now moves the L - t days after it by its size, relative to the level ahead (or, after
+    # a stop, the level of the days seen: a stopped box may start again).
+    level = expected / left if expected > 0 else mean
+    variance += change_rate([*s.history, *y]) * level * level * left ** 3 / 3.0
+    return StreamForecast(expected, variance, chosen.model)
 
 
 def project(mtd: float, streams: list[Stream]) -> tuple[float, float | None, float | None, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from gpuspend import budget as budget_rule
@@ -205,6 +205,35 @@ def _stream(daily: dict[str, float], first_ms: int | None, known_end: int, start
                   offset=(hi - hi // DAY_MS * DAY_MS) / DAY_MS if days else 0.0)
 
 
+def stream_history(conn: sqlite3.Connection, cfg: Any, rates: dict[int, Rate], start: int, now_ms: int,
+                   first_local: int | None) -> tuple[dict[str, tuple[float, ...]], dict[str, tuple[float, ...]]]:
+    """({currency: local days}, {currency: billing-only days}): each stream's complete days in the
+    `forecast.window` before the month starting at `start`, oldest first (the local stream: metered + GPU clouds
+    + this box's billed rows, from its first whole day of data; the billing-only stream: each month's other rows
+    within what its exports cover). gpuspend.forecast reads from them how often and how much the level changes.
+    A window of 0 (or under a day): none."""
+    window_ms = int(cfg.forecast.window * 1000)
+    if window_ms < DAY_MS:
+        return {}, {}
+    lo = -(-(start - window_ms) // DAY_MS) * DAY_MS          # whole days only
+    local: dict[str, dict[str, float]] = {}
+    other: dict[str, list[float]] = {}
+    m_start, m_end = forecast.month_bounds(forecast.month_of(lo))
+    while m_start < start:
+        a, b = max(lo, m_start), min(m_end, start)
+        mb = month_billing(conn, cfg, forecast.month_of(m_start))
+        local = add_daily(local, local_metered_daily(conn, cfg, rates, mb, a, b, now_ms),
+                          cloud_daily(conn, cfg, a, b, now_ms), mb.local)
+        if mb.local_first is not None:          # this box's billed rows may start before its meter
+            first_local = mb.local_first if first_local is None else min(first_local, mb.local_first)
+        for cur, days in mb.other.items():
+            other.setdefault(cur, []).extend(
+                _stream(days, mb.other_first[cur], min(mb.other_end[cur], b), a, b).daily)
+        m_start, m_end = m_end, forecast.month_bounds(forecast.month_of(m_end))[1]
+    return ({cur: _stream(days, first_local, start, lo, start).daily for cur, days in local.items()},
+            {cur: tuple(days) for cur, days in other.items()})
+
+
 def month_views_for(conn: sqlite3.Connection, cfg: Any, month: str, now_ms: int,
                     rates: dict[int, Rate]) -> tuple[tuple, int | None]:
     """MonthViews for `month` and the billing exports' coverage end.
@@ -213,7 +242,8 @@ def month_views_for(conn: sqlite3.Connection, cfg: Any, month: str, now_ms: int,
     for this box (coverage per resource and hour, from its usage rows) + GPU-cloud spend (no export holds it).
     Projection (gpuspend.forecast.project): MTD + the local stream (metered + this box's billed rows + GPU
     clouds) from its complete days for the hours to month end + each currency's billing-only stream from its
-    complete days for the hours after its export ends. Long and purchase rows are counted once."""
+    complete days for the hours after its export ends, each with its complete days in the `forecast.window`
+    before the month (how often its level changes). Long and purchase rows are counted once."""
     start, end = forecast.month_bounds(month)
     mb = month_billing(conn, cfg, month)
     hi = min(end, now_ms + 1)
@@ -223,6 +253,9 @@ def month_views_for(conn: sqlite3.Connection, cfg: Any, month: str, now_ms: int,
     until = min(now_ms, end)
     currencies = mb.currencies() | set(metered) | set(cloud)
     budget_cur = cfg.budget.currency if cfg.budget.monthly else None
+    # Each stream's days before the month (forecast.window): only while there is a month left to project.
+    local_hist, other_hist = stream_history(conn, cfg, rates, start, now_ms, first_local) \
+        if start <= now_ms < end else ({}, {})
     views = []
     for cur in sorted(currencies | ({budget_cur} if budget_cur else set())):
         m_total = sum(metered.get(cur, {}).values())
@@ -233,9 +266,11 @@ def month_views_for(conn: sqlite3.Connection, cfg: Any, month: str, now_ms: int,
                                 {cur: mb.local.get(cur, {})}).get(cur, {})
         streams = []
         if local_daily or (cur in metered or cur in cloud):
-            streams.append(_stream(local_daily, first_local, until, start, end))
+            streams.append(replace(_stream(local_daily, first_local, until, start, end),
+                                   history=local_hist.get(cur, ())))
         if mb.other.get(cur):
-            streams.append(_stream(mb.other[cur], mb.other_first[cur], min(mb.other_end[cur], end), start, end))
+            streams.append(replace(_stream(mb.other[cur], mb.other_first[cur], min(mb.other_end[cur], end), start,
+                                           end), history=other_hist.get(cur, ())))
         if now_ms >= end:
             projection, low, high, note = mtd, None, None, "month closed"
         elif now_ms < start:

@@ -21,18 +21,20 @@ def day_ms(day: int, hour: float = 0.0) -> int:
     return NOV1_MS + (day - 1) * DAY_MS + int(hour * 3_600_000)
 
 
-def new_import(conn: sqlite3.Connection, coverage_end_s: int, source: str = "aws", imported_at_s: int = DEC1_S) -> int:
+def new_import(conn: sqlite3.Connection, coverage_end_s: int, source: str = "aws", imported_at_s: int = DEC1_S,
+               period: tuple[int, int] = (NOV1_S, DEC1_S)) -> int:
     with transaction(conn):
         bump_generation(conn)
         return conn.execute(
             "INSERT INTO imports (path, sha256, format, source, account, billing_period_start, billing_period_end, "
             "rows, coverage_end, imported_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (f"exports/{source}.csv", "0" * 64, "focus", source, "acct", NOV1_S, DEC1_S, 0, coverage_end_s,
+            (f"exports/{source}.csv", "0" * 64, "focus", source, "acct", *period, 0, coverage_end_s,
              imported_at_s)).lastrowid
 
 
-def charges(conn: sqlite3.Connection, import_id: int, rows: list[dict]) -> None:
-    """Insert charges of the 2026-11 billing period. Keys: start_s, end_s, cost, and optionally currency,
+def charges(conn: sqlite3.Connection, import_id: int, rows: list[dict], period: tuple[int, int] = (NOV1_S, DEC1_S)
+            ) -> None:
+    """Insert charges of the 2026-11 billing period (or `period`). Keys: start_s, end_s, cost, and optionally currency,
     category (Usage), resource_id, service, quantity, unit, is_gpu, gpu_count."""
     with transaction(conn):
         bump_generation(conn)
@@ -40,7 +42,7 @@ def charges(conn: sqlite3.Connection, import_id: int, rows: list[dict]) -> None:
             "INSERT INTO charges (import_id, billing_period_start, billing_period_end, charge_period_start, "
             "charge_period_end, charge_category, billed_cost, effective_cost, currency, service, resource_id, "
             "quantity, unit, is_gpu, gpu_count) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            [(import_id, NOV1_S, DEC1_S, r["start_s"], r["end_s"], r.get("category", "Usage"), r["cost"], r["cost"],
+            [(import_id, *period, r["start_s"], r["end_s"], r.get("category", "Usage"), r["cost"], r["cost"],
               r.get("currency", "USD"), r.get("service", "Amazon EC2"), r.get("resource_id"), r.get("quantity"),
               r.get("unit"), int(r.get("is_gpu", False)), r.get("gpu_count")) for r in rows])
 
