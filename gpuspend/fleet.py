@@ -1,6 +1,8 @@
 """The fleet view: many nodes through Prometheus (gpuspend's own exporters, and nodes that run only NVIDIA's
 dcgm-exporter), read with a handful of instant queries over the HTTP API, run in parallel, filtered on the
 server (only current, non-zero series come back; dcgm idle minutes and episode windows are computed there).
+Prometheus's work grows with the series a query reads, so a gpuspend GPU is read from three series (status,
+cost, utilisation) plus two more only while it is idle.
 
 Numbers for gpuspend nodes are the nodes' own snapshot figures (per-host gauges), so the fleet total equals the
 sum of the nodes' own reports. dcgm-only nodes are priced here from configured rates or the price catalog, and
@@ -17,15 +19,15 @@ import hashlib
 import json
 import os
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
+from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import httpx
 
 from gpuspend.alert_kinds import IDLE, parse_fail_on
 from gpuspend.errors import EXIT_ALERTS, EXIT_OK, DataError, UsageError
@@ -33,24 +35,31 @@ from gpuspend.fmt import clean, count, duration, money
 from gpuspend.idle import IDLE_STATES, is_idle, promql_idle
 
 if TYPE_CHECKING:
+    import httpx
+
     from gpuspend.config import Config
     from gpuspend.options import FleetReportOptions
 # The gpuspend series the view needs, as separate instant queries run in parallel (Prometheus evaluates them
-# on several cores, and a regex over 100k series' names is what timed out at 1,000 nodes). Zero and non-current
-# series are filtered on the server: a GPU's state is one series (`== 1`) not one per state, idle time, episode
-# waste and episode flags only where non-zero (absent means 0: the exporter always writes them), and the rate's
-# source without its long label text. That cuts the answer from ~12 series per GPU to ~4.
+# on several cores; a regex over every series' name is what timed out at 1,000 nodes). Prometheus's cost is
+# per series it reads, so each GPU is read from as few series as there are numbers: its state, rate source and
+# idle episode come from one `gpuspend_gpu_status` series (not the five-series state enum, the rate info and the
+# episode flag), and the idle time and episode waste only where non-zero (absent means 0: the exporter always
+# writes them). Per-node money is each node's own gauges.
 Q_GPUSPEND_PARTS = {
-    "own_cost": "gpuspend_gpu_cost_per_hour",
-    "own_state": "gpuspend_gpu_state == 1",
-    "own_util": "gpuspend_gpu_utilization_ratio",
-    "own_idle_for": "gpuspend_gpu_idle_for_seconds != 0",
-    "own_waste": "gpuspend_gpu_idle_episode_waste != 0",
-    "own_open": "gpuspend_gpu_idle_episode_open == 1",
-    "own_rate": "group without(label, as_of) (gpuspend_gpu_rate_info)",     # aggregation drops __name__
-    "own_node": '{__name__=~"gpuspend_(cost_per_hour|idle_waste_today|month_to_date|month_projection|up)"}',
+    "gpu_status": "gpuspend_gpu_status",
+    "gpu_cost": "gpuspend_gpu_cost_per_hour",
+    "gpu_util": "gpuspend_gpu_utilization_ratio",
+    "gpu_idle_for": "gpuspend_gpu_idle_for_seconds != 0",
+    "gpu_waste": "gpuspend_gpu_idle_episode_waste != 0",
+    "node": '{__name__=~"gpuspend_(cost_per_hour|idle_waste_today|month_to_date|month_projection|up)"}',
 }
-_RATE_INFO = "gpuspend_gpu_rate_info"
+# Exporters from before gpuspend_gpu_status: the same three facts from the older series, asked in a second round
+# only when a GPU came back without a status series, and only for the hosts that export none.
+Q_LEGACY = {
+    "legacy_state": "gpuspend_gpu_state == 1 unless on(host) gpuspend_gpu_status",
+    "legacy_rate": "group without(label, as_of) (gpuspend_gpu_rate_info) unless on(host) gpuspend_gpu_status",
+    "legacy_open": "gpuspend_gpu_idle_episode_open == 1 unless on(host) gpuspend_gpu_status",
+}
 Q_DCGM = '{__name__=~"DCGM_FI_DEV_GPU_UTIL|DCGM_FI_PROF_GR_ENGINE_ACTIVE"}'
 # Nodes that exported in the last hour but not now: shown as missing rather than silently dropped.
 Q_MISSING = "last_over_time(gpuspend_up[1h]) unless on(instance, job) gpuspend_up"
@@ -136,9 +145,14 @@ class FleetView:
         return sorted(gpus, key=lambda g: (-g.waste, -(g.cost_per_hour or 0.0), g.node, g.gpu))
 
     def to_json(self) -> dict[str, Any]:
+        # what dataclasses.asdict gives, built directly (asdict deep-copies field by field: 8,000 GPUs took
+        # 0.1 s, and the stale-view cache writes this after every fetch)
         nodes = []
         for n in self.nodes:
-            d = asdict(n)
+            d = {k: get(n) for k, get in _NODE_FIELDS}
+            d["gpus"] = [dict(zip(_GPU_NAMES, _gpu_values(g), strict=True)) for g in n.gpus]
+            for key in _MONEY_KEYS:
+                d[key] = dict(d[key])
             d["idle_gpus"] = n.idle_gpus
             nodes.append(d)
         return {"url": self.url, "fetched_at": _iso(self.fetched_s), "stale": self.stale, "error": self.error,
@@ -157,6 +171,12 @@ class FleetView:
         return cls(url=data["url"], fetched_s=fetched, nodes=nodes, missing=list(data.get("missing_nodes", [])))
 
 
+_MONEY_KEYS = ("cost_per_hour", "waste_per_hour", "waste_today", "mtd", "projection")
+_NODE_FIELDS = tuple((f.name, attrgetter(f.name)) for f in fields(FleetNode))
+_GPU_NAMES = tuple(f.name for f in fields(FleetGpu))
+_gpu_values = attrgetter(*_GPU_NAMES)
+
+
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -171,44 +191,155 @@ def check_url(url: str) -> str:
 
 
 class Prometheus:
-    """Instant queries against /api/v1/query with one timeout for connect, read and the server's evaluation."""
+    """Instant queries against /api/v1/query with one timeout for connect, read and the server's evaluation.
+
+    With an httpx client (tests, callers with their own transport) or where httpx's handling matters (https,
+    credentials in the URL, an HTTP proxy in the environment), queries go through httpx; a plain http URL goes
+    through the standard library's http.client, one connection per querying thread: importing httpx was 80 ms of a
+    `--report --fleet` run's start-up."""
 
     def __init__(self, url: str, timeout_s: float = 5.0, client: httpx.Client | None = None) -> None:
         self.url = check_url(url)
         self.timeout_s = float(timeout_s)
-        self.client = client or httpx.Client(timeout=self.timeout_s)
+        self.client = client
+        self._plain = None if client is not None else _PlainHttp.for_url(self.url, self.timeout_s)
+        if client is None and self._plain is None:
+            import httpx
+
+            self.client = httpx.Client(timeout=self.timeout_s)
 
     def close(self) -> None:
-        self.client.close()
+        if self._plain is not None:
+            self._plain.close()
+        if self.client is not None:
+            self.client.close()
 
     def query(self, promql: str) -> list[dict[str, Any]]:
         """An instant vector: [{"metric": {...}, "value": [ts, "v"]}, ...]. Raises FleetError."""
-        where = f"{self.url}/api/v1/query"
+        # Prometheus durations take integer units: send the evaluation timeout in ms.
+        params = {"query": promql, "timeout": f"{max(1, int(self.timeout_s * 1000))}ms"}
+        if self._plain is not None:
+            status, body_bytes = self._plain.get("/api/v1/query", params, self._timed_out, self._unreachable)
+        else:
+            status, body_bytes = self._httpx_get(params)
         try:
-            # Prometheus durations take integer units: send the evaluation timeout in ms.
-            timeout_ms = max(1, int(self.timeout_s * 1000))
-            resp = self.client.get(where, params={"query": promql, "timeout": f"{timeout_ms}ms"})
-        except httpx.TimeoutException:
-            raise FleetError(f"Prometheus did not answer within {self.timeout_s:g}s", where=self.url,
-                             hint="is it overloaded? raise fleet.timeout in the config") from None
-        except httpx.HTTPError as exc:
-            raise FleetError(f"Prometheus unreachable: {_first_line(exc) or type(exc).__name__}", where=self.url,
-                             hint="check the --fleet URL and that Prometheus is running") from None
-        try:
-            body = resp.json()
+            body = json.loads(body_bytes)
         except ValueError:
             body = None
         if not isinstance(body, dict) or body.get("status") != "success":
             detail = ""
             if isinstance(body, dict):
                 detail = f"{body.get('errorType', '')}: {body.get('error', '')}".strip(": ")
-            detail = detail or f"HTTP {resp.status_code} {resp.reason_phrase}"
+            detail = detail or f"HTTP {status} {_reason(status)}"
             raise FleetError(f"Prometheus query failed: {clean(detail, 200)}", where=self.url,
                              hint="is this URL a Prometheus server (…/api/v1/query)?")
         data = body.get("data") or {}
         if data.get("resultType") != "vector":
             raise FleetError(f"unexpected Prometheus answer (resultType {data.get('resultType')!r})", where=self.url)
-        return list(data.get("result") or [])
+        return data.get("result") or []
+
+    def _httpx_get(self, params: dict[str, str]) -> tuple[int, bytes]:
+        import httpx
+
+        assert self.client is not None
+        try:
+            resp = self.client.get(f"{self.url}/api/v1/query", params=params)
+        except httpx.TimeoutException:
+            raise self._timed_out() from None
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from None
+        return resp.status_code, resp.content
+
+    def _timed_out(self) -> FleetError:
+        return FleetError(f"Prometheus did not answer within {self.timeout_s:g}s", where=self.url,
+                          hint="is it overloaded? raise fleet.timeout in the config")
+
+    def _unreachable(self, exc: BaseException) -> FleetError:
+        return FleetError(f"Prometheus unreachable: {_first_line(exc) or type(exc).__name__}", where=self.url,
+                          hint="check the --fleet URL and that Prometheus is running")
+
+
+_PROXY_VARS = ("http_proxy", "all_proxy")
+
+
+class _PlainHttp:
+    """GET over http.client for a plain http:// URL, a keep-alive connection per thread."""
+
+    def __init__(self, host: str, port: int, prefix: str, timeout_s: float) -> None:
+        self.host, self.port, self.prefix, self.timeout_s = host, port, prefix, timeout_s
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._conns: list[Any] = []
+
+    @classmethod
+    def for_url(cls, url: str, timeout_s: float) -> _PlainHttp | None:
+        """None where httpx should do it: https, credentials in the URL, a proxy in the environment."""
+        parts = urlsplit(url)
+        if parts.scheme != "http" or "@" in parts.netloc or parts.query or parts.fragment:
+            return None
+        if any(os.environ.get(v) or os.environ.get(v.upper()) for v in _PROXY_VARS):
+            return None
+        try:
+            port = parts.port or 80
+        except ValueError:
+            return None
+        return cls(parts.hostname or "", port, parts.path.rstrip("/"), timeout_s)
+
+    def get(self, path: str, params: dict[str, str], timed_out: Any, unreachable: Any) -> tuple[int, bytes]:
+        import http.client
+        from urllib.parse import urlencode
+
+        target = f"{self.prefix}{path}?{urlencode(params)}"
+        for attempt in (0, 1):
+            conn = getattr(self._local, "conn", None)
+            fresh = conn is None
+            if fresh:
+                conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
+                self._local.conn = conn
+                with self._lock:
+                    self._conns.append(conn)
+            try:
+                # compressed as httpx asks for it: 30x fewer bytes on the wire for a few ms of Prometheus's CPU
+                conn.request("GET", target, headers={"Accept": "application/json", "Accept-Encoding": "gzip"})
+                resp = conn.getresponse()
+                body = resp.read()
+                if (resp.getheader("Content-Encoding") or "").strip().lower() == "gzip":
+                    body = _gunzip(body)
+                return resp.status, body
+            except TimeoutError:
+                conn.close()
+                self._local.conn = None
+                raise timed_out() from None
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                self._local.conn = None
+                if fresh or attempt:          # a kept-alive connection the server closed: once more, anew
+                    raise unreachable(exc) from None
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            conn.close()
+
+
+def _gunzip(body: bytes) -> bytes:
+    import zlib
+
+    try:
+        return zlib.decompress(body, 16 + zlib.MAX_WBITS)
+    except zlib.error:
+        return b""              # not JSON then: reported as the HTTP status it came with
+
+
+def _reason(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
 
 
 def _first_line(exc: BaseException) -> str:
@@ -267,15 +398,14 @@ def fetch_fleet(url: str, cfg: Config | None = None, *, timeout_s: float | None 
     wall = time.time()    # Prometheus evaluates at its own (real) time; windows are measured in that clock
     queries = fleet_queries(cfg, wall)
     try:
-        with ThreadPoolExecutor(max_workers=len(queries)) as pool:
-            futures = {k: pool.submit(prom.query, q) for k, q in queries.items()}
-            results = {k: f.result() for k, f in futures.items()}
+        results = _run_parallel(prom, queries)
+        legacy = _needs_legacy(results)
+        if legacy:
+            results.update(_run_parallel(prom, Q_LEGACY))
     finally:
         if client is None:
             prom.close()
-    for sample in results["own_rate"]:
-        sample.setdefault("metric", {})["__name__"] = _RATE_INFO
-    nodes = _gpuspend_nodes([s for k in Q_GPUSPEND_PARTS for s in results[k]])
+    nodes = _gpuspend_nodes(results)
     known_uuids = {g.uuid for n in nodes.values() for g in n.gpus}
     for node in _dcgm_nodes(results["dcgm"], results["gr_idle_min"] + results["dcgm_idle_min"],
                             results["gr_max"] + results["dcgm_max"], cfg, util_pct, known_uuids, set(nodes), wall):
@@ -285,19 +415,43 @@ def fetch_fleet(url: str, cfg: Config | None = None, *, timeout_s: float | None 
     return FleetView(url=prom.url, fetched_s=wall, nodes=[nodes[k] for k in sorted(nodes)], missing=missing)
 
 
-def _gpuspend_nodes(samples: list[dict[str, Any]]) -> dict[str, FleetNode]:
-    nodes: dict[str, FleetNode] = {}
-    gpus: dict[tuple[str, str], dict[str, Any]] = {}
-    months: dict[tuple[str, str, str], tuple[str, float]] = {}    # (host, cur, metric) -> (month, v)
+def _run_parallel(prom: Prometheus, queries: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
+    with ThreadPoolExecutor(max_workers=len(queries)) as pool:
+        futures = {k: pool.submit(prom.query, q) for k, q in queries.items()}
+        return {k: f.result() for k, f in futures.items()}
 
-    seen: dict[str, str] = {}
+
+def _host(m: dict[str, Any]) -> str:
+    return m.get("host") or m.get("instance") or "?"
+
+
+def _needs_legacy(results: dict[str, list[dict[str, Any]]]) -> bool:
+    """A GPU (by its cost or utilisation series) on a host that exports no gpuspend_gpu_status: an older exporter."""
+    with_status = {_host(s["metric"]) for s in results["gpu_status"]}
+    return any(_host(s["metric"]) not in with_status for k in ("gpu_cost", "gpu_util") for s in results[k])
+
+
+def _gpuspend_nodes(results: dict[str, list[dict[str, Any]]]) -> dict[str, FleetNode]:
+    """gpuspend nodes from the answers to Q_GPUSPEND_PARTS (and Q_LEGACY, when asked): one pass per answer."""
+    nodes: dict[str, FleetNode] = {}
+    gpus: dict[tuple[str, str], dict[str, Any]] = {}             # by the labels as they came
+    months: dict[tuple[str, str, str], tuple[str, float]] = {}    # (host, cur, metric) -> (month, v)
+    seen: dict[Any, str] = {}
 
     def text(v: Any) -> str:
-        # the same host, model and currency labels come back on every GPU's series: clean each value once
+        # the same host, model, state and currency labels come back on every GPU's series: clean each value once
         got = seen.get(v)
         if got is None:
             got = seen[v] = clean(v)
         return got
+
+    def gpu(m: dict[str, Any]) -> dict[str, Any]:
+        key = (m.get("host") or m.get("instance") or "?", m.get("uuid", ""))
+        g = gpus.get(key)
+        if g is None:
+            g = gpus[key] = {"node": text(key[0]), "gpu": text(m.get("gpu", "")), "uuid": clean(key[1]),
+                             "model": text(m.get("model", ""))}
+        return g
 
     def node(name: str) -> FleetNode:
         got = nodes.get(name)
@@ -305,58 +459,74 @@ def _gpuspend_nodes(samples: list[dict[str, Any]]) -> dict[str, FleetNode]:
             got = nodes[name] = FleetNode(name=name, source="gpuspend")
         return got
 
-    for s in samples:
-        m = s.get("metric", {})
-        name = m.get("__name__", "")[len("gpuspend_"):]
-        host = text(m.get("host") or m.get("instance") or "?")
+    get = results.get
+    for s in get("gpu_status", ()):
+        m = s["metric"]
+        g = gpu(m)
+        g["state"] = text(m.get("state") or "unknown")
+        g["rate_source"] = text(m.get("source", ""))
+        g["open"] = m.get("episode") == "open"
+    for s in get("legacy_state", ()):
+        gpu(s["metric"])["state"] = text(s["metric"].get("state") or "unknown")
+    for s in get("legacy_rate", ()):
+        gpu(s["metric"])["rate_source"] = text(s["metric"].get("source", ""))
+    for s in get("legacy_open", ()):
+        gpu(s["metric"])["open"] = True                   # filtered on the server: == 1
+    for s in get("gpu_cost", ()):
+        g = gpu(s["metric"])
+        g["cost"] = _value(s)
+        g["currency"] = text(s["metric"].get("currency", ""))
+    for s in get("gpu_util", ()):
         v = _value(s)
-        cur = text(m.get("currency", ""))
-        if name.startswith("gpu_"):
-            uuid = text(m.get("uuid", ""))
-            g = gpus.setdefault((host, uuid), {"node": host, "gpu": text(m.get("gpu", "")), "uuid": uuid,
-                                               "model": text(m.get("model", ""))})
-            if name == "gpu_cost_per_hour":
-                g["cost"], g["currency"] = v, cur
-            elif name == "gpu_state" and v == 1.0:
-                g["state"] = text(m.get("state", "unknown"))
-            elif name == "gpu_utilization_ratio" and v is not None:
-                g["util"] = v * 100.0
-            elif name == "gpu_idle_for_seconds":
-                g["idle_for"] = v
-            elif name == "gpu_idle_episode_waste":
-                g["waste"] = v or 0.0
-                g.setdefault("currency", cur)
-            elif name == "gpu_idle_episode_open":
-                g["open"] = v == 1.0
-            elif name == "gpu_rate_info":
-                g["rate_source"] = text(m.get("source", ""))
-        elif name == "up":
+        if v is not None:
+            gpu(s["metric"])["util"] = v * 100.0
+    for s in get("gpu_idle_for", ()):
+        gpu(s["metric"])["idle_for"] = _value(s)
+    for s in get("gpu_waste", ()):
+        g = gpu(s["metric"])
+        g["waste"] = _value(s) or 0.0
+        if "currency" not in g:
+            g["currency"] = text(s["metric"].get("currency", ""))
+    for s in get("node", ()):
+        m = s["metric"]
+        name = m.get("__name__", "")
+        host, v = text(m.get("host") or m.get("instance") or "?"), _value(s)
+        if name == "gpuspend_up":
             node(host).up = v == 1.0
-        elif name in ("cost_per_hour", "idle_waste_today"):
-            target = node(host).cost_per_hour if name == "cost_per_hour" else node(host).waste_today
-            target[cur] = v or 0.0
-        elif name in ("month_to_date", "month_projection"):
-            key = (host, cur, name)
+        elif name == "gpuspend_cost_per_hour":
+            node(host).cost_per_hour[text(m.get("currency", ""))] = v or 0.0
+        elif name == "gpuspend_idle_waste_today":
+            node(host).waste_today[text(m.get("currency", ""))] = v or 0.0
+        elif name in ("gpuspend_month_to_date", "gpuspend_month_projection"):
+            key = (host, text(m.get("currency", "")), name)
             month = m.get("month", "")
             if v is not None and (key not in months or month > months[key][0]):
                 months[key] = (month, v)
     for (host, cur, name), (_, v) in months.items():
-        target = node(host).mtd if name == "month_to_date" else node(host).projection
+        target = node(host).mtd if name == "gpuspend_month_to_date" else node(host).projection
         target[cur] = v
-    for (host, _), g in sorted(gpus.items(), key=lambda kv: (kv[0][0], _gpu_sort(kv[1]["gpu"]), kv[0][1])):
-        state = g.get("state", "unknown")
+    by_gpu: dict[tuple[str, str], dict[str, Any]] = {}
+    for g in gpus.values():          # labels that differ only in what clean() removed are one GPU
+        key = (g["node"], g["uuid"])
+        if key in by_gpu:
+            by_gpu[key].update(g)
+        else:
+            by_gpu[key] = g
+    for g in sorted(by_gpu.values(), key=lambda g: (g["node"], _gpu_sort(g["gpu"]), g["uuid"])):
+        host, state, cost = g["node"], g.get("state", "unknown"), g.get("cost")
+        idle = state in IDLE_STATES
         fg = FleetGpu(node=host, gpu=g["gpu"], uuid=g["uuid"], model=g["model"], source="gpuspend", state=state,
-                      util_pct=g.get("util"), cost_per_hour=g.get("cost"), currency=g.get("currency", ""),
-                      rate_source=g.get("rate_source", "none" if g.get("cost") is None else ""),
+                      util_pct=g.get("util"), cost_per_hour=cost, currency=g.get("currency", ""),
+                      rate_source=g.get("rate_source", "none" if cost is None else ""),
                       # no series: filtered out on the server as 0 (see Q_GPUSPEND_PARTS)
-                      idle=state in IDLE_STATES, idle_for_s=g.get("idle_for", 0.0), episode_open=g.get("open", False),
+                      idle=idle, idle_for_s=g.get("idle_for", 0.0), episode_open=g.get("open", False),
                       waste=g.get("waste", 0.0))
-        n = node(host)
+        n = nodes.get(host) or node(host)
         n.gpus.append(fg)
-        if fg.cost_per_hour is None:
+        if cost is None:
             n.unpriced += 1
-        elif fg.idle:
-            n.waste_per_hour[fg.currency] = n.waste_per_hour.get(fg.currency, 0.0) + fg.cost_per_hour
+        elif idle:
+            n.waste_per_hour[fg.currency] = n.waste_per_hour.get(fg.currency, 0.0) + cost
     return nodes
 
 
@@ -530,6 +700,84 @@ def fleet_view(url: str, cfg: Config | None = None, *, timeout_s: float | None =
 
 # -- rendering ---------------------------------------------------------------------------------------------------
 
+class _NotPlain(Exception):
+    pass
+
+
+def _json_scalar(v: Any) -> str:
+    if v is None:
+        return "null"
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    kind = type(v)
+    if kind is str:
+        return _json_str(v)
+    if kind is float:
+        return _json_float(v)
+    if kind is int:
+        return int.__repr__(v)
+    raise _NotPlain
+
+
+def json_text(doc: Any) -> str:
+    """json.dumps(doc, indent=2, sort_keys=True), character for character, for documents of dicts with string
+    keys, lists and plain scalars: the standard encoder writes indented output in pure Python, 0.12 s for 8,000
+    GPUs; this takes half that. Anything else goes to json.dumps itself."""
+    out: list[str] = []
+    put = out.append
+
+    def walk(o: Any, pad: str) -> None:
+        kind = type(o)
+        if kind is dict:
+            if not o:
+                put("{}")
+                return
+            inner = pad + "  "
+            sep = "{\n" + inner
+            for k in sorted(o):
+                if type(k) is not str:
+                    raise _NotPlain
+                put(sep)
+                put(_json_str(k))
+                put(": ")
+                walk(o[k], inner)
+                sep = ",\n" + inner
+            put("\n" + pad + "}")
+        elif kind is list:
+            if not o:
+                put("[]")
+                return
+            inner = pad + "  "
+            sep = "[\n" + inner
+            for v in o:
+                put(sep)
+                walk(v, inner)
+                sep = ",\n" + inner
+            put("\n" + pad + "]")
+        else:
+            put(_json_scalar(o))
+
+    try:
+        walk(doc, "")
+    except _NotPlain:
+        return json.dumps(doc, indent=2, sort_keys=True)
+    return "".join(out)
+
+
+def _json_float(v: float) -> str:
+    if v != v:
+        return "NaN"
+    if v in (_INF, -_INF):
+        return "Infinity" if v > 0 else "-Infinity"
+    return float.__repr__(v)
+
+
+_INF = float("inf")
+_json_str = json.encoder.encode_basestring_ascii     # what json.dumps uses for strings (ensure_ascii)
+
+
 def _money_map(values: dict[str, float]) -> str:
     """Per-currency amounts side by side (never summed across currencies)."""
     return " + ".join(money(v, c) for c, v in sorted(values.items())) or "-"
@@ -578,7 +826,7 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], markdown: bool,
 
 def render(view: FleetView, fmt: str = "text") -> str:
     if fmt == "json":
-        return json.dumps(view.to_json(), indent=2, sort_keys=True)
+        return json_text(view.to_json())
     md = fmt == "markdown"
     out: list[str] = []
     title = (f"Fleet: {count(len(view.nodes), 'node')}, {count(view.gpu_count, 'GPU')} "

@@ -212,6 +212,11 @@ def _snapshot_families(snap: Snapshot) -> Iterator[Metric]:
     rate_info = InfoMetricFamily("gpuspend_gpu_rate", "Where this GPU's rate comes from",
                                  labels=[*GPU_LABELS])
     state = GaugeMetricFamily("gpuspend_gpu_state", "1 for the GPU's current state", labels=[*GPU_LABELS, "state"])
+    # One series per GPU naming its current state, rate source and idle episode (readers such as the fleet
+    # view ask for this one series instead of the five-series state enum plus the rate info and episode flag)
+    status = GaugeMetricFamily("gpuspend_gpu_status", "1; labels: the GPU's current state, where its rate comes "
+                               "from, and whether an idle episode is open", labels=[*GPU_LABELS, "state", "source",
+                                                                                   "episode"])
     util = GaugeMetricFamily("gpuspend_gpu_utilization_ratio", "GPU utilisation, 0..1", labels=GPU_LABELS)
     power = GaugeMetricFamily("gpuspend_gpu_power_watts", "Power draw", labels=GPU_LABELS)
     mem = GaugeMetricFamily("gpuspend_gpu_memory_used_bytes", "Memory used", labels=GPU_LABELS)
@@ -235,6 +240,7 @@ def _snapshot_families(snap: Snapshot) -> Iterator[Metric]:
         rate_info.add_metric(key, {"source": g.rate.source, "label": g.rate.label, "as_of": g.rate.as_of or ""})
         for s in STATES if g.state in STATES else (*STATES, g.state):
             state.add_metric([*key, s], 1.0 if g.state == s else 0.0)
+        status.add_metric([*key, g.state, g.rate.source, "open" if g.episode_open else "closed"], 1.0)
         if g.util is not None:
             util.add_metric(key, g.util / 100.0)
         if g.power is not None:
@@ -248,7 +254,8 @@ def _snapshot_families(snap: Snapshot) -> Iterator[Metric]:
             episode.add_metric([*key, g.rate.currency or cur], float(g.episode_waste))
         episode_open.add_metric(key, 1.0 if g.episode_open else 0.0)
         under.add_metric(key, 1.0 if g.uuid in low else 0.0)
-    yield from (cost, rate, rate_info, state, util, power, mem, mem_total, idle_for, episode, episode_open, under)
+    yield from (cost, rate, rate_info, state, status, util, power, mem, mem_total, idle_for, episode, episode_open,
+                under)
 
     node_cost = GaugeMetricFamily("gpuspend_cost_per_hour", "Cost of all GPUs on this host per hour, in `currency`",
                                   labels=["host", "currency"])

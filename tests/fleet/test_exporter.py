@@ -74,6 +74,11 @@ def test_per_gpu_series_with_labels_and_units(exporter):
     assert value(s, "gpuspend_gpu_state", state="busy", gpu="1") == 0.0
     assert value(s, "gpuspend_gpu_rate_info", gpu="0")  == 1.0
     assert {lab["source"] for lab, _ in s["gpuspend_gpu_rate_info"]} == {"catalog", "none"}
+    # one status series per GPU: its current state, rate source and idle episode as labels
+    assert sorted((lab["gpu"], lab["state"], lab["source"], lab["episode"], v)
+                  for lab, v in s["gpuspend_gpu_status"]) == [
+        ("0", "busy", "catalog", "closed", 1.0), ("1", "held-idle", "catalog", "open", 1.0),
+        ("2", "busy", "none", "closed", 1.0)]
     # a GPU without a rate has no cost series at all (never $0), but still its state and utilisation
     assert [lab["gpu"] for lab, _ in s["gpuspend_gpu_cost_per_hour"]] == ["0", "1"]
     assert value(s, "gpuspend_gpu_utilization_ratio", gpu="2") == 0.5
@@ -117,7 +122,8 @@ def test_vanished_gpu_drops_its_series(exporter):
     assert len(scrape(exporter)["gpuspend_gpu_cost_per_hour"]) == 2
     exporter.update(make_snapshot("node-a", (make_gpu("node-a", 0),)))
     s = scrape(exporter)
-    for name in ("gpuspend_gpu_cost_per_hour", "gpuspend_gpu_state", "gpuspend_gpu_idle_seconds_total"):
+    for name in ("gpuspend_gpu_cost_per_hour", "gpuspend_gpu_state", "gpuspend_gpu_status",
+                 "gpuspend_gpu_idle_seconds_total"):
         assert {lab["gpu"] for lab, _ in s[name]} == {"0"}, name
 
 

@@ -20,22 +20,36 @@ def vector(*samples: tuple[dict, float]) -> dict:
         {"metric": m, "value": [1794744000.0, repr(v)]} for m, v in samples]}}
 
 
-GOOD = vector(
+# Which of the view's queries returns a series of this name (values are filtered on the server: callers list only
+# the series Prometheus would return, e.g. no idle time of 0).
+_QUERY_OF = {"gpuspend_gpu_status": "gpu_status", "gpuspend_gpu_cost_per_hour": "gpu_cost",
+             "gpuspend_gpu_utilization_ratio": "gpu_util", "gpuspend_gpu_idle_for_seconds": "gpu_idle_for",
+             "gpuspend_gpu_idle_episode_waste": "gpu_waste"}
+
+
+def answers(*samples: tuple[dict, float]) -> dict[str, dict]:
+    """What Prometheus answers to each of the view's gpuspend queries, from the series it holds."""
+    routed: dict[str, list] = {}
+    for m, v in samples:
+        part = _QUERY_OF.get(m["__name__"], "node")
+        routed.setdefault(fleet.Q_GPUSPEND_PARTS[part], []).append((m, v))
+    return {q: vector(*s) for q, s in routed.items()}
+
+
+GPU = {"host": "node-a", "gpu": "0", "uuid": "U0", "model": "H100"}
+# One node with one idle GPU whose idle episode is open.
+GOOD = answers(
     ({"__name__": "gpuspend_cost_per_hour", "host": "node-a", "currency": "USD"}, 13.76),
     ({"__name__": "gpuspend_up", "host": "node-a"}, 1.0),
-    ({"__name__": "gpuspend_gpu_cost_per_hour", "host": "node-a", "gpu": "0", "uuid": "U0", "model": "H100",
-      "currency": "USD"}, 6.88),
-    ({"__name__": "gpuspend_gpu_state", "host": "node-a", "gpu": "0", "uuid": "U0", "model": "H100",
-      "state": "free-idle"}, 1.0),
-    ({"__name__": "gpuspend_gpu_idle_episode_open", "host": "node-a", "gpu": "0", "uuid": "U0",
-      "model": "H100"}, 1.0),
     ({"__name__": "gpuspend_month_projection", "host": "node-a", "currency": "USD", "month": "2026-11"}, 4000.0),
+    ({"__name__": "gpuspend_gpu_status", **GPU, "state": "free-idle", "source": "catalog", "episode": "open"}, 1.0),
+    ({"__name__": "gpuspend_gpu_cost_per_hour", **GPU, "currency": "USD"}, 6.88),
 )
 EMPTY = vector()
 
 
 def answer_good(request: Request) -> Response:
-    body = GOOD if "gpuspend_(" in request.args.get("query", "") else EMPTY
+    body = GOOD.get(request.args.get("query", ""), EMPTY)
     return Response(json.dumps(body), content_type="application/json")
 
 
@@ -129,3 +143,59 @@ def test_fleet_report_does_not_import_textual():
     code = ("import sys; import gpuspend.fleet, gpuspend.metrics; "
             "sys.exit(1 if any(m == 'textual' or m.startswith(('textual.', 'tui')) for m in sys.modules) else 0)")
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
+def test_json_report_text_is_the_standard_encoding():
+    """The fleet's --format json is json.dumps(indent=2, sort_keys=True) to the byte, whatever the values."""
+    doc = {"b": [1, 2.5, -0.0, 1e300, float("nan"), float("inf"), -float("inf"), True, False, None, {}, [], ""],
+           "a": {"z": "é\u2028\x1b[31m\"\\", "y": [{"k": {"n": 3}}], "x": 10 ** 30}, "": "empty key"}
+    assert fleet.json_text(doc) == json.dumps(doc, indent=2, sort_keys=True)
+    odd = {"t": (1, 2), "k": {1: "int key"}}           # not plain: handed to json.dumps whole
+    assert fleet.json_text(odd) == json.dumps(odd, indent=2, sort_keys=True)
+
+
+@pytest.mark.parametrize("transport", ["http.client", "httpx"])
+def test_both_transports_read_and_fail_alike(httpserver, transport):
+    """A plain http URL is read with the standard library, a caller's httpx client with httpx: same view, same
+    one-line errors."""
+    import httpx
+
+    def view(url: str, timeout: float = 2.0) -> fleet.FleetView:
+        if transport == "httpx":
+            with httpx.Client(timeout=timeout) as client:
+                return fleet.fetch_fleet(url, timeout_s=timeout, client=client)
+        return fleet.fetch_fleet(url, timeout_s=timeout)
+
+    url = httpserver.url_for("/").rstrip("/")
+    httpserver.expect_request("/api/v1/query").respond_with_handler(answer_good)
+    got = view(url)
+    assert [(n.name, len(n.gpus), n.idle_gpus, n.cost_per_hour) for n in got.nodes] == [
+        ("node-a", 1, 1, {"USD": 13.76})]
+    httpserver.clear()
+    httpserver.expect_request("/api/v1/query").respond_with_data("overloaded", status=503)
+    with pytest.raises(fleet.FleetError) as exc:
+        view(url)
+    assert exc.value.message == "Prometheus query failed: HTTP 503 Service Unavailable"
+    httpserver.clear()
+
+    def slow(request: Request) -> Response:
+        time.sleep(2)
+        return answer_good(request)
+
+    httpserver.expect_request("/api/v1/query").respond_with_handler(slow)
+    with pytest.raises(fleet.FleetError) as exc:
+        view(url, timeout=0.5)
+    assert exc.value.message == "Prometheus did not answer within 0.5s"
+    with pytest.raises(fleet.FleetError) as exc:
+        view(f"http://127.0.0.1:{free_port()}")
+    assert exc.value.message.startswith("Prometheus unreachable: ") and "refused" in exc.value.message
+
+
+def test_an_http_proxy_in_the_environment_is_used(httpserver, monkeypatch):
+    """HTTP_PROXY applies to the fleet's queries as to any httpx request (the proxy here answers for Prometheus)."""
+    httpserver.expect_request("/api/v1/query").respond_with_handler(answer_good)
+    monkeypatch.setenv("HTTP_PROXY", httpserver.url_for("/").rstrip("/"))
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    got = fleet.fetch_fleet("http://prometheus.invalid:9090", timeout_s=5)
+    assert [n.name for n in got.nodes] == ["node-a"]

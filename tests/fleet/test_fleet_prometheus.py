@@ -143,7 +143,9 @@ def test_render_formats_keep_outside_text_inert(view):
     assert "\x1b" not in text and "node-a" in text and "Idle GPUs (4)" in text
     md = fleet.render(view, "markdown")
     assert "dcgm-b\\|[bold]" in md             # a | in a label cannot break the markdown table
-    data = json.loads(fleet.render(view, "json"))
+    text = fleet.render(view, "json")
+    assert text == json.dumps(view.to_json(), indent=2, sort_keys=True)    # the standard encoding, to the byte
+    data = json.loads(text)
     assert data["gpus"] == 9 and data["idle_gpus"] == 4 and data["stale"] is False
     back = fleet.FleetView.from_json(data)
     assert back.totals()["USD"] == pytest.approx(view.totals()["USD"])
@@ -220,3 +222,49 @@ def test_dcgm_idle_episode_opens_after_idle_after(fleet_env, tmp_path):
         time.sleep(0.5)
     # GPU_UTIL 0% and GR_ENGINE_ACTIVE 2% are idle; the busy GPUs never open one
     assert list(opened.values()) == [[True, False], [True, False]]
+
+
+def test_a_node_on_an_older_exporter_reads_the_same(tmp_path):
+    """A node whose exporter predates gpuspend_gpu_status (rolling upgrades) shows the same GPU rows as a current
+    one: its state, rate source and open episode come from the older series, asked only for that host."""
+    from prometheus_client import generate_latest
+
+    def gpus(host):
+        return (make_gpu(host, 0, rate=6.88),
+                make_gpu(host, 1, state="held-idle", util=0.0, idle_for_s=3600, episode_waste=6.88),
+                make_gpu(host, 2, state="free-idle", util=1.0, rate=None, idle_for_s=120),
+                make_gpu(host, 3, state="lost"))
+
+    new, old = metrics.serve("127.0.0.1", 0), metrics.serve("127.0.0.1", 0)
+    new.update(make_snapshot("node-new", gpus("node-new")))
+    old.update(make_snapshot("node-old", gpus("node-old")))
+    text = generate_latest(old.registry).decode()
+    assert "gpuspend_gpu_status{" in text
+    older = "".join(line for line in text.splitlines(keepends=True) if "gpuspend_gpu_status" not in line)
+    page = HTTPServer(host="127.0.0.1", port=0)
+    page.expect_request("/metrics").respond_with_data(older, content_type="text/plain; version=0.0.4")
+    page.start()
+    prom = start_prometheus(tmp_path / "prom", [f"127.0.0.1:{new.port}", f"127.0.0.1:{page.port}"])
+    try:
+        prom.wait_for("gpuspend_gpu_cost_per_hour", 2 + 2)
+        prom.wait_for("gpuspend_gpu_state", 2 * 4 * 5)
+        view = fleet.fetch_fleet(prom.url)
+    finally:
+        prom.stop()
+        page.stop()
+        new.close()
+        old.close()
+    by = {n.name: n for n in view.nodes}
+    assert sorted(by) == ["node-new", "node-old"]
+
+    def rows(node):
+        return [(g.gpu, g.state, g.idle, g.rate_source, g.cost_per_hour, g.episode_open, g.idle_for_s, g.waste)
+                for g in node.gpus]
+
+    assert rows(by["node-old"]) == rows(by["node-new"]) == [
+        ("0", "busy", False, "catalog", 6.88, False, 0.0, 0.0),
+        ("1", "held-idle", True, "catalog", 6.88, True, 3600.0, 6.88),
+        ("2", "free-idle", True, "none", None, False, 120.0, 0.0),
+        ("3", "lost", False, "catalog", 6.88, False, 0.0, 0.0)]
+    assert by["node-old"].waste_per_hour == by["node-new"].waste_per_hour == {"USD": 6.88}
+    assert by["node-old"].unpriced == by["node-new"].unpriced == 1

@@ -12,18 +12,20 @@ from werkzeug import Request, Response
 
 from gpuspend.tui.fleet_app import FleetApp
 
-from .test_fleet_errors import EMPTY, vector
+from .test_fleet_errors import EMPTY, answers
 
 LABELS = {"host": "gpu[bold]01", "gpu": "0", "uuid": "U0", "model": "H100"}
-ANSWER = vector(
+ANSWER = answers(
     ({"__name__": "gpuspend_cost_per_hour", "host": "gpu[bold]01", "currency": "USD"}, 13.76),
     ({"__name__": "gpuspend_up", "host": "gpu[bold]01"}, 1.0),
     ({"__name__": "gpuspend_gpu_cost_per_hour", **LABELS, "currency": "USD"}, 6.88),
-    ({"__name__": "gpuspend_gpu_state", **LABELS, "state": "held-idle"}, 1.0),
+    ({"__name__": "gpuspend_gpu_status", **LABELS, "state": "held-idle", "source": "catalog", "episode": "closed"},
+     1.0),
     ({"__name__": "gpuspend_gpu_idle_for_seconds", **LABELS}, 5400.0),
     ({"__name__": "gpuspend_gpu_idle_episode_waste", **LABELS, "currency": "USD"}, 10.32),
     ({"__name__": "gpuspend_gpu_cost_per_hour", **LABELS, "gpu": "1", "uuid": "U1", "currency": "USD"}, 6.88),
-    ({"__name__": "gpuspend_gpu_state", **LABELS, "gpu": "1", "uuid": "U1", "state": "busy"}, 1.0),
+    ({"__name__": "gpuspend_gpu_status", **LABELS, "gpu": "1", "uuid": "U1", "state": "busy", "source": "catalog",
+      "episode": "closed"}, 1.0),
     ({"__name__": "gpuspend_month_projection", "host": "gpu[bold]01", "currency": "USD", "month": "2026-11"},
      9000.0),
 )
@@ -33,7 +35,7 @@ def serve(httpserver, state: dict) -> str:
     def handler(request: Request) -> Response:
         if state["fail"]:
             return Response("overloaded", status=503)
-        body = ANSWER if "gpuspend_(" in request.args.get("query", "") else EMPTY
+        body = ANSWER.get(request.args.get("query", ""), EMPTY)
         return Response(json.dumps(body), content_type="application/json")
 
     httpserver.expect_request("/api/v1/query").respond_with_handler(handler)
