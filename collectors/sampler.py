@@ -1,7 +1,10 @@
-"""Turns a `Reading` into rows: upserts `gpus`, inserts `gpu_samples`, `processes`, `process_samples`.
+"""Turns a `Reading` into rows: upserts `gpus`, writes `gpu_samples`, `processes`, `process_samples`.
 
 One small transaction per tick. This is the collector's hot path, so GPU and process ids are cached in
 memory (a GPU row is rewritten only when what we know about it changes) and rows go in with executemany.
+Samples are written as runs (gpuspend.samples): a GPU's sample extends the row of its previous one (updated in
+place, in the tick's transaction) while the gap rule, the minute and the set of processes allow, else starts
+a new row; a run in progress lives in memory, so a restarted or rolled-back sampler starts a new row.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from collections.abc import Iterable
 
 from gpuspend.collectors.reading import GpuReading, Reading, WorkloadReading
 from gpuspend.gpu_models import normalise_model
+from gpuspend.samples import INSERT_GPU, INSERT_PROC, UPDATE_GPU, UPDATE_PROC, Run, run_cap_ms
 from gpuspend.store import set_meta, transaction
 
 # A held GPU seen again within this long continues the same allocation row (a restart of the collector or a
@@ -28,8 +32,11 @@ def _round(value: float | None) -> float | None:
 class Sampler:
     """Writes readings into one connection. Not thread-safe: one Sampler per collector thread."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, interval_s: float | None = None) -> None:
+        """`interval_s`: the sampling interval (the gap rule's unit: a longer step ends a run); 2 s if unknown."""
         self.conn = conn
+        self._cap = run_cap_ms(interval_s)
+        self._runs: dict[int, Run] = {}                              # gpu id -> its run in progress
         self._gpus: dict[str, tuple[int, tuple, bool]] = {}        # uuid -> (id, static facts, lost)
         self._procs: dict[tuple[str, int, int | None], int] = {}    # (host, pid, started) -> id
         self._wl: dict[tuple[str, str, str], tuple[int, WorkloadReading]] = {}   # (host, kind, id) -> row
@@ -67,6 +74,7 @@ class Sampler:
         self._allocs.clear()
         self._orphans.clear()
         self._last_proc.clear()
+        self._runs.clear()
         self._pid_ns = None
 
     def gpu_id(self, uuid: str) -> int | None:
@@ -77,27 +85,43 @@ class Sampler:
     def write_rows(self, r: Reading) -> int:
         """Rows of one reading, inside the caller's transaction (the collector adds its heartbeat to it)."""
         ts = r.ts_ms
-        samples: list[tuple] = []
-        psamples: list[tuple] = []
+        grow: list[tuple] = []
+        pgrow: list[tuple] = []
+        fresh: list[tuple[int, Run]] = []
         seen: list[tuple[int, int]] = []
+        runs, cap = self._runs, self._cap
         for g in r.gpus:
             gid = self._upsert_gpu(g, r, ts)
             if g.lost:
                 continue
             seen.append((ts, gid))
-            samples.append((gid, ts, _round(g.util), _round(g.mem_util), g.mem_used, _round(g.power),
-                            g.energy_mj, _round(g.temperature), g.sm_clock))
+            vals = (_round(g.util), _round(g.mem_util), g.mem_used, _round(g.power), _round(g.temperature), g.sm_clock)
+            procs: dict[int, tuple] = {}
             for p in g.processes:
                 wl = self._workload_id(r.host, p.workload, ts) if p.workload is not None else None
                 pid = self._proc_id(r.host, p.pid, p.started, p.user, p.command, wl)
-                psamples.append((gid, ts, pid, p.used_memory, _round(p.sm_util)))
+                procs[pid] = (p.used_memory, _round(p.sm_util))
                 self._last_proc[gid] = pid
+            run = runs.get(gid)
+            if run is not None and run.can_take(ts, vals, g.energy_mj, procs, cap):
+                if run.take(ts, vals, g.energy_mj, procs):
+                    pgrow.extend(run.proc_rows(gid))
+                grow.append(run.gpu_row(gid))
+            else:
+                run = Run(ts, vals, g.energy_mj, procs)
+                fresh.append((gid, run))
         conn = self.conn
-        conn.executemany("INSERT OR REPLACE INTO gpu_samples (gpu_id, ts, util, mem_util, mem_used, power, "
-                         "energy_mj, temperature, sm_clock) VALUES (?,?,?,?,?,?,?,?,?)", samples)
-        if psamples:
-            conn.executemany("INSERT OR REPLACE INTO process_samples (gpu_id, ts, proc_id, used_memory, sm_util) "
-                             "VALUES (?,?,?,?,?)", psamples)
+        if grow:
+            conn.executemany(UPDATE_GPU, grow)
+        if pgrow:
+            conn.executemany(UPDATE_PROC, pgrow)
+        for gid, run in fresh:
+            if conn.execute(INSERT_GPU, run.gpu_row(gid)).rowcount:
+                runs[gid] = run
+                if run.pcols:
+                    conn.executemany(INSERT_PROC, run.proc_rows(gid))
+            else:                   # a row already starts at this instant: keep it, extend nothing
+                runs.pop(gid, None)
         if seen:
             conn.executemany("UPDATE gpus SET last_seen = ? WHERE id = ?", seen)
         if r.allocations:
@@ -108,7 +132,7 @@ class Sampler:
             # what the dashboard and the report say when the collector cannot see the host's processes
             set_meta(conn, PID_NS_KEY, r.pid_namespace)
             self._pid_ns = r.pid_namespace
-        return len(samples)
+        return len(seen)
 
     def _write_orphans(self, r: Reading, ts: int) -> None:
         for uuid, held in r.orphans:

@@ -323,7 +323,7 @@ def generate_history(conn: sqlite3.Connection, start_ms: int, end_ms: int, seed:
                                 idle_util_pct)
         set_meta(conn, rollup.WATERMARK_KEY, str(raw_start))
     # The last hour as raw samples, written by the real sampler, then rolled up by the real rollup.
-    sampler = Sampler(conn)
+    sampler = Sampler(conn, interval_s)
     step = int(interval_s * 1000)
     readings = [src.read(ts) for ts in range(raw_start, end_ms + 1, step)]
     sampler.write_many(readings)

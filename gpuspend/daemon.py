@@ -131,7 +131,7 @@ class Collector:
         except BaseException:
             self.close()
             raise
-        self.sampler = Sampler(self.conn)
+        self.sampler = Sampler(self.conn, self.interval_s)
         return self
 
     def _make_source(self) -> Any:

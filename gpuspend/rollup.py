@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from gpuspend import clock
 from gpuspend.idle import BUSY, GAP_INTERVALS, HELD_IDLE, UNKNOWN, covered_ms, sample_state, state_of
+from gpuspend.samples import ROW_SPAN_MS, gpu_samples, last_sample_ms, proc_samples
 from gpuspend.store import get_meta, set_meta, transaction
 
 if TYPE_CHECKING:
@@ -214,8 +215,7 @@ def roll_up(conn: sqlite3.Connection, *, interval_s: float, idle_util_pct: float
     `remote_interval_s`: the cloud poll interval, used instead of `interval_s` for GPU-cloud GPUs (sampled
     once per poll), so their polls are not cut to one local interval each."""
     now = clock.now_ms() if now_ms is None else now_ms
-    row = conn.execute("SELECT MAX(ts) FROM gpu_samples").fetchone()
-    max_ts = row[0] if row else None
+    max_ts = last_sample_ms(conn)
     if max_ts is None:
         return 0
     wm_text = get_meta(conn, WATERMARK_KEY)
@@ -286,15 +286,10 @@ def _roll_range(conn: sqlite3.Connection, start: int, end: int | None, interval_
     lo = start - max(cap, ENERGY_SPAN_MS)
     hi = (end + max(cap, ENERGY_SPAN_MS)) if end is not None else None
     with transaction(conn):
-        q = "SELECT gpu_id, ts, util, mem_util, mem_used, power, energy_mj FROM gpu_samples WHERE ts >= ?"
-        args: list[Any] = [lo]
-        if hi is not None:
-            q += " AND ts <= ?"
-            args.append(hi)
-        samples = conn.execute(q + " ORDER BY gpu_id, ts", args).fetchall()
-        pq = "SELECT gpu_id, ts, proc_id, used_memory, sm_util FROM process_samples WHERE ts >= ?"
+        top = None if hi is None else hi + 1
+        samples = [r[:7] for r in gpu_samples(conn, lo, top)]
         procs: dict[tuple[int, int], list[tuple[int, int | None, float | None]]] = defaultdict(list)
-        for gid, ts, pid, mem, sm in conn.execute(pq + (" AND ts <= ?" if hi is not None else ""), args):
+        for gid, ts, pid, mem, sm in proc_samples(conn, lo, top):
             procs[(gid, ts)].append((pid, mem, sm))
         e_rates = _energy_rates(samples, local_ms, remote_ms, remote)
         parent_of = mig_children(conn)
@@ -449,8 +444,12 @@ def apply_retention(conn: sqlite3.Connection, *, raw_s: float, interval_s: float
     safe = int(wm_text) - (GAP_INTERVALS + 1) * int(interval_s * 1000)
     cutoff = min(now - int(raw_s * 1000), safe)
     with transaction(conn):
-        n = conn.execute("DELETE FROM gpu_samples WHERE ts < ?", (cutoff,)).rowcount
-        n += conn.execute("DELETE FROM process_samples WHERE ts < ?", (cutoff,)).rowcount
+        # A row is a run of samples (gpuspend.samples): it goes once its last sample is before the cutoff, with the
+        # process rows of the same run; process rows with no GPU row go with their time.
+        n = conn.execute("DELETE FROM process_samples WHERE ts < ? AND (ts < ? OR NOT EXISTS (SELECT 1 FROM gpu_samples "
+                         "g WHERE g.ts = process_samples.ts AND g.gpu_id = process_samples.gpu_id AND "
+                         "g.ts + g.span_ms >= ?))", (cutoff, cutoff - ROW_SPAN_MS, cutoff)).rowcount
+        n += conn.execute("DELETE FROM gpu_samples WHERE ts < ? AND ts + span_ms < ?", (cutoff, cutoff)).rowcount
     return n
 
 

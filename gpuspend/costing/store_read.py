@@ -29,6 +29,7 @@ from gpuspend.rollup import (
     remote_gpu_ids,
     slice_states,
 )
+from gpuspend.samples import gpu_samples, latest_of, proc_samples, procs_at
 from gpuspend.snapshot import AlertView, Rate
 from gpuspend.store import get_meta
 
@@ -91,17 +92,14 @@ def _raw_segments(conn: sqlite3.Connection, lo_ms: int, hi_ms: int, interval_s: 
     parent_of = mig_children(conn)
     # A MIG-enabled GPU takes its state from its slices: read them along with it.
     ids = [] if gpu_id is None else [gpu_id, *(c for c, p in parent_of.items() if p == gpu_id)]
-    only = "" if gpu_id is None else f" AND gpu_id IN ({','.join('?' * len(ids))})"
     # A sample shortly before `lo` covers time after it: read back one gap's length and clip (below), so the
     # seconds between the last rolled-up sample and the watermark are neither lost nor counted twice.
     head_ms = GAP_INTERVALS * (max(local_ms, remote_ms) if remote else local_ms)
-    args: tuple = (lo_ms - head_ms, hi_ms) if gpu_id is None else (lo_ms - head_ms, hi_ms, *ids)
-    for gid, ts in conn.execute(
-            "SELECT DISTINCT gpu_id, ts FROM process_samples WHERE ts >= ? AND ts < ? "
-            "AND (used_memory IS NULL OR used_memory > 0)" + only, args):
-        holders.add((gid, ts))
-    rows = conn.execute("SELECT gpu_id, ts, util FROM gpu_samples WHERE ts >= ? AND ts < ?" + only +
-                        " ORDER BY gpu_id, ts", args).fetchall()
+    sel = ids or None
+    for gid, ts, _proc, mem, _sm in proc_samples(conn, lo_ms - head_ms, hi_ms, sel):
+        if mem is None or mem > 0:
+            holders.add((gid, ts))
+    rows = [r[:3] for r in gpu_samples(conn, lo_ms - head_ms, hi_ms, sel)]
     slices = slice_states(rows, {k: [(0, 1, None)] for k in holders}, parent_of, idle_pct) if parent_of else {}
     out: dict[int, list[tuple[int, float, float, float, float]]] = defaultdict(list)
     for i, (gid, ts, util) in enumerate(rows):
@@ -282,29 +280,28 @@ def local_rates(conn: sqlite3.Connection, rates: dict[int, Rate]) -> dict[int, R
 
 
 def latest_samples(conn: sqlite3.Connection) -> dict[int, tuple]:
-    """Newest sample per GPU: {gpu_id: (ts, util, mem_used, power, temperature)}."""
+    """Newest sample per GPU: {gpu_id: (ts, util, mem_used, power, temperature)}. The sampler keeps
+    gpus.last_seen = the GPU's newest sample ts, so this is a bounded lookup of the row (a run) holding it."""
     out: dict[int, tuple] = {}
-    # gpu_samples is keyed (ts, gpu_id) and the sampler keeps gpus.last_seen = the GPU's newest sample ts,
-    # so this is a point lookup per GPU; the bounded fallback covers rows whose last_seen is not a sample.
     for gid, last in conn.execute("SELECT id, last_seen FROM gpus").fetchall():
-        row = conn.execute("SELECT ts, util, mem_used, power, temperature FROM gpu_samples WHERE ts = ? "
-                           "AND gpu_id = ?", (last, gid)).fetchone()
-        if row is None and last is not None:
-            row = conn.execute("SELECT ts, util, mem_used, power, temperature FROM gpu_samples WHERE ts <= ? "
-                               "AND ts >= ? AND gpu_id = ? ORDER BY ts DESC LIMIT 1",
-                               (last, last - 3600_000, gid)).fetchone()
-        if row:
-            out[gid] = row
+        hit = latest_of(conn, gid, last)
+        if hit is not None:
+            ts, util, _mu, mem, power, temp, _clk = hit
+            out[gid] = (ts, util, mem, power, temp)
     return out
 
 
 def current_procs(conn: sqlite3.Connection, latest: dict[int, tuple]) -> dict[int, list[tuple]]:
+    """{gpu_id: [(proc id, pid, user, command, used_memory, sm_util)]} at each GPU's sample in `latest`."""
     out: dict[int, list[tuple]] = {}
     for gid, row in latest.items():
-        out[gid] = conn.execute(
-            "SELECT ps.proc_id, p.pid, p.user, p.command, ps.used_memory, ps.sm_util FROM process_samples ps "
-            "JOIN processes p ON p.id = ps.proc_id WHERE ps.gpu_id = ? AND ps.ts = ? ORDER BY p.pid",
-            (gid, row[0])).fetchall()
+        rows = []
+        for proc, mem, sm in procs_at(conn, gid, row[0]):
+            info = conn.execute("SELECT pid, user, command FROM processes WHERE id = ?", (proc,)).fetchone()
+            if info is not None:
+                rows.append((proc, *info, mem, sm))
+        rows.sort(key=lambda r: r[1])
+        out[gid] = rows
     return out
 
 

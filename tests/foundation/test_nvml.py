@@ -63,7 +63,7 @@ def test_gpu_lost_mid_run_is_marked_and_others_keep_sampling(fake_nvml: FakeNvml
     sampler.write(r)
     lost = conn.execute("SELECT idx, lost_at FROM gpus WHERE lost_at IS NOT NULL").fetchall()
     assert lost == [(3, T0 + 2000)]
-    counts = dict(conn.execute("SELECT g.idx, COUNT(*) FROM gpu_samples s JOIN gpus g ON g.id = s.gpu_id "
+    counts = dict(conn.execute("SELECT g.idx, SUM(s.n) FROM gpu_samples s JOIN gpus g ON g.id = s.gpu_id "
                                "GROUP BY g.idx").fetchall())
     assert counts == {0: 2, 1: 2, 2: 2, 3: 1, 4: 2, 5: 2, 6: 2, 7: 2}
     # it comes back: lost_at cleared, sampled again

@@ -61,7 +61,7 @@ def test_one_real_sample_lands_in_sqlite(tmp_path: Path) -> None:
     Sampler(conn).write(reading)
     n = len(reading.gpus)
     assert conn.execute("SELECT count(*) FROM gpus WHERE host = 'gpu-node'").fetchone()[0] == n
-    assert conn.execute("SELECT count(*) FROM gpu_samples").fetchone()[0] == n
+    assert conn.execute("SELECT SUM(n) FROM gpu_samples").fetchone()[0] == n
     assert conn.execute("SELECT count(*) FROM gpu_samples WHERE util IS NULL AND mem_used IS NULL").fetchone()[0] == 0
     conn.close()
 

@@ -87,7 +87,7 @@ def test_two_days_of_history_show_idle_episodes(tmp_path: Path) -> None:
     assert by[5][4] > 0.9 * by[5][5]          # the free GPU is mostly free-idle
     assert by[0][2] > 0.7 * by[0][5]          # training mostly busy
     # the live hour was written by the sampler and rolled up: raw samples agree with their minutes
-    raw = conn.execute("SELECT COUNT(*) FROM gpu_samples").fetchone()[0]
+    raw = conn.execute("SELECT SUM(n) FROM gpu_samples").fetchone()[0]
     rolled = conn.execute("SELECT SUM(samples) FROM gpu_minutes WHERE minute >= ?",
                           (NOW - 3600_000 - 60_000,)).fetchone()[0]
     assert raw == 8 * expected_raw and rolled == raw

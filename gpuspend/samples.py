@@ -1,0 +1,421 @@
+"""The raw sample layout: one home for how `gpu_samples` / `process_samples` rows stand for samples.
+
+A `gpu_samples` row is a *run*: consecutive samples of one GPU inside one minute, the first at `ts`, the last at
+`ts + span_ms`, `n` samples in all, none further apart than the gap rule allows (gpuspend.idle.gap_cap_ms of
+the collector's interval), so coverage inside a run is exactly what the samples one by one gave, and a real
+collector gap is always between two rows. Sample times: every `span_ms / (n - 1)` ms, or the steps in `dts`
+when they were not regular. Each value column holds a plain number when the value did not change over the run
+(values are already at NVML's resolution: whole %, W, C, MHz; memory in bytes), else a packed little-endian
+array with one value per sample (the codecs below; a value that does not fit its codec starts a new row).
+`energy_mj` is the energy counter at the run's first sample, `energy_end` at its last. A run does not go on past
+a sample with a counter reading unless the next one has a reading too, so a counter read now and then (the NVML
+collector reads it every 30 s) keeps every reading; read at every sample, a run keeps the readings at its
+edges, and the rollup, which spreads each counter delta evenly over the samples it spans, gives every minute
+the same energy (a run never leaves its minute). A `process_samples` row (same `ts`, `gpu_id`) stands for the
+same samples as its GPU row: a run ends when the GPU's set of processes changes. A single-sample row (n = 1, span 0) is the
+old row-per-sample layout, so rows written by older code, by the cloud poller or by hand read the same.
+
+Readers never decode rows themselves: `gpu_samples` / `proc_samples` give the sample-by-sample view.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import struct
+import sys
+from array import array
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from gpuspend.idle import gap_cap_ms
+
+ROW_SPAN_MS = 60_000        # a run never leaves the minute of its first sample: readers look back this far
+MAX_STEP_MS = 65_535        # steps of an irregular run are stored as unsigned 16-bit
+
+# Column codecs: (array typecode, the value that stands for NULL, lowest value, highest value storable).
+# "big" (bytes of memory): an 8-byte base (the first non-NULL value), a unit byte (0: deltas from the base in
+# bytes, 32-bit signed; 1: in MiB, 16-bit signed, when every value is a whole MiB, as NVML's almost always are).
+_SMALL = {"B": (255, 0, 254), "b": (-128, -127, 127), "H": (65535, 0, 65534)}
+_BIG_UNITS = {0: (1, "i", -(1 << 31)), 1: (1 << 20, "h", -(1 << 15))}     # code -> (unit, typecode, NULL)
+# util, mem_util, mem_used, power, temperature, sm_clock (process rows: used_memory "big", sm_util "B")
+GPU_CODECS = ("B", "B", "big", "H", "b", "H")
+GPU_REAL = (True, True, False, True, True, False)        # REAL columns: read back as floats
+_SWAP = sys.byteorder != "little"                        # arrays are stored little-endian
+
+
+def fits(code: str, v: Any) -> bool:
+    """Whether a value can go into a packed array of this codec (NULL always can)."""
+    if v is None:
+        return True
+    if isinstance(v, float):
+        if not v.is_integer():
+            return False
+        v = int(v)
+    elif not isinstance(v, int):
+        return False
+    if code == "big":
+        return -(1 << 62) < v < (1 << 62)
+    _null, lo, hi = _SMALL[code]
+    return lo <= v <= hi
+
+
+def big_fits(base: Any, unit_code: int, v: Any) -> bool:
+    """Whether `v` can join a packed "big" column with this base and unit."""
+    if v is None or base is None:
+        return True
+    unit, _tc, null = _BIG_UNITS[unit_code]
+    d = int(v) - int(base)
+    return d % unit == 0 and null < d // unit < -null
+
+
+def unpack(code: str, stored: Any, n: int, real: bool) -> list[Any]:
+    """One value per sample from a column's stored form."""
+    if not isinstance(stored, bytes):
+        return [stored] * n
+    if code == "big":
+        base = struct.unpack_from("<q", stored)[0]
+        unit, tc, null = _BIG_UNITS[stored[8]]
+        deltas = array(tc)
+        deltas.frombytes(stored[9:])
+        if _SWAP:
+            deltas.byteswap()
+        out: list[Any] = [None if d == null else base + d * unit for d in deltas]
+    else:
+        null = _SMALL[code][0]
+        vals = array(code)
+        vals.frombytes(stored)
+        if _SWAP:
+            vals.byteswap()
+        out = [None if v == null else v for v in vals]
+    if real:
+        out = [None if v is None else float(v) for v in out]
+    return out
+
+
+def times(ts: int, span: int, n: int, dts: bytes | None) -> list[int]:
+    """The sample times of a run."""
+    if n <= 1:
+        return [ts]
+    if dts is None:
+        step = span // (n - 1)
+        return [ts + k * step for k in range(n)]
+    steps = array("H")
+    steps.frombytes(dts)
+    if _SWAP:
+        steps.byteswap()
+    out = [ts]
+    t = ts
+    for s in steps:
+        t += s
+        out.append(t)
+    return out
+
+
+# -- reading -------------------------------------------------------------------------------------------
+
+def _gpu_filter(gpu_ids: Iterable[int] | None, col: str) -> tuple[str, tuple]:
+    if gpu_ids is None:
+        return "", ()
+    ids = tuple(gpu_ids)
+    return f" AND {col} IN ({','.join('?' * len(ids))})", ids
+
+
+def gpu_samples(conn: sqlite3.Connection, lo_ms: int, hi_ms: int | None, gpu_ids: Iterable[int] | None = None
+                ) -> list[tuple]:
+    """Samples with lo <= ts < hi (hi None: all after lo), ordered by (gpu_id, ts): (gpu_id, ts, util, mem_util,
+    mem_used, power, energy_mj, temperature, sm_clock), exactly the rows of the row-per-sample layout (energy:
+    the counter where a run keeps it, else NULL). Overlapping runs (a collector restarted with its clock set
+    back) give each instant once."""
+    only, ids = _gpu_filter(gpu_ids, "gpu_id")
+    q = ("SELECT gpu_id, ts, span_ms, n, dts, util, mem_util, mem_used, power, temperature, sm_clock, energy_mj, "
+         "energy_end FROM gpu_samples WHERE ts >= ?")
+    args: list[Any] = [lo_ms - ROW_SPAN_MS]
+    if hi_ms is not None:
+        q += " AND ts < ?"
+        args.append(hi_ms)
+    top = hi_ms if hi_ms is not None else 1 << 62
+    per: dict[int, list[tuple]] = {}
+    ends: dict[int, int] = {}          # gpu -> last sample so far: rows come in ts order, runs of a GPU in turn
+    overlap: set[int] = set()
+    for gid, ts, span, n, dts, util, mu, mem, power, temp, clk, e0, e1 in conn.execute(q + only, (*args, *ids)):
+        out = per.get(gid)
+        if out is None:
+            out = per[gid] = []
+        if ts <= ends.get(gid, ts - 1):
+            overlap.add(gid)
+        ends[gid] = max(ends.get(gid, ts), ts + span)
+        if n <= 1 and span == 0:
+            if lo_ms <= ts < top:
+                out.append((gid, ts, util, mu, mem, power, e0, temp, clk))
+            continue
+        tss = times(ts, span, n, dts)
+        rows = list(zip(tss, unpack("B", util, n, True), unpack("B", mu, n, True), unpack("big", mem, n, False),
+                        unpack("H", power, n, True), unpack("b", temp, n, True), unpack("H", clk, n, False),
+                        strict=True))
+        last = n - 1
+        for k, (t, u, m, b, p, te, c) in enumerate(rows):
+            if lo_ms <= t < top:
+                out.append((gid, t, u, m, b, p, e0 if k == 0 else (e1 if k == last else None), te, c))
+    result: list[tuple] = []
+    for gid in sorted(per):
+        rows = per[gid]
+        if gid in overlap:
+            rows.sort(key=lambda r: r[1])
+            rows = _dedupe(rows)
+        result.extend(rows)
+    return result
+
+
+def _dedupe(rows: list[tuple]) -> list[tuple]:
+    """One sample per instant (rows of one GPU sorted by ts): the run that started later wins."""
+    keep: list[tuple] = []
+    for r in rows:
+        if keep and keep[-1][1] == r[1]:
+            keep[-1] = r
+        else:
+            keep.append(r)
+    return keep
+
+
+def proc_samples(conn: sqlite3.Connection, lo_ms: int, hi_ms: int | None, gpu_ids: Iterable[int] | None = None
+                 ) -> list[tuple]:
+    """Process samples with lo <= ts < hi: [(gpu_id, ts, proc_id, used_memory, sm_util)], one per process per
+    sample of its GPU's run (overlapping runs: one per instant, the run that started later wins)."""
+    only, ids = _gpu_filter(gpu_ids, "p.gpu_id")
+    q = ("SELECT p.gpu_id, p.ts, p.proc_id, p.used_memory, p.sm_util, g.span_ms, g.n, g.dts FROM process_samples p "
+         "LEFT JOIN gpu_samples g ON g.ts = p.ts AND g.gpu_id = p.gpu_id WHERE p.ts >= ?")
+    args: list[Any] = [lo_ms - ROW_SPAN_MS]
+    if hi_ms is not None:
+        q += " AND p.ts < ?"
+        args.append(hi_ms)
+    top = hi_ms if hi_ms is not None else 1 << 62
+    out: dict[tuple[int, int, int], tuple] = {}
+    for gid, ts, proc, mem, sm, span, n, dts in conn.execute(q + only + " ORDER BY p.ts", (*args, *ids)):
+        if not n or (n <= 1 and not span):
+            if lo_ms <= ts < top:
+                out[(gid, ts, proc)] = (gid, ts, proc, mem, sm)
+            continue
+        tss = times(ts, span, n, dts)
+        for t, m, u in zip(tss, unpack("big", mem, n, False), unpack("B", sm, n, True), strict=True):
+            if lo_ms <= t < top:
+                out[(gid, t, proc)] = (gid, t, proc, m, u)
+    return list(out.values())
+
+
+def last_sample_ms(conn: sqlite3.Connection, gpu_id: int | None = None) -> int | None:
+    """The newest sample's time (of one GPU, or of any): runs extend past their key, so MAX(ts + span_ms) over the
+    rows of the last minute (indexed)."""
+    if gpu_id is None:
+        top = conn.execute("SELECT MAX(ts) FROM gpu_samples").fetchone()[0]
+        if top is None:
+            return None
+        return conn.execute("SELECT MAX(ts + span_ms) FROM gpu_samples WHERE ts >= ?",
+                            (top - ROW_SPAN_MS,)).fetchone()[0]
+    return conn.execute("SELECT MAX(ts + span_ms) FROM gpu_samples WHERE gpu_id = ?", (gpu_id,)).fetchone()[0]
+
+
+def latest_of(conn: sqlite3.Connection, gpu_id: int, at_ms: int | None) -> tuple | None:
+    """The GPU's newest sample at or before `at_ms` (its gpus.last_seen), looked for in the hour before:
+    (ts, util, mem_util, mem_used, power, temperature, sm_clock)."""
+    if at_ms is None:
+        return None
+    rows = conn.execute("SELECT ts, span_ms, n, dts, util, mem_util, mem_used, power, temperature, sm_clock "
+                        "FROM gpu_samples WHERE ts <= ? AND ts >= ? AND gpu_id = ? ORDER BY ts DESC LIMIT 1",
+                        (at_ms, at_ms - 3600_000, gpu_id)).fetchall()
+    for ts, span, n, dts, *vals in rows:
+        tss = times(ts, span, n, dts)
+        k = max((i for i, t in enumerate(tss) if t <= at_ms), default=None)
+        if k is None:
+            continue
+        cols = [unpack(c, v, n, r) for c, v, r in zip(GPU_CODECS, vals, GPU_REAL, strict=True)]
+        return (tss[k], *(c[k] for c in cols))
+    return None
+
+
+def procs_at(conn: sqlite3.Connection, gpu_id: int, sample_ts: int) -> list[tuple[int, Any, Any]]:
+    """[(proc_id, used_memory, sm_util)] of one GPU sample, by proc_id."""
+    g = conn.execute("SELECT ts, span_ms, n, dts FROM gpu_samples WHERE ts <= ? AND ts > ? AND gpu_id = ? "
+                     "ORDER BY ts DESC LIMIT 1", (sample_ts, sample_ts - ROW_SPAN_MS, gpu_id)).fetchone()
+    row_ts, span, n, dts = g if g else (sample_ts, 0, 1, None)
+    tss = times(row_ts, span, n, dts)
+    if sample_ts not in tss:
+        return []
+    k = tss.index(sample_ts)
+    out = []
+    for proc, mem, sm in conn.execute("SELECT proc_id, used_memory, sm_util FROM process_samples WHERE ts = ? AND "
+                                      "gpu_id = ? ORDER BY proc_id", (row_ts, gpu_id)):
+        out.append((proc, unpack("big", mem, n, False)[k], unpack("B", sm, n, True)[k]))
+    return out
+
+
+# -- writing -------------------------------------------------------------------------------------------
+
+class Column:
+    """One value column of a run in progress: the plain value while it stays the same, then its packed array,
+    appended to sample by sample (the collector's hot path: no re-packing per tick)."""
+
+    __slots__ = ("code", "first", "n", "buf", "base", "unit")
+
+    def __init__(self, code: str, v: Any) -> None:
+        self.code, self.first, self.n, self.buf = code, v, 1, None
+        self.base, self.unit = v, 0
+
+    def joins(self, v: Any) -> bool:
+        if self.buf is None and v == self.first and type(v) is type(self.first):
+            return True
+        if not fits(self.code, v) or (self.buf is None and not fits(self.code, self.first)):
+            return False
+        if self.code != "big":
+            return True
+        if self.buf is None:        # the unit is chosen when the column starts to vary
+            return big_fits(self.base if self.base is not None else v, 0, v)
+        return big_fits(self.base, self.unit, v)
+
+    def add(self, v: Any) -> None:
+        """Append a value that `joins`."""
+        if self.buf is None:
+            if v == self.first and type(v) is type(self.first):
+                self.n += 1
+                return
+            self._start(v)
+        self.buf += self._enc(v)
+        self.n += 1
+
+    def _start(self, v: Any) -> None:
+        if self.code == "big":
+            if self.base is None:
+                self.base = v
+            mib = _BIG_UNITS[1][0]
+            whole = all(x is None or int(x) % mib == 0 for x in (self.base, v))
+            self.unit = 1 if whole and big_fits(self.base, 1, v) else 0
+            self.buf = bytearray(struct.pack("<qB", int(self.base) if self.base is not None else 0, self.unit))
+            self.buf += self._enc(self.first) * self.n
+        else:
+            self.buf = bytearray(self._enc(self.first) * self.n)
+
+    def _enc(self, v: Any) -> bytes:
+        if self.code == "big":
+            unit, tc, null = _BIG_UNITS[self.unit]
+            return struct.pack("<" + tc, null if v is None else (int(v) - int(self.base)) // unit)
+        return struct.pack("<" + self.code, _SMALL[self.code][0] if v is None else int(v))
+
+    def stored(self) -> Any:
+        return self.first if self.buf is None else bytes(self.buf)
+
+
+class Run:
+    """A GPU's run in progress (the sampler's memory of the row it extends)."""
+
+    __slots__ = ("ts", "tss", "regular", "cols", "e0", "e1", "procs", "pcols")
+
+    def __init__(self, ts: int, vals: Sequence[Any], energy: Any, procs: dict[int, tuple[Any, Any]]) -> None:
+        self.ts = ts
+        self.tss = [ts]
+        self.regular = True
+        self.cols = [Column(c, v) for c, v in zip(GPU_CODECS, vals, strict=True)]
+        self.e0 = self.e1 = energy
+        self.procs = frozenset(procs)
+        self.pcols = {p: (Column("big", m), Column("B", s)) for p, (m, s) in procs.items()}
+
+    def can_take(self, ts: int, vals: Sequence[Any], energy: Any, procs: dict[int, tuple[Any, Any]],
+                 cap_ms: float) -> bool:
+        tss = self.tss
+        dt = ts - tss[-1]
+        if dt <= 0 or dt > cap_ms or dt > MAX_STEP_MS or ts // ROW_SPAN_MS != self.ts // ROW_SPAN_MS:
+            return False
+        if self.e1 is not None and energy is None and len(tss) > 1:   # keep the reading at the last sample
+            return False
+        if len(procs) != len(self.procs) or (procs and procs.keys() != self.procs):
+            return False
+        for col, v in zip(self.cols, vals, strict=True):
+            if not col.joins(v):
+                return False
+        for p, (m, s) in procs.items():
+            mcol, scol = self.pcols[p]
+            if not (mcol.joins(m) and scol.joins(s)):
+                return False
+        return True
+
+    def take(self, ts: int, vals: Sequence[Any], energy: Any, procs: dict[int, tuple[Any, Any]]) -> bool:
+        """Append a sample that `can_take`; returns whether any process row changed."""
+        tss = self.tss
+        if self.regular and len(tss) >= 2 and ts - tss[-1] != tss[1] - tss[0]:
+            self.regular = False
+        tss.append(ts)
+        for col, v in zip(self.cols, vals, strict=True):
+            col.add(v)
+        self.e1 = energy
+        changed = False
+        for p, (m, s) in procs.items():
+            mcol, scol = self.pcols[p]
+            mcol.add(m)
+            scol.add(s)
+            changed = changed or mcol.buf is not None or scol.buf is not None
+        return changed
+
+    def gpu_row(self, gid: int) -> tuple:
+        """(span_ms, n, dts, util, mem_util, mem_used, power, temperature, sm_clock, energy_mj, energy_end, ts,
+        gpu_id): the UPDATE's parameters (the INSERT's too)."""
+        tss = self.tss
+        dts = None if self.regular else array("H", [tss[k + 1] - tss[k] for k in range(len(tss) - 1)]).tobytes()
+        c = self.cols
+        return (tss[-1] - tss[0], len(tss), dts, c[0].stored(), c[1].stored(), c[2].stored(), c[3].stored(),
+                c[4].stored(), c[5].stored(), self.e0, self.e1 if len(tss) > 1 else None, self.ts, gid)
+
+    def proc_rows(self, gid: int) -> list[tuple]:
+        """[(used_memory, sm_util, ts, gpu_id, proc_id)]."""
+        return [(m.stored(), s.stored(), self.ts, gid, p) for p, (m, s) in self.pcols.items()]
+
+
+INSERT_GPU = ("INSERT OR IGNORE INTO gpu_samples (span_ms, n, dts, util, mem_util, mem_used, power, temperature, "
+              "sm_clock, energy_mj, energy_end, ts, gpu_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")
+UPDATE_GPU = ("UPDATE gpu_samples SET span_ms = ?, n = ?, dts = ?, util = ?, mem_util = ?, mem_used = ?, power = ?, "
+              "temperature = ?, sm_clock = ?, energy_mj = ?, energy_end = ? WHERE ts = ? AND gpu_id = ?")
+INSERT_PROC = ("INSERT OR REPLACE INTO process_samples (used_memory, sm_util, ts, gpu_id, proc_id) "
+               "VALUES (?,?,?,?,?)")
+UPDATE_PROC = "UPDATE process_samples SET used_memory = ?, sm_util = ? WHERE ts = ? AND gpu_id = ? AND proc_id = ?"
+
+
+def run_cap_ms(interval_s: float | None) -> float:
+    """The longest step a run may take: the gap rule's (a longer one is a gap, which must lie between rows)."""
+    return gap_cap_ms(max(1, int((interval_s or 2.0) * 1000)))
+
+
+REPACK_CHUNK_MS = 3600_000       # minute-aligned, so no run crosses a chunk: bounded memory per chunk
+
+
+def repack(conn: sqlite3.Connection, interval_s: float | None) -> tuple[int, int]:
+    """Rewrite the raw rows into runs, an hour at a time (the schema migration's step for databases written row
+    per sample; on packed rows it changes nothing), with the sampler's own packing. Inside the caller's
+    transaction. Returns (samples, rows written)."""
+    cap = run_cap_ms(interval_s)
+    total = written = 0
+    nxt = conn.execute("SELECT MIN(ts) FROM gpu_samples").fetchone()[0]
+    while nxt is not None:
+        lo = nxt // REPACK_CHUNK_MS * REPACK_CHUNK_MS
+        hi = lo + REPACK_CHUNK_MS
+        # rows starting in [lo, hi) hold samples only in [lo, hi): runs stay in their first sample's minute
+        samples = gpu_samples(conn, lo, hi)
+        procs: dict[tuple[int, int], dict[int, tuple[Any, Any]]] = {}
+        for gid, ts, proc, mem, sm in proc_samples(conn, lo, hi):
+            procs.setdefault((gid, ts), {})[proc] = (mem, sm)
+        runs: list[tuple[int, Run]] = []
+        cur: dict[int, Run] = {}
+        for gid, ts, util, mu, mem, power, energy, temp, clock in samples:
+            vals = (util, mu, mem, power, temp, clock)
+            pr = dict(sorted(procs.get((gid, ts), {}).items()))
+            run = cur.get(gid)
+            if run is not None and run.can_take(ts, vals, energy, pr, cap):
+                run.take(ts, vals, energy, pr)
+            else:
+                run = cur[gid] = Run(ts, vals, energy, pr)
+                runs.append((gid, run))
+        conn.execute("DELETE FROM process_samples WHERE ts >= ? AND ts < ?", (lo, hi))
+        conn.execute("DELETE FROM gpu_samples WHERE ts >= ? AND ts < ?", (lo, hi))
+        runs.sort(key=lambda r: (r[1].ts, r[0]))
+        conn.executemany(INSERT_GPU, [run.gpu_row(gid) for gid, run in runs])
+        conn.executemany(INSERT_PROC, [row for gid, run in runs for row in run.proc_rows(gid)])
+        total += len(samples)
+        written += len(runs)
+        nxt = conn.execute("SELECT MIN(ts) FROM gpu_samples WHERE ts >= ?", (hi,)).fetchone()[0]
+    return total, written
