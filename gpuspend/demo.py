@@ -28,6 +28,7 @@ from pathlib import Path
 from gpuspend import clock, lease
 from gpuspend.errors import UsageError
 from gpuspend.rollup import COLLECTOR_SEEN_KEY
+from gpuspend.samples import last_sample_ms
 from gpuspend.store import connect, get_meta, set_meta, transaction
 
 HISTORY_DAYS = 30
@@ -109,7 +110,7 @@ def _is_fresh(path: Path, now_ms: int, seed: int) -> bool:
         holder = lease.holder(conn, now_ms)
         if holder is not None and not holder.stale:
             return True               # a demo collector keeps it current
-        latest = conn.execute("SELECT MAX(ts) FROM gpu_samples").fetchone()[0] or int(until)
+        latest = last_sample_ms(conn) or int(until)
         return now_ms - max(int(until), latest) <= STALE_MS
     finally:
         conn.close()

@@ -1,8 +1,9 @@
 """The Textual dashboard. Reads SQLite through gpuspend.costing on every tick; never calls NVML itself.
 
 State lives on the App as `var`s (no repaint); leaf widgets repaint only what changed (see
-shared/reference/textual-practices.md §3.1). Snapshots are built in a thread worker so a slow query never
-blocks input; the in-app collector (tui.collect) runs in its own thread and only writes SQLite.
+shared/reference/textual-practices.md §3.1). Snapshots are built in one long-lived loader thread so a slow
+query never blocks input (a Textual worker per tick costs more than the tick's drawing when little changed);
+the in-app collector (tui.collect) runs in its own thread and only writes SQLite.
 """
 
 from __future__ import annotations
@@ -13,11 +14,10 @@ import sqlite3
 import sys
 import termios
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.notifications import Notify
@@ -109,6 +109,10 @@ class GpuspendApp(App[int]):
         # The in-app collector starts after the first frame: its start-up work would compete for the GIL.
         self._first_shown = threading.Event()
         self._collector: InAppCollector | None = None
+        # the loader thread: _tick asks (_load_wanted), it builds and posts the snapshot to the UI thread
+        self._load_wanted = threading.Event()
+        self._loader_stop = threading.Event()
+        self._load_force = False
         self.animation_level = "none"
         self._scrollbar_renderer: type | None = None
         if ascii_only:
@@ -137,9 +141,12 @@ class GpuspendApp(App[int]):
             threading.Thread(target=self._collector.run, name="gpuspend-collector", daemon=True).start()
         if self.watchdog:
             self.set_interval(WATCHDOG_S, self._check_terminal)
+        threading.Thread(target=self._loader, name="gpuspend-snapshot", daemon=True).start()
         self._tick()
 
     def on_unmount(self) -> None:
+        self._loader_stop.set()
+        self._load_wanted.set()
         if self._scrollbar_renderer is not None:
             from textual.scrollbar import ScrollBar
 
@@ -208,16 +215,17 @@ class GpuspendApp(App[int]):
         if not force and self._nothing_new():
             return
         self._loading = True
-        self._load_snapshot(force)
+        self._load_force = force
+        self._load_wanted.set()
 
     def _nothing_new(self) -> bool:
-        """No commit since the shown snapshot, and it is recent: skip this tick without starting a worker
-        thread (the collector writes every `interval`, often less often than the dashboard ticks)."""
+        """No commit since the shown snapshot, and it is recent: skip this tick without waking the loader
+        (the collector writes every `interval`, often less often than the dashboard ticks)."""
         last, conn = self.snapshot, self._conn
         if last is None or conn is None or self._prefetch is not None:
             return False
         if not self._db_lock.acquire(blocking=False):
-            return False                   # a worker is reading: let the normal path decide
+            return False                   # the loader is reading: let the normal path decide
         try:
             version = conn.execute("PRAGMA data_version").fetchone()[0]
         except sqlite3.Error:
@@ -241,8 +249,38 @@ class GpuspendApp(App[int]):
                 ensure_demo_db(self.db_path, background=True)   # recent window now, the month after
             self._data_ready.set()
 
-    @work(thread=True, group="snapshot", exit_on_error=False)
+    def _loader(self) -> None:
+        """The loader thread: one snapshot per request from _tick, until the app unmounts."""
+        while True:
+            self._load_wanted.wait()
+            self._load_wanted.clear()
+            if self._loader_stop.is_set():
+                return
+            self._load_snapshot(self._load_force)
+
+    def _post(self, callback: Callable[..., object], *args: object) -> None:
+        """Run callback(*args) on the UI thread, from the loader thread, without waiting for it (nothing to
+        wait for, and nothing left hanging when the app exits meanwhile)."""
+        loop = self._loop
+        if loop is None or self._loader_stop.is_set():
+            return
+
+        def run() -> None:
+            if self._loader_stop.is_set():
+                return
+            with self._context():
+                try:
+                    callback(*args)
+                except Exception as exc:  # shown, not raised: the dashboard keeps running
+                    self._load_failed(exc)
+
+        try:
+            loop.call_soon_threadsafe(run)
+        except RuntimeError:
+            pass                           # the loop is closed: the app is gone
+
     def _load_snapshot(self, force: bool = False) -> None:
+        """On the loader thread: build a snapshot (unless nothing changed) and post it to the UI thread."""
         from gpuspend.costing import build_snapshot
 
         try:
@@ -250,7 +288,7 @@ class GpuspendApp(App[int]):
                 prefetch, self._prefetch = self._prefetch, None
                 snap, self._conn, self._data_version = prefetch.result()
                 self._data_ready.set()
-                self.call_from_thread(self.apply_snapshot, snap)
+                self._post(self.apply_snapshot, snap)
                 return
             self._prepare()
             with self._db_lock:
@@ -260,14 +298,14 @@ class GpuspendApp(App[int]):
                 last = self.snapshot
                 if (not force and last is not None and version == self._data_version
                         and clock.now_ms() - last.now_ms < UNCHANGED_REBUILD_MS):
-                    self.call_from_thread(self._unchanged)
+                    self._post(self._unchanged)
                     return
                 self._data_version = version
                 snap = build_snapshot(conn, self.cfg)
         except Exception as exc:  # shown, not raised: the dashboard keeps running on a bad tick
-            self.call_from_thread(self._load_failed, exc)
+            self._post(self._load_failed, exc)
             return
-        self.call_from_thread(self.apply_snapshot, snap)
+        self._post(self.apply_snapshot, snap)
 
     def _unchanged(self) -> None:
         self._loading = False
@@ -295,6 +333,10 @@ class GpuspendApp(App[int]):
 
     def apply_snapshot(self, snap: Snapshot) -> None:
         """On the UI thread: hand the snapshot to the dashboard; notify alerts that just opened."""
+        dash = self._dashboard()
+        if not dash.ready:                 # the first snapshot can be faster than the screen's first layout
+            dash.call_after_refresh(self.apply_snapshot, snap)
+            return
         self._loading = False
         self._first_shown.set()
         self.snapshot = snap
@@ -333,6 +375,8 @@ class GpuspendApp(App[int]):
             pass                           # the app is shutting down
 
     def _set_collector(self, text: str, nvml_error: str | None) -> None:
+        if text == self.collector_text and (nvml_error is None or nvml_error == self.nvml_error):
+            return                         # nothing new to show: no redraw
         self.collector_text = text
         if nvml_error is not None:
             self.nvml_error = nvml_error

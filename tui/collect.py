@@ -35,17 +35,27 @@ class InAppCollector:
         self.done = threading.Event()
         self.interval_s = float(cfg.interval or 2.0)
         self.ticks = 0
+        self._lease_conn: sqlite3.Connection | None = None
 
     def _daemon(self) -> str | None:
-        """Who else holds a live lease, if anyone (checked before touching NVML)."""
-        conn = connect(self.db_path)
+        """Who else holds a live lease, if anyone (checked before touching NVML). While a daemon collects this
+        runs every second: one connection for all the checks (opening one runs the schema check each time)."""
+        if self._lease_conn is None:
+            self._lease_conn = connect(self.db_path)
         try:
-            info = lease.holder(conn)
-        finally:
-            conn.close()
+            info = lease.holder(self._lease_conn)
+        except sqlite3.Error:
+            self._drop_lease_conn()
+            raise
         if info is None or info.stale:
+            self._drop_lease_conn()          # we are about to collect ourselves: no second connection kept
             return None
         return info.describe()
+
+    def _drop_lease_conn(self) -> None:
+        if self._lease_conn is not None:
+            self._lease_conn.close()
+            self._lease_conn = None
 
     def run(self) -> None:
         from gpuspend.daemon import Collector
@@ -55,12 +65,16 @@ class InAppCollector:
                 if self.stop.is_set():
                     return
             retry = max(self.interval_s, 1.0)
+            reported: str | None = None
             while not self.stop.is_set():
                 other = self._daemon()
                 if other is not None:
-                    self.report(f"{other}", None)
+                    if other != reported:        # the dashboard redraws on a change, not every check
+                        reported = other
+                        self.report(f"{other}", None)
                     self.stop.wait(retry)
                     continue
+                reported = None
                 collector = Collector(self.db_path, self.cfg, demo=self.demo, owner="tui",
                                       interval_s=self.interval_s)
                 try:
@@ -80,6 +94,7 @@ class InAppCollector:
                 finally:
                     collector.close()
         finally:
+            self._drop_lease_conn()
             self.done.set()
 
     def _loop(self, collector: Any) -> None:

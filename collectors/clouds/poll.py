@@ -152,6 +152,7 @@ def _write_gpus(conn: sqlite3.Connection, provider: str, inst: Any, model: str |
             "name = excluded.name, model = excluded.model, last_seen = excluded.last_seen, lost_at = NULL "
             "RETURNING id", (uuid, inst.name, i, inst.gpu_name, model, provider, now_ms, now_ms)).fetchone()[0]
         util = inst.util[i] if i < len(inst.util) else None
+        # one sample per poll: a one-sample row (n 1, span 0 by default; gpuspend.samples), polls minutes apart
         conn.execute("INSERT OR REPLACE INTO gpu_samples (gpu_id, ts, util) VALUES (?, ?, ?)", (gpu_id, now_ms, util))
 
 

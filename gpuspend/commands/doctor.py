@@ -115,7 +115,9 @@ def _check_data(conn: sqlite3.Connection, cfg: Config) -> None:
 
     now_s = clock.now_ms() / 1000
     try:
-        last = conn.execute("SELECT MAX(ts) FROM gpu_samples").fetchone()[0]
+        from gpuspend.samples import last_sample_ms
+
+        last = last_sample_ms(conn)
     except sqlite3.Error:
         last = None
     if last is None:

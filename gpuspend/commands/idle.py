@@ -73,6 +73,7 @@ def _verdict(conn: Any, cfg: Any, now: int, for_s: float, wanted: list[str], hea
     from gpuspend.errors import UsageError
     from gpuspend.idle import GAP_INTERVALS, IDLE_STATES, sample_state
     from gpuspend.rollup import collector_interval
+    from gpuspend.samples import procs_at
 
     all_gpus = [g for g in costing.load_gpus(conn) if g["source"] not in ("runpod", "lambda", "vast")]
     chosen, unknown = _select(all_gpus, wanted)
@@ -97,8 +98,7 @@ def _verdict(conn: Any, cfg: Any, now: int, for_s: float, wanted: list[str], hea
         gid = g["id"]
         last = latest.get(gid)
         age_s = None if last is None else max(0.0, (now - last[0]) / 1000)
-        procs = conn.execute("SELECT proc_id, used_memory FROM process_samples WHERE gpu_id = ? AND ts = ?",
-                             (gid, last[0])).fetchall() if last else []
+        procs = [(p, m) for p, m, _sm in procs_at(conn, gid, last[0])] if last else []
         found: list[dict[str, Any]] = []
         for w in [*details_for(conn, [p[0] for p in procs]).values(), *holders.get(gid, [])]:
             if all((w["kind"], w["id"]) != (f["kind"], f["id"]) for f in found):
@@ -165,11 +165,14 @@ def _select(gpus: list[dict[str, Any]], wanted: list[str]) -> tuple[list[dict[st
 
 
 def _latest(conn: Any, ids: list[int]) -> dict[int, tuple]:
+    from gpuspend.samples import latest_of
+
     out = {}
     for gid in ids:
-        # the sampler keeps gpus.last_seen = the newest sample's ts: a point lookup on (ts, gpu_id)
-        row = conn.execute("SELECT s.ts, s.util FROM gpus g JOIN gpu_samples s ON s.ts = g.last_seen AND "
-                           "s.gpu_id = g.id WHERE g.id = ?", (gid,)).fetchone()
+        # the sampler keeps gpus.last_seen = the newest sample's ts: a bounded lookup of the run holding it
+        seen = conn.execute("SELECT last_seen FROM gpus WHERE id = ?", (gid,)).fetchone()
+        hit = latest_of(conn, gid, seen[0]) if seen else None
+        row = hit[:2] if hit is not None and hit[0] == seen[0] else None
         if row is None:         # raw samples already gone: the newest rollup minute
             row = conn.execute("SELECT minute, util_avg FROM gpu_minutes WHERE gpu_id = ? ORDER BY minute DESC "
                                "LIMIT 1", (gid,)).fetchone()

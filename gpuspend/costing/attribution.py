@@ -10,6 +10,7 @@ from gpuspend.costing.common import Spend, money
 from gpuspend.costing.store_read import final_process_sums, raw_segments, watermark
 from gpuspend.idle import GAP_INTERVALS
 from gpuspend.rollup import cloud_interval, collector_interval, mig_shares, remote_gpu_ids, split_for
+from gpuspend.samples import gpu_samples, proc_samples
 from gpuspend.snapshot import Rate
 
 
@@ -71,14 +72,14 @@ def process_seconds(conn: sqlite3.Connection, cfg: Any, lo_ms: int, hi_ms: int,
         # sample): that piece is split among that sample's processes.
         remote = remote_gpu_ids(conn)
         back = GAP_INTERVALS * 1000 * (max(interval, cloud_interval(cfg)) if remote else interval)
-        at_lo = {r[0] for r in conn.execute("SELECT gpu_id FROM gpu_samples WHERE ts = ?", (lo,))}
-        head = {gid: ts for gid, ts in conn.execute(
-            "SELECT gpu_id, MAX(ts) FROM gpu_samples WHERE ts < ? AND ts >= ? GROUP BY gpu_id", (lo, lo - back))
-            if gid not in at_lo}
+        near = gpu_samples(conn, lo - back, lo + 1)
+        at_lo = {r[0] for r in near if r[1] == lo}
+        head: dict[int, int] = {}
+        for r in near:
+            if r[1] < lo and r[0] not in at_lo:
+                head[r[0]] = max(head.get(r[0], r[1]), r[1])
         procs: dict[tuple[int, int], list[tuple[int, int | None, float | None]]] = defaultdict(list)
-        for gid, ts, proc, mem, sm in conn.execute(
-                "SELECT gpu_id, ts, proc_id, used_memory, sm_util FROM process_samples WHERE ts >= ? AND ts < ?",
-                (min(head.values(), default=lo), hi_ms)):
+        for gid, ts, proc, mem, sm in proc_samples(conn, min(head.values(), default=lo), hi_ms):
             procs[(gid, ts)].append((proc, mem, sm))
         if procs:
             shares = mig_shares(conn)       # a MIG-enabled GPU's cost goes to its slices' processes

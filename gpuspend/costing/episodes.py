@@ -20,8 +20,9 @@ from gpuspend import clock, forecast
 from gpuspend.costing.common import DAY_MS, HOUR_MS, Episode, GpuTimeline, money
 from gpuspend.costing.context import Cache, cache_for
 from gpuspend.costing.store_read import load_gpus, raw_segments, resolve_rates, segments, watermark
-from gpuspend.idle import GAP_INTERVALS, busy_sql
+from gpuspend.idle import GAP_INTERVALS, is_idle
 from gpuspend.rollup import REMOTE_SOURCES, cloud_interval, collector_interval
+from gpuspend.samples import gpu_samples
 from gpuspend.snapshot import Rate
 
 MAX_LOOKBACK_MS = 31 * DAY_MS
@@ -49,11 +50,10 @@ def run_start_bound(conn: sqlite3.Connection, cfg: Any, gpu_id: int, before_ms: 
                                    lambda: _run_start_in_minutes(conn, cfg, gpu_id, floor, before_ms),
                                    durable=True, size=256)
     if before_ms > wm:
-        row = conn.execute("SELECT MAX(ts) FROM gpu_samples WHERE gpu_id = ? AND ts >= ? AND ts < ? AND "
-                           + busy_sql("util"),
-                           (gpu_id, wm, before_ms, float(cfg.idle.util_pct))).fetchone()
-        if row and row[0] is not None:
-            return int(row[0])
+        pct = float(cfg.idle.util_pct)
+        busy = [r[1] for r in gpu_samples(conn, wm, before_ms, (gpu_id,)) if not is_idle(r[2], pct) and r[2] is not None]
+        if busy:
+            return int(max(busy))
     return _run_start_in_minutes(conn, cfg, gpu_id, floor, min(before_ms, wm))
 
 

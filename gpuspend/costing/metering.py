@@ -9,6 +9,7 @@ from gpuspend import forecast
 from gpuspend.costing.common import DAY_MS, HOUR_MS, money
 from gpuspend.costing.store_read import covered_by_day, covered_totals, raw_segments, watermark
 from gpuspend.rollup import cloud_interval, collector_interval
+from gpuspend.samples import gpu_samples
 from gpuspend.snapshot import Rate
 
 
@@ -46,8 +47,7 @@ def energy_by_day(conn: sqlite3.Connection, cfg: Any, lo_ms: int, hi_ms: int, no
             out[key] = out.get(key, 0.0) + float(wh or 0.0) / 1000.0
     if hi_ms > wm:
         a = max(lo_ms, wm)
-        power = {(gid, ts): p for gid, ts, p in conn.execute(
-            "SELECT gpu_id, ts, power FROM gpu_samples WHERE ts >= ? AND ts < ? AND power IS NOT NULL", (a, hi_ms))}
+        power = {(r[0], r[1]): r[5] for r in gpu_samples(conn, a, hi_ms) if r[5] is not None}
         interval = collector_interval(conn, cfg.interval)
         for gid, segs in raw_segments(conn, a, hi_ms, interval, cfg.idle.util_pct, now_ms,
                                       remote_interval_s=cloud_interval(cfg)).items():

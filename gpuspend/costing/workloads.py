@@ -25,6 +25,7 @@ from gpuspend.costing.common import money
 from gpuspend.costing.store_read import covered_totals, local_rates, segments, watermark
 from gpuspend.fmt import clean
 from gpuspend.rollup import collector_interval
+from gpuspend.samples import proc_samples
 from gpuspend.snapshot import Rate
 
 KINDS = ("k8s-pod", "slurm-job", "docker", "jupyter-kernel", "process")
@@ -270,9 +271,7 @@ def _allocated_idle(conn: sqlite3.Connection, cfg: Any, lo_ms: int, hi_ms: int,
         busy_minutes = {m: (share, idle) for m, share, idle in conn.execute(
             "SELECT minute, SUM(share_s), SUM(idle_share_s) FROM process_minutes WHERE gpu_id = ? AND minute >= ? "
             "AND minute < ? GROUP BY minute", (gid, lo, min(hi, wm)))} if lo < wm else {}
-        with_procs = {ts for (ts,) in conn.execute(
-            "SELECT DISTINCT ts FROM process_samples WHERE gpu_id = ? AND ts >= ? AND ts < ?",
-            (gid, max(lo, wm), hi))} if hi > wm else set()
+        with_procs = {r[1] for r in proc_samples(conn, max(lo, wm), hi, (gid,))} if hi > wm else set()
         for seg in segments(conn, cfg, lo, hi, now_ms, wm, gpu_id=gid).get(gid, []):
             start, cov, _busy, held_s, free_s = seg[:5]
             idle = held_s + free_s

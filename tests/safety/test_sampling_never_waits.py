@@ -18,7 +18,8 @@ from gpuspend.store import connect
 def _count(db: Path, table: str) -> int:
     c = connect(db)
     try:
-        return c.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+        what = "COALESCE(SUM(n), 0)" if table == "gpu_samples" else "COUNT(*)"    # a row is a run of n samples
+        return c.execute(f"SELECT {what} FROM {table}").fetchone()[0]
     finally:
         c.close()
 

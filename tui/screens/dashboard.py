@@ -41,6 +41,8 @@ class DashboardScreen(Screen):
         self.picked_gpu: int | None = None   # Enter on a GPU row: only its processes (Enter again: all)
         self.user = user                     # --user NAME, `u` cycles
         self._chart_title: Text | None = None
+        self._banner = ""                    # what the banner shows ("": hidden)
+        self.ready = False
 
     def compose(self) -> ComposeResult:
         yield SummaryBar(clean(self.loading_text), id="summary")
@@ -69,6 +71,7 @@ class DashboardScreen(Screen):
         self.query_one("#chart").border_title = CHART_TITLE
         self.query_one("#alerts").border_title = "alerts"
         self.query_one("#gpus").focus()
+        self.ready = True                    # its widgets are there: snapshots can be shown
 
     def on_resize(self) -> None:
         # 80 columns and 120 lay the header and alerts out differently: redraw once the new layout is known
@@ -134,9 +137,13 @@ class DashboardScreen(Screen):
             self.show_snapshot(snap, self.app.collector_text, self.app.alert_lines)
 
     def set_banner(self, text: str | None) -> None:
+        shown = clean(text or "")
+        if shown == self._banner:
+            return                         # Static.update lays the screen out again, even for the same text
+        self._banner = shown
         banner = self.query_one("#banner", Static)
         banner.set_class(not text, "-hidden")
-        banner.update(clean(text or ""))
+        banner.update(shown)
 
     # -- filter ----------------------------------------------------------------------------------------
     def action_filter(self) -> None:

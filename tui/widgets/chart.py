@@ -22,11 +22,15 @@ def _axis_label(amount: float, currency: str, peak: float) -> str:
 
 def legend(useful: float, idle: float, currency: str = "USD", *, ascii_only: bool = False) -> Text:
     """What the two colours are, with their $/h right now."""
+    return _legend_text(money(useful, currency), money(idle, currency), ascii_only=ascii_only)
+
+
+def _legend_text(useful: str, idle: str, *, ascii_only: bool = False) -> Text:
     t = Text(no_wrap=True, overflow="crop")
     t.append("#" if ascii_only else "█", style="#5fd75f")
-    t.append(f" useful {money(useful, currency)}/h  ")
+    t.append(f" useful {useful}/h  ")
     t.append(":" if ascii_only else "█", style="#ff5f5f")
-    t.append(f" idle {money(idle, currency)}/h")
+    t.append(f" idle {idle}/h")
     return t
 
 
@@ -36,10 +40,17 @@ def render_chart(hourly: tuple[tuple[int, float, float], ...], width: int, heigh
     """Bars of $/h per hour (useful at the bottom, idle on top) with a $/h scale on the left and an hours-ago
     axis under them, then (`with_legend`) one legend row; `width` x `height` cells. `now` = (useful, idle)
     $/h right now, for the legend (the current hour's bucket is still filling)."""
-    out = Text(no_wrap=True, overflow="crop")
+    return paint_chart(chart_plan(hourly, width, height, ascii_only=ascii_only, currency=currency, now=now,
+                                  with_legend=with_legend))
+
+
+def chart_plan(hourly: tuple[tuple[int, float, float], ...], width: int, height: int, *,
+               ascii_only: bool = False, currency: str = "USD",
+               now: tuple[float, float] | None = None, with_legend: bool = True) -> tuple:
+    """Everything the drawing depends on, in whole cells and eighths: two plans are equal exactly when the
+    pictures are (the current hour's bucket grows every sample; its bar moves a few times an hour)."""
     if not hourly:
-        out.append("no samples in the last 24 h", style="dim")
-        return out
+        return ()
     rows = max(height - 1 - (1 if with_legend else 0), 1)
     n = len(hourly)
     peak = max((u + i for _t, u, i in hourly), default=0.0) or 1.0
@@ -49,17 +60,31 @@ def render_chart(hourly: tuple[tuple[int, float, float], ...], width: int, heigh
         mid = (rows - 1) // 2
         labels[mid] = _axis_label(peak * (mid + 1) / rows, currency, peak)
     lw = max(len(v) for v in labels.values())
-    tick = "|" if ascii_only else "┤"
     plot = max(width - lw - 1, n)
-    spans = [(i + 1) * plot // n - i * plot // n for i in range(n)]   # fill the width exactly
+    spans = tuple((i + 1) * plot // n - i * plot // n for i in range(n))   # fill the width exactly
     scale = rows * 8 / peak
+    bars = tuple((round((useful + idle) * scale), round(useful * scale)) for _t, useful, idle in hourly)
+    legend_now = None
+    if with_legend:
+        useful_now, idle_now = now if now is not None else hourly[-1][1:]
+        legend_now = (money(useful_now, currency), money(idle_now, currency))
+    return (rows, tuple(sorted(labels.items())), lw, spans, bars, ascii_only, legend_now)
+
+
+def paint_chart(plan: tuple) -> Text:
+    """The picture of a chart_plan."""
+    out = Text(no_wrap=True, overflow="crop")
+    if not plan:
+        out.append("no samples in the last 24 h", style="dim")
+        return out
+    rows, label_items, lw, spans, bars, ascii_only, legend_now = plan
+    labels = dict(label_items)
+    tick = "|" if ascii_only else "┤"
     for r in range(rows - 1, -1, -1):
         out.append(labels.get(r, "").rjust(lw) + (tick if r in labels else ("|" if ascii_only else "│")),
                    style="dim")
         lo, hi = r * 8, r * 8 + 8
-        for (_t, useful, idle), col in zip(hourly, spans, strict=True):
-            total_e = round((useful + idle) * scale)
-            useful_e = round(useful * scale)
+        for (total_e, useful_e), col in zip(bars, spans, strict=True):
             filled = min(max(total_e - lo, 0), 8)
             if filled == 0:
                 out.append(" " * col)
@@ -72,11 +97,10 @@ def render_chart(hourly: tuple[tuple[int, float, float], ...], width: int, heigh
                 ch = _V[filled]
             out.append(ch * col, style="#ff5f5f" if is_idle else "#5fd75f")
         out.append("\n")
-    out.append(_time_axis(spans, lw, ascii_only), style="dim")
-    if with_legend:
-        useful_now, idle_now = now if now is not None else hourly[-1][1:]
+    out.append(_time_axis(list(spans), lw, ascii_only), style="dim")
+    if legend_now is not None:
         out.append("\n")
-        out.append_text(legend(useful_now, idle_now, currency, ascii_only=ascii_only))
+        out.append_text(_legend_text(*legend_now, ascii_only=ascii_only))
     return out
 
 
@@ -113,15 +137,14 @@ class SpendChart(Widget):
     with_legend: reactive[bool] = reactive(True)      # False: the screen puts the legend in the box title
 
     _drawn: Text | None = None
-    _drawn_for: tuple | None = None           # the arguments `_drawn` was drawn with
+    _drawn_for: tuple | None = None           # the chart_plan `_drawn` was drawn from
 
     def _draw(self, hourly: tuple, now: tuple[float, float] | None, currency: str) -> Text:
-        args = (hourly, self.size.width, self.size.height, self.ascii_only, currency, now, self.with_legend)
-        if args != self._drawn_for:
-            self._drawn_for = args
-            self._drawn = render_chart(hourly, self.size.width, self.size.height, ascii_only=self.ascii_only,
-                                       currency=currency, now=now, with_legend=self.with_legend)
-        assert self._drawn is not None
+        plan = chart_plan(hourly, self.size.width, self.size.height, ascii_only=self.ascii_only,
+                          currency=currency, now=now, with_legend=self.with_legend)
+        if plan != self._drawn_for or self._drawn is None:
+            self._drawn_for = plan
+            self._drawn = paint_chart(plan)
         return self._drawn
 
     def render(self) -> Text:
@@ -133,7 +156,7 @@ class SpendChart(Widget):
         hour, not every tick). The data is kept either way, for the next resize. Drawn once: the repaint
         reuses the drawing made here for the comparison."""
         before = self._drawn
-        if before is not None and self._draw(hourly, now, currency) == before:
+        if before is not None and self._draw(hourly, now, currency) is before:     # the same plan: not redrawn
             self.set_reactive(SpendChart.hourly, hourly)
             self.set_reactive(SpendChart.now, now)
             self.set_reactive(SpendChart.currency, currency)

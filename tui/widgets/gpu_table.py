@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from rich.text import Text
@@ -40,7 +41,14 @@ class GpuTable(LaidOutTable):
 
     ascii_only = False
     bar_width = 8
+    _shown: tuple | None = None          # what the rows were made from: the same again changes nothing
 
     def show(self, gpus: tuple[GpuNow, ...], currency: str) -> bool:
+        # what the rows show: the sample's time is not shown, and an idle time only to the minute
+        key = (tuple((replace(g, last_sample_ms=None, idle_for_s=0.0), duration(g.idle_for_s) if g.idle_for_s > 0
+                      else "") for g in gpus), currency, self.ascii_only, self.bar_width)
+        if key == self._shown and self.columns:
+            return False
+        self._shown = key
         return self.show_rows([(g.uuid, gpu_cells(g, currency, ascii_only=self.ascii_only, bar_width=self.bar_width))
                                for g in gpus])

@@ -10,9 +10,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.cells import cell_len
+from rich.console import Console
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual.widgets import DataTable
-from textual.widgets.data_table import CellDoesNotExist
+from textual.widgets.data_table import CellDoesNotExist, RowKey
 
 
 def cell_width(cell: Any) -> int:
@@ -104,10 +107,32 @@ def _join(cells: Sequence[Any], widths: tuple[int, ...]) -> Text:
     return row
 
 
+def cell_segments(console: Console, cell: Text, width: int, padding: int, pre: Style, post: Style) -> list[Segment]:
+    """One line of a one-line Text cell, as DataTable._render_cell draws it (Rich's Styled(Padding(cell)) through
+    console.render_lines, cropped to `width`), without the generic renderable machinery around it."""
+    inner = max(width - 2 * padding, 0)
+    text = cell
+    if text.cell_len > inner:
+        text = text.copy()
+        text.truncate(inner, overflow=text.overflow or "fold")
+    line = [Segment(" " * padding)] if padding else []
+    line.extend(text.render(console, end=""))
+    fill = inner - text.cell_len
+    if fill > 0:
+        line.append(Segment(" " * fill))
+    if padding:
+        line.append(Segment(" " * padding))
+    return list(Segment.apply_style(line, pre, post))
+
+
 class LaidOutTable(KeyedTable):
     """A KeyedTable drawn as ONE DataTable cell per row, its FIELDS laid out here at fixed widths (the same
     look as a column per field). Textual re-renders every cell of a changed row through Rich (~0.15 ms a
-    cell); tables whose rows change every sample pay that once a row instead of once a field."""
+    cell); tables whose rows change every sample pay that once a row instead of once a field.
+
+    A changed row is drawn by a shorter path than DataTable's (the same segments and styles, see
+    `_render_line_in_row`; tests/tui/test_laid_out_render.py holds them equal): every GPU row changes every
+    sample, and drawing them was most of what the dashboard did between samples."""
 
     FIELDS: Sequence[tuple[str, str]] = ()       # (key, label)
     COLUMNS = ()                                 # the one column is added, with its laid-out header, later
@@ -137,6 +162,66 @@ class LaidOutTable(KeyedTable):
         if self._layout is not None:       # data that arrived before this widget was mounted
             rows, self._layout = self._layout, None
             self._relayout(rows)
+
+    _pass_style: Style | None = None
+
+    def render_lines(self, crop: Any) -> Any:
+        # DataTable.render_line asks for self.rich_style (a walk up the DOM) on every line: once a pass here
+        self._pass_style = self.rich_style
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._pass_style = None
+
+    def render_line(self, y: int) -> Any:
+        style = self._pass_style
+        if style is None or self.fixed_rows:
+            return super().render_line(y)
+        # DataTable.render_line with no fixed rows
+        width, _height = self.size
+        scroll_x, scroll_y = self.scroll_offset
+        if y >= (self.get_row_height(self._header_row_key) if self.show_header else 0):
+            y += scroll_y
+        return self._render_line(y, scroll_x, scroll_x + width, style)
+
+    def _render_line_in_row(self, row_key: RowKey, line_no: int, base_style: Style, cursor_location: Any,
+                            hover_location: Any) -> Any:
+        """DataTable's row line for the simple case this table always is (one column, one-line Text cells, a
+        row cursor, no labels, fixed rows or columns, no zebra stripes): the same (fixed, scrollable) pair,
+        under the same cache key, computed without DataTable's per-line style look-ups. Anything else (the
+        header, a multi-line row) goes through DataTable."""
+        if (line_no or row_key is self._header_row_key or self.cursor_type != "row" or self.fixed_columns
+                or self.fixed_rows or self.zebra_stripes or (self._labelled_row_exists and self.show_row_labels)
+                or len(self.ordered_columns) != 1 or row_key not in self._row_locations):
+            return super()._render_line_in_row(row_key, line_no, base_style, cursor_location, hover_location)
+        row = self.rows.get(row_key)
+        column = self.ordered_columns[0]
+        cell = self._data.get(row_key, {}).get(column.key)
+        if row is None or row.height != 1 or type(cell) is not Text or "\n" in cell.plain or "\t" in cell.plain:
+            return super()._render_line_in_row(row_key, line_no, base_style, cursor_location, hover_location)
+        cache_key = (row_key, line_no, base_style, cursor_location, hover_location, "row", self.show_cursor,
+                     self._show_hover_cursor, self._update_count, self._pseudo_class_state)
+        cached = self._row_render_cache.get(cache_key)
+        if cached is not None:
+            return cached
+        row_index = self._row_locations.get(row_key)
+        cursor = cursor_location.row == row_index
+        hover = hover_location.row == row_index
+        show_cursor, show_hover = self.show_cursor, self._show_hover_cursor
+        component, post = self._get_styles_to_render_cell(
+            False, False, False, hover, cursor, show_cursor, show_hover,
+            self.cursor_foreground_priority == "css", self.cursor_background_priority == "css")
+        width = column.get_render_width(self)
+        pre = base_style + Style.from_meta({"row": row_index, "column": 0}) + component
+        line = cell_segments(self.app.console, cell, width, self.cell_padding, pre, post)
+        extend, _ = self._get_styles_to_render_cell(
+            False, False, False, hover_location.row == (row_index or 0), cursor, show_cursor, show_hover,
+            False, False)
+        extend = base_style + extend + Style.from_meta({"row": row_index, "column": 0, "out_of_bounds": True})
+        remaining = max(0, self.size.width - width - self._row_label_column_width)
+        pair: Any = ([], [line, [Segment(" " * remaining, extend)]])
+        self._row_render_cache[cache_key] = pair
+        return pair
 
     def _relayout(self, rows: list[tuple[str, list[Any]]]) -> bool:
         """A field changed width (rare: a longer name, a wider amount): rebuild, keeping the user's place."""

@@ -103,6 +103,7 @@ class ProcessTable(LaidOutTable):
     grouped = False                              # `w`: rows grouped by workload
     ascii_only = False
     shown: tuple[ProcessNow, ...] = ()           # the rows in screen order (the detail view reads them)
+    _shown_key: tuple | None = None              # what they were made from
 
     def visible(self, procs: Iterable[ProcessNow]) -> list[ProcessNow]:
         return [p for p in procs if matches(p, self.filter_text)
@@ -110,6 +111,13 @@ class ProcessTable(LaidOutTable):
                 and (self.only_gpus is None or p.gpu_index in self.only_gpus)]
 
     def show(self, procs: tuple[ProcessNow, ...], currency: str, *, no_rate: bool = False) -> bool:
+        box = self.parent if self.parent is not None and self.parent.size.width else self   # a table is as wide as its rows
+        total = box.size.width or (self.app.size.width if self.is_attached else 120)
+        key = (procs, currency, no_rate, self.filter_text, self.user_filter, self.only_gpus, self.sort_key,
+               self.sort_reverse, self.grouped, self.ascii_only, total)
+        if key == self._shown_key and self.columns:
+            return False                     # the same rows, order and width as on screen
+        self._shown_key = key
         rows = sort_processes(self.visible(procs), self.sort_key, self.sort_reverse, grouped=self.grouped)
         workload = any(workload_of(p) for p in procs)
         fields = (*self.BASE_FIELDS, *((("workload", "workload"),) if workload else ()), ("cmd", "command"))
@@ -123,8 +131,6 @@ class ProcessTable(LaidOutTable):
         # the scrollbar), so no horizontal scrollbar eats a row
         others = sum(max([cell_width(label), *(cell_width(c[i]) for c in cells)])
                      for i, (_f, label) in enumerate(fields[:-1]))
-        box = self.parent if self.parent is not None and self.parent.size.width else self   # a table is as wide as its rows
-        total = box.size.width or (self.app.size.width if self.is_attached else 120)
         width = max(16, total - others - 2 * (len(fields) - 1) - 4)
         for p, c in zip(rows, cells, strict=True):
             c[-1] = Text(fit(p.command, width, ascii_only=self.ascii_only), no_wrap=True)
