@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from gpuspend import clock
 from gpuspend.idle import BUSY, GAP_INTERVALS, HELD_IDLE, UNKNOWN, covered_ms, sample_state, state_of
-from gpuspend.samples import ROW_SPAN_MS, gpu_samples, last_sample_ms, proc_samples
-from gpuspend.store import get_meta, set_meta, transaction
+from gpuspend.samples import ROW_SPAN_MS, gpu_samples, last_sample_ms, proc_samples, repack
+from gpuspend.store import REPACK_KEY, get_meta, set_meta, transaction
 
 if TYPE_CHECKING:
     from gpuspend.config import Config
@@ -474,9 +474,28 @@ def collector_interval(conn: sqlite3.Connection, default: float) -> float:
     return float(row[0]) if row and row[0] else float(default)
 
 
+def repack_pending(conn: sqlite3.Connection, interval_s: float, max_chunks: int = TASK_MAX_CHUNKS) -> bool:
+    """Repack raw rows the store's v11 step left in the old row-per-sample layout (store.REPACK_KEY), an hour
+    per transaction, at most `max_chunks` hours. Killed half way, the next call goes on from the last committed
+    hour (repacking packed rows changes nothing). Returns True while hours are left."""
+    for _ in range(max_chunks):
+        with transaction(conn):
+            todo = get_meta(conn, REPACK_KEY)
+            if todo is None:
+                return False
+            lo, hi = (int(x) for x in todo.split(":"))
+            _, _, nxt = repack(conn, interval_s, lo, hi, max_chunks=1)
+            if nxt is None:
+                conn.execute("DELETE FROM meta WHERE key = ?", (REPACK_KEY,))
+                return False
+            set_meta(conn, REPACK_KEY, f"{nxt}:{hi}")
+    return True
+
+
 def rollup_task(conn: sqlite3.Connection, cfg: Config, now_ms: int) -> None:
-    """Periodic task for the collector: roll up, then apply raw retention."""
+    """Periodic task for the collector: repack old-layout raw rows, roll up, then apply raw retention."""
     interval = collector_interval(conn, cfg.interval)
+    repack_pending(conn, interval)
     with transaction(conn):
         set_meta(conn, COLLECTOR_SEEN_KEY, str(int(now_ms)))
     roll_up(conn, interval_s=interval, idle_util_pct=cfg.idle.util_pct, now_ms=now_ms, max_chunks=TASK_MAX_CHUNKS,

@@ -384,17 +384,25 @@ def run_cap_ms(interval_s: float | None) -> float:
 REPACK_CHUNK_MS = 3600_000       # minute-aligned, so no run crosses a chunk: bounded memory per chunk
 
 
-def repack(conn: sqlite3.Connection, interval_s: float | None) -> tuple[int, int]:
-    """Rewrite the raw rows into runs, an hour at a time (the schema migration's step for databases written row
-    per sample; on packed rows it changes nothing), with the sampler's own packing. Inside the caller's
-    transaction. Returns (samples, rows written)."""
+def repack(conn: sqlite3.Connection, interval_s: float | None, lo_ms: int | None = None, hi_ms: int | None = None,
+           max_chunks: int | None = None) -> tuple[int, int, int | None]:
+    """Rewrite the raw rows starting in [lo_ms, hi_ms) into runs, an hour at a time, with the sampler's own
+    packing (for databases written row per sample; on packed rows it changes nothing). Inside the caller's
+    transaction; at most `max_chunks` hours. Returns (samples, rows written, where to go on from or None when
+    the range is done)."""
     cap = run_cap_ms(interval_s)
-    total = written = 0
-    nxt = conn.execute("SELECT MIN(ts) FROM gpu_samples").fetchone()[0]
-    while nxt is not None:
+    total = written = chunks = 0
+    nxt = conn.execute("SELECT MIN(ts) FROM gpu_samples WHERE ts >= ?", (lo_ms or 0,)).fetchone()[0]
+    while nxt is not None and (hi_ms is None or nxt < hi_ms):
+        if max_chunks is not None and chunks >= max_chunks:
+            return total, written, nxt
+        chunks += 1
         lo = nxt // REPACK_CHUNK_MS * REPACK_CHUNK_MS
         hi = lo + REPACK_CHUNK_MS
-        # rows starting in [lo, hi) hold samples only in [lo, hi): runs stay in their first sample's minute
+        if hi_ms is not None:
+            hi = min(hi, hi_ms)
+        # rows starting in [lo, hi) hold samples only in [lo, hi) when hi is minute-aligned: runs stay in their
+        # first sample's minute
         samples = gpu_samples(conn, lo, hi)
         procs: dict[tuple[int, int], dict[int, tuple[Any, Any]]] = {}
         for gid, ts, proc, mem, sm in proc_samples(conn, lo, hi):
@@ -418,4 +426,4 @@ def repack(conn: sqlite3.Connection, interval_s: float | None) -> tuple[int, int
         total += len(samples)
         written += len(runs)
         nxt = conn.execute("SELECT MIN(ts) FROM gpu_samples WHERE ts >= ?", (hi,)).fetchone()[0]
-    return total, written
+    return total, written, None

@@ -320,8 +320,8 @@ CREATE INDEX price_history_key ON price_history(provider, gpu, sku, fetched_at);
 # v11: raw samples as runs (gpuspend.samples): a gpu_samples row stands for the consecutive samples of one GPU
 # from `ts` to `ts + span_ms` inside one minute (n of them; `dts`: their steps when not regular), each value
 # a plain number while it did not change, else packed per sample; process_samples rows follow their GPU row.
-# Existing rows (one per sample) are repacked. Raw per GPU-day at 1 s: 0.6 MB on the demo box, 1.4 MB when every
-# value changes at every sample (5.5 MB before; bench/bench_dbsize.py).
+# Existing rows (one per sample) are repacked afterwards, by the collector (below). Raw per GPU-day at 1 s:
+# 0.6 MB on the demo box, 1.4 MB when every value changes at every sample (5.5 MB before; bench/bench_dbsize.py).
 _V11 = """
 ALTER TABLE gpu_samples ADD COLUMN span_ms INTEGER NOT NULL DEFAULT 0;   -- last sample - first sample (ms)
 ALTER TABLE gpu_samples ADD COLUMN n INTEGER NOT NULL DEFAULT 1;         -- samples in the run
@@ -330,11 +330,20 @@ ALTER TABLE gpu_samples ADD COLUMN energy_end INTEGER;                   -- ener
 """
 
 
-def _v11_repack(conn: sqlite3.Connection) -> None:
-    from gpuspend.samples import repack
+# The repack itself is not done here: 7 days at 1 s is about a minute of work, and one transaction that long
+# would keep every other process waiting for the write lock (a reader opening the store would time out).
+# Rows of the old layout read the same (a run of one sample), so the step only notes which hours to repack;
+# the collector's rollup task repacks them an hour per transaction (gpuspend.rollup.repack_pending).
+REPACK_KEY = "raw_repack"          # meta: "<next ms>:<end ms>", the raw rows still to repack
 
-    row = conn.execute("SELECT interval_s FROM collector_lease WHERE id = 1").fetchone()
-    repack(conn, float(row[0]) if row and row[0] else None)
+
+def _v11_repack(conn: sqlite3.Connection) -> None:
+    lo, hi = conn.execute("SELECT MIN(ts), MAX(ts) FROM gpu_samples").fetchone()
+    if lo is not None:
+        # the newest row's hour is left as it is: a collector started after this step may be extending runs there
+        end = hi // 3600_000 * 3600_000
+        if end > lo:
+            set_meta(conn, REPACK_KEY, f"{lo}:{end}")
 
 
 MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11]

@@ -21,7 +21,7 @@ from gpuspend.collectors.sampler import Sampler
 from gpuspend.costing.attribution import process_seconds
 from gpuspend.costing.metering import energy_by_day
 from gpuspend.samples import gpu_samples, proc_samples
-from gpuspend.store import MIGRATIONS, SCHEMA_VERSION, _statements, connect
+from gpuspend.store import MIGRATIONS, REPACK_KEY, SCHEMA_VERSION, _statements, connect, get_meta
 from tests.idle.timeline import MIN, NOW_MS, cfg_file
 
 GIB = 1 << 30
@@ -239,11 +239,13 @@ def _v10_db(path: Path) -> sqlite3.Connection:
 
 
 def test_an_old_row_per_sample_database_migrates_to_runs_with_the_same_figures(tmp_path):
-    """A v10 database (one row per sample) is repacked by the v11 step: far fewer rows, every sample kept,
-    the same figures as the same rows read in the row-per-sample form."""
+    """A v10 database (one row per sample) opens at once (the v11 step only notes what to repack: old rows read
+    the same), then the collector's rollup task repacks it an hour per transaction, resuming after a restart:
+    far fewer rows, every sample kept, the same figures as the same rows read in the row-per-sample form. The
+    newest hour is left as it was (a new collector may be extending runs there)."""
     rng = random.Random(9)
     cfg = cfg_file(tmp_path, CFG.format(step=2))
-    start = NOW_MS - 90 * MIN
+    start = NOW_MS - 200 * MIN
     readings = _timeline(rng, start, NOW_MS - 2 * MIN, 2000, 15)
     now = readings[-1].ts_ms + 2000
     ref = _write_reference(tmp_path / "ref.db", readings, 2000)
@@ -266,11 +268,25 @@ def test_an_old_row_per_sample_database_migrates_to_runs_with_the_same_figures(t
         n_old = old.execute("SELECT COUNT(*) FROM gpu_samples").fetchone()[0]
     finally:
         old.close()
-    conn = connect(tmp_path / "old.db")           # migrates
+    conn = connect(tmp_path / "old.db")           # migrates: nothing repacked yet, and already the same figures
     try:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert conn.execute("SELECT COUNT(*) FROM gpu_samples").fetchone()[0] == n_old
+        assert _figures(conn, cfg, start, now) == _figures(ref, cfg, start, now)
+        assert rollup.repack_pending(conn, 2.0, max_chunks=1)      # one hour, then the collector stops
+        conn.close()
+        conn = connect(tmp_path / "old.db")
+        passes = 0
+        while rollup.repack_pending(conn, 2.0, max_chunks=1):
+            passes += 1
+        assert passes >= 1 and get_meta(conn, REPACK_KEY) is None
+        assert not rollup.repack_pending(conn, 2.0)
+        end = ref.execute("SELECT MAX(ts) FROM gpu_samples").fetchone()[0] // 3600_000 * 3600_000  # newest hour: left
+        n_before = ref.execute("SELECT COUNT(*) FROM gpu_samples WHERE ts < ?", (end,)).fetchone()[0]
+        assert conn.execute("SELECT COUNT(*) FROM gpu_samples WHERE ts < ?", (end,)).fetchone()[0] < n_before / 4
+        assert (conn.execute("SELECT COUNT(*) FROM gpu_samples WHERE ts >= ?", (end,)).fetchone()[0]
+                == ref.execute("SELECT COUNT(*) FROM gpu_samples WHERE ts >= ?", (end,)).fetchone()[0])
         assert conn.execute("SELECT SUM(n) FROM gpu_samples").fetchone()[0] == n_old
-        assert conn.execute("SELECT COUNT(*) FROM gpu_samples").fetchone()[0] < n_old / 4
         assert [r[:6] + r[7:] for r in gpu_samples(conn, 0, None)] == [r[:6] + r[7:] for r in gpu_samples(ref, 0, None)]
         assert sorted(proc_samples(conn, 0, None)) == sorted(proc_samples(ref, 0, None))
         assert _figures(conn, cfg, start, now) == _figures(ref, cfg, start, now)
