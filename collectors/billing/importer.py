@@ -24,8 +24,6 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from itertools import compress
-from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +31,8 @@ from gpuspend import clock
 from gpuspend.collectors.billing import detect as detect_mod
 from gpuspend.collectors.billing import pipeline
 from gpuspend.collectors.billing.manifest import Unit, discover
-from gpuspend.collectors.billing.normalise import FIELDS, Cols, columns_read, sql_ready
+from gpuspend.collectors.billing.normalise import Cols, Rows, columns_read
+from gpuspend.collectors.billing.prepared import Prepared, prepare, prepared_batch
 from gpuspend.collectors.billing.reader import Batch, Table, unreadable
 from gpuspend.errors import DataError
 from gpuspend.fmt import clean
@@ -41,7 +40,6 @@ from gpuspend.store import bump_generation, transaction
 
 MAX_BAD_LINES = 5
 CACHE_KIB = 16_384           # SQLite page cache during an import (KiB)
-_I = {f: i for i, f in enumerate(FIELDS)}
 
 
 @dataclass
@@ -318,12 +316,26 @@ def _already(conn: sqlite3.Connection, unit: Unit, shas: list[str], fmt: str | N
 
 def _import_unit(conn: sqlite3.Connection, unit: Unit, fmt: str | None, skip_bad: bool, dataset: str | None,
                  slices: _Slices, currency: str | None) -> list[FileResult]:
-    shas = [sha256_file(f) for f in unit.files]
-    if _already(conn, unit, shas, fmt):
-        return [_unchanged(conn, f, sha) for f, sha in zip(unit.files, shas, strict=True)]
-    slices.begin_unit(unit)
-    results = [_import_file(conn, f, sha, fmt, skip_bad, dataset, slices, currency)
-               for f, sha in zip(unit.files, shas, strict=True)]
+    # A large first file's reader process starts before the hashing, so the two overlap. When it cannot even
+    # start (a bad header), the file is opened again below, after the unchanged check, and the error is raised
+    # in its usual place.
+    early = None
+    if pipeline.usable(_estimate_rows(unit.files[0])):
+        try:
+            early = _open(unit.files[0], fmt, skip_bad, dataset, currency)
+        except DataError:
+            early = None
+    try:
+        shas = [sha256_file(f) for f in unit.files]
+        if _already(conn, unit, shas, fmt):
+            return [_unchanged(conn, f, sha) for f, sha in zip(unit.files, shas, strict=True)]
+        slices.begin_unit(unit)
+        results = [_import_file(conn, early if i == 0 and early is not None else
+                                _open(f, fmt, skip_bad, dataset, currency), sha, skip_bad, slices)
+                   for i, (f, sha) in enumerate(zip(unit.files, shas, strict=True))]
+    finally:
+        if early is not None:
+            early.batches.close()
     ids = slices.unit_ids()
     for sid in ids:
         if unit.export_time is not None:      # the manifest's run time, when the rows carry none later
@@ -606,8 +618,9 @@ def _reconcile_azure(conn: sqlite3.Connection, slices: _Slices) -> None:
                 conn.execute("UPDATE charges SET effective_cost = 0 WHERE import_id = ?", (sid,))
 
 
-def _normalised(table: Table, keys: list[str], mod: Any, ctx: dict[str, Any]) -> Iterator[tuple[Batch, Any]]:
-    """(batch, normalised rows), read and normalised one batch ahead in a thread.
+def _normalised(table: Table, keys: list[str], mod: Any, ctx: dict[str, Any]
+                ) -> Iterator[tuple[Batch, Rows, Prepared | None]]:
+    """(batch, normalised rows, prepared rows), read, normalised and prepared one batch ahead in a thread.
 
     pyarrow (reading, casts) and SQLite (executemany's steps) both release the GIL, so reading batch k+1
     overlaps inserting batch k. Errors in the reader thread are re-raised here, in order.
@@ -629,7 +642,7 @@ def _normalised(table: Table, keys: list[str], mod: Any, ctx: dict[str, Any]) ->
         try:
             for batch in table.batches(columns_read(mod.normalise, keys, table.header, ctx)):
                 cols = Cols(keys, table.header, batch.columns, batch.num_rows)
-                if not put((batch, sql_ready(mod.normalise(cols, ctx)))):
+                if not put(prepared_batch(batch, mod.normalise(cols, ctx), table.skip_bad_rows)):
                     return
             put(done)
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
@@ -650,21 +663,33 @@ def _normalised(table: Table, keys: list[str], mod: Any, ctx: dict[str, Any]) ->
         worker.join()
 
 
-def _import_file(conn: sqlite3.Connection, path: Path, sha: str, fmt: str | None, skip_bad: bool,
-                 dataset: str | None, slices: _Slices, currency: str | None = None) -> FileResult:
+@dataclass
+class _Opened:
+    """A file whose header is read and format detected, and whose rows are being read (thread or process)."""
+
+    path: Path
+    table: Table
+    verdict: Any
+    batches: Any
+
+
+def _open(path: Path, fmt: str | None, skip_bad: bool, dataset: str | None, currency: str | None) -> _Opened:
     table = Table(path, skip_bad_rows=skip_bad)
     verdict = detect_mod.detect(table.header, f"{path}:1", fmt)
-    mod = detect_mod.module(verdict.fmt)
-    res = FileResult(str(path), verdict.fmt)
     ctx = {"path": str(path), "dataset": dataset, "currency": currency}
+    batches = (pipeline.normalised(table, verdict.keys, verdict.fmt, ctx) if pipeline.usable(_estimate_rows(path))
+               else _normalised(table, verdict.keys, detect_mod.module(verdict.fmt), ctx))
+    return _Opened(path, table, verdict, batches)
+
+
+def _import_file(conn: sqlite3.Connection, opened: _Opened, sha: str, skip_bad: bool, slices: _Slices) -> FileResult:
+    path, table, verdict, batches = opened.path, opened.table, opened.verdict, opened.batches
+    res = FileResult(str(path), verdict.fmt)
     totals: dict[tuple[int, str | None], PeriodTotal] = {}
     seen_rows = 0
-    batches = (pipeline.normalised(table, verdict.keys, verdict.fmt, ctx) if pipeline.usable(_estimate_rows(path))
-               else _normalised(table, verdict.keys, mod, ctx))
     try:
-        for batch, rows in batches:
+        for batch, rows, prep in batches:
             seen_rows += batch.num_rows
-            skip: set[int] = set()
             if rows.bad:
                 first = min(rows.bad, key=lambda b: b.row)
                 if not skip_bad:
@@ -681,7 +706,10 @@ def _import_file(conn: sqlite3.Connection, path: Path, sha: str, fmt: str | None
             for note in rows.notes:
                 if note not in res.notes:
                     res.notes.append(note)
-            _insert_batch(conn, rows, skip, batch.line_numbers(), path, sha, verdict.fmt, slices, totals, res)
+            if prep is None and rows.data:         # the reader process left the preparing to us
+                prep = prepare(rows, batch.line_numbers(), {b.row for b in rows.bad})
+            if prep is not None:
+                _insert_batch(conn, prep, path, sha, verdict.fmt, slices, totals, res)
     finally:
         batches.close()           # stops the reader (thread or process) at once on an error
     if table.skipped:                  # rows with the wrong number of fields, dropped by the reader
@@ -698,7 +726,6 @@ def _import_file(conn: sqlite3.Connection, path: Path, sha: str, fmt: str | None
     return res
 
 
-_NAN = float("nan")
 ROWS_PER_INSERT = 32    # rows per INSERT statement: 32 x 27 parameters stays far below SQLite's limit
 
 
@@ -711,24 +738,11 @@ def _insert_sql(fields: tuple[str, ...], rows: int = 1) -> str:
     return f"INSERT INTO charges ({', '.join(cols)}) VALUES {', '.join([one] * rows)}"
 
 
-def _insert_rows(conn: sqlite3.Connection, ids: Sequence[int], lines: Sequence[int], cols: list[list[Any]]) -> None:
-    """executemany, with the per-cell and per-row costs of Python's sqlite3 taken out (same stored rows):
-    - a column empty in the whole batch is left out of the INSERT (its default is NULL);
-    - other Nones are bound as NaN, which SQLite stores as NULL: a float binds ~5x faster than None
-      (None goes through the adapter protocol lookup on every cell);
-    - ROWS_PER_INSERT rows per statement: each step releases and re-takes the GIL, and with the reader
-      thread running Python every re-take waits; one step per 32 rows instead of per row."""
-    keep = [(f, c) for f, c in zip(FIELDS, cols, strict=True) if not (c[0] is None and c.count(None) == len(c))]
-    fields = tuple(f for f, _c in keep)
-    n = len(ids)
+def _insert_rows(conn: sqlite3.Connection, fields: tuple[str, ...], flat: list[Any], n: int) -> None:
+    """executemany of a prepared batch (prepared.prepare), with the per-row costs of Python's sqlite3 taken out:
+    ROWS_PER_INSERT rows per statement (one step, one GIL release and re-take, per 32 rows, not per row), each
+    statement's parameters one slice of the row-major list."""
     width = len(fields) + 2
-    # Row-major parameters from the columns by extended-slice assignment (a pointer copy per cell in C, ~5x
-    # cheaper than zipping rows into tuples and flattening them), then one slice per statement.
-    flat: list[Any] = [None] * (n * width)
-    flat[0::width] = ids
-    flat[1::width] = lines
-    for j, (_f, c) in enumerate(keep, 2):
-        flat[j::width] = _sql_nulls(c)
     full = n // ROWS_PER_INSERT * ROWS_PER_INSERT
     step = ROWS_PER_INSERT * width
     if full:
@@ -738,78 +752,39 @@ def _insert_rows(conn: sqlite3.Connection, ids: Sequence[int], lines: Sequence[i
         conn.executemany(_insert_sql(fields), (flat[i:i + width] for i in range(full * width, n * width, width)))
 
 
-_AS_NAN = {None: _NAN}
-
-
-def _sql_nulls(col: list[Any]) -> list[Any]:
-    if None not in col:                       # C-speed scan
-        return col
-    return list(map(_AS_NAN.get, col, col))   # get(v, v): None -> NaN, anything else itself, at C speed
-
-
-def _insert_batch(conn: sqlite3.Connection, rows: Any, skip: set[int], lines: Sequence[int], path: Path, sha: str,
-                  fmt: str, slices: _Slices, totals: dict[tuple[int, str | None], PeriodTotal],
-                  res: FileResult) -> None:
-    """Insert one normalised batch; column-wise work (no per-row Python beyond building the tuples)."""
-    d = rows.data
-    n = rows.n
-    cols = [d[f] for f in FIELDS]
-    source = rows.source
-    export_time = rows.export_time
-    if skip:
-        keep = [i for i in range(n) if i not in skip]
-        cols = [[c[i] for i in keep] for c in cols]
-        lines = [lines[i] for i in keep]
-        source = [source[i] for i in keep]
-        if export_time is not None:
-            export_time = [export_time[i] for i in keep]
-        n = len(keep)
-    if n == 0:
-        return
-    col = dict(zip(FIELDS, cols, strict=True))
-    acct, bp_start, bp_end = col["billing_account"], col["billing_period_start"], col["billing_period_end"]
-    is_gpu, billed, eff, cur = col["is_gpu"], col["billed_cost"], col["effective_cost"], col["currency"]
-    if len(set(source)) == 1 and len(set(acct)) == 1 and len(set(bp_start)) == 1 and len(set(cur)) == 1:
-        # The usual batch: one slice, one currency. Whole-column C-speed work, no per-row tuples.
-        key = (source[0], acct[0], bp_start[0])
-        sid = slices.id_for(key, path, sha, fmt, None)
+def _insert_batch(conn: sqlite3.Connection, prep: Prepared, path: Path, sha: str, fmt: str, slices: _Slices,
+                  totals: dict[tuple[int, str | None], PeriodTotal], res: FileResult) -> None:
+    """Insert one prepared batch: its slice keys become `imports` ids, its groups add to the stats and totals."""
+    sids = [slices.id_for(k, path, sha, fmt, None) for k in prep.keys]
+    width = prep.width
+    flat = prep.flat
+    if prep.row_keys is None:
+        flat[0::width] = [sids[0]] * prep.n
+    else:
+        flat[0::width] = list(map(sids.__getitem__, prep.row_keys))
+    _insert_rows(conn, prep.fields, flat, prep.n)
+    for sid, bp_end, export_time in zip(sids, prep.period_end, prep.export_time, strict=True):
         st = slices.stats[sid]
         if st[3] is None:                     # first seen period end per slice
-            st[3] = next((e for e in bp_end if e is not None), None)
-        if export_time is not None:
-            _latest(st, export_time)
-        _insert_rows(conn, [sid] * n, lines, cols)
-        _tally(st, totals, key[2], cur[0], is_gpu, col["charge_period_start"], col["charge_period_end"],
-               billed, eff)
-        res.rows += n
-        res.gpu_rows += sum(is_gpu)
-        return
-    keys = list(zip(source, acct, bp_start, strict=True))
-    sid_of = {k: slices.id_for(k, path, sha, fmt, None) for k in dict.fromkeys(keys)}
-    ids = list(map(sid_of.__getitem__, keys))
-    for sid in sid_of.values():               # first seen period end per slice
-        st = slices.stats[sid]
-        if st[3] is None:
-            st[3] = next((e for i, e in zip(ids, bp_end, strict=True) if i == sid and e is not None), None)
-        if export_time is not None:
-            _latest(st, [t for i, t in zip(ids, export_time, strict=True) if i == sid])
-    _insert_rows(conn, ids, lines, cols)
-    start_of = {sid: k[2] for k, sid in sid_of.items()}
-    # (slice, currency) groups: one C-level pass per group (a batch has a few), no Python loop per row
-    pairs = list(zip(ids, cur, strict=True))
-    starts, ends = col["charge_period_start"], col["charge_period_end"]
-    for g in dict.fromkeys(pairs):
-        ix = list(compress(range(n), map(g.__eq__, pairs)))
-        pick = itemgetter(*ix)
-
-        def take(values: list[Any], pick: Any = pick, one: bool = len(ix) == 1) -> list[Any]:
-            return [pick(values)] if one else list(pick(values))
-
-        sid, c = g
-        _tally(slices.stats[sid], totals, start_of[sid], c, take(is_gpu), take(starts), take(ends), take(billed),
-               take(eff))
-    res.rows += n
-    res.gpu_rows += sum(is_gpu)
+            st[3] = bp_end
+        if export_time is not None and (st[4] is None or export_time > st[4]):
+            st[4] = export_time               # the slice's export time: the latest one its rows carry
+    for g in prep.groups:
+        st = slices.stats[sids[g.key]]
+        st[0] += g.rows
+        st[1] += g.gpu_rows
+        if g.coverage_end is not None and (st[2] is None or g.coverage_end > st[2]):
+            st[2] = g.coverage_end
+        start = prep.keys[g.key][2]
+        t = totals.get((start, g.currency))
+        if t is None:
+            t = totals[(start, g.currency)] = PeriodTotal(start, g.currency)
+        t.billed += g.billed
+        t.has_billed = t.has_billed or g.has_billed
+        t.effective += g.effective
+        t.rows += g.rows
+        res.rows += g.rows
+        res.gpu_rows += g.gpu_rows
 
 
 def _latest(st: list[Any], export_time: list[int | None]) -> None:
@@ -817,25 +792,3 @@ def _latest(st: list[Any], export_time: list[int | None]) -> None:
     t = max((x for x in export_time if x is not None), default=None)
     if t is not None and (st[4] is None or t > st[4]):
         st[4] = t
-
-
-def _tally(st: list[Any], totals: dict[tuple[int, str | None], PeriodTotal], start: int, currency: str | None,
-           is_gpu: list[int], starts: list[Any], ends: list[Any], billed: list[Any], eff: list[Any]) -> None:
-    """Add one (slice, currency) group to the slice stats and the period totals."""
-    st[0] += len(is_gpu)
-    st[1] += sum(is_gpu)
-    if None in ends:                          # coverage: charge period end, else its start
-        ends = [e if e is not None else s for s, e in zip(starts, ends, strict=True)]
-        cov = max((e for e in ends if e is not None), default=None)
-    else:
-        cov = max(ends, default=None)
-    if cov is not None and (st[2] is None or cov > st[2]):
-        st[2] = cov
-    t = totals.get((start, currency))
-    if t is None:
-        t = totals[(start, currency)] = PeriodTotal(start, currency)
-    # fsum per batch then per file: exact enough for 6 decimals on millions of rows
-    t.billed += math.fsum(billed if None not in billed else (x for x in billed if x is not None))
-    t.has_billed = t.has_billed or any(x is not None for x in billed)
-    t.effective += math.fsum(eff if None not in eff else (x for x in eff if x is not None))
-    t.rows += len(is_gpu)

@@ -213,24 +213,5 @@ def _mark_gpus(rows: Rows) -> None:
             filled[r] = t
         d["instance_type"] = filled
 
-# Fields only ever inserted (the importer reads the others for its slices and totals).
-INSERT_ONLY = tuple(f for f in FIELDS if f not in (
-    "billing_account", "billing_period_start", "billing_period_end", "charge_period_start", "charge_period_end",
-    "billed_cost", "effective_cost", "currency", "is_gpu"))
-_AS_NAN = {None: float("nan")}
-
-
-def sql_ready(rows: Rows) -> Rows:
-    """Nones of the insert-only fields as NaN, which SQLite stores as NULL and Python's sqlite3 binds ~5x
-    faster than None. Done where the rows are made (the reader thread or process), not by the inserter;
-    a field empty in the whole batch stays all None (the inserter leaves it out of the INSERT)."""
-    d = rows.data
-    n = rows.n
-    for f in INSERT_ONLY:
-        col = d[f]
-        if None in col and col.count(None) != n:
-            d[f] = list(map(_AS_NAN.get, col, col))   # get(v, v): None -> NaN, anything else itself
-    return rows
-
 
 Normaliser = Callable[[Cols, dict[str, Any]], Rows]

@@ -32,10 +32,14 @@ def _charges(db: Path) -> list[tuple]:
         conn.close()
 
 
-def _plain_insert_rows(conn, ids, lines, cols) -> None:
+def _plain_insert_rows(conn, fields, flat, n) -> None:
     """The reference: one row per statement, every column named, None bound as None."""
+    width = len(fields) + 2
     sql = importer._insert_sql(FIELDS)
-    conn.executemany(sql, zip(ids, lines, *cols, strict=True))
+    for i in range(0, n * width, width):
+        row = dict(zip(("import_id", "line", *fields), flat[i:i + width], strict=True))
+        conn.execute(sql, [None if isinstance(v, float) and v != v else v
+                           for v in (row["import_id"], row["line"], *(row.get(f) for f in FIELDS))])
 
 
 def test_fast_path_stores_the_same_rows_as_a_plain_insert(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
