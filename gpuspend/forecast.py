@@ -39,6 +39,7 @@ Streams add up (their variances too). Under MIN_DAYS complete days there is no i
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -98,6 +99,7 @@ def month_of(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m")
 
 
+@lru_cache(maxsize=256)
 def month_bounds(month: str) -> tuple[int, int]:
     """[start, end) of a calendar month in epoch ms (UTC)."""
     start = datetime.strptime(month, "%Y-%m").replace(tzinfo=UTC)
@@ -152,7 +154,21 @@ class _Fit:
     variance: float                 # of the spend over the days left under this model (normal-equivalent)
 
 
-def _fit_trend(y: list[float]) -> tuple[float, float, float, float]:
+# The fits below that read only the days (never the days left, the offset or month to date) are memoised on
+# the days themselves: a snapshot every second projects the same complete days until a day completes or new
+# billing data changes one (then the key, the days, differs and they are fitted again). Exact: pure functions
+# of their argument, keyed by its value (floats; tuples, so the cached results cannot be changed by a caller).
+FIT_CACHE = 256
+
+
+def clear_caches() -> None:
+    """Forget the memoised fits (benchmarks and tests that want a cold computation)."""
+    for fn in (_fit_trend, _fit_step, _change_rate, _wander, _weekly_means, _weekend_pair):
+        fn.cache_clear()
+
+
+@lru_cache(maxsize=FIT_CACHE)
+def _fit_trend(y: tuple[float, ...]) -> tuple[float, float, float, float]:
     """(rss, mean, slope, sxx) of the OLS line through the days (x = day centres)."""
     n = len(y)
     mean, xbar = sum(y) / n, n / 2.0
@@ -162,7 +178,8 @@ def _fit_trend(y: list[float]) -> tuple[float, float, float, float]:
     return rss, mean, slope, sxx
 
 
-def _fit_step(y: list[float]) -> tuple[float, int] | None:
+@lru_cache(maxsize=FIT_CACHE)
+def _fit_step(y: tuple[float, ...]) -> tuple[float, int] | None:
     """(rss, first day of the new level) of the best single level change: MIN_DAYS days before it, STEP_TAIL
     days from it on."""
     n = len(y)
@@ -176,7 +193,7 @@ def _fit_step(y: list[float]) -> tuple[float, int] | None:
     return best
 
 
-def _level_changes(y: list[float]) -> list[float]:
+def _level_changes(y: Sequence[float]) -> list[float]:
     """The changes of level in the days, each relative to the larger of the two levels (-1: a stop, 1: a start
     from nothing), by binary segmentation: the best single step of a stretch, or the best pair of steps (a level
     that went and came back: a stop and a restart, a week-long job), MIN_DAYS days in each part, is kept when it
@@ -217,9 +234,15 @@ def _level_changes(y: list[float]) -> list[float]:
     return found
 
 
-def change_rate(days: list[float]) -> float:
+def change_rate(days: Sequence[float]) -> float:
     """q: the variance per day, relative to the level squared, of the changes of level still to come (rate x
     E[relative size^2]): the prior (CHANGE_PRIOR_*) updated by the changes seen in `days`."""
+    return _change_rate(tuple(float(v) for v in days))
+
+
+@lru_cache(maxsize=FIT_CACHE)
+def _change_rate(days: tuple[float, ...]) -> float:
+    # the segmentation searches every pair of cuts: the costliest step of a projection, once per set of days
     seen = _level_changes(days)
     return (CHANGE_PRIOR_COUNT * CHANGE_PRIOR_SIZE ** 2 + sum(r * r for r in seen)) / \
         (CHANGE_PRIOR_COUNT * CHANGE_PRIOR_DAYS + len(days))
@@ -236,25 +259,45 @@ def _ahead(n: int, offset: float, left: float) -> list[float]:
     return weight
 
 
-def _fit_weekly(y: list[float], ahead: list[float]) -> tuple[float, float, float]:
+def _fit_weekly(y: Sequence[float], ahead: list[float]) -> tuple[float, float, float]:
     """(rss, expected spend over the days left, rate-uncertainty factor) of the day-of-week means model."""
-    groups: list[list[float]] = [y[k::7] for k in range(7)]
-    means = [sum(g) / len(g) for g in groups]
-    rss = sum((v - means[i % 7]) ** 2 for i, v in enumerate(y))
+    rss, means, sizes = _weekly_means(tuple(y))
     expected = sum(w * m for w, m in zip(ahead, means, strict=True))
-    var_rate = sum(w * w / len(g) for w, g in zip(ahead, groups, strict=True))
+    var_rate = sum(w * w / size for w, size in zip(ahead, sizes, strict=True))
     return rss, expected, var_rate
 
 
-def _fit_weekend(y: list[float], ahead: list[float]) -> tuple[float, float, float] | None:
+@lru_cache(maxsize=FIT_CACHE)
+def _weekly_means(y: tuple[float, ...]) -> tuple[float, tuple[float, ...], tuple[int, ...]]:
+    """(rss, mean of each day of the week, days of each) of the day-of-week means model: the days' part of it."""
+    groups = [y[k::7] for k in range(7)]
+    means = tuple(sum(g) / len(g) for g in groups)
+    rss = sum((v - means[i % 7]) ** 2 for i, v in enumerate(y))
+    return rss, means, tuple(len(g) for g in groups)
+
+
+def _fit_weekend(y: Sequence[float], ahead: list[float]) -> tuple[float, float, float] | None:
     """(rss, expected, rate-uncertainty factor) of the best "two days a week differ" model: one level for five
     days of the week, another for two consecutive ones (a weekend; the days carry no weekday, so the pair is
     searched). From a week of days on, a quiet weekend is then a pattern rather than noise or a trend.
     None: no pair qualifies yet."""
-    best: tuple[float, float, float] | None = None
+    found = _weekend_pair(tuple(y))
+    if found is None:
+        return None
+    rss, low, ma, mb, na, nb = found
+    wa = sum(w for k, w in enumerate(ahead) if k in low)
+    wb = sum(ahead) - wa
+    return rss, wa * ma + wb * mb, wa * wa / na + wb * wb / nb
+
+
+@lru_cache(maxsize=FIT_CACHE)
+def _weekend_pair(y: tuple[float, ...]) -> tuple[float, frozenset[int], float, float, int, int] | None:
+    """The days' part of the weekend model: (rss, the pair, its level, the other days' level, days of each) of
+    the pair of days of the week with the least rss (the first one on a tie). The days left only weigh it."""
+    best: tuple[float, frozenset[int], float, float, int, int] | None = None
     n = len(y)
     for p in range(7):
-        low = {p, (p + 1) % 7}
+        low = frozenset((p, (p + 1) % 7))
         # A pattern is what repeats, or what came back: a pair of days of the week seen twice each, or seen
         # once between other days (low first days are as likely a ramp's start, low last days a change).
         if any(len(range(k, n, 7)) < 2 for k in low) and (p == 0 or p + 2 >= n):
@@ -263,14 +306,13 @@ def _fit_weekend(y: list[float], ahead: list[float]) -> tuple[float, float, floa
         b = [v for i, v in enumerate(y) if i % 7 not in low]
         ma, mb = sum(a) / len(a), sum(b) / len(b)
         rss = sum((v - ma) ** 2 for v in a) + sum((v - mb) ** 2 for v in b)
-        wa = sum(w for k, w in enumerate(ahead) if k in low)
-        wb = sum(ahead) - wa
         if best is None or rss < best[0]:
-            best = (rss, wa * ma + wb * mb, wa * wa / len(a) + wb * wb / len(b))
+            best = (rss, low, ma, mb, len(a), len(b))
     return best
 
 
-def _wander(y: list[float]) -> tuple[float, float, float, float, float]:
+@lru_cache(maxsize=FIT_CACHE)
+def _wander(y: tuple[float, ...]) -> tuple[float, float, float, float, float]:
     """The local-level model (the level takes a random step every day, variance r x the day noise's):
     (2 x log-likelihood gain over a fixed level, r, level now, its variance / noise variance, noise variance),
     r by profile likelihood over WANDER_RATIOS (a Kalman filter from the first day, diffuse start)."""
@@ -295,7 +337,7 @@ def _bic(rss: float, n: int, params: float) -> float:
     return n * math.log(max(rss, 1e-12) / n) + params * math.log(n)
 
 
-def _candidates(y: list[float], left: float, offset: float) -> list[_Fit]:
+def _candidates(y: tuple[float, ...], left: float, offset: float) -> list[_Fit]:
     """Every model of the days that may be tried with this many days, each with its BIC and its prediction."""
     n = len(y)
     mean = sum(y) / n
@@ -358,7 +400,7 @@ def forecast_stream(s: Stream) -> StreamForecast:
     """The expected spend of one stream over its days left (the best model of its complete days by BIC) and the
     variance of that expectation (over the models in Occam's window, weighted by BIC: their own variance and
     their distance from the expectation)."""
-    y = list(s.daily)
+    y = tuple(float(v) for v in s.daily)
     n, left = len(y), max(0.0, s.days_left)
     if left == 0.0:
         return StreamForecast(0.0, 0.0)
@@ -395,7 +437,7 @@ def forecast_stream(s: Stream) -> StreamForecast:
     # change t days from now moves the L - t days after it by its size, relative to the level ahead (or, after
     # a stop, the level of the days seen: a stopped box may start again).
     level = expected / left if expected > 0 else mean
-    variance += change_rate([*s.history, *y]) * level * level * left ** 3 / 3.0
+    variance += change_rate((*s.history, *y)) * level * level * left ** 3 / 3.0
     return StreamForecast(expected, variance, chosen.model)
 
 

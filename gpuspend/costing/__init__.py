@@ -18,6 +18,7 @@ Callers use the names re-exported here (`from gpuspend import costing; costing.b
 
 from __future__ import annotations
 
+from gpuspend import forecast
 from gpuspend.costing import context
 from gpuspend.costing.attribution import attribution, by_user
 from gpuspend.costing.build import build_snapshot
@@ -41,7 +42,6 @@ from gpuspend.costing.month import add_daily, alternatives, billing_summary, mon
 from gpuspend.costing.store_read import (
     covered_by_day,
     covered_totals,
-    first_data_ms,
     load_gpus,
     local_rates,
     minute_sums,
@@ -56,12 +56,13 @@ from gpuspend.costing.store_read import (
 def reset_caches() -> None:
     """Forget every cached value (tests and benchmarks that want a cold computation)."""
     context.reset()
+    forecast.clear_caches()
 
 
 __all__ = [
     "DAY_MS", "HOUR_MS", "MAX_LOOKBACK_MS", "STATES", "Episode", "EpisodeScan", "GpuTimeline", "ReadContext", "Spend",
     "add_daily", "alternatives", "attribution", "billing_summary", "build_snapshot", "by_user", "cache_for",
-    "cloud_daily", "covered_by_day", "covered_totals", "day_start", "first_data_ms", "gap_ms_for", "hourly",
+    "cloud_daily", "covered_by_day", "covered_totals", "day_start", "gap_ms_for", "hourly",
     "idle_episodes", "is_remote", "load_gpus", "local_rates", "metered_daily", "metered_total", "minute_sums",
     "money", "month_views_for", "open_alerts", "raw_segments", "reading", "reset_caches", "resolve_rates",
     "run_start_bound", "scan_episodes", "segments", "underutilised", "waste_in", "waste_since", "watermark",

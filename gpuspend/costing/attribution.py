@@ -7,7 +7,7 @@ from collections import defaultdict
 from typing import Any
 
 from gpuspend.costing.common import Spend, money
-from gpuspend.costing.store_read import final_process_sums, raw_segments, watermark
+from gpuspend.costing.store_read import final_process_sums, raw_segments, tail_head_ms, tail_reads, watermark
 from gpuspend.idle import GAP_INTERVALS
 from gpuspend.rollup import cloud_interval, collector_interval, mig_shares, remote_gpu_ids, split_for
 from gpuspend.samples import gpu_samples, proc_samples
@@ -72,14 +72,20 @@ def process_seconds(conn: sqlite3.Connection, cfg: Any, lo_ms: int, hi_ms: int,
         # sample): that piece is split among that sample's processes.
         remote = remote_gpu_ids(conn)
         back = GAP_INTERVALS * 1000 * (max(interval, cloud_interval(cfg)) if remote else interval)
-        near = gpu_samples(conn, lo - back, lo + 1)
+        # Up to now, the rows are those the live tail's segments were made of (read once per database state).
+        head_ms = tail_head_ms(conn, interval, cloud_interval(cfg))
+        tail = tail_reads(conn, wm, now_ms, head_ms) if hi_ms == now_ms + 1 and wm - head_ms <= lo - back else None
+        near = [r for r in tail[0] if lo - back <= r[1] < lo + 1] if tail is not None \
+            else gpu_samples(conn, lo - back, lo + 1)
         at_lo = {r[0] for r in near if r[1] == lo}
         head: dict[int, int] = {}
         for r in near:
             if r[1] < lo and r[0] not in at_lo:
                 head[r[0]] = max(head.get(r[0], r[1]), r[1])
         procs: dict[tuple[int, int], list[tuple[int, int | None, float | None]]] = defaultdict(list)
-        for gid, ts, proc, mem, sm in proc_samples(conn, min(head.values(), default=lo), hi_ms):
+        first = min(head.values(), default=lo)
+        for gid, ts, proc, mem, sm in ([r for r in tail[1] if r[1] >= first] if tail is not None
+                                       else proc_samples(conn, first, hi_ms)):
             procs[(gid, ts)].append((proc, mem, sm))
         if procs:
             shares = mig_shares(conn)       # a MIG-enabled GPU's cost goes to its slices' processes

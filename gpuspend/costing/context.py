@@ -105,12 +105,15 @@ class Cache:
         db = self._db
         if db is None:
             return compute()
+        # compute() runs outside the lock: it may read other cached values (the lock is not reentrant)
         with db.lock:
-            if not durable and db.version != self._version:
-                return compute()                      # a newer version is current: do not store older data
-            table = (db.durable if durable else db.state).setdefault(name, {})
-            if key in table:
-                return table[key]
+            stale = not durable and db.version != self._version
+            if not stale:
+                table = (db.durable if durable else db.state).setdefault(name, {})
+                if key in table:
+                    return table[key]
+        if stale:
+            return compute()                          # a newer version is current: do not store older data
         value = compute()
         with db.lock:
             if durable or db.version == self._version:
@@ -119,6 +122,18 @@ class Cache:
                     table.pop(next(iter(table)))      # the oldest entry
                 table[key] = value
         return value
+
+    def put(self, name: str, key: Any, value: Any, *, durable: bool = False, size: int = 32) -> None:
+        """Store `value` under (name, key) (unless the database moved on meanwhile, for a plain entry)."""
+        db = self._db
+        if db is None:
+            return
+        with db.lock:
+            if durable or db.version == self._version:
+                table = (db.durable if durable else db.state).setdefault(name, {})
+                if key not in table and len(table) >= size:
+                    table.pop(next(iter(table)))      # the oldest entry
+                table[key] = value
 
     def peek(self, name: str, key: Any, *, durable: bool = False) -> Any:
         """The value stored under (name, key), else None."""

@@ -314,12 +314,22 @@ def add_daily(*parts: dict[str, dict[str, float]]) -> dict[str, dict[str, float]
 
 def sources_without_billed_cost(conn: sqlite3.Connection, month: str) -> list[str]:
     """Billing sources of `month` whose rows carry no billed (invoice) cost at all, e.g. an Azure amortized
-    dataset imported without its actual-cost twin: their money is effective cost only, never month to date."""
+    dataset imported without its actual-cost twin: their money is effective cost only, never month to date.
+    Read once per billing generation, as month_billing."""
+    from gpuspend.store import BILLING_GENERATION, get_meta
+
+    key = (month, get_meta(conn, BILLING_GENERATION),
+           tuple(conn.execute("SELECT COUNT(*), MAX(id), MAX(imported_at) FROM imports").fetchone()))
+    return list(context.cache_for(conn).get("no_billed_cost", key, lambda: _sources_without_billed_cost(conn, month),
+                                            durable=True, size=16))
+
+
+def _sources_without_billed_cost(conn: sqlite3.Connection, month: str) -> tuple[str, ...]:
     start, end = forecast.month_bounds(month)
-    return [r[0] for r in conn.execute(
+    return tuple(r[0] for r in conn.execute(
         "SELECT i.source FROM imports i JOIN charges c ON c.import_id = i.id WHERE i.billing_period_start >= ? "
         "AND i.billing_period_start < ? GROUP BY i.source HAVING COUNT(c.billed_cost) = 0 ORDER BY i.source",
-        (start // 1000, end // 1000))]
+        (start // 1000, end // 1000)))
 
 
 def billing_summary(conn: sqlite3.Connection, cfg: Any, month: str, now_ms: int | None = None,

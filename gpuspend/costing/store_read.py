@@ -50,10 +50,50 @@ def watermark(conn: sqlite3.Connection) -> int:
     return row[0] // 60_000 * 60_000 if row and row[0] is not None else 0
 
 
+# What pricing.resolve_rate reads of a `gpus` row (never last_seen, which moves with every sample).
+_RATE_GPU_FIELDS = ("id", "uuid", "host", "idx", "name", "model", "parent_id", "source")
+
+
 def resolve_rates(conn: sqlite3.Connection, cfg: Any, gpus: list[dict[str, Any]],
                   now_ms: int | None = None, **kw: Any) -> dict[int, Rate]:
-    """Rate per gpu id, from pricing.resolve_rate (which also decides a MIG slice's rate: pricing.mig_slice_rate)."""
-    return {g["id"]: pricing.resolve_rate(cfg, conn, g, now_ms=now_ms, **kw) for g in gpus}
+    """Rate per gpu id, from pricing.resolve_rate (which also decides a MIG slice's rate: pricing.mig_slice_rate).
+
+    Every surface asks for the rates on every snapshot, and they change only with what they are read from: a
+    durable entry of the read cache keyed by all of it (the GPUs, the config's rate sections, this machine's
+    resource id, the billing and prices generations and imports, the catalog, the GPU count per host), checked
+    against `now` for the catalog's staleness (a label that turns STALE at its second). Not cached: an on-prem
+    electricity price (the rate follows the measured power), GPU-cloud GPUs (priced from the provider's rows,
+    which the poller rewrites in place) and explicit pricing options (`kw`)."""
+    def compute() -> dict[int, Rate]:
+        return {g["id"]: pricing.resolve_rate(cfg, conn, g, now_ms=now_ms, **kw) for g in gpus}
+
+    try:
+        if kw or cfg.onprem.electricity_per_kwh is not None or \
+                any(g.get("source") in pricing.CLOUD_SOURCES for g in gpus):
+            return compute()
+        config = repr((cfg.rates, cfg.currency, cfg.provider, cfg.billing.resource_id, cfg.onprem,
+                       float(cfg.alerts.stale_catalog)))
+    except AttributeError:                # a partial config (tests): read as it is
+        return compute()
+    from gpuspend.store import BILLING_GENERATION, PRICES_GENERATION
+
+    catalog = pricing.catalog_for(conn)
+    key = (tuple(tuple(g.get(f) for f in _RATE_GPU_FIELDS) for g in gpus), config,
+           pricing.machine_resource_id(cfg, conn), get_meta(conn, BILLING_GENERATION),
+           get_meta(conn, PRICES_GENERATION), id(catalog),
+           tuple(conn.execute("SELECT COUNT(*), MAX(id), MAX(imported_at) FROM imports").fetchone()),
+           tuple(conn.execute("SELECT host, COUNT(*) FROM gpus WHERE parent_id IS NULL GROUP BY host").fetchall()))
+    cache = cache_for(conn)
+    hit = cache.peek("rates", key, durable=True)
+    if hit is not None:
+        held, stale, rates = hit
+        if held is catalog and all(pricing.is_stale(d, cfg, now_ms) == was for d, was in stale):
+            return dict(rates)
+    rates = compute()
+    stale = tuple((d, pricing.is_stale(d, cfg, now_ms)) for d in sorted({r.as_of for r in rates.values() if r.as_of}))
+    # the catalog is held with its entry, so its id in the key cannot be another catalog's
+    cache.put("rates", key, (catalog, stale, dict(rates)), durable=True, size=8)
+    return rates
 
 
 def raw_segments(conn: sqlite3.Connection, lo_ms: int, hi_ms: int, interval_s: float, idle_pct: float,
@@ -70,7 +110,8 @@ def raw_segments(conn: sqlite3.Connection, lo_ms: int, hi_ms: int, interval_s: f
         return _raw_segments(conn, lo_ms, hi_ms, interval_s, idle_pct, now_ms, gpu_id, remote_interval_s)
     tail = cache_for(conn).get(
         "tail", (wm, interval_s, idle_pct, now_ms, remote_interval_s),
-        lambda: _raw_segments(conn, wm, now_ms + 1, interval_s, idle_pct, now_ms, None, remote_interval_s), size=4)
+        lambda: _raw_segments(conn, wm, now_ms + 1, interval_s, idle_pct, now_ms, None, remote_interval_s,
+                              shared=True), size=4)
     out: dict[int, list[tuple[int, float, float, float, float]]] = {}
     for gid, segs in tail.items():
         if gpu_id is not None and gid != gpu_id:
@@ -82,9 +123,31 @@ def raw_segments(conn: sqlite3.Connection, lo_ms: int, hi_ms: int, interval_s: f
     return out
 
 
+def tail_head_ms(conn: sqlite3.Connection, interval_s: float, remote_interval_s: float | None) -> int:
+    """How far before `lo` raw samples are read: a sample shortly before it covers time after it (one gap's
+    length back, clipped), so the seconds between the last rolled-up sample and the watermark are neither lost
+    nor counted twice."""
+    local_ms = max(1, int(interval_s * 1000))
+    remote_ms = max(1, int(remote_interval_s * 1000)) if remote_interval_s else local_ms
+    remote = remote_gpu_ids(conn) if remote_ms != local_ms else frozenset()
+    return GAP_INTERVALS * (max(local_ms, remote_ms) if remote else local_ms)
+
+
+def tail_reads(conn: sqlite3.Connection, wm: int, now_ms: int, head_ms: int) -> tuple[list[tuple], list[tuple]]:
+    """The raw rows of the live tail, [wm - head_ms, now + 1): ([(gpu_id, ts, util)], the process samples
+    [(gpu_id, ts, proc_id, used_memory, sm_util)]), read once per state of the database and shared by the
+    tail's segments and attribution's split of them (the same rows a read of any range inside gives: runs never
+    leave their minute, so rows further back only hold samples before the range)."""
+    return cache_for(conn).get(
+        "tail_reads", (wm, now_ms, head_ms),
+        lambda: ([r[:3] for r in gpu_samples(conn, wm - head_ms, now_ms + 1)],
+                 proc_samples(conn, wm - head_ms, now_ms + 1)), size=4)
+
+
 def _raw_segments(conn: sqlite3.Connection, lo_ms: int, hi_ms: int, interval_s: float, idle_pct: float,
-                  now_ms: int, gpu_id: int | None = None, remote_interval_s: float | None = None
-                  ) -> dict[int, list[tuple[int, float, float, float, float]]]:
+                  now_ms: int, gpu_id: int | None = None, remote_interval_s: float | None = None, *,
+                  shared: bool = False) -> dict[int, list[tuple[int, float, float, float, float]]]:
+    """`shared`: [lo, hi) is the live tail, [watermark, now + 1), for every GPU: its rows come from tail_reads."""
     local_ms = max(1, int(interval_s * 1000))
     remote_ms = max(1, int(remote_interval_s * 1000)) if remote_interval_s else local_ms
     remote = remote_gpu_ids(conn) if remote_ms != local_ms else frozenset()
@@ -92,14 +155,16 @@ def _raw_segments(conn: sqlite3.Connection, lo_ms: int, hi_ms: int, interval_s: 
     parent_of = mig_children(conn)
     # A MIG-enabled GPU takes its state from its slices: read them along with it.
     ids = [] if gpu_id is None else [gpu_id, *(c for c, p in parent_of.items() if p == gpu_id)]
-    # A sample shortly before `lo` covers time after it: read back one gap's length and clip (below), so the
-    # seconds between the last rolled-up sample and the watermark are neither lost nor counted twice.
-    head_ms = GAP_INTERVALS * (max(local_ms, remote_ms) if remote else local_ms)
+    head_ms = tail_head_ms(conn, interval_s, remote_interval_s)
     sel = ids or None
-    for gid, ts, _proc, mem, _sm in proc_samples(conn, lo_ms - head_ms, hi_ms, sel):
+    if shared:
+        rows, prows = tail_reads(conn, lo_ms, now_ms, head_ms)
+    else:
+        prows = proc_samples(conn, lo_ms - head_ms, hi_ms, sel)
+        rows = [r[:3] for r in gpu_samples(conn, lo_ms - head_ms, hi_ms, sel)]
+    for gid, ts, _proc, mem, _sm in prows:
         if mem is None or mem > 0:
             holders.add((gid, ts))
-    rows = [r[:3] for r in gpu_samples(conn, lo_ms - head_ms, hi_ms, sel)]
     slices = slice_states(rows, {k: [(0, 1, None)] for k in holders}, parent_of, idle_pct) if parent_of else {}
     out: dict[int, list[tuple[int, float, float, float, float]]] = defaultdict(list)
     for i, (gid, ts, util) in enumerate(rows):
@@ -260,16 +325,6 @@ def final_process_sums(conn: sqlite3.Connection, lo_ms: int, hi_ms: int) -> list
 
     key = _final_key(conn, "process_minutes", lo_ms, hi_ms)
     return cache_for(conn).get("process_sums", key, read, durable=True)
-
-
-def first_data_ms(conn: sqlite3.Connection) -> int | None:
-    """When this database starts knowing about money: the first sample, rollup minute, billed charge or cloud
-    poll (indexed MINs but the last, on a small table)."""
-    row = conn.execute(
-        "SELECT (SELECT MIN(ts) FROM gpu_samples), (SELECT MIN(minute) FROM gpu_minutes), "
-        "(SELECT MIN(charge_period_start) * 1000 FROM charges), (SELECT MIN(ts) FROM cloud_spend)").fetchone()
-    found = [int(v) for v in row if v is not None]
-    return min(found) if found else None
 
 
 def local_rates(conn: sqlite3.Connection, rates: dict[int, Rate]) -> dict[int, Rate]:
