@@ -107,20 +107,12 @@ class Cache:
             return compute()
         # compute() runs outside the lock: it may read other cached values (the lock is not reentrant)
         with db.lock:
-            stale = not durable and db.version != self._version
-            if not stale:
-                table = (db.durable if durable else db.state).setdefault(name, {})
+            if durable or db.version == self._version:
+                table = (db.durable if durable else db.state).get(name, {})
                 if key in table:
                     return table[key]
-        if stale:
-            return compute()                          # a newer version is current: do not store older data
         value = compute()
-        with db.lock:
-            if durable or db.version == self._version:
-                table = (db.durable if durable else db.state).setdefault(name, {})
-                if key not in table and len(table) >= size:
-                    table.pop(next(iter(table)))      # the oldest entry
-                table[key] = value
+        self.put(name, key, value, durable=durable, size=size)    # not stored if a newer version is current
         return value
 
     def put(self, name: str, key: Any, value: Any, *, durable: bool = False, size: int = 32) -> None:

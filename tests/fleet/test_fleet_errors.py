@@ -145,15 +145,6 @@ def test_fleet_report_does_not_import_textual():
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
 
 
-def test_json_report_text_is_the_standard_encoding():
-    """The fleet's --format json is json.dumps(indent=2, sort_keys=True) to the byte, whatever the values."""
-    doc = {"b": [1, 2.5, -0.0, 1e300, float("nan"), float("inf"), -float("inf"), True, False, None, {}, [], ""],
-           "a": {"z": "é\u2028\x1b[31m\"\\", "y": [{"k": {"n": 3}}], "x": 10 ** 30}, "": "empty key"}
-    assert fleet.json_text(doc) == json.dumps(doc, indent=2, sort_keys=True)
-    odd = {"t": (1, 2), "k": {1: "int key"}}           # not plain: handed to json.dumps whole
-    assert fleet.json_text(odd) == json.dumps(odd, indent=2, sort_keys=True)
-
-
 @pytest.mark.parametrize("transport", ["http.client", "httpx"])
 def test_both_transports_read_and_fail_alike(httpserver, transport):
     """A plain http URL is read with the standard library, a caller's httpx client with httpx: same view, same
