@@ -113,6 +113,9 @@ class Snapshot:
     notes: tuple[str, ...] = field(default_factory=tuple)  # e.g. "3 GPUs have no rate"
     underutilised: tuple[str, ...] = ()      # uuids averaging < idle.low_util_pct over 24 h
     today_observed: float | None = None      # share of today (0..1) the samples cover, over the physical GPUs
+    # When the live fields (util, memory, power, temperature, state, processes' memory) were read, if later than
+    # now_ms: a live refresh (costing.refresh_live) between full builds; the money is as of now_ms.
+    live_ms: int | None = None
 
     @property
     def unrated_gpus(self) -> int:

@@ -43,6 +43,10 @@ INTERVALS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 WATCHDOG_S = 2.0
 # With no new commit in the database, rebuild the snapshot only this often (ages and "idle for" move on).
 UNCHANGED_REBUILD_MS = 10_000
+# Money (cost today, waste, idle for, month, chart, process costs) is rebuilt at most this often; ticks in between
+# refresh only what the newest samples say (util, memory, power, temperature), a few reads instead of the whole
+# cost engine. A GPU changing state, a process starting or ending, or an alert rebuilds everything at once.
+MONEY_REFRESH_MS = 5_000
 # Once the dashboard is up (this many snapshots shown), what start-up built is kept out of the garbage
 # collector's full passes (see _freeze_startup_objects).
 FREEZE_AFTER = 3
@@ -299,7 +303,7 @@ class GpuspendApp(App[int]):
 
     def _load_snapshot(self, force: bool = False) -> None:
         """On the loader thread: build a snapshot (unless nothing changed) and post it to the UI thread."""
-        from gpuspend.costing import build_snapshot
+        from gpuspend.costing import build_snapshot, refresh_live
 
         try:
             if self._prefetch is not None:      # the first snapshot, built while Textual started
@@ -319,7 +323,11 @@ class GpuspendApp(App[int]):
                     self._post(self._unchanged)
                     return
                 self._data_version = version
-                snap = build_snapshot(conn, self.cfg)
+                snap = None
+                if not force and last is not None and clock.now_ms() - last.now_ms < MONEY_REFRESH_MS:
+                    snap = refresh_live(conn, self.cfg, last)
+                if snap is None:
+                    snap = build_snapshot(conn, self.cfg)
         except Exception as exc:  # shown, not raised: the dashboard keeps running on a bad tick
             self._post(self._load_failed, exc)
             return

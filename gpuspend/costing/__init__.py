@@ -21,7 +21,7 @@ from __future__ import annotations
 from gpuspend import forecast
 from gpuspend.costing import context
 from gpuspend.costing.attribution import attribution, by_user
-from gpuspend.costing.build import build_snapshot
+from gpuspend.costing.build import build_snapshot, refresh_live
 from gpuspend.costing.cloud import cloud_daily
 from gpuspend.costing.common import DAY_MS, HOUR_MS, STATES, Episode, GpuTimeline, Spend, day_start, money
 from gpuspend.costing.context import ReadContext, cache_for, reading
@@ -64,6 +64,6 @@ __all__ = [
     "add_daily", "alternatives", "attribution", "billing_summary", "build_snapshot", "by_user", "cache_for",
     "cloud_daily", "covered_by_day", "covered_totals", "day_start", "gap_ms_for", "hourly",
     "idle_episodes", "is_remote", "load_gpus", "local_rates", "metered_daily", "metered_total", "minute_sums",
-    "money", "month_views_for", "open_alerts", "raw_segments", "reading", "reset_caches", "resolve_rates",
+    "money", "month_views_for", "open_alerts", "raw_segments", "reading", "refresh_live", "reset_caches", "resolve_rates",
     "run_start_bound", "scan_episodes", "segments", "underutilised", "waste_in", "waste_since", "watermark",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import sqlite3
+from dataclasses import replace
 from typing import Any
 
 from gpuspend import clock, fmt, forecast, pricing
@@ -37,6 +38,44 @@ def build_snapshot(conn: sqlite3.Connection, cfg: Any, now_ms: int | None = None
         return _build_snapshot(conn, cfg, now, month)
 
 
+def refresh_live(conn: sqlite3.Connection, cfg: Any, snap: Snapshot, now_ms: int | None = None) -> Snapshot | None:
+    """`snap` with its live fields read again (each GPU's util, memory, power, temperature and last sample,
+    each process's memory and SM use) and its money left as of snap.now_ms; None when anything the money
+    depends on moved: a GPU's state, the GPUs or the processes on them, the open alerts. Then the caller
+    builds a full snapshot. A few reads instead of the whole cost engine: what a dashboard pays per tick
+    between full builds (tui: every MONEY_REFRESH_MS)."""
+    now = clock.now_ms() if now_ms is None else now_ms
+    with context.reading(conn, cfg, now):
+        gpus = load_gpus(conn)
+        if [g["uuid"] for g in gpus] != [g.uuid for g in snap.gpus]:
+            return None
+        interval = collector_interval(conn, cfg.interval)
+        latest = latest_samples(conn)
+        cur_procs = current_procs(conn, latest)
+        states = gpu_states(cfg, gpus, latest, cur_procs, now, GAP_INTERVALS * interval * 1000)
+        live: dict[tuple[str, int, str], tuple[int | None, float | None]] = {}
+        for g in gpus:
+            for _proc, pid, _user, command, mem, sm in cur_procs.get(g["id"], []):
+                live[(g["uuid"], pid, command or "")] = (mem, sm)
+        if (set(live) != {(p.gpu_uuid, p.pid, p.command) for p in snap.processes}
+                or open_alerts(conn) != snap.alerts):
+            return None
+    gnow = []
+    for g, old in zip(gpus, snap.gpus, strict=True):
+        if states[g["id"]] != old.state:
+            return None
+        row = latest.get(g["id"])
+        if row is None:
+            gnow.append(old)
+            continue
+        gnow.append(replace(old, util=row[1], mem_used=row[2], power=row[3], temperature=row[4],
+                            last_sample_ms=row[0]))
+    procs = tuple(replace(p, used_memory=mem, sm_util=sm) for p in snap.processes
+                  for mem, sm in (live[(p.gpu_uuid, p.pid, p.command)],))
+    last = max((r[0] for r in latest.values()), default=None)
+    return replace(snap, gpus=tuple(gnow), processes=procs, last_sample_ms=last, live_ms=now)
+
+
 def node_host(cfg: Any, gpus: list[dict]) -> str:
     """This node's name: config `host:`, else the host of its own (NVML or demo) GPUs, else this machine.
     Never a cloud pod's name (those sort before the local host as often as not)."""
@@ -59,13 +98,7 @@ def _build_snapshot(conn: sqlite3.Connection, cfg: Any, now: int, month: str | N
     stale_ms = GAP_INTERVALS * interval * 1000
     currency = next((r.currency for r in rates.values() if r.per_gpu_hour is not None), cfg.currency or "USD")
 
-    # A MIG-enabled GPU without utilisation of its own takes its state from its slices' latest samples.
-    slice_states: dict[int, list[str]] = {}
-    for g in gpus:
-        row = latest.get(g["id"])
-        if g["parent_id"] and row is not None and row[0] == (latest.get(g["parent_id"]) or (None,))[0]:
-            holds = any((p[4] is None) or p[4] > 0 for p in cur_procs.get(g["id"], []))
-            slice_states.setdefault(g["parent_id"], []).append(sample_state(row[1], holds, cfg.idle.util_pct))
+    states = gpu_states(cfg, gpus, latest, cur_procs, now, stale_ms)
     gnow: list[GpuNow] = []
     held_by = holders_now(conn, now, max(int(stale_ms), 120_000))   # allocations seen lately (allocated-idle)
     by_state: dict[str, float] = {s: 0.0 for s in STATES}
@@ -73,15 +106,7 @@ def _build_snapshot(conn: sqlite3.Connection, cfg: Any, now: int, month: str | N
     for g in gpus:
         rate = rates[g["id"]]
         row = latest.get(g["id"])
-        procs = cur_procs.get(g["id"], [])
-        stale_after = GAP_INTERVALS * cloud_interval(cfg) * 1000 if is_remote(g["source"]) else stale_ms
-        if g["lost_at"] is not None:
-            state = "lost"
-        elif row is None or now - row[0] > stale_after:
-            state = "stale"
-        else:
-            holds = any((p[4] is None) or p[4] > 0 for p in procs)
-            state = state_of(row[1], holds, cfg.idle.util_pct, slice_states.get(g["id"]))
+        state = states[g["id"]]
         tl = timelines.get(g["id"])
         open_ep = next((e for e in (tl.episodes if tl else []) if e.open), None)
         cph = rate.per_gpu_hour
@@ -158,3 +183,28 @@ def _build_snapshot(conn: sqlite3.Connection, cfg: Any, now: int, month: str | N
         catalog_as_of=cat_dates[0] if cat_dates else None, notes=tuple(notes),
         underutilised=tuple(u for u, _a in under),
         today_observed=observed(conn, cfg, today0, now, now, gpus).fraction)
+
+
+def gpu_states(cfg: Any, gpus: list[dict], latest: dict[int, tuple], cur_procs: dict[int, list[tuple]], now: int,
+               stale_ms: float) -> dict[int, str]:
+    """Each GPU's state now (busy | held-idle | free-idle | lost | stale) from its newest sample: the one place
+    the full snapshot and the live refresh both take it from."""
+    # A MIG-enabled GPU without utilisation of its own takes its state from its slices' latest samples.
+    slice_states: dict[int, list[str]] = {}
+    for g in gpus:
+        row = latest.get(g["id"])
+        if g["parent_id"] and row is not None and row[0] == (latest.get(g["parent_id"]) or (None,))[0]:
+            holds = any((p[4] is None) or p[4] > 0 for p in cur_procs.get(g["id"], []))
+            slice_states.setdefault(g["parent_id"], []).append(sample_state(row[1], holds, cfg.idle.util_pct))
+    out: dict[int, str] = {}
+    for g in gpus:
+        row = latest.get(g["id"])
+        stale_after = GAP_INTERVALS * cloud_interval(cfg) * 1000 if is_remote(g["source"]) else stale_ms
+        if g["lost_at"] is not None:
+            out[g["id"]] = "lost"
+        elif row is None or now - row[0] > stale_after:
+            out[g["id"]] = "stale"
+        else:
+            holds = any((p[4] is None) or p[4] > 0 for p in cur_procs.get(g["id"], []))
+            out[g["id"]] = state_of(row[1], holds, cfg.idle.util_pct, slice_states.get(g["id"]))
+    return out

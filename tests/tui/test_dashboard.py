@@ -347,3 +347,31 @@ async def test_gpus_without_a_rate_show_no_rate_not_zero(make_app, db_path, cfg)
         assert "now no rate" in header and "today no rate" in header and "$0.00" not in header
         assert cell(app.screen.query_one(GpuTable), "GPU-test-0000", "rate") == "no rate"
         assert cell(app.screen.query_one(ProcessTable), "77:GPU-test-0000", "cost") == "no rate"
+
+
+async def test_ticks_between_money_refreshes_show_new_samples_and_a_state_change_rebuilds(make_app, db_path, cfg):
+    """A tick within MONEY_REFRESH_MS of the last full build shows the newest util and power at once and keeps
+    the money as built; a GPU turning idle rebuilds everything on that same tick (state, idle, money)."""
+    src = ScriptedSource(gpus=2)
+    write_samples(db_path, cfg, src, NOW_MS - 20_000, 10)
+    app = make_app(db_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        full = app.snapshot
+        table = app.screen.query_one(GpuTable)
+        src.util[0] = 70.0                        # still busy: a live refresh
+        write_samples(db_path, cfg, src, NOW_MS - 1000, 1)
+        n = app.snapshots_applied
+        app._tick()
+        await wait_for(pilot, lambda: app.snapshots_applied > n)
+        assert cell(table, "GPU-test-0000", "util").endswith("70%")
+        assert app.snapshot.gpus[0].power == 100 + 5 * 70.0
+        assert app.snapshot.live_ms is not None and app.snapshot.now_ms == full.now_ms
+        assert app.snapshot.today_cost == full.today_cost and app.snapshot.months == full.months
+        src.util[1] = 0.0                         # no process: free idle from this sample on
+        write_samples(db_path, cfg, src, NOW_MS, 1)
+        n = app.snapshots_applied
+        app._tick()
+        await wait_for(pilot, lambda: app.snapshots_applied > n)
+        assert app.snapshot.live_ms is None      # a full build
+        assert cell(table, "GPU-test-0001", "state") == "free-idle"
