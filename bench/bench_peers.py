@@ -1,6 +1,7 @@
 """The dashboard next to the tools people would use instead: nvitop and gpustat, on the same fake GPU box.
 
     python bench/bench_peers.py [--seconds 60] [--interval 1] [--size 120x40] [--gpus 4] [--python PY]
+                                [--before CHECKOUT]     # another checkout with its own .venv, same window
 
 Installs nothing. Runs whichever of nvitop and gpustat the interpreter `--python` (default: this one) can
 import (e.g. a separate venv: `python3 -m venv /tmp/peers && /tmp/peers/bin/pip install nvitop gpustat`, then
@@ -49,6 +50,9 @@ def main() -> int:
     ap.add_argument("--python", default=sys.executable, help="interpreter that has nvitop/gpustat installed")
     ap.add_argument("--sample-every", type=float, default=None,
                     help="gpuspend's collector interval in seconds (default: --interval, like with like)")
+    ap.add_argument("--before", default=None, metavar="CHECKOUT",
+                    help="also run the dashboard of another checkout (its own .venv) in the same window: a same-run "
+                         "baseline for a change")
     ap.add_argument("--one-at-a-time", action="store_true", help="measure each tool over its own window")
     args = ap.parse_args()
     if shutil.which("tmux") is None:
@@ -71,6 +75,11 @@ def main() -> int:
             ("gpuspend", f"{py} -m gpuspend --db {str(tmp / 'box.db')!r} --interval {args.interval}",
              "H100", "busy", (w, h), env),
         ]
+        if args.before:
+            before = Path(args.before).resolve()
+            specs.append(("before", f"{str(before / '.venv' / 'bin' / 'python')!r} -m gpuspend "
+                          f"--db {str(tmp / 'before.db')!r} --interval {args.interval}", "H100", "busy", (w, h),
+                          {**env, "PYTHONPATH": f"{BOX}:{before}", "GPUSPEND_PEER_ROOT": str(before)}))
         for name, (module, argv, ready) in peers.items():
             specs.append((name, f"{args.python} -m {module} {argv.format(interval=args.interval)}",
                           ready, ready, (w, h), env))
@@ -89,6 +98,8 @@ def main() -> int:
     ours = results["gpuspend"]["cpu_pct"]
     floor = results["floor"]["cpu_pct"]
     print(f"gpuspend vs floor: {ours / floor:.2f}x" if floor > 0 else "gpuspend vs floor: floor used no CPU")
+    if "before" in results and results["before"]["cpu_pct"] > 0:
+        print(f"gpuspend vs the --before checkout: {ours / results['before']['cpu_pct']:.2f}x")
     peer_cpu = [results[n]["cpu_pct"] for n in peers]
     if peer_cpu and min(peer_cpu) > 0:
         print(f"gpuspend vs the lower of the peers: {ours / min(peer_cpu):.2f}x")

@@ -92,6 +92,22 @@ def unpack(code: str, stored: Any, n: int, real: bool) -> list[Any]:
     return out
 
 
+def value_at(code: str, stored: Any, n: int, real: bool, k: int) -> Any:
+    """unpack(code, stored, n, real)[k], reading one value instead of the whole run: the newest sample of each
+    GPU is what the dashboard reads every tick."""
+    if not isinstance(stored, bytes):
+        return stored
+    if code == "big":
+        base = struct.unpack_from("<q", stored)[0]
+        unit, tc, null = _BIG_UNITS[stored[8]]
+        d = struct.unpack_from("<" + tc, stored, 9 + k * struct.calcsize(tc))[0]
+        v = None if d == null else base + d * unit
+    else:
+        d = struct.unpack_from("<" + code, stored, k * struct.calcsize(code))[0]
+        v = None if d == _SMALL[code][0] else d
+    return float(v) if real and v is not None else v
+
+
 def times(ts: int, span: int, n: int, dts: bytes | None) -> list[int]:
     """The sample times of a run."""
     if n <= 1:
@@ -227,8 +243,7 @@ def latest_of(conn: sqlite3.Connection, gpu_id: int, at_ms: int | None) -> tuple
         k = max((i for i, t in enumerate(tss) if t <= at_ms), default=None)
         if k is None:
             continue
-        cols = [unpack(c, v, n, r) for c, v, r in zip(GPU_CODECS, vals, GPU_REAL, strict=True)]
-        return (tss[k], *(c[k] for c in cols))
+        return (tss[k], *(value_at(c, v, n, r, k) for c, v, r in zip(GPU_CODECS, vals, GPU_REAL, strict=True)))
     return None
 
 
@@ -244,7 +259,7 @@ def procs_at(conn: sqlite3.Connection, gpu_id: int, sample_ts: int) -> list[tupl
     out = []
     for proc, mem, sm in conn.execute("SELECT proc_id, used_memory, sm_util FROM process_samples WHERE ts = ? AND "
                                       "gpu_id = ? ORDER BY proc_id", (row_ts, gpu_id)):
-        out.append((proc, unpack("big", mem, n, False)[k], unpack("B", sm, n, True)[k]))
+        out.append((proc, value_at("big", mem, n, False, k), value_at("B", sm, n, True, k)))
     return out
 
 
