@@ -52,11 +52,11 @@ def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(reader, "BATCH_BYTES", 16384)
 
 
-def _in_a_fresh_process(case: str, tmp_path: Path) -> None:
-    """Run `case(tmp_path)` in a new interpreter. The reader process is forked only from a single-threaded
-    process (pipeline.usable), and earlier tests in this one may have left threads (servers, exporters)
-    running: in a fresh interpreter the fork path is the one under test, every time."""
-    code = (f"from pathlib import Path\nimport tests.billing.test_import_pipeline as t\n"
+def _in_a_fresh_process(case: str, tmp_path: Path, module: str = __name__) -> None:
+    """Run `module.case(tmp_path)` in a new interpreter. The reader process is forked only from a
+    single-threaded process (pipeline.usable), and earlier tests in this one may have left threads (servers,
+    exporters) running: in a fresh interpreter the fork path is the one under test, every time."""
+    code = (f"from pathlib import Path\nimport {module} as t\n"
             f"t.{case}(Path({str(tmp_path)!r}))\n")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]

@@ -5,40 +5,21 @@ re-import stops it and leaves no process behind."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from gpuspend.collectors.billing import pipeline, reader
-from gpuspend.collectors.billing.importer import import_paths
 from gpuspend.store import connect
-from tests.billing.test_import_pipeline import _big_focus, _charges
-from tests.conftest import ROOT
+from tests.billing.test_import_pipeline import _big_focus, _charges, _import, _in_a_fresh_process
 
 FORK = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the reader process is used on Linux only")
 
 
-def _fresh(case: str, tmp_path: Path) -> None:
-    """Run `case(tmp_path)` in a new interpreter: the reader process is forked only from a single-threaded one."""
-    code = (f"from pathlib import Path\nimport tests.billing.test_prepare_sides as t\n"
-            f"t.{case}(Path({str(tmp_path)!r}))\n")
-    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-
-
-def _import(db: Path, src: Path, **kw) -> list:
-    conn = connect(db)
-    try:
-        return import_paths(conn, [src], now_s=1794744000, **kw)
-    finally:
-        conn.close()
-
-
 @FORK
 def test_either_side_prepares_the_same_rows(tmp_path: Path) -> None:
-    _fresh("case_either_side_prepares_the_same_rows", tmp_path)
+    _in_a_fresh_process("case_either_side_prepares_the_same_rows", tmp_path, __name__)
 
 
 def case_either_side_prepares_the_same_rows(tmp_path: Path) -> None:
@@ -62,7 +43,7 @@ def case_either_side_prepares_the_same_rows(tmp_path: Path) -> None:
 
 @FORK
 def test_an_unchanged_large_file_stops_its_early_reader(tmp_path: Path) -> None:
-    _fresh("case_an_unchanged_large_file_stops_its_early_reader", tmp_path)
+    _in_a_fresh_process("case_an_unchanged_large_file_stops_its_early_reader", tmp_path, __name__)
 
 
 def case_an_unchanged_large_file_stops_its_early_reader(tmp_path: Path) -> None:

@@ -12,21 +12,11 @@ from dataclasses import replace
 import pytest
 
 from gpuspend import costing, forecast, pricing
-from gpuspend.snapshot import Snapshot
 from tests.costing.builders import add_gpus, add_minutes, cfg_from, new_store, set_watermark
+from tests.costing.test_incremental_snapshot import cold
 from tests.month.store import NOV1_S, RID, charges, day_ms, hourly, new_import
 
 MIN = 60_000
-
-
-def cold(db_path, cfg, now_ms: int) -> Snapshot:
-    """The same snapshot on a fresh connection with every cache emptied."""
-    costing.reset_caches()
-    conn = sqlite3.connect(db_path)
-    try:
-        return costing.build_snapshot(conn, cfg, now_ms)
-    finally:
-        conn.close()
 
 
 def busy_days(conn, gids: list[int], first_day: int, until_ms: int, per_day_minutes: dict[int, int] | None = None
