@@ -53,6 +53,8 @@ def refresh_live(conn: sqlite3.Connection, cfg: Any, snap: Snapshot, now_ms: int
         latest = latest_samples(conn)
         cur_procs = current_procs(conn, latest)
         states = gpu_states(cfg, gpus, latest, cur_procs, now, GAP_INTERVALS * interval * 1000)
+        if [states[g["id"]] for g in gpus] != [g.state for g in snap.gpus]:
+            return None
         live: dict[tuple[str, int, str], tuple[int | None, float | None]] = {}
         for g in gpus:
             for _proc, pid, _user, command, mem, sm in cur_procs.get(g["id"], []):
@@ -62,14 +64,9 @@ def refresh_live(conn: sqlite3.Connection, cfg: Any, snap: Snapshot, now_ms: int
             return None
     gnow = []
     for g, old in zip(gpus, snap.gpus, strict=True):
-        if states[g["id"]] != old.state:
-            return None
         row = latest.get(g["id"])
-        if row is None:
-            gnow.append(old)
-            continue
-        gnow.append(replace(old, util=row[1], mem_used=row[2], power=row[3], temperature=row[4],
-                            last_sample_ms=row[0]))
+        gnow.append(old if row is None else replace(old, util=row[1], mem_used=row[2], power=row[3],
+                                                    temperature=row[4], last_sample_ms=row[0]))
     procs = tuple(replace(p, used_memory=mem, sm_util=sm) for p in snap.processes
                   for mem, sm in (live[(p.gpu_uuid, p.pid, p.command)],))
     last = max((r[0] for r in latest.values()), default=None)
