@@ -79,6 +79,10 @@ def run_sqlite_cli(csv_path: Path, d: Path) -> tuple[float, float]:
     return time.perf_counter() - t, _child_cpu() - cpu
 
 
+def _db_bytes(db: Path) -> int:
+    return sum(Path(f"{db}{suffix}").stat().st_size for suffix in ("", "-wal") if Path(f"{db}{suffix}").exists())
+
+
 def run_gpuspend(csv_path: Path, d: Path) -> tuple[float, float, int, int, float]:
     """(wall s of the whole CLI process, importer-only s, rows, peak RSS bytes, CPU s of the importer process
     and its reader child, Python start-up included)."""
@@ -121,6 +125,8 @@ def speed(rows: int, runs: int) -> None:
         print(f"sqlite3 CLI .import        median {c:6.2f} s  {rows / c:10,.0f} rows/s")
         print(f"gpuspend import (CLI wall) median {w:6.2f} s  {rows / w:10,.0f} rows/s  ratio {c / w:4.2f}x")
         print(f"gpuspend importer only     median {i:6.2f} s  {rows / i:10,.0f} rows/s  ratio {c / i:4.2f}x")
+        print(f"store after the import: gpuspend {fmt_bytes(_db_bytes(d / 'gs.db'))}, "
+              f"sqlite3 CLI (every column as text) {fmt_bytes(_db_bytes(d / 'cli.db'))}")
         # CPU seconds are steadier than wall time on a shared machine (the importer uses two threads).
         print(f"CPU: sqlite3 CLI median {cc:6.2f} s, gpuspend importer process median {u:6.2f} s "
               f"(Python start-up included)")
@@ -189,6 +195,8 @@ def parquet_speed(rows: int, runs: int) -> None:
         print(f"sqlite3 CLI .import (CSV)            median {c:6.2f} s  {rows / c:10,.0f} rows/s")
         print(f"gpuspend import Parquet (CLI wall)   median {w:6.2f} s  {rows / w:10,.0f} rows/s  ratio {c / w:4.2f}x")
         print(f"gpuspend importer only (Parquet)     median {i:6.2f} s  {rows / i:10,.0f} rows/s  ratio {c / i:4.2f}x")
+        print(f"store after the import: gpuspend {fmt_bytes(_db_bytes(d / 'gs.db'))}, "
+              f"sqlite3 CLI (every column as text) {fmt_bytes(_db_bytes(d / 'cli.db'))}")
         print(f"peak RSS of the import process: {fmt_bytes(max(rss))}")
 
 

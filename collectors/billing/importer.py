@@ -41,6 +41,8 @@ from gpuspend.fmt import clean
 from gpuspend.store import bump_generation, transaction
 
 MAX_BAD_LINES = 5
+_NULL = float("nan")         # binds as SQL NULL (as prepared.prepare binds every None)
+TEXTS_CACHED = 50_000        # charge_texts ids an import keeps in memory (a month has a few thousand texts)
 CACHE_KIB = 16_384           # SQLite page cache during an import (KiB)
 
 
@@ -228,10 +230,10 @@ def _drop_indexes_for_bulk(conn: sqlite3.Connection, units: list[Unit]) -> list[
     estimate = sum(_estimate_rows(f) for u in units for f in u.files)
     if estimate < BULK_MIN_ROWS:
         return []
-    existing = conn.execute("SELECT COUNT(*) FROM charges").fetchone()[0]
+    existing = conn.execute("SELECT COUNT(*) FROM charge_rows").fetchone()[0]
     if estimate <= existing:
         return []
-    saved = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'charges' "
+    saved = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'charge_rows' "
                          "AND sql IS NOT NULL ORDER BY name").fetchall()
     for name, _sql in saved:
         conn.execute(f'DROP INDEX "{name}"')
@@ -282,6 +284,30 @@ class _Cand:
     part_items: dict[int, set[int]] = field(default_factory=dict)
 
 
+class _Texts:
+    """charge_texts ids of billing texts (store v13), cached for one import call: its transaction is the cache's
+    lifetime, since a rollback takes the texts it added back."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.known: dict[str, int] = {}
+
+    def ids(self, values: list[Any]) -> list[Any]:
+        """The id of each text (NaN, bound as NULL, for None), adding the texts not stored yet."""
+        known = self.known
+        if len(known) > TEXTS_CACHED:       # memory stays flat in file size; the rest is one indexed lookup away
+            known.clear()
+        missing = [v for v in values if v is not None and v not in known]
+        for i in range(0, len(missing), 500):
+            chunk = missing[i:i + 500]
+            known.update(self.conn.execute(
+                f"SELECT text, id FROM charge_texts WHERE text IN ({', '.join('?' * len(chunk))})", chunk))
+        for v in missing:
+            if v not in known:
+                known[v] = int(self.conn.execute("INSERT INTO charge_texts (text) VALUES (?)", (v,)).lastrowid)
+        return [_NULL if v is None else known[v] for v in values]
+
+
 class _Slices:
     """import rows created by this call, one per (unit, source, account, billing period start)."""
 
@@ -295,6 +321,7 @@ class _Slices:
         self.stats: dict[int, list[Any]] = {}     # id -> [rows, gpu_rows, coverage_end, period_end, export_time]
         self.kept: set[int] = set()
         self.units: dict[int, tuple[list[FileResult], Unit]] = {}
+        self.texts = _Texts(conn)
 
     def begin_unit(self, unit: Unit) -> None:
         self.unit += 1
@@ -375,6 +402,7 @@ KEY_SAMPLE_ROWS = 200_000  # above this many rows a slice's line items are compa
 # for the same item, and must still read as a version, not a part.
 KEY_FIELDS = ("charge_period_start", "charge_period_end", "charge_category", "charge_type", "service", "sku",
               "sku_description", "resource_id", "region", "unit", "sub_account")
+# Through the `charges` view: rows stored with inline texts (before store v13) and with text ids compare by text.
 _KEY_SQL = f"SELECT {', '.join(KEY_FIELDS)} FROM charges WHERE import_id = ?"   # our own constant names
 
 
@@ -431,7 +459,7 @@ def _resolve_versions(conn: sqlite3.Connection, slices: _Slices) -> bool:
         by = [p for w in winners for p in ([w.path] if not w.stored else w.paths.values())]
         for c, held, why in losers:
             # charges first (one indexed delete), then the import rows
-            conn.executemany("DELETE FROM charges WHERE import_id = ?", [(i,) for i in c.ids])
+            conn.executemany("DELETE FROM charge_rows WHERE import_id = ?", [(i,) for i in c.ids])
             conn.executemany("DELETE FROM imports WHERE id = ?", [(i,) for i in c.ids])
             if c.stored:
                 changed = True
@@ -625,13 +653,13 @@ def _reconcile_azure(conn: sqlite3.Connection, slices: _Slices) -> None:
     for sid in sorted(slices.kept):
         source, account, start = slices.key_of[sid]
         if source == "azure-amortized":
-            conn.execute("UPDATE charges SET effective_cost = 0 WHERE import_id IN (SELECT id FROM imports WHERE "
+            conn.execute("UPDATE charge_rows SET effective_cost = 0 WHERE import_id IN (SELECT id FROM imports WHERE "
                          "source = 'azure-actual' AND account IS ? AND billing_period_start = ?)", (account, start))
         elif source == "azure-actual":
             has = conn.execute("SELECT 1 FROM imports WHERE source = 'azure-amortized' AND account IS ? "
                                "AND billing_period_start = ?", (account, start)).fetchone()
             if has:
-                conn.execute("UPDATE charges SET effective_cost = 0 WHERE import_id = ?", (sid,))
+                conn.execute("UPDATE charge_rows SET effective_cost = 0 WHERE import_id = ?", (sid,))
 
 
 def _normalised(table: Table, keys: list[str], mod: Any, ctx: dict[str, Any]
@@ -751,7 +779,7 @@ def _insert_sql(fields: tuple[str, ...], rows: int = 1) -> str:
     their NULL default."""
     cols = ("import_id", "line", *fields)
     one = f"({', '.join('?' * len(cols))})"
-    return f"INSERT INTO charges ({', '.join(cols)}) VALUES {', '.join([one] * rows)}"
+    return f"INSERT INTO charge_rows ({', '.join(cols)}) VALUES {', '.join([one] * rows)}"
 
 
 def _insert_rows(conn: sqlite3.Connection, fields: tuple[str, ...], flat: list[Any], n: int) -> None:
@@ -774,6 +802,9 @@ def _insert_batch(conn: sqlite3.Connection, prep: Prepared, path: Path, sha: str
     sids = [slices.id_for(k, path, sha, fmt, None) for k in prep.keys]
     width = prep.width
     flat = prep.flat
+    for name, values in prep.texts.items():     # batch-local text indices -> charge_texts ids
+        j = prep.fields.index(name) + 2
+        flat[j::width] = list(map(slices.texts.ids(values).__getitem__, flat[j::width]))
     if prep.row_keys is None:
         flat[0::width] = [sids[0]] * prep.n
     else:

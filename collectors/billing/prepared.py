@@ -2,7 +2,9 @@
 
 The importing process then only maps slice keys to `imports` ids and binds: the grouping by slice and currency,
 the per-group sums, the row-major parameter list and the NULL handling run beside the inserts (in the reader
-process for large files) instead of between them. Nothing here knows about the database.
+process for large files) instead of between them. Nothing here knows about the database but which columns it
+stores as text ids (store.INTERNED_FIELDS): those go out as batch-local indices into the batch's distinct texts,
+which the importing process maps to `charge_texts` ids (fewer bytes to pickle, bind and write).
 """
 
 from __future__ import annotations
@@ -14,10 +16,15 @@ from operator import itemgetter
 from typing import Any
 
 from gpuspend.collectors.billing.normalise import FIELDS
+from gpuspend.store import INTERNED_FIELDS
 
 SliceKey = tuple[str, "str | None", int]
 _NAN = float("nan")
 _AS_NAN = {None: _NAN}
+# A column is stored as text ids in a batch where its distinct values are at most this share of the rows (a
+# month's export repeats each tag set and description hundreds of times); a column of mostly unique texts
+# stays inline, where an id would only add a lookup.
+INTERN_MAX_SHARE = 0.25
 
 
 @dataclass
@@ -38,7 +45,8 @@ class Group:
 class Prepared:
     n: int
     keys: list[SliceKey]            # distinct slice keys in first-seen order
-    fields: tuple[str, ...]         # the FIELDS bound (a column empty in the whole batch is left out)
+    fields: tuple[str, ...]         # the columns bound: FIELDS, an interned one as `<field>_tid` (a column
+                                    # empty in the whole batch is left out)
     # Row-major parameters, len(fields) + 2 per row: slot 0 holds the row's index into `keys` (the inserter
     # puts the import id there), slot 1 its line; every None bound as NaN (SQLite stores NULL).
     flat: list[Any]
@@ -46,6 +54,8 @@ class Prepared:
     groups: list[Group] = field(default_factory=list)
     period_end: list[Any] = field(default_factory=list)     # per key: its first billing period end seen
     export_time: list[Any] = field(default_factory=list)    # per key: the latest export time of its rows
+    # per `<field>_tid` column: the batch's distinct texts (None among them), which its cells index
+    texts: dict[str, list[Any]] = field(default_factory=dict)
 
     @property
     def width(self) -> int:
@@ -93,6 +103,14 @@ def prepare(rows: Any, lines: Any, skip: set[int]) -> Prepared | None:
     is_gpu, billed, eff, cur = col["is_gpu"], col["billed_cost"], col["effective_cost"], col["currency"]
     starts, ends = col["charge_period_start"], col["charge_period_end"]
     keep_cols = [(f, c) for f, c in zip(FIELDS, cols, strict=True) if not (c[0] is None and c.count(None) == len(c))]
+    texts: dict[str, list[Any]] = {}
+    for j, (f, c) in enumerate(keep_cols):
+        if f in INTERNED_FIELDS:
+            distinct = dict.fromkeys(c)
+            if len(distinct) <= n * INTERN_MAX_SHARE:
+                pos = {v: i for i, v in enumerate(distinct)}
+                keep_cols[j] = (f + "_tid", list(map(pos.__getitem__, c)))
+                texts[f + "_tid"] = list(distinct)
     fields = tuple(f for f, _c in keep_cols)
     width = len(fields) + 2
     # Row-major parameters from the columns by extended-slice assignment (a pointer copy per cell in C, ~5x
@@ -104,7 +122,7 @@ def prepare(rows: Any, lines: Any, skip: set[int]) -> Prepared | None:
     if len(set(source)) == 1 and len(set(acct)) == 1 and len(set(bp_start)) == 1 and len(set(cur)) == 1:
         # The usual batch: one slice, one currency. Whole-column C-speed work, no per-row tuples.
         flat[0::width] = [0] * n
-        prep = Prepared(n, [(source[0], acct[0], bp_start[0])], fields, flat, None)
+        prep = Prepared(n, [(source[0], acct[0], bp_start[0])], fields, flat, None, texts=texts)
         prep.period_end = [next((e for e in bp_end if e is not None), None)]
         prep.export_time = [_latest(export_time)]
         prep.groups = [Group(0, cur[0], n, sum(is_gpu), _cov(starts, ends), _sum(billed),
@@ -114,7 +132,7 @@ def prepare(rows: Any, lines: Any, skip: set[int]) -> Prepared | None:
     index = {k: i for i, k in enumerate(dict.fromkeys(keys))}
     row_keys = list(map(index.__getitem__, keys))
     flat[0::width] = row_keys
-    prep = Prepared(n, list(index), fields, flat, row_keys)
+    prep = Prepared(n, list(index), fields, flat, row_keys, texts=texts)
     for k in range(len(index)):
         prep.period_end.append(next((e for i, e in zip(row_keys, bp_end, strict=True) if i == k and e is not None),
                                     None))
@@ -142,10 +160,16 @@ def _latest(export_time: list[int | None] | None) -> int | None:
 
 
 def rows_of(prep: Prepared) -> list[list[Any]]:
-    """Every row's parameters (slot 0: the key index), NaN back to None: for tests and plain reference paths."""
+    """Every row's parameters (slot 0: the key index), NaN back to None, interned cells back to their text: for
+    tests and plain reference paths."""
     w = prep.width
-    return [[None if isinstance(v, float) and v != v else v for v in prep.flat[i:i + w]]
-            for i in range(0, prep.n * w, w)]
+    out = [[None if isinstance(v, float) and v != v else v for v in prep.flat[i:i + w]]
+           for i in range(0, prep.n * w, w)]
+    for name, values in prep.texts.items():
+        j = prep.fields.index(name) + 2
+        for row in out:
+            row[j] = values[row[j]]
+    return out
 
 
 def prepared_batch(batch: Any, rows: Any, skip_bad: bool) -> tuple[Any, Any, Prepared | None]:

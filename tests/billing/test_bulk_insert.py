@@ -11,7 +11,7 @@ import pytest
 from gpuspend.collectors.billing import importer
 from gpuspend.collectors.billing.importer import import_paths
 from gpuspend.collectors.billing.normalise import FIELDS
-from gpuspend.store import connect
+from gpuspend.store import INTERNED_FIELDS, connect
 from tests.billing.helpers import FIXTURES, csv_rows, num
 
 REPEAT = 9      # 90 rows: several 32-row statements plus a remainder
@@ -33,13 +33,14 @@ def _charges(db: Path) -> list[tuple]:
 
 
 def _plain_insert_rows(conn, fields, flat, n) -> None:
-    """The reference: one row per statement, every column named, None bound as None."""
+    """The reference: one row per statement, every column named (text ids too), None bound as None."""
     width = len(fields) + 2
-    sql = importer._insert_sql(FIELDS)
+    every = (*FIELDS, *(f + "_tid" for f in INTERNED_FIELDS))
+    sql = importer._insert_sql(every)
     for i in range(0, n * width, width):
         row = dict(zip(("import_id", "line", *fields), flat[i:i + width], strict=True))
         conn.execute(sql, [None if isinstance(v, float) and v != v else v
-                           for v in (row["import_id"], row["line"], *(row.get(f) for f in FIELDS))])
+                           for v in (row["import_id"], row["line"], *(row.get(f) for f in every))])
 
 
 def test_fast_path_stores_the_same_rows_as_a_plain_insert(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
