@@ -38,6 +38,8 @@ class _WakingEvent(threading.Event):
 
     def set(self) -> None:
         super().set()
+        if self.write_fd < 0:         # closed: no thread is left to wake
+            return
         try:
             os.write(self.write_fd, b"x")
         except BlockingIOError:       # a wake-up is already pending
@@ -45,11 +47,21 @@ class _WakingEvent(threading.Event):
 
     def clear(self) -> None:
         super().clear()
+        if self.read_fd < 0:
+            return
         try:
             while os.read(self.read_fd, 512):
                 pass
         except BlockingIOError:
             pass
+
+    def close(self) -> None:
+        """Close the pipe. Textual calls disable_input() again after Driver.close(), so set() and clear() must
+        never reach the numbers afterwards: by then they may be another file's (the database's)."""
+        fds, (self.read_fd, self.write_fd) = (self.read_fd, self.write_fd), (-1, -1)
+        for fd in fds:
+            if fd >= 0:
+                os.close(fd)
 
 
 class QuietLinuxDriver(LinuxDriver):
@@ -59,11 +71,7 @@ class QuietLinuxDriver(LinuxDriver):
 
     def close(self) -> None:
         super().close()
-        for fd in (self.exit_event.read_fd, self.exit_event.write_fd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        self.exit_event.close()
 
     def run_input_thread(self) -> None:
         """LinuxDriver.run_input_thread, but blocking (no timeout) while no input is recent."""

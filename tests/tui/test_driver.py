@@ -139,3 +139,23 @@ def test_keys_reach_the_real_dashboard_and_q_quits_at_once(demo_db) -> None:
             proc.kill()
             proc.wait()
         os.close(master)
+
+
+def test_the_exit_flag_never_writes_to_a_file_that_reused_its_pipe_after_close(tmp_path) -> None:
+    """Textual disables input once more after Driver.close(): by then the pipe's fd numbers may be another
+    file's (the database's), which must not get a stray byte."""
+    flag = driver_mod._WakingEvent()
+    flag.set()                                   # the first disable_input(): wakes the thread
+    flag.clear()
+    pipe = {flag.read_fd, flag.write_fd}
+    flag.close()                                 # Driver.close()
+    fds = [os.open(tmp_path / f"g{i}", os.O_RDWR | os.O_CREAT) for i in range(4)]   # the lowest free numbers
+    assert pipe <= set(fds)                      # the files now hold the pipe's old numbers
+    try:
+        flag.set()                               # stop_application_mode()'s disable_input()
+        flag.clear()
+        assert flag.is_set() is False
+        assert [os.path.getsize(tmp_path / f"g{i}") for i in range(4)] == [0, 0, 0, 0]
+    finally:
+        for fd in fds:
+            os.close(fd)
