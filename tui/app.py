@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, ClassVar
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
-from textual.driver import Driver
 from textual.notifications import Notify
 from textual.reactive import var
 from textual.screen import Screen
@@ -30,7 +29,7 @@ from textual.timer import Timer
 from gpuspend import clock, forecast
 from gpuspend.snapshot import BillingSummary, MonthView, Snapshot
 from gpuspend.tui.collect import InAppCollector
-from gpuspend.tui.driver import terminal_driver
+from gpuspend.tui.driver import QuietInput
 from gpuspend.tui.prefetch import Prefetch
 from gpuspend.tui.screens.billing import BillingScreen
 from gpuspend.tui.screens.dashboard import DashboardScreen
@@ -74,7 +73,7 @@ class AsciiScrollBarRender(ScrollBarRender):
     HORIZONTAL_BARS: ClassVar[list[str]] = [" "] * 8
 
 
-class GpuspendApp(App[int]):
+class GpuspendApp(QuietInput, App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "gpuspend"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
@@ -94,9 +93,6 @@ class GpuspendApp(App[int]):
     interval: var[float] = var(1.0)
     collector_text: var[str] = var("starting")
     nvml_error: var[str | None] = var(None)
-
-    def get_driver_class(self) -> type[Driver]:
-        return terminal_driver(super().get_driver_class())     # an input thread that sleeps when idle
 
     def __init__(self, db_path: str | Path, cfg: Config, *, demo: bool = False, interval: float | None = None,
                  ascii_only: bool = False, collect: bool = True, keymap: dict[str, str] | None = None,

@@ -113,6 +113,13 @@ class QuietLinuxDriver(LinuxDriver):
 
 
 def terminal_driver(default: type[Driver]) -> type[Driver]:
-    """The apps' driver: `default` (App.get_driver_class()'s choice) with Textual's LinuxDriver swapped for
-    QuietLinuxDriver; a TEXTUAL_DRIVER the user set is kept."""
+    """`default` (App.get_driver_class()'s choice) with Textual's LinuxDriver swapped for QuietLinuxDriver; a
+    TEXTUAL_DRIVER the user set is kept."""
     return QuietLinuxDriver if default is LinuxDriver and constants.DRIVER is None else default
+
+
+class QuietInput:
+    """Mixed into both apps (before App): their terminal's input thread sleeps when nothing is typed."""
+
+    def get_driver_class(self) -> type[Driver]:
+        return terminal_driver(super().get_driver_class())     # type: ignore[misc]

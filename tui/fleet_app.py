@@ -10,12 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.app import App
-from textual.driver import Driver
 from textual.message import Message
 from textual.timer import Timer
 
 from gpuspend.fleet import FleetError, FleetView, check_url, fleet_view
-from gpuspend.tui.driver import terminal_driver
+from gpuspend.tui.driver import QuietInput
 from gpuspend.tui.screens.fleet import FleetScreen
 
 if TYPE_CHECKING:
@@ -40,11 +39,8 @@ class FleetFailed(Message):
         self.error = error
 
 
-class FleetApp(App):
+class FleetApp(QuietInput, App):
     TITLE = "gpuspend fleet"
-
-    def get_driver_class(self) -> type[Driver]:
-        return terminal_driver(super().get_driver_class())     # an input thread that sleeps when idle
 
     def __init__(self, url: str, cfg: Config | None = None, *, interval_s: float = DEFAULT_INTERVAL_S,
                  timeout_s: float | None = None, **kwargs: Any) -> None:

@@ -5,15 +5,10 @@ once when the app quits, in-process and as the real program on a real pseudo-ter
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import os
-import select
 import selectors
 import signal
-import struct
-import subprocess
 import sys
-import termios
 import threading
 import time
 from collections.abc import Callable
@@ -27,8 +22,7 @@ from gpuspend.tui import driver as driver_mod
 from gpuspend.tui.app import GpuspendApp
 from gpuspend.tui.driver import QuietLinuxDriver, terminal_driver
 from gpuspend.tui.fleet_app import FleetApp
-from tests.conftest import ROOT
-from tests.tui.test_terminal import _read_until
+from tests.tui.terminal import dashboard_on_pty, drain, read_until
 
 
 def _wait_for(cond: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
@@ -104,41 +98,20 @@ def test_the_apps_run_on_it_unless_the_user_chose_a_driver(monkeypatch, make_app
     assert GpuspendApp.get_driver_class(make_app(demo_db)) is LinuxDriver
 
 
-def _drain(fd: int, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
-        if select.select([fd], [], [], left)[0]:
-            try:
-                os.read(fd, 65536)
-            except OSError:                             # the app closed its side
-                return
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a Linux pseudo-terminal")
 def test_keys_reach_the_real_dashboard_and_q_quits_at_once(demo_db) -> None:
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-    env = dict(os.environ, TERM="xterm-256color")
-    proc = subprocess.Popen([sys.executable, "-m", "gpuspend", "--demo", "--db", str(demo_db), "--interval", "1"],
-                            stdin=slave, stdout=slave, stderr=slave, env=env, cwd=ROOT, start_new_session=True)
-    os.close(slave)
-    try:
-        _read_until(master, b"busy", 30)
-        os.write(master, b"?")
-        _read_until(master, b"binding", 15)             # the help screen's key table
-        os.write(master, b"\x1b")                       # a lone Esc closes it: told apart by time alone,
-        _drain(master, 0.5)                             # so a key typed with it would read as Alt+key
-        os.write(master, b"q")
+    with dashboard_on_pty(demo_db, 24, 80) as term:
+        read_until(term.fd, b"busy", 30)
+        os.write(term.fd, b"?")
+        read_until(term.fd, b"binding", 15)             # the help screen's key table
+        os.write(term.fd, b"\x1b")                      # a lone Esc closes it: told apart by time alone,
+        drain(term.fd, 0.5)                             # so a key typed with it would read as Alt+key
+        os.write(term.fd, b"q")
         deadline = time.monotonic() + 15
-        while proc.poll() is None:                      # a terminal keeps reading what the app writes
+        while term.proc.poll() is None:                 # a terminal keeps reading what the app writes
             assert time.monotonic() < deadline, "q did not quit the dashboard"
-            _drain(master, 0.1)
-        assert proc.returncode == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
+            drain(term.fd, 0.1)
+        assert term.proc.returncode == 0
 
 
 def test_the_exit_flag_never_writes_to_a_file_that_reused_its_pipe_after_close(tmp_path) -> None:

@@ -2,53 +2,18 @@
 
 from __future__ import annotations
 
-import fcntl
-import os
-import select
-import struct
-import subprocess
-import sys
-import termios
-import time
-
-from tests.conftest import ROOT
-
-
-def _read_until(fd: int, needle: bytes, timeout: float) -> bytes:
-    buf = b""
-    deadline = time.monotonic() + timeout
-    while needle not in buf:
-        left = deadline - time.monotonic()
-        assert left > 0, f"no {needle!r} on the terminal; got {buf[-400:]!r}"
-        ready, _, _ = select.select([fd], [], [], min(left, 0.5))
-        if ready:
-            try:
-                buf += os.read(fd, 65536)
-            except OSError:
-                break
-    return buf
+from tests.tui.terminal import dashboard_on_pty, read_until
 
 
 def test_dropped_terminal_without_sighup_ends_the_process(demo_db):
     """An SSH drop where SIGHUP never arrives (no controlling terminal here, like nohup'd wrappers):
     the watchdog notices the dead pty and exits instead of spinning."""
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    env = dict(os.environ, TERM="xterm-256color")
-    # Textual draws on stderr; start_new_session: the pty is not our controlling terminal, so no SIGHUP
-    proc = subprocess.Popen([sys.executable, "-m", "gpuspend", "--demo", "--db", str(demo_db), "--interval", "1"],
-                            stdin=slave, stdout=slave, stderr=slave, env=env, cwd=ROOT, start_new_session=True)
-    os.close(slave)
-    try:
-        screen = _read_until(master, b"busy", 30)       # a GPU row: the first snapshot is on screen
+    with dashboard_on_pty(demo_db, 40, 120) as term:
+        screen = read_until(term.fd, b"busy", 30)       # a GPU row: the first snapshot is on screen
         assert b"wasted" in screen and b"Traceback" not in screen
-        os.close(master)                     # the link drops
-        proc.wait(timeout=15)                # the watchdog checks every 2 s
-        assert proc.returncode != 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        term.hang_up()
+        term.proc.wait(timeout=15)           # the watchdog checks every 2 s
+        assert term.proc.returncode != 0
 
 
 def test_dashboard_refuses_without_a_terminal(cli, demo_db):
