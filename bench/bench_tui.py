@@ -1,6 +1,7 @@
 """Dashboard cost in a real terminal (tmux), against the framework's floor measured in the same window.
 
     python bench/bench_tui.py [--seconds 60] [--interval 1] [--size 120x40,80x24] [--one-at-a-time]
+                              [--before CHECKOUT]   # another checkout's dashboard (its own .venv), same window
 
 For each size, three apps, each in a detached tmux session of that size with TERM=xterm-256color:
   - floor: a minimal Textual app updating 8 DataTable rows every `interval` seconds (what any Textual app pays);
@@ -193,6 +194,9 @@ def main() -> int:
     ap.add_argument("--sample-every", type=float, default=None,
                     help="collector interval in seconds (default: --interval, like with like)")
     ap.add_argument("--one-at-a-time", action="store_true", help="measure each app over its own window")
+    ap.add_argument("--before", default=None, metavar="CHECKOUT",
+                    help="also run the dashboard (in-app collector) of another checkout, with its own .venv, in the "
+                         "same window: a same-run baseline for a change")
     ap.add_argument("--floor-app", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.floor_app:
@@ -218,8 +222,8 @@ def main() -> int:
         daemons = []
         for w, h in sizes:
             tag = f"{w}x{h}"
-            own, shared = tmp / f"own-{tag}.db", tmp / f"daemon-{tag}.db"
-            for db in (own, shared):       # each in-app collector and each daemon has a database of its own
+            own, shared, old = tmp / f"own-{tag}.db", tmp / f"daemon-{tag}.db", tmp / f"before-{tag}.db"
+            for db in (own, shared, old):  # each in-app collector and each daemon has a database of its own
                 shutil.copy(template, db)
             dash = f"{py} -m gpuspend --demo --interval {args.interval:g}"
             specs += [
@@ -228,6 +232,11 @@ def main() -> int:
                 (f"dashboard-{tag}", f"{dash} --db {str(own)!r}", "H100", "busy", (w, h), env),
                 (f"reader-{tag}", f"{dash} --db {str(shared)!r}", "H100", "busy", (w, h), env),
             ]
+            if args.before:
+                before = Path(args.before).resolve()
+                specs.append((f"before-{tag}", f"{str(before / '.venv' / 'bin' / 'python')!r} -m gpuspend --demo "
+                              f"--interval {args.interval:g} --db {str(old)!r}", "H100", "busy", (w, h),
+                              {**env, "PYTHONPATH": str(before)}))
             daemons.append(shared)
         # a placeholder session keeps one tmux server up between measurements (no start/stop races)
         tmux("new-session", "-d", "-s", "keep", "sleep 3600")
@@ -261,6 +270,10 @@ def main() -> int:
         ratio = dash["cpu_pct"] / floor["cpu_pct"] if floor["cpu_pct"] > 0 else float("inf")
         own = reader["cpu_pct"] / floor["cpu_pct"] if floor["cpu_pct"] > 0 else float("inf")
         print(f"{tag}: dashboard {ratio:.2f}x the floor (with daemon: {own:.2f}x)")
+        old = results.get(f"before-{tag}")
+        if old is not None and old["cpu_pct"] > 0:
+            print(f"{tag}: dashboard {dash['cpu_pct'] / old['cpu_pct']:.2f}x the --before checkout's "
+                  f"({old['cpu_pct'] / floor['cpu_pct']:.2f}x the floor)")
         checks = [
             (f"CPU vs floor {ratio:.2f}x (<= 1.0x)", ratio <= 1.0),
             (f"CPU {dash['cpu_pct']:.2f}% of a core (< 2%)", dash["cpu_pct"] < 2.0),

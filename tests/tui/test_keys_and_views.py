@@ -110,6 +110,38 @@ async def test_enter_opens_the_process_detail_with_full_command_and_costs(make_a
         assert isinstance(app.screen, DashboardScreen)
 
 
+async def test_process_rows_are_redrawn_only_when_what_they_show_changes(make_app, demo_db):
+    """Each process's cost today grows every sample, its cents every few seconds: a sample that moves no shown
+    figure redraws nothing, yet the detail view reads that newest sample; a cent more is shown at once."""
+    from dataclasses import replace
+
+    app = make_app(demo_db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        table = app.screen.query_one(ProcessTable)
+        snap = app.snapshot
+        table.focus()
+        await pilot.pause()
+        first = table.selected()
+        row = f"{first.pid}:{first.gpu_uuid}"
+        base = round(first.cost_today, 2)                # a cost whose shown cents have room either side
+        start = tuple(replace(p, cost_today=base + 0.001) if p is first else p for p in snap.processes)
+        table.show(start, snap.currency)
+        await pilot.pause()
+        drawn = table.get_row(row)[0].plain
+        assert table.value(row, "cost") == money(base + 0.001, snap.currency)
+        later = tuple(replace(p, cost_today=base + 0.002, sm_util=77.0) if p.pid == first.pid
+                      and p.gpu_uuid == first.gpu_uuid else p for p in start)
+        assert table.show(later, snap.currency) is False
+        assert table.get_row(row)[0].plain == drawn
+        assert table.selected().sm_util == 77.0          # the process detail shows the newest sample
+        cent = tuple(replace(p, cost_today=base + 0.011) if p.pid == first.pid
+                     and p.gpu_uuid == first.gpu_uuid else p for p in later)
+        assert table.show(cent, snap.currency) is True
+        assert table.value(row, "cost") == money(base + 0.011, snap.currency)
+        assert table.get_row(row)[0].plain != drawn
+
+
 async def test_enter_on_a_gpu_shows_only_its_processes_and_again_all(make_app, demo_db):
     app = make_app(demo_db)
     async with app.run_test(size=(120, 40)) as pilot:

@@ -7,11 +7,13 @@ from itertools import chain
 
 import pytest
 from rich.segment import Segment
+from rich.text import Text
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 
+from gpuspend.tui.widgets.fmt import bar, plain, state
 from gpuspend.tui.widgets.gpu_table import GpuTable
-from gpuspend.tui.widgets.keyed_table import LaidOutTable
+from gpuspend.tui.widgets.keyed_table import LaidOutTable, _join
 from gpuspend.tui.widgets.process_table import ProcessTable
 from tests.tui.factory import wait_for
 
@@ -70,3 +72,33 @@ async def test_rows_are_drawn_as_datatable_draws_them(make_app, demo_db, ascii_o
             # the header still goes through DataTable
             ours, theirs = _both(table, table._header_row_key, Coordinate(0, 0), Coordinate(0, 0), short=False)
             assert ours == theirs
+
+
+def _joined_by_appending(cells, widths) -> Text:
+    """The row as Rich's own Text.append/append_text lay it out, cell by cell (what _join must equal)."""
+    row = Text(no_wrap=True, end="")
+    for i, (cell, width) in enumerate(zip(cells, widths, strict=True)):
+        text = cell if isinstance(cell, Text) else Text(str(cell))
+        pad = " " * max(0, width - text.cell_len)
+        if i:
+            row.append("  ")
+        if text.justify == "right":
+            row.append(pad)
+            row.append_text(text)
+        else:
+            row.append_text(text)
+            row.append(pad)
+    return row
+
+
+def test_a_laid_out_row_is_the_cells_appended_at_their_widths():
+    cells = [Text("3", justify="right"), plain("H100-SXM"), bar(86.0, 8), bar(None, 8), Text("579W", justify="right"),
+             Text("$6.88", justify="right", style="dim"), state("held-idle"), Text(""), "a plain str", 1234,
+             Text("日本語 GPU", style="red"), Text("$87.14", justify="right", style="bold #ff5f5f")]
+    widths = tuple(max(Text(str(c)).cell_len if not isinstance(c, Text) else c.cell_len, 1) + extra
+                   for c, extra in zip(cells, [0, 3, 0, 1, 2, 0, 4, 5, 0, 1, 3, 2], strict=True))
+    ours, theirs = _join(cells, widths), _joined_by_appending(cells, widths)
+    assert ours.plain == theirs.plain
+    assert ours.spans == theirs.spans                  # every colour where Rich would put it
+    assert ours == theirs and (ours.no_wrap, ours.end) == (theirs.no_wrap, theirs.end)
+    assert ours.cell_len == sum(widths) + 2 * (len(widths) - 1)

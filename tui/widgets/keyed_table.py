@@ -13,7 +13,7 @@ from rich.cells import cell_len
 from rich.console import Console
 from rich.segment import Segment
 from rich.style import Style
-from rich.text import Text
+from rich.text import Span, Text
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist, RowKey
 
@@ -91,20 +91,33 @@ class KeyedTable(DataTable):
 
 
 def _join(cells: Sequence[Any], widths: tuple[int, ...]) -> Text:
-    """Cells laid out at fixed widths, two spaces apart: what a DataTable with these columns would draw."""
-    row = Text(no_wrap=True, end="")
+    """Cells laid out at fixed widths, two spaces apart: what a DataTable with these columns would draw. Built
+    as one string and its spans (what Text.append_text would make, cell by cell, at a third of the cost: every
+    GPU row is joined again every sample)."""
+    parts: list[str] = []
+    spans: list[Span] = []
+    pos = 0
     for i, (cell, width) in enumerate(zip(cells, widths, strict=True)):
         text = cell if isinstance(cell, Text) else Text(str(cell))
-        pad = " " * max(0, width - text.cell_len)
         if i:
-            row.append("  ")
-        if text.justify == "right":
-            row.append(pad)
-            row.append_text(text)
-        else:
-            row.append_text(text)
-            row.append(pad)
-    return row
+            parts.append("  ")
+            pos += 2
+        plain = text.plain
+        pad = " " * max(0, width - cell_len(plain))
+        right = text.justify == "right"
+        if right:
+            parts.append(pad)
+            pos += len(pad)
+        if text.style:
+            spans.append(Span(pos, pos + len(plain), text.style))
+        if text.spans:
+            spans.extend(Span(pos + start, pos + end, style) for start, end, style in text.spans)
+        parts.append(plain)
+        pos += len(plain)
+        if not right:
+            parts.append(pad)
+            pos += len(pad)
+    return Text("".join(parts), no_wrap=True, end="", spans=spans)
 
 
 def cell_segments(console: Console, cell: Text, width: int, padding: int, pre: Style, post: Style) -> list[Segment]:

@@ -40,6 +40,14 @@ def process_cells(p: ProcessNow, currency: str, command_width: int = 72, *, no_r
     return cells
 
 
+def shown_as(p: ProcessNow, currency: str) -> tuple:
+    """What a row of process_cells is made of, money as shown: the cost today grows every sample, but its cents
+    move every few seconds, so a table whose rows show the same again does no work (and keeps its order)."""
+    return (p.pid, p.user, p.command, p.gpu_uuid, p.gpu_index, p.used_memory, p.workload,
+            bool(p.cost_today), money(p.cost_today, currency), bool(p.idle_cost_today),
+            money(p.idle_cost_today, currency))
+
+
 def matches(p: ProcessNow, needle: str) -> bool:
     if not needle:
         return True
@@ -113,10 +121,13 @@ class ProcessTable(LaidOutTable):
     def show(self, procs: tuple[ProcessNow, ...], currency: str, *, no_rate: bool = False) -> bool:
         box = self.parent if self.parent is not None and self.parent.size.width else self   # a table is as wide as its rows
         total = box.size.width or (self.app.size.width if self.is_attached else 120)
-        key = (procs, currency, no_rate, self.filter_text, self.user_filter, self.only_gpus, self.sort_key,
-               self.sort_reverse, self.grouped, self.ascii_only, total)
+        key = (tuple(shown_as(p, currency) for p in procs), currency, no_rate, self.filter_text, self.user_filter,
+               self.only_gpus, self.sort_key, self.sort_reverse, self.grouped, self.ascii_only, total)
         if key == self._shown_key and self.columns:
-            return False                     # the same rows, order and width as on screen
+            # the same rows, order and width as on screen; what the detail view reads is still the newest
+            fresh = {(p.pid, p.gpu_uuid): p for p in procs}
+            self.shown = tuple(fresh[(p.pid, p.gpu_uuid)] for p in self.shown)
+            return False
         self._shown_key = key
         rows = sort_processes(self.visible(procs), self.sort_key, self.sort_reverse, grouped=self.grouped)
         workload = any(workload_of(p) for p in procs)
