@@ -102,3 +102,36 @@ def test_a_laid_out_row_is_the_cells_appended_at_their_widths():
     assert ours.spans == theirs.spans                  # every colour where Rich would put it
     assert ours == theirs and (ours.no_wrap, ours.end) == (theirs.no_wrap, theirs.end)
     assert ours.cell_len == sum(widths) + 2 * (len(widths) - 1)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("changed", [(1, 2, 3), (1, 2, 3, 6), (5,)])
+async def test_a_sample_repaints_exactly_the_gpu_rows_it_changed(make_app, demo_db, changed):
+    """Adjacent changed rows are repainted as one region, others one by one: never a row left stale on the
+    terminal, and no unchanged row sent again."""
+    from dataclasses import replace
+
+    app = make_app(demo_db)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.snapshots_applied >= 1)
+        await pilot.pause()
+        table = app.screen.query_one(GpuTable)
+        snap = app.snapshot
+        by_index = {g.index: g for g in snap.gpus}
+        # a shown util moves by a bar step and a percent, so no field changes width
+        moved = tuple(replace(g, util=(g.util + 1.0 if g.util < 50 else g.util - 1.0)) if g.index in changed
+                      else g for g in snap.gpus)
+        asked: list = []
+        refresh = table.refresh
+
+        def spy(*regions, **kwargs):
+            asked.extend(regions)
+            return refresh(*regions, **kwargs)
+
+        table.refresh = spy
+        assert table.show(moved, snap.currency) is True
+        del table.refresh
+        lines = {r.y + dy for r in asked for dy in range(r.height)}
+        row_line = {i: table.header_height + [k.value for k in table.rows].index(by_index[i].uuid)
+                    for i in by_index}
+        assert {i for i, y in row_line.items() if y in lines} == set(changed)

@@ -82,12 +82,22 @@ class KeyedTable(DataTable):
                 updated.append(key)
         if resized:                         # a column may change width: every row moves
             self.refresh()
-        else:
-            for key in updated:
-                self.refresh_row(self.get_row_index(key))
+        elif updated:
+            self._refresh_rows(sorted(self.get_row_index(key) for key in updated))
         # Rows are never re-sorted after they appear: a row jumping under the user's cursor is worse than
         # a new process showing up at the bottom.
         return changed
+
+
+    def _refresh_rows(self, indices: list[int]) -> None:
+        """Repaint these rows (sorted indices): adjacent ones (every GPU row, each sample) as one region, which
+        costs one repaint request instead of one a row."""
+        if indices[-1] - indices[0] + 1 == len(indices):
+            first, last = self._get_row_region(indices[0]), self._get_row_region(indices[-1])
+            self._refresh_region(first.union(last))
+        else:
+            for index in indices:
+                self.refresh_row(index)
 
 
 def _join(cells: Sequence[Any], widths: tuple[int, ...]) -> Text:
