@@ -13,17 +13,19 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-def _as_installed() -> None:
-    """Measure gpuspend as a user runs it: pip compiles an installed package's bytecode once, at install. A
-    shell with PYTHONDONTWRITEBYTECODE (some containers and CI images set it) would make every measured start
-    compile all of gpuspend's modules again (~55 ms a start), which no user's start pays. The measured
-    processes inherit this environment; the bytecode goes in the usual (git-ignored) __pycache__ folders."""
+def as_installed(checkout: Path = ROOT) -> None:
+    """Measure a checkout of gpuspend as a user runs it: pip compiles an installed package's bytecode once, at
+    install. A shell with PYTHONDONTWRITEBYTECODE (some containers and CI images set it) would make every
+    measured start compile all of gpuspend's modules again (~55 ms a start), which no user's start pays. The
+    measured processes inherit this environment; the bytecode goes in the usual (git-ignored) __pycache__
+    folders. Benchmarks call it again for a --before checkout, so both sides start alike."""
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     for package in ("gpuspend", "collectors", "tui"):
-        compileall.compile_dir(ROOT / package, quiet=1)
+        if (checkout / package).is_dir():
+            compileall.compile_dir(checkout / package, quiet=1)
 
 
-_as_installed()
+as_installed()
 
 
 def median_ms(samples: list[float]) -> float:

@@ -27,7 +27,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import ROOT, fmt_bytes
+from _common import ROOT, as_installed, fmt_bytes
 from bench_tui import SOCKET, collector_config, run_sessions
 
 BOX = Path(__file__).resolve().parent / "peer_box"
@@ -77,6 +77,7 @@ def main() -> int:
         ]
         if args.before:
             before = Path(args.before).resolve()
+            as_installed(before)
             specs.append(("before", f"{str(before / '.venv' / 'bin' / 'python')!r} -m gpuspend "
                           f"--db {str(tmp / 'before.db')!r} --interval {args.interval}", "H100", "busy", (w, h),
                           {**env, "PYTHONPATH": f"{BOX}:{before}", "GPUSPEND_PEER_ROOT": str(before)}))

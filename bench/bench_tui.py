@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _common import ROOT, fmt_bytes
+from _common import ROOT, as_installed, fmt_bytes
 
 SOCKET = f"gpuspend-bench-{os.getpid()}"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -234,6 +234,7 @@ def main() -> int:
             ]
             if args.before:
                 before = Path(args.before).resolve()
+                as_installed(before)
                 specs.append((f"before-{tag}", f"{str(before / '.venv' / 'bin' / 'python')!r} -m gpuspend --demo "
                               f"--interval {args.interval:g} --db {str(old)!r}", "H100", "busy", (w, h),
                               {**env, "PYTHONPATH": str(before)}))

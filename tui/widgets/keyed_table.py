@@ -88,7 +88,6 @@ class KeyedTable(DataTable):
         # a new process showing up at the bottom.
         return changed
 
-
     def _refresh_rows(self, indices: list[int]) -> None:
         """Repaint these rows (sorted indices): adjacent ones (every GPU row, each sample) as one region, which
         costs one repaint request instead of one a row."""
