@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from gpuspend import clock, lease
 from gpuspend.errors import GpuspendError, LeaseHeld
+from gpuspend.rollup import INTERVAL_KEY
 from gpuspend.store import BUSY_TIMEOUT_MS, connect, set_meta, transaction
 
 if TYPE_CHECKING:
@@ -50,6 +51,12 @@ PERIODIC_TASKS: list[tuple[str, float, str | TaskFn]] = [
     ("billing", 60.0, "gpuspend.collectors.billing.sources:reimport_task"),  # billing.sources, in a child
     ("prices", 60.0, "gpuspend.collectors.prices.task:refresh_task"),  # every prices.refresh (off: 0)
 ]
+# Tasks run on the clock's whole periods (UTC), one sampling interval and a second after each (the period's
+# last sample is written by then), instead of a period after the collector started. The rollup moves the
+# watermark to the newest sample's minute, and every reader walks the raw samples after it one by one: run
+# just after the minute turns, that tail is half a minute long on average instead of a whole one (every
+# snapshot, every alert evaluation, half the Python work).
+ON_THE_PERIOD = frozenset({"rollup"})
 
 
 def register_task(name: str, every_s: float, fn: str | TaskFn) -> None:
@@ -128,6 +135,7 @@ class Collector:
 
                 with transaction(self.conn):
                     set_meta(self.conn, META_CONFIG, identity(self.cfg))
+                    set_meta(self.conn, INTERVAL_KEY, repr(self.interval_s))   # read on once it has stopped
         except BaseException:
             self.close()
             raise
@@ -253,7 +261,7 @@ class Collector:
         for task in self._tasks:
             if now_ms < task.next_ms:
                 continue
-            task.next_ms = now_ms + int(task.every_s * 1000)
+            task.next_ms = self._next_run(task, now_ms)
             ran += 1
             try:
                 if announce:
@@ -274,6 +282,15 @@ class Collector:
                 _log(f"task {task.name} failed: {text.splitlines()[0] if text else ''}")
         return ran
 
+    def _next_run(self, task: _Task, now_ms: int) -> int:
+        """When a task that ran at `now_ms` is next due: a period later, or for ON_THE_PERIOD tasks the lag after
+        the next whole period."""
+        every = max(1, int(task.every_s * 1000))
+        if task.name not in ON_THE_PERIOD:
+            return now_ms + every
+        lag = min(int(self.interval_s * 1000) + 1000, every // 2)
+        return (now_ms // every + 1) * every + lag
+
     def run(self, interval_s: float | None = None, stop: threading.Event | None = None) -> None:
         """Sample every interval until `stop` is set. Sleeps to a fixed schedule (no drift)."""
         interval = float(interval_s or self.interval_s)
@@ -281,6 +298,8 @@ class Collector:
             self.interval_s = interval     # staleness is judged against the interval we really use
             with transaction(self.conn):
                 self.conn.execute("UPDATE collector_lease SET interval_s = ? WHERE id = 1", (interval,))
+                if self.periodic:
+                    set_meta(self.conn, INTERVAL_KEY, repr(interval))
         stop = stop or threading.Event()
         self.start_worker()
         try:

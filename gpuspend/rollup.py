@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 WATERMARK_KEY = "rollup.watermark_ms"
 COLLECTOR_SEEN_KEY = "collector.seen_ms"    # when a collector's periodic rollup last ran (the `collector` alert)
+INTERVAL_KEY = "collector.interval_s"       # the interval the last periodic collector sampled at
 MINUTE_MS = 60_000
 CHUNK_MS = 3600_000          # roll a long backlog an hour at a time (bounded memory, short transactions)
 # The collector reads a GPU's energy counter every 30 s (collectors.nvml.ENERGY_EVERY_S); two minutes
@@ -469,9 +470,17 @@ def cloud_interval(cfg: Config) -> float:
 
 
 def collector_interval(conn: sqlite3.Connection, default: float) -> float:
-    """The interval the running collector samples at (from its lease row), else the configured one."""
+    """The interval the raw samples were taken at: the running collector's (its lease row), else the last
+    periodic collector's (the samples it left after the watermark were taken at it: judged at the configured
+    2 s, samples 10 s apart would each be a gap and count 2 s), else the configured one."""
     row = conn.execute("SELECT interval_s FROM collector_lease WHERE id = 1").fetchone()
-    return float(row[0]) if row and row[0] else float(default)
+    if row and row[0]:
+        return float(row[0])
+    last = get_meta(conn, INTERVAL_KEY)
+    try:
+        return float(last) if last else float(default)
+    except ValueError:
+        return float(default)
 
 
 def repack_pending(conn: sqlite3.Connection, interval_s: float, max_chunks: int = TASK_MAX_CHUNKS) -> bool:

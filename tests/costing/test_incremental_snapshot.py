@@ -147,8 +147,9 @@ def test_warm_snapshot_reads_only_what_is_new(store):
     """Between two looks without a rollup, the GPUs' rollup minutes are not read again: only new samples."""
     db, cfg, collector, ts = store
     warm = connect(db)
-    collector.tick(ts)                # on the minute: the collector's rollup runs here, not in the next 3
-    ts += STEP
+    for _ in range(3):                # from the minute: the collector's rollup runs at the third tick, one
+        collector.tick(ts)            # interval and a second after the minute turned, not in the next 3
+        ts += STEP
     costing.build_snapshot(warm, cfg, ts)
     for _ in range(3):
         collector.tick(ts)

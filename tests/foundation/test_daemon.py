@@ -31,16 +31,34 @@ def _count(db: Path, table: str) -> int:
 
 def test_tick_writes_samples_and_rolls_up(db_path: Path) -> None:
     with Collector(db_path, load_config(), demo=True, interval_s=2) as col:
-        for k in range(31):
+        for k in range(33):
             assert col.tick(NOW + k * 2000) == 8
     assert _count(db_path, "gpus") == 8
-    assert _count(db_path, "gpu_samples") == 8 * 31
-    # the rollup task ran at the first tick and again 60 s later: the first minute is complete
+    assert _count(db_path, "gpu_samples") == 8 * 33
+    # the rollup task ran at the first tick and again once the next minute had turned (one interval and a
+    # second in, at the tick of 64 s): the first minute is complete, the second holds what it has so far
     c = connect(db_path)
     rows = c.execute("SELECT minute, SUM(samples), SUM(covered_s) FROM gpu_minutes GROUP BY minute").fetchall()
     c.close()
-    assert rows == [(NOW, 8 * 30, 8 * 60.0), (NOW + 60_000, 8, 0.0)]
+    assert rows == [(NOW, 8 * 30, 8 * 60.0), (NOW + 60_000, 8 * 3, 8 * 4.0)]
     assert _count(db_path, "collector_lease") == 0      # released on close
+
+
+@pytest.mark.parametrize("start_s", [0, 23, 37, 59])
+def test_the_raw_tail_readers_walk_is_at_most_a_minute_and_the_lag(db_path: Path, start_s: int) -> None:
+    """Whenever in its minute the collector starts, the rollup runs just after each minute turns, so what every
+    snapshot reads sample by sample (the raw samples after the watermark) is never much over a minute long."""
+    from gpuspend.costing.store_read import watermark
+
+    tails = []
+    with Collector(db_path, load_config(), demo=True, interval_s=1) as col:
+        for k in range(200):
+            now = NOW + start_s * 1000 + k * 1000
+            col.tick(now)
+            tails.append(now - watermark(col.conn))
+    # the whole minute, then the lag (one interval and a second) less the tick the rollup runs in
+    assert max(tails) == 61_000
+    assert min(tails[70:]) == 2_000      # just after each rollup: the two seconds of the new minute
 
 
 def test_failing_task_logs_one_line_and_sampling_goes_on(db_path: Path, monkeypatch, capsys) -> None:
