@@ -311,6 +311,8 @@ def _roll_range(conn: sqlite3.Connection, start: int, end: int | None, interval_
             else:
                 dt = 0
                 covered = interval_ms if now < ts else max(0, min(now - ts, interval_ms))
+            if (ts < start and ts + covered <= start) or (limit is not None and ts >= limit):
+                continue        # read for the energy counter only (two minutes either side): adds to no minute
             plist = procs.get((gid, ts), [])
             holds = any((p[1] or 0) > 0 or p[1] is None for p in plist)
             state = state_of(util, holds, idle_pct, slices.get((gid, ts)))
