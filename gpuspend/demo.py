@@ -29,7 +29,7 @@ from gpuspend import clock, lease
 from gpuspend.errors import UsageError
 from gpuspend.rollup import COLLECTOR_SEEN_KEY
 from gpuspend.samples import last_sample_ms
-from gpuspend.store import connect, get_meta, set_meta, transaction
+from gpuspend.store import ROLLUP_GENERATION, bump_generation, connect, get_meta, set_meta, transaction
 
 HISTORY_DAYS = 30
 STALE_MS = 3600_000
@@ -198,6 +198,7 @@ def _backfill(conn: sqlite3.Connection, seed: int, progress: Progress | None,
         with transaction(conn):
             backfill_minutes(conn, chunk, first_ms, seed)
             set_meta(conn, META_FROM, str(chunk))
+            bump_generation(conn, ROLLUP_GENERATION)    # minutes behind the watermark: cached sums go
         first_ms = chunk
         _report(progress, start_ms, first_ms, int(until))
     return True

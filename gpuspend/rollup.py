@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from gpuspend import clock
 from gpuspend.idle import BUSY, GAP_INTERVALS, HELD_IDLE, UNKNOWN, covered_ms, sample_state, state_of
 from gpuspend.samples import ROW_SPAN_MS, gpu_samples, last_sample_ms, proc_samples, repack
-from gpuspend.store import REPACK_KEY, get_meta, set_meta, transaction
+from gpuspend.store import REPACK_KEY, ROLLUP_GENERATION, bump_generation, get_meta, set_meta, transaction
 
 if TYPE_CHECKING:
     from gpuspend.config import Config
@@ -422,6 +422,7 @@ def rebuild(conn: sqlite3.Connection, *, interval_s: float, idle_util_pct: float
         start = min(start, int(wm_text))
     with transaction(conn):
         set_meta(conn, WATERMARK_KEY, str(start))
+        bump_generation(conn, ROLLUP_GENERATION)   # minutes behind the old watermark change: cached sums go
     return start, roll_up(conn, interval_s=interval_s, idle_util_pct=idle_util_pct, now_ms=now_ms,
                           remote_interval_s=remote_interval_s)
 

@@ -20,6 +20,9 @@ BUSY_TIMEOUT_MS = 15_000
 BILLING_GENERATION = "billing.generation"
 # meta key: bumped by each price refresh that stores rows (the cost engine's merged price catalog follows it).
 PRICES_GENERATION = "prices.generation"
+# meta key: bumped by each writer of rollup rows behind the watermark (a rebuild moving it back, the demo's history
+# backfill), in its own transaction: sums of final rollup rows are cached across commits on it (costing.store_read).
+ROLLUP_GENERATION = "rollup.generation"
 
 # v1: the foundation (GPUs, raw samples, processes, per-minute rollups, collector lease)
 _V1 = """

@@ -17,7 +17,7 @@ from collections import defaultdict
 from typing import Any
 
 from gpuspend import forecast, pricing
-from gpuspend.costing.common import DAY_MS, day_start
+from gpuspend.costing.common import DAY_MS, HOUR_MS
 from gpuspend.costing.context import cache_for
 from gpuspend.idle import GAP_INTERVALS, covered_ms, state_of
 from gpuspend.rollup import (
@@ -51,6 +51,9 @@ def watermark(conn: sqlite3.Connection) -> int:
 
 
 # What pricing.resolve_rate reads of a `gpus` row (never last_seen, which moves with every sample).
+# Hour and day sums of final rollup rows kept in the read cache (a few hundred bytes each: a month of hours and a
+# year of days fit).
+BUCKETS_CACHED = 4096
 _RATE_GPU_FIELDS = ("id", "uuid", "host", "idx", "name", "model", "parent_id", "source")
 
 
@@ -235,12 +238,71 @@ def _final_key(conn: sqlite3.Connection, table: str, lo_ms: int, hi_ms: int) -> 
     return (table, first, last)                   # table: our own identifier, never outside text
 
 
-def _final_minute_sums(conn: sqlite3.Connection, lo_ms: int, hi_ms: int, bucket_ms: int | None) -> list[tuple]:
-    """minute_sums over rollup minutes behind the watermark (hi <= watermark), a durable cache entry: the same
-    result, read again only when the window takes in another minute or the watermark moves."""
+def _final_minute_sums(conn: sqlite3.Connection, lo_ms: int, hi_ms: int, bucket_ms: int | None,
+                       wm: int) -> list[tuple]:
+    """minute_sums over rollup minutes behind the watermark (hi <= wm): the whole days inside, then the whole
+    hours at either end, from final_bucket_sums (each bucket read once); only the partial hours left at the
+    ends are read. A window that grows by the minute (today, the last 24 hours, the month) reads at most two
+    hours' rows, and each span's sums are kept as the caller buckets them (a few tuples per GPU)."""
+    from gpuspend.store import ROLLUP_GENERATION
+
+    cache = cache_for(conn)
+    cache.seen_watermark(wm)
+    gen = get_meta(conn, ROLLUP_GENERATION)
     gids = tuple(r[0] for r in conn.execute("SELECT id FROM gpus ORDER BY id"))
-    key = (*_final_key(conn, "gpu_minutes", lo_ms, hi_ms), bucket_ms, gids)
-    return cache_for(conn).get("minute_sums", key, lambda: minute_sums(conn, lo_ms, hi_ms, bucket_ms), durable=True)
+    sizes = [s for s in (DAY_MS, HOUR_MS) if not bucket_ms or bucket_ms % s == 0]
+    out: list[tuple] = []
+
+    def span(first: int, last: int, size: int) -> list[tuple]:
+        acc: dict[tuple[int, int], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+        for start, per_gpu in final_bucket_sums(conn, gen, first, last, size).items():
+            k = start // bucket_ms if bucket_ms else 0
+            for gid, vals in per_gpu.items():
+                t = acc[(gid, k)]
+                for i in range(3):
+                    t[i] += vals[i]
+        return [(gid, k, *vals) for (gid, k), vals in acc.items()]
+
+    def take(a: int, b: int, level: int) -> None:
+        if a >= b:
+            return
+        if level == len(sizes):           # under an hour: one short read, kept until it takes in a minute
+            key = (*_final_key(conn, "gpu_minutes", a, b), bucket_ms, gids, gen)
+            out.extend(cache.get("minute_sums", key, lambda: minute_sums(conn, a, b, bucket_ms), durable=True))
+            return
+        size = sizes[level]
+        first, last = -(-a // size) * size, b // size * size
+        if first >= last:
+            take(a, b, level + 1)
+            return
+        take(a, first, level + 1)
+        out.extend(cache.get("bucket_span", (size, first, last, bucket_ms, gids, gen),
+                             lambda: span(first, last, size), durable=True))
+        take(last, b, level + 1)
+
+    take(lo_ms, hi_ms, 0)
+    return out
+
+
+def final_bucket_sums(conn: sqlite3.Connection, generation: str | None, first_ms: int, last_ms: int,
+                      bucket_ms: int) -> dict[int, dict[int, list[float]]]:
+    """{bucket start: {gpu_id: [covered_s, busy_s, idle_s]}} for the whole buckets (hours, days) in
+    [first, last), last <= the watermark. Rollup rows behind it are final, so each bucket is read once and
+    kept (a durable entry of the read cache) under the store's rollup generation, which the only writers
+    behind the watermark (a rebuild, the demo's history backfill) move on. One read for the buckets not seen."""
+    cache = cache_for(conn)
+    keys = {b: (bucket_ms, b, generation) for b in range(first_ms, last_ms, bucket_ms)}
+    have = {b: hit for b, k in keys.items() if (hit := cache.peek("bucket_sums", k, durable=True)) is not None}
+    missing = [b for b in keys if b not in have]
+    if missing:
+        fresh: dict[int, dict[int, list[float]]] = {b: {} for b in missing}
+        for gid, i, cov, busy, idle in minute_sums(conn, missing[0], missing[-1] + bucket_ms, bucket_ms):
+            if i * bucket_ms in fresh:
+                fresh[i * bucket_ms][gid] = [cov, busy, idle]
+        for b, per_gpu in fresh.items():
+            cache.put("bucket_sums", keys[b], per_gpu, durable=True, size=BUCKETS_CACHED)
+            have[b] = per_gpu
+    return {b: have[b] for b in keys}
 
 
 def covered_totals(conn: sqlite3.Connection, cfg: Any, lo_ms: int, hi_ms: int, now_ms: int,
@@ -252,7 +314,7 @@ def covered_totals(conn: sqlite3.Connection, cfg: Any, lo_ms: int, hi_ms: int, n
     if lo_ms >= hi_ms:
         return out
     if lo_ms < wm:
-        for gid, b, cov, busy, idle in _final_minute_sums(conn, lo_ms, min(hi_ms, wm), bucket_ms):
+        for gid, b, cov, busy, idle in _final_minute_sums(conn, lo_ms, min(hi_ms, wm), bucket_ms, wm):
             acc = out[(gid, b * bucket_ms if bucket_ms else 0)]
             acc[0] += cov
             acc[1] += busy
@@ -271,49 +333,11 @@ def covered_totals(conn: sqlite3.Connection, cfg: Any, lo_ms: int, hi_ms: int, n
 
 def covered_by_day(conn: sqlite3.Connection, cfg: Any, lo_ms: int, hi_ms: int, now_ms: int
                    ) -> dict[tuple[int, str], list[float]]:
-    """{(gpu_id, day): [covered_s, busy_s, idle_s]} over [lo, hi). Whole days before today and behind the
-    rollup watermark are final, so they are cached per day (durable entries of the read cache): calling this
-    every second, or for overlapping ranges, costs one query for the days not seen yet."""
-    wm = watermark(conn)
-    today0 = day_start(now_ms)
-    out: dict[tuple[int, str], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
-    past_hi = min(hi_ms, today0, wm)
-    recent_lo = max(lo_ms, past_hi)
-    if lo_ms < past_hi:
-        first_full = -(-lo_ms // DAY_MS) * DAY_MS
-        last_full = past_hi // DAY_MS * DAY_MS
-        if first_full >= last_full:          # no whole day inside: a plain range
-            recent_lo = lo_ms
-        else:
-            parts = [(lo_ms, first_full)] if lo_ms < first_full else []
-            if last_full < past_hi:
-                parts.append((last_full, past_hi))
-            cache = cache_for(conn)
-            cache.seen_watermark(wm)
-            days = range(first_full, last_full, DAY_MS)
-            have = {d: hit for d in days if (hit := cache.peek("day_sums", d, durable=True)) is not None}
-            missing = [d for d in days if d not in have]
-            if missing:
-                fresh: dict[int, dict[int, list[float]]] = {d: {} for d in missing}
-                for gid, d, cov, busy, idle in minute_sums(conn, missing[0], missing[-1] + DAY_MS, DAY_MS):
-                    if d * DAY_MS in fresh:
-                        fresh[d * DAY_MS][gid] = [cov, busy, idle]
-                for d, per_gpu in fresh.items():
-                    have[d] = cache.get("day_sums", d, lambda per_gpu=per_gpu: per_gpu, durable=True, size=4096)
-            for d in days:
-                name = forecast.day_key(d)
-                for gid, vals in have[d].items():
-                    out[(gid, name)] = list(vals)
-            for a, b in parts:
-                for (gid, d), vals in covered_totals(conn, cfg, a, b, now_ms, DAY_MS).items():
-                    acc = out[(gid, forecast.day_key(d))]
-                    for i, v in enumerate(vals):
-                        acc[i] += v
-    for (gid, d), vals in covered_totals(conn, cfg, recent_lo, hi_ms, now_ms, DAY_MS).items():
-        acc = out[(gid, forecast.day_key(d))]
-        for i, v in enumerate(vals):
-            acc[i] += v
-    return out
+    """{(gpu_id, day): [covered_s, busy_s, idle_s]} over [lo, hi) (UTC days). Whole days behind the rollup
+    watermark are final and cached per day (final_bucket_sums): calling this every second, or for overlapping
+    ranges, reads the days not seen yet and today's last partial hour."""
+    return {(gid, forecast.day_key(d)): vals
+            for (gid, d), vals in covered_totals(conn, cfg, lo_ms, hi_ms, now_ms, DAY_MS).items()}
 
 
 def final_process_sums(conn: sqlite3.Connection, lo_ms: int, hi_ms: int) -> list[tuple]:
