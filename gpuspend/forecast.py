@@ -451,7 +451,8 @@ def project(mtd: float, streams: list[Stream]) -> tuple[float, float | None, flo
         return projection, None, None, "nothing left to project"
     if short:
         n = min(len(s.daily) for s in short)
-        return projection, None, None, f"not enough data for an interval ({n} complete days, need {MIN_DAYS})"
+        days = f"{n} complete day{'' if n == 1 else 's'}"
+        return projection, None, None, f"not enough data for an interval ({days}, need {MIN_DAYS})"
     half = Z80 * math.sqrt(sum(p.variance or 0.0 for p, _s in pending))
     n = max(len(s.daily) for _p, s in pending)
     how = "; ".join(MODEL_NOTE[m] for m in sorted({p.model for p, _s in pending}))

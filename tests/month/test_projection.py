@@ -45,6 +45,7 @@ def test_under_three_complete_days_there_is_no_interval_and_the_note_says_so():
     proj, low, high, note = forecast.project(200.0, [Stream((100.0, 100.0), 1.0)])
     assert proj == pytest.approx(300.0) and low is None and high is None
     assert note == "not enough data for an interval (2 complete days, need 3)"
+    assert forecast.project(100.0, [Stream((100.0,), 2.0)])[3] == "not enough data for an interval (1 complete day, need 3)"
     # no complete day at all: the rate since data began
     proj, low, _h, _n = forecast.project(8.0, [Stream((), 15.5, partial_rate=8.0 * 24)])
     assert proj == pytest.approx(8.0 + 8.0 * 24 * 15.5) and low is None
