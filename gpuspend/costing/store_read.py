@@ -31,7 +31,7 @@ from gpuspend.rollup import (
 )
 from gpuspend.samples import gpu_samples, latest_of, proc_samples, procs_at
 from gpuspend.snapshot import AlertView, Rate
-from gpuspend.store import get_meta
+from gpuspend.store import BILLING_GENERATION, PRICES_GENERATION, ROLLUP_GENERATION, get_meta
 
 
 def load_gpus(conn: sqlite3.Connection) -> list[dict[str, Any]]:
@@ -50,10 +50,10 @@ def watermark(conn: sqlite3.Connection) -> int:
     return row[0] // 60_000 * 60_000 if row and row[0] is not None else 0
 
 
-# What pricing.resolve_rate reads of a `gpus` row (never last_seen, which moves with every sample).
 # Hour and day sums of final rollup rows kept in the read cache (a few hundred bytes each: a month of hours and a
 # year of days fit).
 BUCKETS_CACHED = 4096
+# What pricing.resolve_rate reads of a `gpus` row (never last_seen, which moves with every sample).
 _RATE_GPU_FIELDS = ("id", "uuid", "host", "idx", "name", "model", "parent_id", "source")
 
 
@@ -78,7 +78,6 @@ def resolve_rates(conn: sqlite3.Connection, cfg: Any, gpus: list[dict[str, Any]]
                        float(cfg.alerts.stale_catalog)))
     except AttributeError:                # a partial config (tests): read as it is
         return compute()
-    from gpuspend.store import BILLING_GENERATION, PRICES_GENERATION
 
     catalog = pricing.catalog_for(conn)
     key = (tuple(tuple(g.get(f) for f in _RATE_GPU_FIELDS) for g in gpus), config,
@@ -241,11 +240,9 @@ def _final_key(conn: sqlite3.Connection, table: str, lo_ms: int, hi_ms: int) -> 
 def _final_minute_sums(conn: sqlite3.Connection, lo_ms: int, hi_ms: int, bucket_ms: int | None,
                        wm: int) -> list[tuple]:
     """minute_sums over rollup minutes behind the watermark (hi <= wm): the whole days inside, then the whole
-    hours at either end, from final_bucket_sums (each bucket read once); only the partial hours left at the
+    hours at either end, from _final_bucket_sums (each bucket read once); only the partial hours left at the
     ends are read. A window that grows by the minute (today, the last 24 hours, the month) reads at most two
     hours' rows, and each span's sums are kept as the caller buckets them (a few tuples per GPU)."""
-    from gpuspend.store import ROLLUP_GENERATION
-
     cache = cache_for(conn)
     cache.seen_watermark(wm)
     gen = get_meta(conn, ROLLUP_GENERATION)
@@ -255,7 +252,7 @@ def _final_minute_sums(conn: sqlite3.Connection, lo_ms: int, hi_ms: int, bucket_
 
     def span(first: int, last: int, size: int) -> list[tuple]:
         acc: dict[tuple[int, int], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
-        for start, per_gpu in final_bucket_sums(conn, gen, first, last, size).items():
+        for start, per_gpu in _final_bucket_sums(conn, gen, first, last, size).items():
             k = start // bucket_ms if bucket_ms else 0
             for gid, vals in per_gpu.items():
                 t = acc[(gid, k)]
@@ -284,7 +281,7 @@ def _final_minute_sums(conn: sqlite3.Connection, lo_ms: int, hi_ms: int, bucket_
     return out
 
 
-def final_bucket_sums(conn: sqlite3.Connection, generation: str | None, first_ms: int, last_ms: int,
+def _final_bucket_sums(conn: sqlite3.Connection, generation: str | None, first_ms: int, last_ms: int,
                       bucket_ms: int) -> dict[int, dict[int, list[float]]]:
     """{bucket start: {gpu_id: [covered_s, busy_s, idle_s]}} for the whole buckets (hours, days) in
     [first, last), last <= the watermark. Rollup rows behind it are final, so each bucket is read once and
@@ -334,7 +331,7 @@ def covered_totals(conn: sqlite3.Connection, cfg: Any, lo_ms: int, hi_ms: int, n
 def covered_by_day(conn: sqlite3.Connection, cfg: Any, lo_ms: int, hi_ms: int, now_ms: int
                    ) -> dict[tuple[int, str], list[float]]:
     """{(gpu_id, day): [covered_s, busy_s, idle_s]} over [lo, hi) (UTC days). Whole days behind the rollup
-    watermark are final and cached per day (final_bucket_sums): calling this every second, or for overlapping
+    watermark are final and cached per day (_final_bucket_sums): calling this every second, or for overlapping
     ranges, reads the days not seen yet and today's last partial hour."""
     return {(gid, forecast.day_key(d)): vals
             for (gid, d), vals in covered_totals(conn, cfg, lo_ms, hi_ms, now_ms, DAY_MS).items()}

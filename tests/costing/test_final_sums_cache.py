@@ -1,4 +1,4 @@
-"""Sums of final rollup minutes are kept per hour and per day across commits (store_read.final_bucket_sums). The
+"""Sums of final rollup minutes are kept per hour and per day across commits (store_read._final_bucket_sums). The
 only writers behind the watermark move the rollup generation, so a dashboard left open never shows what the
 store no longer says: `gpuspend rollup --rebuild` after changing idle.util_pct, the demo's month backfilled
 behind a dashboard that is already showing it."""
