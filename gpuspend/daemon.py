@@ -43,6 +43,7 @@ SAMPLE_BUSY_MS = 200        # worker mode: how long a tick may wait for the writ
 MAX_HELD = 1800             # readings held back at most (an hour at 2 s)
 META_CONFIG = "collector.config"   # config.identity() of the collector holding the lease
 TASK_GRACE_MS = 15 * 60_000        # a task may hold the write lock this long before the lease counts as stalled
+WORKER_NAP_MS = 30_000             # the task worker sleeps at most this long between looks at its tasks
 
 PERIODIC_TASKS: list[tuple[str, float, str | TaskFn]] = [
     ("rollup", 60.0, "gpuspend.rollup:rollup_task"),
@@ -247,8 +248,11 @@ class Collector:
             while not self._worker_stop.is_set():
                 now = clock.now_ms()
                 self.run_due_tasks(now, conn, announce=True)
-                due = min((t.next_ms for t in self._tasks), default=now + 1000)
-                self._worker_stop.wait(min(max(due - clock.now_ms(), 50), 1000) / 1000)
+                # Asleep until the next task is due (stop_worker wakes it), not every second: an idle
+                # dashboard's in-app collector pays for this thread's wake-ups. At most WORKER_NAP_MS, so a
+                # wall clock set back (tasks are due by it: run_due_tasks) is noticed within that.
+                due = min((t.next_ms for t in self._tasks), default=now + WORKER_NAP_MS)
+                self._worker_stop.wait(min(max(due - clock.now_ms(), 50), WORKER_NAP_MS) / 1000)
         finally:
             conn.close()
 
@@ -259,7 +263,9 @@ class Collector:
         conn = conn or self.conn
         ran = 0
         for task in self._tasks:
-            if now_ms < task.next_ms:
+            # Never more than two periods ahead unless the wall clock was set back (an NTP step, a VM restored):
+            # then the task is due now, not once the clock has caught up (rollups and alerts stalled that long).
+            if now_ms < task.next_ms <= now_ms + 2 * max(1, int(task.every_s * 1000)):
                 continue
             task.next_ms = self._next_run(task, now_ms)
             ran += 1

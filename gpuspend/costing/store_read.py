@@ -369,13 +369,16 @@ def latest_samples(conn: sqlite3.Connection) -> dict[int, tuple]:
 
 def current_procs(conn: sqlite3.Connection, latest: dict[int, tuple]) -> dict[int, list[tuple]]:
     """{gpu_id: [(proc id, pid, user, command, used_memory, sm_util)]} at each GPU's sample in `latest`."""
+    at = {gid: procs_at(conn, gid, row[0]) for gid, row in latest.items()}
+    ids = sorted({proc for procs in at.values() for proc, _mem, _sm in procs})
+    info: dict[int, tuple] = {}
+    for lo in range(0, len(ids), 500):     # every tick of the dashboard: one read, not one per process
+        chunk = ids[lo:lo + 500]
+        info.update((r[0], r[1:]) for r in conn.execute(
+            f"SELECT id, pid, user, command FROM processes WHERE id IN ({','.join('?' * len(chunk))})", chunk))
     out: dict[int, list[tuple]] = {}
-    for gid, row in latest.items():
-        rows = []
-        for proc, mem, sm in procs_at(conn, gid, row[0]):
-            info = conn.execute("SELECT pid, user, command FROM processes WHERE id = ?", (proc,)).fetchone()
-            if info is not None:
-                rows.append((proc, *info, mem, sm))
+    for gid, procs in at.items():
+        rows = [(proc, *info[proc], mem, sm) for proc, mem, sm in procs if proc in info]
         rows.sort(key=lambda r: r[1])
         out[gid] = rows
     return out

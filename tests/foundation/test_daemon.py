@@ -83,6 +83,19 @@ def test_failing_task_logs_one_line_and_sampling_goes_on(db_path: Path, monkeypa
     assert _count(db_path, "gpu_samples") == 48
 
 
+def test_tasks_run_again_when_the_wall_clock_is_set_back(db_path: Path, monkeypatch) -> None:
+    """A clock stepped back an hour (NTP, a restored VM) must not stall rollups and alerts for that hour."""
+    calls = []
+    monkeypatch.setattr(daemon, "PERIODIC_TASKS", [("counting", 10, lambda conn, cfg, now_ms: calls.append(now_ms))])
+    with Collector(db_path, load_config(), demo=True) as col:
+        col.tick(NOW)
+        col.tick(NOW + 2000)                   # not due yet: ran at NOW, next at NOW + 10 s
+        col.tick(NOW - 3_600_000)              # the clock went back an hour: due by the new clock
+        col.tick(NOW - 3_600_000 + 2000)
+        col.tick(NOW - 3_600_000 + 10_000)
+    assert calls == [NOW, NOW - 3_600_000, NOW - 3_600_000 + 10_000]
+
+
 def test_second_collector_is_refused_naming_the_holder(db_path: Path) -> None:
     # Same process but the lease row says another live pid holds it (pid 1 always exists).
     c = connect(db_path)
