@@ -19,11 +19,19 @@ from typing import Any
 from gpuspend import clock, forecast
 from gpuspend.costing.common import DAY_MS, HOUR_MS, Episode, GpuTimeline, money
 from gpuspend.costing.context import Cache, cache_for
-from gpuspend.costing.store_read import load_gpus, raw_segments, resolve_rates, segments, watermark
+from gpuspend.costing.store_read import (
+    final_buckets,
+    load_gpus,
+    raw_segments,
+    resolve_rates,
+    segments,
+    watermark,
+)
 from gpuspend.idle import GAP_INTERVALS, is_idle
 from gpuspend.rollup import REMOTE_SOURCES, cloud_interval, collector_interval
 from gpuspend.samples import gpu_samples
 from gpuspend.snapshot import Rate
+from gpuspend.store import ROLLUP_GENERATION, get_meta
 
 MAX_LOOKBACK_MS = 31 * DAY_MS
 
@@ -295,12 +303,43 @@ def _underutilised(conn: sqlite3.Connection, cfg: Any, now_ms: int,
                    gpus: list[dict[str, Any]] | None) -> list[tuple[str, float]]:
     gpus = load_gpus(conn) if gpus is None else gpus
     by_id = {g["id"]: g["uuid"] for g in gpus}
+    sums: dict[int, list[float]] = {}           # gpu id -> [util x covered seconds, covered seconds]
+
+    def add(rows: Any) -> None:
+        for gid, util_s, cov in rows:
+            acc = sums.setdefault(gid, [0.0, 0.0])
+            acc[0] += util_s or 0.0
+            acc[1] += cov or 0.0
+
+    def read(a: int, b: int, by_hour: bool = False) -> list[tuple]:
+        # both bounds: with only `minute >= ?` SQLite prefers a full scan in primary-key order
+        hour = f"minute / {HOUR_MS}" if by_hour else "0"          # our own integer, never outside text
+        return conn.execute(
+            f"SELECT {hour} AS h, gpu_id, SUM(util_avg * covered_s), SUM(covered_s) FROM gpu_minutes "
+            "WHERE minute >= ? AND minute < ? AND util_avg IS NOT NULL AND covered_s > 0 GROUP BY h, gpu_id",
+            (a, b)).fetchall()
+
+    def hours(a: int, b: int) -> dict[int, dict[int, tuple[float, float]]]:
+        out: dict[int, dict[int, tuple[float, float]]] = {}
+        for h, gid, util_s, cov in read(a, b, by_hour=True):
+            out.setdefault(h * HOUR_MS, {})[gid] = (util_s, cov)
+        return out
+
+    # The last 24 h: its whole hours behind the rollup watermark are final (summed once each, final_buckets);
+    # only the hour at either end is read again, a minute later.
+    lo, hi = now_ms - DAY_MS, now_ms + 1
+    first, last = -(-lo // HOUR_MS) * HOUR_MS, min(hi, watermark(conn)) // HOUR_MS * HOUR_MS
+    if first < last:
+        add(r[1:] for r in read(lo, first))
+        for per in final_buckets(conn, "util_hours", get_meta(conn, ROLLUP_GENERATION), first, last, HOUR_MS,
+                                 hours).values():
+            add((gid, util_s, cov) for gid, (util_s, cov) in per.items())
+        add(r[1:] for r in read(last, hi))
+    else:
+        add(r[1:] for r in read(lo, hi))
     out = []
-    for gid, avg in conn.execute(
-            # both bounds: with only `minute >= ?` SQLite prefers a full scan in primary-key order
-            "SELECT gpu_id, SUM(util_avg * covered_s) / SUM(covered_s) FROM gpu_minutes WHERE minute >= ? "
-            "AND minute < ? AND util_avg IS NOT NULL AND covered_s > 0 GROUP BY gpu_id",
-            (now_ms - DAY_MS, now_ms + 1)):
+    for gid, (util_s, cov) in sorted(sums.items()):
+        avg = util_s / cov if cov > 0 else None
         if avg is not None and avg < float(cfg.idle.low_util_pct) and gid in by_id:
             out.append((by_id[gid], float(avg)))
     return sorted(out)

@@ -14,6 +14,7 @@ import bisect
 import json
 import sqlite3
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from gpuspend import forecast, pricing
@@ -284,21 +285,33 @@ def _final_minute_sums(conn: sqlite3.Connection, lo_ms: int, hi_ms: int, bucket_
 def _final_bucket_sums(conn: sqlite3.Connection, generation: str | None, first_ms: int, last_ms: int,
                       bucket_ms: int) -> dict[int, dict[int, list[float]]]:
     """{bucket start: {gpu_id: [covered_s, busy_s, idle_s]}} for the whole buckets (hours, days) in
-    [first, last), last <= the watermark. Rollup rows behind it are final, so each bucket is read once and
-    kept (a durable entry of the read cache) under the store's rollup generation, which the only writers
-    behind the watermark (a rebuild, the demo's history backfill) move on. One read for the buckets not seen."""
+    [first, last), last <= the watermark (final_buckets)."""
+    def read(lo: int, hi: int) -> dict[int, dict[int, list[float]]]:
+        fresh: dict[int, dict[int, list[float]]] = defaultdict(dict)
+        for gid, i, cov, busy, idle in minute_sums(conn, lo, hi, bucket_ms):
+            fresh[i * bucket_ms][gid] = [cov, busy, idle]
+        return fresh
+
+    return final_buckets(conn, "bucket_sums", generation, first_ms, last_ms, bucket_ms, read)
+
+
+def final_buckets(conn: sqlite3.Connection, name: str, generation: str | None, first_ms: int, last_ms: int,
+                  bucket_ms: int, read: Callable[[int, int], dict[int, dict]]) -> dict[int, dict]:
+    """{bucket start: what `read` made of it} for the whole buckets in [first, last), last <= the watermark.
+    Rollup rows behind it are final, so each bucket is read once and kept (a durable entry of the read cache,
+    under `name`) with the store's rollup generation, which the only writers behind the watermark (a rebuild,
+    the demo's history backfill) move on. One `read(lo, hi)` for the buckets not seen; a bucket it leaves out
+    had no rows (kept as an empty dict)."""
     cache = cache_for(conn)
     keys = {b: (bucket_ms, b, generation) for b in range(first_ms, last_ms, bucket_ms)}
-    have = {b: hit for b, k in keys.items() if (hit := cache.peek("bucket_sums", k, durable=True)) is not None}
+    have = {b: hit for b, k in keys.items() if (hit := cache.peek(name, k, durable=True)) is not None}
     missing = [b for b in keys if b not in have]
     if missing:
-        fresh: dict[int, dict[int, list[float]]] = {b: {} for b in missing}
-        for gid, i, cov, busy, idle in minute_sums(conn, missing[0], missing[-1] + bucket_ms, bucket_ms):
-            if i * bucket_ms in fresh:
-                fresh[i * bucket_ms][gid] = [cov, busy, idle]
-        for b, per_gpu in fresh.items():
-            cache.put("bucket_sums", keys[b], per_gpu, durable=True, size=BUCKETS_CACHED)
-            have[b] = per_gpu
+        fresh = read(missing[0], missing[-1] + bucket_ms)
+        for b in missing:
+            value = fresh.get(b, {})
+            cache.put(name, keys[b], value, durable=True, size=BUCKETS_CACHED)
+            have[b] = value
     return {b: have[b] for b in keys}
 
 
@@ -338,14 +351,39 @@ def covered_by_day(conn: sqlite3.Connection, cfg: Any, lo_ms: int, hi_ms: int, n
 
 
 def final_process_sums(conn: sqlite3.Connection, lo_ms: int, hi_ms: int) -> list[tuple]:
-    """[(proc_id, gpu_id, share_s, idle_share_s)] over process_minutes in [lo, hi), hi <= watermark (final,
-    so a durable cache entry like _final_minute_sums)."""
-    def read() -> list[tuple]:
+    """[(proc_id, gpu_id, share_s, idle_share_s)] over process_minutes in [lo, hi), hi <= watermark. Final rows,
+    so the whole hours inside are summed once each (final_buckets) and only the partial hours at the ends are
+    read: a window growing by the minute (today) reads at most two hours' rows, not the whole day's again."""
+    def read(a: int, b: int) -> list[tuple]:
         return conn.execute("SELECT proc_id, gpu_id, SUM(share_s), SUM(idle_share_s) FROM process_minutes "
-                            "WHERE minute >= ? AND minute < ? GROUP BY proc_id, gpu_id", (lo_ms, hi_ms)).fetchall()
+                            "WHERE minute >= ? AND minute < ? GROUP BY proc_id, gpu_id", (a, b)).fetchall()
 
-    key = _final_key(conn, "process_minutes", lo_ms, hi_ms)
-    return cache_for(conn).get("process_sums", key, read, durable=True)
+    def ends(a: int, b: int) -> list[tuple]:           # kept until the range takes in another minute
+        return cache.get("process_sums", _final_key(conn, "process_minutes", a, b), lambda: read(a, b),
+                         durable=True) if a < b else []
+
+    def hours(a: int, b: int) -> dict[int, dict[tuple[int, int], tuple[float, float]]]:
+        out: dict[int, dict[tuple[int, int], tuple[float, float]]] = defaultdict(dict)
+        for h, proc, gid, share, idle in conn.execute(
+                f"SELECT minute / {HOUR_MS} AS h, proc_id, gpu_id, SUM(share_s), SUM(idle_share_s) "
+                "FROM process_minutes WHERE minute >= ? AND minute < ? GROUP BY h, proc_id, gpu_id", (a, b)):
+            out[h * HOUR_MS][(proc, gid)] = (share, idle)
+        return out
+
+    cache = cache_for(conn)
+    first, last = -(-lo_ms // HOUR_MS) * HOUR_MS, hi_ms // HOUR_MS * HOUR_MS
+    if first >= last:
+        return ends(lo_ms, hi_ms)
+    acc: dict[tuple[int, int], list[float]] = defaultdict(lambda: [0.0, 0.0])
+    parts = [*ends(lo_ms, first), *ends(last, hi_ms)]
+    for per in final_buckets(conn, "process_hours", get_meta(conn, ROLLUP_GENERATION), first, last, HOUR_MS,
+                             hours).values():
+        parts.extend((proc, gid, share, idle) for (proc, gid), (share, idle) in per.items())
+    for proc, gid, share, idle in parts:
+        a = acc[(proc, gid)]
+        a[0] += share or 0.0
+        a[1] += idle or 0.0
+    return [(proc, gid, share, idle) for (proc, gid), (share, idle) in acc.items()]
 
 
 def local_rates(conn: sqlite3.Connection, rates: dict[int, Rate]) -> dict[int, Rate]:

@@ -1,4 +1,4 @@
-"""Sums of final rollup minutes are kept per hour and per day across commits (store_read._final_bucket_sums). The
+"""Sums of final rollup minutes are kept per hour and per day across commits (store_read.final_buckets). The
 only writers behind the watermark move the rollup generation, so a dashboard left open never shows what the
 store no longer says: `gpuspend rollup --rebuild` after changing idle.util_pct, the demo's month backfilled
 behind a dashboard that is already showing it."""
@@ -10,9 +10,16 @@ from pathlib import Path
 import pytest
 
 from gpuspend import demo
-from gpuspend.collectors.reading import GpuReading, Reading
+from gpuspend.collectors.reading import GpuReading, ProcReading, Reading
 from gpuspend.collectors.sampler import Sampler
-from gpuspend.costing import build_snapshot, covered_by_day, reset_caches
+from gpuspend.costing import (
+    attribution,
+    build_snapshot,
+    covered_by_day,
+    load_gpus,
+    reset_caches,
+    resolve_rates,
+)
 from gpuspend.demo import backfill_demo_db, build_demo_db
 from gpuspend.rollup import rebuild, roll_up
 from gpuspend.store import connect
@@ -70,4 +77,43 @@ def test_the_demo_month_backfilled_behind_an_open_dashboard_is_counted(tmp_path:
     assert covered_by_day(conn, cfg, lo, now + 1, now) == pytest.approx(warm)
     # a whole backfilled day: 8 GPUs x 24 h covered
     assert sum(v[0] for (_g, day), v in warm.items() if day == "2026-11-13") == pytest.approx(8 * 86_400, rel=1e-3)
+    conn.close()
+
+
+def _train(conn, t_from: int, t_to: int) -> None:
+    """One H100 at 80% from `t_from` to `t_to` (a sample every 10 s) held by alice (SM 30%) and bob (SM 10%)."""
+    procs = [ProcReading(pid=100, used_memory=2**30, sm_util=30.0, user="alice", command="train.py", started=1),
+             ProcReading(pid=200, used_memory=2**30, sm_util=10.0, user="bob", command="eval.py", started=1)]
+    Sampler(conn, 10).write_many(
+        Reading(ts_ms=t, host="node-1", source="nvml",
+                gpus=[GpuReading(uuid="GPU-att-0", index=0, name="NVIDIA H100 80GB HBM3", util=80.0,
+                                 processes=procs)])
+        for t in range(t_from, t_to + 1, 10_000))
+
+
+def test_process_costs_of_an_open_dashboard_keep_up_across_hours_and_match_a_fresh_start(
+        db_path: Path, tmp_path: Path) -> None:
+    """Today's per-process money sums whole hours once and reads the partial hours again: as the minutes roll
+    up across an hour boundary, a dashboard left open shows what a fresh start computes, to the cent."""
+    cfg = cfg_file(tmp_path, "interval: 10\nrates:\n  per_gpu:\n    GPU-att-0: 2.0\n")
+    conn = connect(db_path)
+    day0 = NOW_MS // DAY * DAY
+    t0, t1, t2 = NOW_MS - 150 * MIN, NOW_MS - 80 * MIN, NOW_MS - 5 * MIN      # 09:30, 10:40, 11:55
+
+    def spends(now: int) -> dict[str, tuple[float, float]]:
+        rates = resolve_rates(conn, cfg, load_gpus(conn))
+        return {s.user: (round(s.cost, 4), round(s.idle_cost, 4))
+                for s in attribution(conn, cfg, rates, day0, now + 1, now)}
+
+    _train(conn, t0, t1)
+    roll_up(conn, interval_s=10, idle_util_pct=5.0, now_ms=t1)
+    # 70 min at $2/h = $2.3333, split by SM share 3:1
+    assert spends(t1) == {"alice": (1.75, 0.0), "bob": (0.5833, 0.0)}
+    _train(conn, t1 + 10_000, t2)
+    roll_up(conn, interval_s=10, idle_util_pct=5.0, now_ms=t2)
+    # 145 min: $4.8333
+    warm = spends(t2)
+    assert warm == {"alice": (3.625, 0.0), "bob": (1.2083, 0.0)}
+    reset_caches()
+    assert spends(t2) == warm
     conn.close()
