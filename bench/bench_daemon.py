@@ -1,6 +1,6 @@
 """The collector daemon in steady state: `gpuspend collect` as shipped, on a fake 8x H100 NVML box.
 
-    python bench/bench_daemon.py [--seconds 60] [--interval 1] [--gpus 8]
+    python bench/bench_daemon.py [--seconds 60] [--interval 1] [--gpus 8] [--demo]
 
 Runs the real daemon (`gpuspend --db box.db collect --interval I`, with its periodic tasks: rollups, alerts,
 retention) in a child process whose `pynvml` answers as a GPU box (bench/peer_box/sitecustomize.py, as for
@@ -8,6 +8,8 @@ bench_peers.py: the real module, its functions answered by tests/fake_pynvml.py)
 bare Python loop that wakes every interval and inserts one row per GPU into SQLite in one transaction (WAL,
 synchronous=NORMAL, as the store), the least any collector that keeps samples pays. Both start, settle for a
 few seconds (migrations, the first rollups), then are measured over ONE common window:
+  (--demo: `gpuspend collect --demo` on the demo's database instead, a month of history behind it: what a
+  daemon that has run for weeks pays, its periodic tasks reading today's and the month's rollups)
   - CPU % of one core (time on a CPU of all the process's threads, from schedstat) and CPU ms per sample (samples = window/interval:
     both sleep to a fixed schedule);
   - resident memory at the end of the window and its peak (VmRSS, VmHWM).
@@ -74,6 +76,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--interval", type=float, default=1.0)
     ap.add_argument("--gpus", type=int, default=8)
+    ap.add_argument("--demo", action="store_true", help="the demo box on a month of history (8 GPUs)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="gpuspend-bench-daemon-") as t:
         tmp = Path(t)
@@ -81,10 +84,17 @@ def main() -> int:
                "GPUSPEND_PEER_GPUS": str(args.gpus), "XDG_CONFIG_HOME": str(tmp / "config"),
                "XDG_DATA_HOME": str(tmp / "data"), "XDG_CACHE_HOME": str(tmp / "cache")}
         env.pop("GPUSPEND_NOW", None)
+        collect = [sys.executable, "-m", "gpuspend", "--db", str(tmp / "box.db"), "collect", "--interval",
+                   f"{args.interval:g}"]
+        if args.demo:
+            from gpuspend.demo import ensure_demo_db
+
+            os.environ.pop("GPUSPEND_NOW", None)
+            ensure_demo_db(tmp / "box.db")          # the month behind it, built before anything is measured
+            collect.append("--demo")
         procs = {
-            "gpuspend collect": subprocess.Popen(
-                [sys.executable, "-m", "gpuspend", "--db", str(tmp / "box.db"), "collect", "--interval",
-                 f"{args.interval:g}"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE),
+            "gpuspend collect": subprocess.Popen(collect, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                                 stderr=subprocess.PIPE),
             "bare sqlite3 loop": subprocess.Popen(
                 [sys.executable, "-c", BARE, str(tmp / "bare.db"), str(args.gpus), f"{args.interval:g}"],
                 env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE),
@@ -107,7 +117,8 @@ def main() -> int:
                 p.terminate()
                 p.wait(10)
     samples = window / args.interval
-    print(f"{args.gpus} fake H100s, a sample every {args.interval:g} s, window {window:.0f} s (after {SETTLE_S:g} s "
+    box = "the demo's 8 GPUs on a month of history" if args.demo else f"{args.gpus} fake H100s"
+    print(f"{box}, a sample every {args.interval:g} s, window {window:.0f} s (after {SETTLE_S:g} s "
           f"settling), both over the same window")
     print(f"{'':<20}{'CPU % core':>12}{'CPU ms/sample':>15}{'RSS':>9}{'peak RSS':>10}")
     for name in procs:
