@@ -7,7 +7,14 @@ from collections import defaultdict
 from typing import Any
 
 from gpuspend.costing.common import Spend, money
-from gpuspend.costing.store_read import final_process_sums, raw_segments, tail_head_ms, tail_reads, watermark
+from gpuspend.costing.store_read import (
+    final_process_sums,
+    process_rows,
+    raw_segments,
+    tail_head_ms,
+    tail_reads,
+    watermark,
+)
 from gpuspend.idle import GAP_INTERVALS
 from gpuspend.rollup import cloud_interval, collector_interval, mig_shares, remote_gpu_ids, split_for
 from gpuspend.samples import gpu_samples, proc_samples
@@ -44,14 +51,7 @@ def attribution_by_gpu(conn: sqlite3.Connection, cfg: Any, rates: dict[int, Rate
 
 def _process_info(conn: sqlite3.Connection, proc_ids: set[int]) -> dict[int, tuple[int, str, str]]:
     """proc id -> (pid, user, command)."""
-    ids = sorted(proc_ids)
-    info: dict[int, tuple[int, str, str]] = {}
-    for i in range(0, len(ids), 500):
-        chunk = ids[i:i + 500]
-        marks = ",".join("?" * len(chunk))
-        for pid_row in conn.execute(f"SELECT id, pid, user, command FROM processes WHERE id IN ({marks})", chunk):
-            info[pid_row[0]] = (pid_row[1], pid_row[2] or "?", pid_row[3] or "")
-    return info
+    return {proc: (pid, user or "?", command or "") for proc, (pid, user, command) in process_rows(conn, proc_ids).items()}
 
 
 def process_seconds(conn: sqlite3.Connection, cfg: Any, lo_ms: int, hi_ms: int,

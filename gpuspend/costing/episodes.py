@@ -20,7 +20,7 @@ from gpuspend import clock, forecast
 from gpuspend.costing.common import DAY_MS, HOUR_MS, Episode, GpuTimeline, money
 from gpuspend.costing.context import Cache, cache_for
 from gpuspend.costing.store_read import (
-    final_buckets,
+    final_hours,
     load_gpus,
     raw_segments,
     resolve_rates,
@@ -31,7 +31,6 @@ from gpuspend.idle import GAP_INTERVALS, is_idle
 from gpuspend.rollup import REMOTE_SOURCES, cloud_interval, collector_interval
 from gpuspend.samples import gpu_samples
 from gpuspend.snapshot import Rate
-from gpuspend.store import ROLLUP_GENERATION, get_meta
 
 MAX_LOOKBACK_MS = 31 * DAY_MS
 
@@ -325,20 +324,15 @@ def _underutilised(conn: sqlite3.Connection, cfg: Any, now_ms: int,
             out.setdefault(h * HOUR_MS, {})[gid] = (util_s, cov)
         return out
 
-    # The last 24 h: its whole hours behind the rollup watermark are final (summed once each, final_buckets);
-    # only the hour at either end is read again, a minute later.
-    lo, hi = now_ms - DAY_MS, now_ms + 1
-    first, last = -(-lo // HOUR_MS) * HOUR_MS, min(hi, watermark(conn)) // HOUR_MS * HOUR_MS
-    if first < last:
-        add(r[1:] for r in read(lo, first))
-        for per in final_buckets(conn, "util_hours", get_meta(conn, ROLLUP_GENERATION), first, last, HOUR_MS,
-                                 hours).values():
-            add((gid, util_s, cov) for gid, (util_s, cov) in per.items())
-        add(r[1:] for r in read(last, hi))
-    else:
-        add(r[1:] for r in read(lo, hi))
+    # The last 24 h: its whole hours behind the rollup watermark are summed once each; only the hour at either
+    # end (and the minutes not rolled up for good) are read again, a minute later.
+    direct, buckets = final_hours(conn, "util_hours", now_ms - DAY_MS, now_ms + 1, watermark(conn), hours)
+    for a, b in direct:
+        add(r[1:] for r in read(a, b))
+    for per in buckets:
+        add((gid, util_s, cov) for gid, (util_s, cov) in per.items())
     out = []
-    for gid, (util_s, cov) in sorted(sums.items()):
+    for gid, (util_s, cov) in sums.items():
         avg = util_s / cov if cov > 0 else None
         if avg is not None and avg < float(cfg.idle.low_util_pct) and gid in by_id:
             out.append((by_id[gid], float(avg)))

@@ -315,6 +315,18 @@ def final_buckets(conn: sqlite3.Connection, name: str, generation: str | None, f
     return {b: have[b] for b in keys}
 
 
+def final_hours(conn: sqlite3.Connection, name: str, lo_ms: int, hi_ms: int, final_ms: int,
+                hours: Callable[[int, int], dict[int, dict]]) -> tuple[list[tuple[int, int]], list[dict]]:
+    """[lo, hi) as (the ranges to read as they are, the values of its whole hours before `final_ms`): those
+    hours are final and summed once each (final_buckets, under `name`), so a window sliding or growing by the
+    minute reads again only the partial hour at either end (and anything from `final_ms` on)."""
+    first, last = -(-lo_ms // HOUR_MS) * HOUR_MS, min(hi_ms, final_ms) // HOUR_MS * HOUR_MS
+    if first >= last:
+        return [(lo_ms, hi_ms)], []
+    buckets = final_buckets(conn, name, get_meta(conn, ROLLUP_GENERATION), first, last, HOUR_MS, hours)
+    return [r for r in ((lo_ms, first), (last, hi_ms)) if r[0] < r[1]], list(buckets.values())
+
+
 def covered_totals(conn: sqlite3.Connection, cfg: Any, lo_ms: int, hi_ms: int, now_ms: int,
                    bucket_ms: int | None = None) -> dict[tuple[int, int], list[float]]:
     """{(gpu_id, bucket start): [covered_s, busy_s, idle_s]} over [lo, hi): sums done by SQLite on the
@@ -359,8 +371,8 @@ def final_process_sums(conn: sqlite3.Connection, lo_ms: int, hi_ms: int) -> list
                             "WHERE minute >= ? AND minute < ? GROUP BY proc_id, gpu_id", (a, b)).fetchall()
 
     def ends(a: int, b: int) -> list[tuple]:           # kept until the range takes in another minute
-        return cache.get("process_sums", _final_key(conn, "process_minutes", a, b), lambda: read(a, b),
-                         durable=True) if a < b else []
+        return cache_for(conn).get("process_sums", _final_key(conn, "process_minutes", a, b), lambda: read(a, b),
+                                   durable=True)
 
     def hours(a: int, b: int) -> dict[int, dict[tuple[int, int], tuple[float, float]]]:
         out: dict[int, dict[tuple[int, int], tuple[float, float]]] = defaultdict(dict)
@@ -370,14 +382,12 @@ def final_process_sums(conn: sqlite3.Connection, lo_ms: int, hi_ms: int) -> list
             out[h * HOUR_MS][(proc, gid)] = (share, idle)
         return out
 
-    cache = cache_for(conn)
-    first, last = -(-lo_ms // HOUR_MS) * HOUR_MS, hi_ms // HOUR_MS * HOUR_MS
-    if first >= last:
+    direct, buckets = final_hours(conn, "process_hours", lo_ms, hi_ms, hi_ms, hours)
+    if not buckets:
         return ends(lo_ms, hi_ms)
     acc: dict[tuple[int, int], list[float]] = defaultdict(lambda: [0.0, 0.0])
-    parts = [*ends(lo_ms, first), *ends(last, hi_ms)]
-    for per in final_buckets(conn, "process_hours", get_meta(conn, ROLLUP_GENERATION), first, last, HOUR_MS,
-                             hours).values():
+    parts = [row for a, b in direct for row in ends(a, b)]
+    for per in buckets:
         parts.extend((proc, gid, share, idle) for (proc, gid), (share, idle) in per.items())
     for proc, gid, share, idle in parts:
         a = acc[(proc, gid)]
@@ -405,15 +415,21 @@ def latest_samples(conn: sqlite3.Connection) -> dict[int, tuple]:
     return out
 
 
+def process_rows(conn: sqlite3.Connection, proc_ids: set[int]) -> dict[int, tuple]:
+    """proc id -> (pid, user, command) as stored, in one read per 500 ids (every dashboard tick asks)."""
+    ids = sorted(proc_ids)
+    out: dict[int, tuple] = {}
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        out.update((r[0], r[1:]) for r in conn.execute(
+            f"SELECT id, pid, user, command FROM processes WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+    return out
+
+
 def current_procs(conn: sqlite3.Connection, latest: dict[int, tuple]) -> dict[int, list[tuple]]:
     """{gpu_id: [(proc id, pid, user, command, used_memory, sm_util)]} at each GPU's sample in `latest`."""
     at = {gid: procs_at(conn, gid, row[0]) for gid, row in latest.items()}
-    ids = sorted({proc for procs in at.values() for proc, _mem, _sm in procs})
-    info: dict[int, tuple] = {}
-    for lo in range(0, len(ids), 500):     # every tick of the dashboard: one read, not one per process
-        chunk = ids[lo:lo + 500]
-        info.update((r[0], r[1:]) for r in conn.execute(
-            f"SELECT id, pid, user, command FROM processes WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+    info = process_rows(conn, {proc for procs in at.values() for proc, _mem, _sm in procs})
     out: dict[int, list[tuple]] = {}
     for gid, procs in at.items():
         rows = [(proc, *info[proc], mem, sm) for proc, mem, sm in procs if proc in info]

@@ -195,6 +195,28 @@ def test_underutilised_over_24h(day):
     assert costing.underutilised(conn, cfg2, NOW_MS + MIN) == [("GPU-box1-5", 10.0)]
 
 
+def test_underutilised_reads_the_partial_hours_at_both_ends_of_its_24h(db_path, tmp_path):
+    """The 24 h average adds whole hours kept from before to the partial hour at either end of the window and
+    the minutes after the watermark (rewritten by the next rollup): all three count, and a minute later the
+    window has moved at both ends."""
+    conn = new_store(db_path)
+    gid = add_gpus(conn, 1)[0]
+    add_minutes(conn, gid, DAY0_MS - 12 * HOUR - 30 * MIN, 60, busy=0, free=60, util=0)    # yesterday 11:30-12:30
+    add_minutes(conn, gid, DAY0_MS + 9 * HOUR, 170, util=30)                              # today 09:00-11:50
+    set_watermark(conn, DAY0_MS + 11 * HOUR + 40 * MIN)               # 11:40-11:49 not rolled up for good yet
+    cfg = cfg_from(tmp_path, CFG + "idle: {low_util_pct: 25}\n")
+    now = NOW_MS - 10 * MIN                                            # 11:50: the window opens yesterday 11:50
+    # 40 min at 0% (yesterday 11:50-12:30) + 170 min at 30%: 5100 / 210 = 24.2857%
+    assert [(u, round(a, 4)) for u, a in costing.underutilised(conn, cfg, now)] == [("GPU-box1-0", 24.2857)]
+    add_minutes(conn, gid, DAY0_MS + 11 * HOUR + 50 * MIN, 1, util=30)
+    set_watermark(conn, DAY0_MS + 11 * HOUR + 50 * MIN)
+    # a minute later: 39 min at 0% + 171 min at 30%: 5130 / 210 = 24.4286%
+    warm = costing.underutilised(conn, cfg, now + MIN)
+    assert [(u, round(a, 4)) for u, a in warm] == [("GPU-box1-0", 24.4286)]
+    costing.reset_caches()
+    assert costing.underutilised(conn, cfg, now + MIN) == warm
+
+
 def test_mig_slices_are_not_counted_twice_and_lost_gpus_show(db_path, tmp_path):
     conn = new_store(db_path)
     (parent, lost) = add_gpus(conn, 2)
