@@ -12,6 +12,7 @@ and the collector daemon's own peak RSS while its `billing.sources` task re-impo
 (the shipped unit has MemoryMax=256M; the import runs in a child process whose peak is printed too).
     python bench/bench_import.py [rows] [runs]          # defaults: 200000 3
     python bench/bench_import.py --parquet [rows] [runs]
+    ... [--before CHECKOUT]                             # also another checkout (its own .venv), interleaved
     python bench/bench_import.py --rss                  # peak RSS at 200k and 1M rows, CSV and Parquet
     python bench/bench_import.py --daemon [rows]        # collector RSS during a billing.sources re-import
 """
@@ -83,23 +84,38 @@ def _db_bytes(db: Path) -> int:
     return sum(Path(f"{db}{suffix}").stat().st_size for suffix in ("", "-wal") if Path(f"{db}{suffix}").exists())
 
 
-def run_gpuspend(csv_path: Path, d: Path) -> tuple[float, float, int, int, float]:
+def run_gpuspend(csv_path: Path, d: Path, root: Path = ROOT) -> tuple[float, float, int, int, float]:
     """(wall s of the whole CLI process, importer-only s, rows, peak RSS bytes, CPU s of the importer process
-    and its reader child, Python start-up included)."""
+    and its reader child, Python start-up included). `root`: the checkout to run (another one: its .venv)."""
     db = d / "gs.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=str(root))
+    python = sys.executable if root == ROOT else str(root / ".venv" / "bin" / "python")
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "gpuspend", "--db", str(db), "import", str(csv_path)], check=True,
-                   env=env, stdout=subprocess.DEVNULL, cwd=ROOT)
+    subprocess.run([python, "-m", "gpuspend", "--db", str(db), "import", str(csv_path)], check=True,
+                   env=env, stdout=subprocess.DEVNULL, cwd=root)
     wall = time.perf_counter() - t
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
-    out = subprocess.run([sys.executable, "-c", CHILD, str(db), str(csv_path)], check=True, env=env,
-                         capture_output=True, text=True, cwd=ROOT).stdout.split()
-    READER_RSS.append(int(out[4]))
+    out = subprocess.run([python, "-c", CHILD, str(db), str(csv_path)], check=True, env=env,
+                         capture_output=True, text=True, cwd=root).stdout.split()
+    if root == ROOT:
+        READER_RSS.append(int(out[4]))
     return wall, float(out[0]), int(out[1]), int(out[2]), float(out[3])
+
+
+def before_checkout() -> Path | None:
+    """--before CHECKOUT: another checkout (with its own .venv) measured in the same run, interleaved."""
+    if "--before" not in sys.argv:
+        return None
+    root = Path(sys.argv[sys.argv.index("--before") + 1]).resolve()
+    if not (root / ".venv" / "bin" / "python").exists():
+        sys.exit(f"bench_import: {root} has no .venv (python -m venv .venv && .venv/bin/pip install -e .)")
+    # Compiled once, as an installed package is: PYTHONDONTWRITEBYTECODE would make it compile every run.
+    subprocess.run([str(root / ".venv" / "bin" / "python"), "-m", "compileall", "-q", str(root / "gpuspend"),
+                    str(root / "collectors")], check=True, stdout=subprocess.DEVNULL)
+    return root
 
 
 def speed(rows: int, runs: int) -> None:
@@ -109,23 +125,32 @@ def speed(rows: int, runs: int) -> None:
         d = Path(tmp)
         big = build(d / "big.csv", rows)
         print(f"FOCUS CSV: {rows} rows, {fmt_bytes(big.stat().st_size)} ({'public sample' if SAMPLE.exists() else 'fixture'} repeated)")
-        cli, cli_cpu, wall, inproc, rss, cpu = [], [], [], [], [], []
+        before = before_checkout()
+        cli, cli_cpu, wall, inproc, rss, cpu, old, old_in = [], [], [], [], [], [], [], []
         for _ in range(runs):
             cw, cc = run_sqlite_cli(big, d)
             cli.append(cw)
             cli_cpu.append(cc)
             w, i, n, r, u = run_gpuspend(big, d)
             assert n == rows, n
+            store = _db_bytes(d / "gs.db")
             wall.append(w)
             inproc.append(i)
             rss.append(r)
             cpu.append(u)
+            if before is not None:
+                w, i, *_rest = run_gpuspend(big, d, before)
+                old.append(w)
+                old_in.append(i)
         c, w, i = statistics.median(cli), statistics.median(wall), statistics.median(inproc)
         cc, u = statistics.median(cli_cpu), statistics.median(cpu)
         print(f"sqlite3 CLI .import        median {c:6.2f} s  {rows / c:10,.0f} rows/s")
         print(f"gpuspend import (CLI wall) median {w:6.2f} s  {rows / w:10,.0f} rows/s  ratio {c / w:4.2f}x")
         print(f"gpuspend importer only     median {i:6.2f} s  {rows / i:10,.0f} rows/s  ratio {c / i:4.2f}x")
-        print(f"store after the import: gpuspend {fmt_bytes(_db_bytes(d / 'gs.db'))}, "
+        if old:
+            print(f"--before (whole command)   median {statistics.median(old):6.2f} s  ratio {c / statistics.median(old):4.2f}x"
+                  f"; importer only {statistics.median(old_in):6.2f} s  ratio {c / statistics.median(old_in):4.2f}x")
+        print(f"store after the import: gpuspend {fmt_bytes(store)}, "
               f"sqlite3 CLI (every column as text) {fmt_bytes(_db_bytes(d / 'cli.db'))}")
         # CPU seconds are steadier than wall time on a shared machine (the importer uses two threads).
         print(f"CPU: sqlite3 CLI median {cc:6.2f} s, gpuspend importer process median {u:6.2f} s "
@@ -183,19 +208,29 @@ def parquet_speed(rows: int, runs: int) -> None:
         csv_path, pq_path = build_cur2(d, rows)
         print(f"CUR 2.0: {rows} rows, Parquet {fmt_bytes(pq_path.stat().st_size)}, "
               f"same rows as CSV {fmt_bytes(csv_path.stat().st_size)}")
-        cli, wall, inproc, rss = [], [], [], []
+        before = before_checkout()
+        cli, wall, inproc, rss, old, old_in = [], [], [], [], [], []
         for _ in range(runs):
             cli.append(run_sqlite_cli(csv_path, d)[0])
             w, i, n, r, _u = run_gpuspend(pq_path, d)
             assert n == rows, n
+            store = _db_bytes(d / "gs.db")
             wall.append(w)
             inproc.append(i)
             rss.append(r)
+            if before is not None:
+                w, i, *_rest = run_gpuspend(pq_path, d, before)
+                old.append(w)
+                old_in.append(i)
         c, w, i = statistics.median(cli), statistics.median(wall), statistics.median(inproc)
         print(f"sqlite3 CLI .import (CSV)            median {c:6.2f} s  {rows / c:10,.0f} rows/s")
         print(f"gpuspend import Parquet (CLI wall)   median {w:6.2f} s  {rows / w:10,.0f} rows/s  ratio {c / w:4.2f}x")
         print(f"gpuspend importer only (Parquet)     median {i:6.2f} s  {rows / i:10,.0f} rows/s  ratio {c / i:4.2f}x")
-        print(f"store after the import: gpuspend {fmt_bytes(_db_bytes(d / 'gs.db'))}, "
+        if old:
+            print(f"--before (whole command)             median {statistics.median(old):6.2f} s  ratio "
+                  f"{c / statistics.median(old):4.2f}x; importer only {statistics.median(old_in):6.2f} s  ratio "
+                  f"{c / statistics.median(old_in):4.2f}x")
+        print(f"store after the import: gpuspend {fmt_bytes(store)}, "
               f"sqlite3 CLI (every column as text) {fmt_bytes(_db_bytes(d / 'cli.db'))}")
         print(f"peak RSS of the import process: {fmt_bytes(max(rss))}")
 
@@ -258,7 +293,10 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--build-cur2"]:
         build_cur2_here(Path(sys.argv[2]), int(sys.argv[3]))
         sys.exit(0)
-    nums = [int(a) for a in sys.argv[1:] if not a.startswith("--")]
+    args = sys.argv[1:]
+    if "--before" in args:                       # its value is a path, not a count
+        del args[args.index("--before") + 1]
+    nums = [int(a) for a in args if not a.startswith("--")]
     if "--rss" in sys.argv:
         rss()
     elif "--daemon" in sys.argv:

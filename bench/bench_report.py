@@ -29,7 +29,7 @@ NOW_MS = NOW_S * 1000
 DAYS = 365
 GPUS = 8
 BILLING_ROWS = 1_000_000
-DB = Path(tempfile.gettempdir()) / "gpuspend-bench-report-v3.db"
+DB = Path(tempfile.gettempdir()) / "gpuspend-bench-report-v4.db"
 
 BASELINE = f"""
 import sqlite3, sys
@@ -103,11 +103,11 @@ def build(path: Path) -> None:
                 gpu = svc.endswith("Cloud") and n % 3 == 0
                 rows.append((imp, n, p0, p0 + 28 * 86400, s, s + 3600, round(rnd.uniform(0.01, 60), 4), "USD",
                              svc, "p5.48xlarge" if gpu else None, f"i-{n % 50:017x}", int(gpu)))
-            # as an import stores them (store v13): service and instance type as charge_texts ids
+            # as an import stores them (store v14): service, instance type and resource id as charge_texts ids
             conn.executemany("INSERT INTO charge_rows (import_id, line, billing_period_start, billing_period_end, "
                              "charge_period_start, charge_period_end, billed_cost, currency, service_tid, "
-                             "instance_type_tid, resource_id, is_gpu) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                             [(*r[:8], text_id(r[8]), text_id(r[9]), *r[10:]) for r in rows])
+                             "instance_type_tid, resource_id_tid, is_gpu) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                             [(*r[:8], text_id(r[8]), text_id(r[9]), text_id(r[10]), r[11]) for r in rows])
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     os.replace(tmp, path)

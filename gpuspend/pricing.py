@@ -24,6 +24,7 @@ from gpuspend.fmt import rate as rate_label
 from gpuspend.gpu_models import family, match_order, normalise_model
 from gpuspend.rollup import REMOTE_SOURCES
 from gpuspend.snapshot import Rate
+from gpuspend.store import resource_match
 
 if TYPE_CHECKING:
     from gpuspend.config import Config
@@ -415,9 +416,8 @@ def _billing_window(conn: sqlite3.Connection, rid: str) -> tuple | None:
     else the period itself; hours without a usage row were not billed. Fees, taxes and purchases of the
     resource are the month's, never part of its hourly rate."""
     usage = "LOWER(COALESCE(charge_category, 'usage')) = 'usage'"
-    match = "(resource_id = ? OR resource_id LIKE ?)"
-    row = conn.execute(f"SELECT MAX(charge_period_end) FROM charges WHERE {match} AND {usage}",
-                       (rid, "%/" + rid)).fetchone()
+    match, margs = resource_match(rid)
+    row = conn.execute(f"SELECT MAX(charge_period_end) FROM charge_rows WHERE {match} AND {usage}", margs).fetchone()
     if not row or row[0] is None:
         return None
     end = row[0]
@@ -425,9 +425,9 @@ def _billing_window(conn: sqlite3.Connection, rid: str) -> tuple | None:
     totals: dict[str, list[float]] = {}
     for cur, a, b, cost, qty, unit, gpus, imp in conn.execute(
             "SELECT COALESCE(currency, 'USD'), charge_period_start, charge_period_end, "
-            f"COALESCE(effective_cost, billed_cost), quantity, unit, gpu_count, import_id FROM charges "
+            f"COALESCE(effective_cost, billed_cost), quantity, unit, gpu_count, import_id FROM charge_rows "
             f"WHERE {match} AND {usage} AND charge_period_end > ? AND charge_period_start IS NOT NULL",
-            (rid, "%/" + rid, end - BILLING_WINDOW_S)):
+            (*margs, end - BILLING_WINDOW_S)):
         t = totals.setdefault(cur, [0.0, 0.0, 0.0, 0.0])     # cost, rows, gpus, import id
         t[0] += float(cost or 0.0)
         t[1] += 1

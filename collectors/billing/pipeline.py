@@ -71,6 +71,22 @@ def _child(out: Connection, path: str, skip_bad: bool, keys: list[str], fmt: str
         out.close()
 
 
+# A batch pickles to ~0.6 MB. Through the default 64 KB pipe, sending one took ~10 hand-offs between the two
+# processes, and the child could not read on until the parent had read all of it: the two ran in lock step,
+# each waiting on the other. A 1 MB pipe (Linux's unprivileged maximum) holds a whole batch: the child reads
+# the next one while the parent inserts (200k FOCUS rows: 1.45 -> 1.36 s).
+PIPE_BYTES = 1 << 20
+
+
+def _widen(conn: Connection) -> None:
+    try:
+        import fcntl
+
+        fcntl.fcntl(conn.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    except (ImportError, AttributeError, OSError):   # not Linux, or a lower pipe-max-size: the default pipe
+        pass
+
+
 class ReaderProcess:
     """(batch, normalised rows, prepared rows) as importer._normalised yields them, read by a child process that
     starts at once (the importing process hashes the file meanwhile); `table.skipped` is filled at the end.
@@ -80,6 +96,7 @@ class ReaderProcess:
         mp = multiprocessing.get_context("fork")
         self._table = table
         self._recv, send = mp.Pipe(duplex=False)
+        _widen(send)
         self._proc = mp.Process(target=_child, args=(send, str(table.path), table.skip_bad_rows, keys, fmt, ctx),
                                 name="gpuspend-billing-reader", daemon=True)
         self._proc.start()

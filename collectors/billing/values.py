@@ -52,7 +52,26 @@ def clean(arr: pa.Array, nulls: pa.Array = _NULLSET) -> pa.Array:
 def text_col(arr: pa.Array | None, n: int) -> list[str | None]:
     if arr is None:
         return [None] * n
-    return pylist(clean(arr))
+    enc = _encoded(arr)
+    if enc is None:                               # short, empty or mostly distinct: nothing to share
+        return clean(arr).to_pylist()
+    # Cleaned per distinct cell, not per cell: a month repeats each text hundreds of times.
+    return _spread(clean(enc.dictionary).to_pylist(), enc.indices)
+
+
+def _encoded(arr: pa.Array) -> pa.DictionaryArray | None:
+    """`arr` dictionary-encoded when its distinct values are at most a quarter of its cells, else None."""
+    n = len(arr)
+    if n < 64 or arr.null_count == n:
+        return None
+    enc = pc.dictionary_encode(arr)
+    return enc if len(enc.dictionary) * 4 <= n else None
+
+
+def _spread(values: list[Any], indices: pa.Array) -> list[Any]:
+    """The value of each index (a null index: None), one shared Python object per distinct value."""
+    values.append(None)
+    return list(map(values.__getitem__, pc.fill_null(indices, pa.scalar(len(values) - 1, indices.type)).to_pylist()))
 
 
 def pylist(a: pa.Array) -> list[Any]:
@@ -65,12 +84,9 @@ def pylist(a: pa.Array) -> list[Any]:
     if n < 64:
         return a.to_pylist()
     enc = pc.dictionary_encode(a)
-    values = enc.dictionary
-    if len(values) * 4 > n:                       # mostly distinct: nothing to share
+    if len(enc.dictionary) * 4 > n:               # mostly distinct: nothing to share
         return a.to_pylist()
-    out = values.to_pylist()
-    out.append(None)
-    return list(map(out.__getitem__, pc.fill_null(enc.indices, len(values)).to_pylist()))
+    return _spread(enc.dictionary.to_pylist(), enc.indices)
 
 
 def text_first(n: int, *arrs: pa.Array | None) -> list[str | None]:
@@ -168,6 +184,15 @@ _PER_SECOND = {"s": 1, "ms": 1000, "us": 1_000_000, "ns": 1_000_000_000}
 _TS_HINT: dict[str, int] = {}
 
 
+def _int64(v: int) -> pa.Scalar:
+    # Typed: a bare Python int is inferred, and pyarrow's inference looks for python-dateutil on each call
+    # (a full sys.path search when it is not installed, ~50 us).
+    return pa.scalar(v, pa.int64())
+
+
+_MS_PER_S = _int64(1000)
+
+
 def ts_col(arr: pa.Array | None, n: int, name: str, bad: list[BadValue]) -> list[int | None]:
     """Epoch seconds (None for nulls); bad cells go to `bad`."""
     if arr is None:
@@ -175,12 +200,11 @@ def ts_col(arr: pa.Array | None, n: int, name: str, bad: list[BadValue]) -> list
     if pa.types.is_timestamp(arr.type):           # Parquet: instants already (naive ones are UTC)
         per_s = _PER_SECOND[arr.type.unit]
         ticks = pc.cast(arr, pa.int64())
-        return (ticks if per_s == 1 else pc.divide(ticks, per_s)).to_pylist()   # after 1970: floor
-    a = clean(arr)
-    # Billing times repeat (hourly line items): parse each distinct text once and spread it back by index.
-    # Arrow's ISO parser costs ~1 us a cell; hashing the column is far cheaper when values repeat.
-    enc = pc.dictionary_encode(a) if len(a) > 64 else None
-    texts = enc.dictionary if enc is not None and len(enc.dictionary) * 4 <= len(a) else a
+        return (ticks if per_s == 1 else pc.divide(ticks, _int64(per_s))).to_pylist()   # after 1970: floor
+    # Billing times repeat (hourly line items): clean and parse each distinct text once and spread it back by
+    # index. Arrow's ISO parser costs ~1 us a cell; hashing the column is far cheaper when values repeat.
+    enc = _encoded(arr)
+    texts = clean(arr if enc is None else enc.dictionary)
     # Try last batch's winning spelling first: a file keeps one timestamp style per column.
     first = _TS_HINT.get(name, 0)
     for k in (first, *(j for j in range(len(_TS_TYPES)) if j != first)):
@@ -189,9 +213,10 @@ def ts_col(arr: pa.Array | None, n: int, name: str, bad: list[BadValue]) -> list
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             continue
         _TS_HINT[name] = k
-        if texts is not a:
+        if enc is not None:
             ms = pc.take(ms, enc.indices)            # null indices (null cells) stay null
-        return pc.divide(ms, 1000).to_pylist()       # billing times are after 1970: truncation = floor
+        return pc.divide(ms, _MS_PER_S).to_pylist()  # billing times are after 1970: truncation = floor
+    a = clean(arr)
     out: list[int | None] = []
     cache: dict[str, int] = {}
     for i, v in enumerate(a.to_pylist()):

@@ -17,6 +17,7 @@ from gpuspend.costing.metering import metered_daily
 from gpuspend.costing.store_read import covered_by_day, load_gpus, local_rates, resolve_rates
 from gpuspend.forecast import Stream
 from gpuspend.snapshot import Alternative, BillingSummary, DayTotal, MonthView, Rate, Spender
+from gpuspend.store import resource_match
 
 # A billed row longer than this is a monthly, recurring or one-time charge (a support fee, tax for the month,
 # an RI fee, a monthly-granularity export): counted once in the month, never a day's rate, never coverage.
@@ -63,9 +64,10 @@ class MonthBilling:
 def _local_match(rid: str | None) -> tuple[str, tuple]:
     """SQL condition (and its arguments) for rows of the locally metered resource. With this machine's
     resource id: that resource (the id, or an ARN/path ending in it). Without one: GPU usage rows, the only
-    rows that can be this box's GPUs (the exports' other spend is never suppressed by the local meter)."""
+    rows that can be this box's GPUs (the exports' other spend is never suppressed by the local meter).
+    A condition on `charge_rows`, where a resource id may be stored as a text id (store v14)."""
     if rid:
-        return "(resource_id = ? OR resource_id LIKE ?)", (rid, "%/" + rid)
+        return resource_match(rid)
     return "is_gpu = 1", ()
 
 
@@ -99,7 +101,7 @@ def _month_billing(conn: sqlite3.Connection, month: str, rid: str | None) -> Mon
     q = (f"SELECT COALESCE(currency, 'USD'), CASE WHEN {local_long} THEN 'local_long' WHEN NOT ({_SHORT}) "
          f"THEN 'once' WHEN {local_sql} AND {_USAGE} THEN 'local' ELSE 'other' END AS cls, "
          "charge_period_start / 86400 AS d, SUM(billed_cost), MIN(charge_period_start), MAX(charge_period_end) "
-         f"FROM charges WHERE {period} GROUP BY 1, 2, 3")
+         f"FROM charge_rows WHERE {period} GROUP BY 1, 2, 3")
     spans: list[tuple[int, int]] = []
     for cur, cls, d, total, first, last in conn.execute(q, (*largs, *largs, *pargs)):
         if cls == "local_long":
@@ -124,7 +126,7 @@ def _month_billing(conn: sqlite3.Connection, month: str, rid: str | None) -> Mon
     # spread evenly over that time.
     for cur, a, b, cost, imported in conn.execute(
             "SELECT COALESCE(currency, 'USD'), charge_period_start, charge_period_end, billed_cost, "
-            f"(SELECT imported_at FROM imports WHERE imports.id = charges.import_id) FROM charges WHERE {local_long} "
+            f"(SELECT imported_at FROM imports WHERE imports.id = r.import_id) FROM charge_rows r WHERE {local_long} "
             f"AND {period}", (*largs, *pargs)):
         a_ms = max(start, int(a) * 1000)
         b_ms = min(end, int(b) * 1000, int(imported or b) * 1000)
@@ -140,7 +142,7 @@ def _month_billing(conn: sqlite3.Connection, month: str, rid: str | None) -> Mon
             part = (min(b_ms, d0 + DAY_MS) - max(a_ms, d0)) / (b_ms - a_ms)
             bucket[forecast.day_key(d0)] = bucket.get(forecast.day_key(d0), 0.0) + amount * part
     for a, b in conn.execute(
-            f"SELECT DISTINCT charge_period_start, charge_period_end FROM charges WHERE {period} AND {_SHORT} "
+            f"SELECT DISTINCT charge_period_start, charge_period_end FROM charge_rows WHERE {period} AND {_SHORT} "
             f"AND {local_sql} AND {_USAGE} ORDER BY 1, 2", (*pargs, *largs)):
         a_ms, b_ms = max(start, int(a) * 1000), min(end, int(b) * 1000)
         if a_ms < b_ms:

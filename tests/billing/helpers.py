@@ -7,6 +7,8 @@ import sqlite3
 from collections import defaultdict
 from pathlib import Path
 
+from tests.old_schema import schema_at
+
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "billing"
 NULLS = {"", "NULL", "null", "(null)", "None"}
 
@@ -20,6 +22,21 @@ def dump(db: Path) -> str:
         return "\n".join(conn.iterdump())
     finally:
         conn.close()
+
+
+def store_copy_at(version: int, path: Path, ref: sqlite3.Connection, tables: tuple[str, ...],
+                  read: dict[str, str] | None = None) -> None:
+    """A database exactly as schema `version` left it, holding the reference's rows of `tables`: each column
+    of the old table read from the reference as itself, or as the SQL `read` gives for it."""
+    conn = schema_at(path, version)
+    conn.execute("BEGIN")
+    for table in tables:
+        cols = [c[1] for c in conn.execute(f"PRAGMA table_info({table})")]
+        picked = [(read or {}).get(c, c) for c in cols]
+        conn.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                         ref.execute(f"SELECT {', '.join(picked)} FROM {table}").fetchall())
+    conn.execute("COMMIT")
+    conn.close()
 
 
 def csv_rows(path: Path) -> list[dict[str, str]]:

@@ -10,7 +10,7 @@ from gpuspend import costing, store
 from gpuspend.collectors.billing.importer import import_paths
 from gpuspend.costing.month import billing_summary, month_billing
 from gpuspend.store import connect
-from tests.billing.helpers import FIXTURES
+from tests.billing.helpers import FIXTURES, store_copy_at
 from tests.costing.builders import cfg_from
 
 NOW_MS = 1794744000000          # 2026-11-15 12:00 UTC, inside the fixtures' billing period
@@ -20,17 +20,8 @@ TABLES = ("imports", "charges", "meta")
 
 def _v11_copy_of(ref: sqlite3.Connection, path: Path) -> None:
     """A database exactly as schema v11 left it, holding the reference's imports, charges and meta rows."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    for script in store.MIGRATIONS[:11]:
-        for stmt in store._statements(script):
-            conn.execute(stmt)
-    conn.execute("PRAGMA user_version = 11")
-    conn.execute("BEGIN")
-    for table in TABLES:
-        cols = [c[1] for c in ref.execute(f"PRAGMA table_info({table})")]
-        rows = ref.execute(f"SELECT {', '.join(cols)} FROM {table}").fetchall()
-        conn.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", rows)
-    conn.execute("COMMIT")
+    store_copy_at(11, path, ref, TABLES)
+    conn = sqlite3.connect(path)
     assert "charges_charge_start" in _indexes(conn)
     conn.close()
 

@@ -11,15 +11,12 @@ import pytest
 from gpuspend import store
 from gpuspend.config import load_config
 from gpuspend.errors import ConfigError, DataError
+from tests.old_schema import schema_at
 
 
 def _build_version(path: Path, k: int) -> None:
     """A database exactly as schema version k left it (MIGRATIONS[:k]), with a few rows in the v1 tables."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    for script in store.MIGRATIONS[:k]:
-        for stmt in store._statements(script):
-            conn.execute(stmt)
-    conn.execute(f"PRAGMA user_version = {k}")
+    conn = schema_at(path, k)
     conn.execute("INSERT INTO gpus (uuid, host, idx, source, first_seen, last_seen) VALUES ('GPU-old', 'h', 0, 'nvml', 1, 2)")
     conn.execute("INSERT INTO gpu_samples (gpu_id, ts, util, power) VALUES (1, 1000, 50, 300)")
     conn.execute("INSERT INTO gpu_minutes (gpu_id, minute, samples, covered_s, busy_s) VALUES (1, 0, 30, 60, 60)")

@@ -21,8 +21,9 @@ from gpuspend.collectors.sampler import Sampler
 from gpuspend.costing.attribution import process_seconds
 from gpuspend.costing.metering import energy_by_day
 from gpuspend.samples import gpu_samples, proc_samples
-from gpuspend.store import MIGRATIONS, REPACK_KEY, SCHEMA_VERSION, _statements, connect, get_meta
+from gpuspend.store import REPACK_KEY, SCHEMA_VERSION, connect, get_meta
 from tests.idle.timeline import MIN, NOW_MS, cfg_file
+from tests.old_schema import schema_at
 
 GIB = 1 << 30
 CFG = ("interval: {step}\nrates:\n  per_gpu:\n    GPU-r-0: 2.0\n    GPU-r-1: 3.0\nidle:\n  after: 5m\n"
@@ -228,14 +229,7 @@ def test_the_energy_counter_gives_each_minute_its_energy(tmp_path):
 
 
 def _v10_db(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(str(path), isolation_level=None)
-    conn.execute("BEGIN")
-    for script in MIGRATIONS[:10]:
-        for stmt in _statements(script):
-            conn.execute(stmt)
-    conn.execute("PRAGMA user_version = 10")
-    conn.execute("COMMIT")
-    return conn
+    return schema_at(path, 10)
 
 
 def test_an_old_row_per_sample_database_migrates_to_runs_with_the_same_figures(tmp_path):
