@@ -46,3 +46,19 @@ def test_tags_without_braces_and_label_lists() -> None:
     assert tags_json("[]") is None
     with pytest.raises(ValueError):
         tags_json("not tags at all")
+
+
+def test_a_long_repetitive_column_reads_as_its_cells_do() -> None:
+    """A month's column repeats a few values (each distinct value is cleaned and parsed once): every cell still
+    reads as it would alone, whitespace and null spellings included, and a bad cell is named by its own row."""
+    cells = ["  EC2", "EC2", "NULL", "", "ec2 ", None, "(null)", "S3"] * 40
+    want = [None if c is None or c.strip() in ("", "NULL", "(null)") else c.strip() for c in cells]
+    assert text_col(pa.array(cells, pa.string()), len(cells)) == want
+    times = ["2026-11-01T00:00:00Z", " 2026-11-01T00:00:00Z", "NULL", None] * 50
+    bad: list[BadValue] = []
+    assert ts_col(pa.array(times, pa.string()), len(times), "ChargePeriodStart", bad) == \
+        [None if t is None or t == "NULL" else NOV1 for t in times]
+    assert bad == []
+    times[137] = "not a time"
+    assert ts_col(pa.array(times, pa.string()), len(times), "ChargePeriodStart", bad)[137] is None
+    assert [(b.row, b.value) for b in bad] == [(137, "not a time")]
