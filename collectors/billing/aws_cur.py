@@ -10,15 +10,25 @@ from __future__ import annotations
 
 import json
 import re
+from itertools import compress
 from typing import Any
 
-from gpuspend.collectors.billing.normalise import Cols, Rows, coalesce, finish, month_start, next_month
+from gpuspend.collectors.billing.normalise import (
+    Cols,
+    Rows,
+    coalesce,
+    finish,
+    month_start,
+    next_month,
+)
 from gpuspend.collectors.billing.values import (
     BadValue,
+    mapped,
     merge_tag_columns,
     num_col,
     tags_col,
     text_col,
+    text_first,
     ts_col,
 )
 
@@ -80,6 +90,22 @@ def _effective(kind: str | None, unblended: float | None, res_eff: float | None,
     return unblended
 
 
+# Line item types whose amortised cost is not their unblended cost (see _effective).
+_AMORTISED = {"savingsplancoveredusage", "savingsplannegation", "savingsplanupfrontfee", "savingsplanrecurringfee",
+              "discountedusage", "rifee", "fee"}
+
+
+def _effective_col(kind: list[str | None], billed: list[float | None], *rest: list[Any]) -> list[float | None]:
+    """_effective of every row, computed only for the rows of a type that amortises: the others (plain usage,
+    tax, credits: nearly every row of an export) keep their billed cost."""
+    special = {k: (k or "usage").lower() in _AMORTISED for k in set(kind)}
+    out = list(billed)
+    if any(special.values()):
+        for i in compress(range(len(kind)), map(special.__getitem__, kind)):
+            out[i] = _effective(kind[i], billed[i], *(col[i] for col in rest))
+    return out
+
+
 def _tags(c: Cols, n: int, bad: list[BadValue]) -> list[str | None]:
     per_column: list[tuple[str, list[str | None]]] = []
     for i, k in enumerate(c.keys):
@@ -90,8 +116,10 @@ def _tags(c: Cols, n: int, bad: list[BadValue]) -> list[str | None]:
             per_column.append((raw[len("resource_tags_"):], text_col(c.arrays[i], n)))
     merged = merge_tag_columns(per_column, n)
     if c.has("resource_tags"):          # CUR 2.0: one map column
-        mapped = tags_col(c.get("resource_tags"), n, c.name("resource_tags"), bad)
-        merged = [_merge_json(a, b) for a, b in zip(merged, mapped, strict=True)]
+        in_map = tags_col(c.get("resource_tags"), n, c.name("resource_tags"), bad)
+        if not per_column:              # the usual CUR 2.0: nothing to merge it with
+            return in_map
+        merged = [_merge_json(a, b) for a, b in zip(merged, in_map, strict=True)]
     return merged
 
 
@@ -119,8 +147,7 @@ def normalise(c: Cols, ctx: dict[str, Any]) -> Rows:
     sp_total, sp_used = num("savings_plan_total_commitment_to_date"), num("savings_plan_used_commitment")
     ri_up = num("reservation_unused_amortized_upfront_fee_for_billing_period")
     ri_rec = num("reservation_unused_recurring_fee")
-    effective = [_effective(*v) for v in zip(kind, billed, res_eff, sp_eff, sp_total, sp_used, ri_up, ri_rec,
-                                             bill_type, strict=True)]
+    effective = _effective_col(kind, billed, res_eff, sp_eff, sp_total, sp_used, ri_up, ri_rec, bill_type)
     start = ts_col(c.get("line_item_usage_start_date"), n, c.name("line_item_usage_start_date"), bad)
     bp_start = ts_col(c.get("bill_billing_period_start_date"), n, c.name("bill_billing_period_start_date"), bad)
     bp_end = ts_col(c.get("bill_billing_period_end_date"), n, c.name("bill_billing_period_end_date"), bad)
@@ -131,27 +158,25 @@ def normalise(c: Cols, ctx: dict[str, Any]) -> Rows:
     if not c.has("line_item_currency_code"):
         currency = ["USD"] * n                           # CUR without the column is always USD
     data = {
-        "billing_account": coalesce(text_col(c.get("bill_payer_account_id"), n),
-                                    text_col(c.get("line_item_usage_account_id"), n)),
+        "billing_account": text_first(n, c.get("bill_payer_account_id"), c.get("line_item_usage_account_id")),
         "sub_account": text_col(c.get("line_item_usage_account_id"), n),
         "billing_period_start": bp_start,
         "billing_period_end": bp_end,
         "charge_period_start": start,
         "charge_period_end": ts_col(c.get("line_item_usage_end_date"), n, c.name("line_item_usage_end_date"), bad),
-        "charge_category": [CATEGORY.get((k or "usage").lower(), "Adjustment") for k in kind],
+        "charge_category": mapped(kind, lambda k: CATEGORY.get((k or "usage").lower(), "Adjustment")),
         "charge_class": [None] * n,
-        "charge_type": [k or "Usage" for k in kind],
+        "charge_type": mapped(kind, lambda k: k or "Usage"),
         "billed_cost": billed,
         "effective_cost": effective,
         "list_cost": num("pricing_public_on_demand_cost"),
         "currency": currency,
-        "service": coalesce(text_col(c.get("product_product_name"), n), text_col(c.get("line_item_product_code"), n)),
+        "service": text_first(n, c.get("product_product_name"), c.get("line_item_product_code")),
         "sku": text_col(c.get("product_sku"), n),
         "sku_description": text_col(c.get("line_item_line_item_description"), n),
         "resource_id": text_col(c.get("line_item_resource_id"), n),
         "instance_type": text_col(c.get("product_instance_type"), n),
-        "region": coalesce(text_col(c.get("product_region_code", "product_region"), n),
-                           text_col(c.get("line_item_availability_zone"), n)),
+        "region": text_first(n, c.get("product_region_code", "product_region"), c.get("line_item_availability_zone")),
         "quantity": num("line_item_usage_amount"),
         "unit": text_col(c.get("pricing_unit"), n),
         "tags": _tags(c, n, bad),

@@ -8,7 +8,15 @@ from __future__ import annotations
 from typing import Any
 
 from gpuspend.collectors.billing.normalise import Cols, Rows, const, finish
-from gpuspend.collectors.billing.values import BadValue, num_col, tags_col, text_col, text_first, ts_col
+from gpuspend.collectors.billing.values import (
+    BadValue,
+    mapped,
+    num_col,
+    tags_col,
+    text_col,
+    text_first,
+    ts_col,
+)
 
 NAME = "focus"
 # Required to import (the spec's mandatory columns that carry the money and the periods).
@@ -65,7 +73,7 @@ def normalise(c: Cols, ctx: dict[str, Any]) -> Rows:
         "unit": text_col(c.get("consumedunit", "pricingunit"), n),
         "tags": tags_col(c.get("tags"), n, c.name("tags"), bad),
     }
-    source = ["focus:" + (p or "unknown") for p in provider]
+    source = mapped(provider, lambda p: "focus:" + (p or "unknown"))
     gpu_texts = [text_col(c.get(k), n) for k in ("x_usagetype", "x_skumetersubcategory", "x_skudetails",
                                                   "skupricedetails", "skumeter")]
     export_time = ts_col(c.get(*EXPORT_TIME), n, c.name(*EXPORT_TIME), bad) if c.get(*EXPORT_TIME) is not None \

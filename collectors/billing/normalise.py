@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import compress
+from operator import itemgetter
 from typing import Any
 
 import pyarrow as pa
@@ -195,14 +196,16 @@ def _mark_gpus(rows: Rows) -> None:
     inst_in_key = live[0] == 0                # else the instance type is empty in the whole batch
     is_gpu, model, gpus = [0] * n, [None] * n, [None] * n
     fill: dict[int, str] = {}
-    for r in hit_rows:
-        key = tuple(cols[i][r] for i in live)
-        v = verdicts.get(key)
-        if v is None:
-            hit = gpu_catalog.classify(*key)
-            no_inst = not inst_in_key or key[0] is None
-            v = verdicts[key] = _NO_GPU if hit is None else (
-                1, hit.model, hit.gpus, hit.text if no_inst and _INSTANCE_LIKE.match(hit.text) else None)
+    rows_hit = list(hit_rows)
+    pick = itemgetter(*rows_hit)
+    # each hit row's texts, column by column at C speed, then one verdict per distinct combination
+    keys = list(zip(*([pick(cols[i])] if len(rows_hit) == 1 else pick(cols[i]) for i in live), strict=True))
+    for key in set(keys).difference(verdicts):
+        hit = gpu_catalog.classify(*key)
+        no_inst = not inst_in_key or key[0] is None
+        verdicts[key] = _NO_GPU if hit is None else (
+            1, hit.model, hit.gpus, hit.text if no_inst and _INSTANCE_LIKE.match(hit.text) else None)
+    for r, v in zip(rows_hit, map(verdicts.__getitem__, keys), strict=True):
         is_gpu[r], model[r], gpus[r] = v[0], v[1], v[2]
         if v[3] is not None:
             fill[r] = v[3]

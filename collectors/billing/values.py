@@ -350,13 +350,6 @@ def merge_tag_columns(columns: Sequence[tuple[str, list[str | None]]], n: int) -
 
 
 def mapped(values: list[Any], fn: Callable[[Any], Any]) -> list[Any]:
-    """Apply `fn` with a cache keyed by value: billing columns repeat the same few values."""
-    cache: dict[Any, Any] = {}
-    out = []
-    for v in values:
-        if v in cache:
-            out.append(cache[v])
-        else:
-            r = cache[v] = fn(v)
-            out.append(r)
-    return out
+    """fn of each cell, computed once per distinct value (billing columns repeat the same few values)."""
+    of = {v: fn(v) for v in set(values)}
+    return list(map(of.__getitem__, values))
