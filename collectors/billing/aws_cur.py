@@ -13,14 +13,7 @@ import re
 from itertools import compress
 from typing import Any
 
-from gpuspend.collectors.billing.normalise import (
-    Cols,
-    Rows,
-    coalesce,
-    finish,
-    month_start,
-    next_month,
-)
+from gpuspend.collectors.billing.normalise import Cols, Rows, coalesce, finish, month_start, next_month
 from gpuspend.collectors.billing.values import (
     BadValue,
     mapped,

@@ -71,10 +71,10 @@ def _child(out: Connection, path: str, skip_bad: bool, keys: list[str], fmt: str
         out.close()
 
 
-# A batch pickles to ~0.6 MB. Through the default 64 KB pipe, sending one took ~10 hand-offs between the two
-# processes, and the child could not read on until the parent had read all of it: the two ran in lock step,
-# each waiting on the other. A 1 MB pipe (Linux's unprivileged maximum) holds a whole batch: the child reads
-# the next one while the parent inserts (200k FOCUS rows: 1.45 -> 1.36 s).
+# A batch pickles to 0.6-0.9 MB (reader.BATCH_BYTES, PARQUET_BATCH). Through the default 64 KB pipe, sending one
+# took ~10 hand-offs between the two processes, and the child could not read on until the parent had read all
+# of it: the two ran in lock step, each waiting on the other. A 1 MB pipe (Linux's unprivileged maximum) holds a
+# whole batch: the child reads the next one while the parent inserts (200k FOCUS rows: 1.45 -> 1.36 s).
 PIPE_BYTES = 1 << 20
 
 
