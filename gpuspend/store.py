@@ -441,6 +441,7 @@ DROP VIEW charges;
     "    r.resource_id,\n",
     "    COALESCE(r.resource_id,\n             (SELECT t.text FROM charge_texts t WHERE t.id = r.resource_id_tid)) AS resource_id,\n")
 
+
 def resource_match(rid: str) -> tuple[str, tuple[str, ...]]:
     """SQL condition on `charge_rows` (and its arguments) for the rows of one billed resource: its id, or an
     ARN/path ending in it, whether stored inline (rows before v14) or as a `charge_texts` id. The ids are

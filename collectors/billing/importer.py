@@ -402,6 +402,8 @@ KEY_SAMPLE_ROWS = 200_000  # above this many rows a slice's line items are compa
 # for the same item, and must still read as a version, not a part.
 KEY_FIELDS = ("charge_period_start", "charge_period_end", "charge_category", "charge_type", "service", "sku",
               "sku_description", "resource_id", "region", "unit", "sub_account")
+
+
 def _key_column(f: str) -> str:
     """A key field in a form that compares equal for equal texts whether stored inline (rows before store
     v13/v14, rows inserted through the `charges` view) or as a `charge_texts` id: the id (an int, looked up by

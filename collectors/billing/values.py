@@ -81,10 +81,8 @@ def pylist(a: pa.Array) -> list[Any]:
     n = len(a)
     if a.null_count == n:
         return [None] * n
-    if n < 64:
-        return a.to_pylist()
-    enc = pc.dictionary_encode(a)
-    if len(enc.dictionary) * 4 > n:               # mostly distinct: nothing to share
+    enc = _encoded(a)
+    if enc is None:                               # short or mostly distinct: nothing to share
         return a.to_pylist()
     return _spread(enc.dictionary.to_pylist(), enc.indices)
 
