@@ -38,10 +38,11 @@ lo = {1793491200000}
 c.execute("SELECT gpu_id, minute / 86400000, SUM(covered_s), SUM(busy_s), SUM(held_idle_s + free_idle_s) "
           "FROM gpu_minutes WHERE minute >= ? AND minute < ? GROUP BY gpu_id, minute / 86400000",
           (lo, {NOW_MS})).fetchall()
-c.execute("SELECT currency, charge_period_start / 86400, SUM(billed_cost) FROM charges WHERE "
-          "billing_period_start >= ? AND billing_period_start < ? GROUP BY 1, 2", (lo // 1000, {NOW_S})).fetchall()
-c.execute("SELECT service, SUM(billed_cost) FROM charges WHERE billing_period_start >= ? AND "
-          "billing_period_start < ? GROUP BY service", (lo // 1000, {NOW_S})).fetchall()
+period = "import_id IN (SELECT id FROM imports WHERE billing_period_start >= ? AND billing_period_start < ?)"
+c.execute("SELECT currency, charge_period_start / 86400, SUM(billed_cost) FROM charges WHERE " + period +
+          " GROUP BY 1, 2", (lo // 1000, {NOW_S})).fetchall()
+c.execute("SELECT service, SUM(billed_cost) FROM charges WHERE " + period + " GROUP BY service",
+          (lo // 1000, {NOW_S})).fetchall()
 """
 
 

@@ -17,7 +17,7 @@ from gpuspend.costing.metering import metered_daily
 from gpuspend.costing.store_read import covered_by_day, load_gpus, local_rates, resolve_rates
 from gpuspend.forecast import Stream
 from gpuspend.snapshot import Alternative, BillingSummary, DayTotal, MonthView, Rate, Spender
-from gpuspend.store import resource_match
+from gpuspend.store import period_match, resource_match
 
 # A billed row longer than this is a monthly, recurring or one-time charge (a support fee, tax for the month,
 # an RI fee, a monthly-granularity export): counted once in the month, never a day's rate, never coverage.
@@ -85,8 +85,7 @@ def month_billing(conn: sqlite3.Connection, cfg: Any, month: str) -> MonthBillin
 
 def _month_billing(conn: sqlite3.Connection, month: str, rid: str | None) -> MonthBilling:
     start, end = forecast.month_bounds(month)
-    period = "billing_period_start >= ? AND billing_period_start < ?"
-    pargs: tuple = (start // 1000, end // 1000)
+    period, pargs = period_match(start // 1000, end // 1000)
     local_sql, largs = _local_match(rid)
     local: dict[str, dict[str, float]] = {}
     other: dict[str, dict[str, float]] = {}
@@ -347,6 +346,7 @@ def _billing_summary(conn: sqlite3.Connection, cfg: Any, month: str, now: int, c
                      top: int) -> BillingSummary:
     start, end = forecast.month_bounds(month)
     s_s, e_s = start // 1000, end // 1000
+    period, pargs = period_match(s_s, e_s)
     mb = month_billing(conn, cfg, month)
     all_billed = add_daily(mb.local, mb.other, mb.once_daily)
     if currency is None:      # the currency with the most billed money this month
@@ -364,15 +364,14 @@ def _billing_summary(conn: sqlite3.Connection, cfg: Any, month: str, now: int, c
     # group rather than per row through the `charges` view (half the time on a month of a million rows).
     services = tuple(Spender(name or "(none)", float(total), bool(g)) for name, total, g in conn.execute(
         "SELECT COALESCE(s.service, x.text) AS name, SUM(s.t) AS t, MAX(s.g) FROM ("
-        "SELECT service, service_tid, SUM(billed_cost) AS t, MAX(is_gpu) AS g FROM charge_rows "
-        "WHERE billing_period_start >= ? AND billing_period_start < ? AND currency = ? "
-        "GROUP BY service, service_tid) s LEFT JOIN charge_texts x ON x.id = s.service_tid GROUP BY name "
-        "HAVING t IS NOT NULL ORDER BY t DESC LIMIT ?",   # amortized-only rows carry no billed cost
-        (s_s, e_s, currency, top)))
+        f"SELECT service, service_tid, SUM(billed_cost) AS t, MAX(is_gpu) AS g FROM charge_rows WHERE {period} "
+        "AND currency = ? GROUP BY service, service_tid) s LEFT JOIN charge_texts x ON x.id = s.service_tid "
+        "GROUP BY name HAVING t IS NOT NULL ORDER BY t DESC LIMIT ?",   # amortized-only rows carry no billed cost
+        (*pargs, currency, top)))
     skus = tuple(Spender(name or "(none)", float(total), True) for name, total in conn.execute(
-        "SELECT COALESCE(instance_type, sku, gpu_model) AS k, SUM(billed_cost) AS t FROM charges "
-        "WHERE billing_period_start >= ? AND billing_period_start < ? AND currency = ? AND is_gpu = 1 "
-        "GROUP BY k HAVING t IS NOT NULL ORDER BY t DESC LIMIT ?", (s_s, e_s, currency, top)))
+        f"SELECT COALESCE(instance_type, sku, gpu_model) AS k, SUM(billed_cost) AS t FROM charges WHERE {period} "
+        "AND currency = ? AND is_gpu = 1 GROUP BY k HAVING t IS NOT NULL ORDER BY t DESC LIMIT ?",
+        (*pargs, currency, top)))
     coverage = tuple((fmt, f"{src}/{acct}" if acct else src, c * 1000 if c is not None else None, int(n or 0))
                      for fmt, src, acct, c, n in conn.execute(
                          "SELECT format, source, account, MAX(coverage_end), SUM(rows) FROM imports "
