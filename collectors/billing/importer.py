@@ -763,7 +763,7 @@ def _import_file(conn: sqlite3.Connection, opened: _Opened, sha: str, skip_bad: 
                 if note not in res.notes:
                     res.notes.append(note)
             if prep is None and rows.data:         # the reader process left the preparing to us
-                prep = prepare(rows, batch.line_numbers(), {b.row for b in rows.bad})
+                prep = prepare(rows, batch.line_numbers(), {b.row for b in rows.bad}, slices.texts.ids)
             if prep is not None:
                 _insert_batch(conn, prep, path, sha, verdict.fmt, slices, totals, res)
     finally:
