@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import compress
 from operator import itemgetter
 from typing import Any
 
@@ -150,10 +149,16 @@ def prepare(rows: Any, lines: Any, skip: set[int],
                                     None))
         prep.export_time.append(None if export_time is None else
                                 _latest([t for i, t in zip(row_keys, export_time, strict=True) if i == k]))
-    # (slice, currency) groups: one C-level pass per group (a batch has a few), no Python loop per row
+    # (slice, currency) groups, first seen first. The rows sorted by group once (a stable C sort: file order
+    # within each group) and cut into runs: no Python loop per row, and no pass over the rows per group.
     pairs = list(zip(row_keys, cur, strict=True))
-    for g in dict.fromkeys(pairs):
-        ix = list(compress(range(n), map(g.__eq__, pairs)))
+    group = {g: i for i, g in enumerate(dict.fromkeys(pairs))}
+    gids = list(map(group.__getitem__, pairs))
+    order = sorted(range(n), key=gids.__getitem__)
+    at = 0
+    for g, i in group.items():
+        ix = order[at:at + gids.count(i)]
+        at += len(ix)
         pick = itemgetter(*ix)
 
         def take(values: list[Any], pick: Any = pick, one: bool = len(ix) == 1) -> list[Any]:
