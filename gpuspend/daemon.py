@@ -109,6 +109,9 @@ class Collector:
         self._worker: threading.Thread | None = None
         self._worker_stop = threading.Event()
         self._pending: list[Any] = []          # readings taken while the write lock was busy
+        # In-app (the dashboard): its newest full snapshot of this database, or None. A task marked
+        # `takes_snapshot` (alerts) is handed it instead of building one of its own.
+        self.recent_snapshot: Callable[[], Any] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def open(self) -> Collector:
@@ -273,7 +276,11 @@ class Collector:
                 if announce:
                     lease.task_begin(conn, clock.now_ms() + TASK_GRACE_MS)
                 try:
-                    task.resolve()(conn, self.cfg, now_ms)
+                    fn = task.resolve()
+                    if self.recent_snapshot is not None and getattr(fn, "takes_snapshot", False):
+                        fn(conn, self.cfg, now_ms, snapshot=self.recent_snapshot())
+                    else:
+                        fn(conn, self.cfg, now_ms)
                 finally:
                     if announce:
                         if conn.in_transaction:

@@ -230,36 +230,77 @@ def last_sample_ms(conn: sqlite3.Connection, gpu_id: int | None = None) -> int |
     return conn.execute("SELECT MAX(ts + span_ms) FROM gpu_samples WHERE gpu_id = ?", (gpu_id,)).fetchone()[0]
 
 
+_RUN_COLS = "ts, span_ms, n, dts, util, mem_util, mem_used, power, temperature, sm_clock"
+BATCH = 500                 # GPUs per batched read (well inside SQLite's bound-parameter limit)
+
+
+def _newest_in(row: tuple, at_ms: int) -> tuple | None:
+    """The newest sample at or before `at_ms` in one stored run (ts, span_ms, n, dts, *values):
+    (ts, util, mem_util, mem_used, power, temperature, sm_clock)."""
+    ts, span, n, dts, *vals = row
+    tss = times(ts, span, n, dts)
+    k = max((i for i, t in enumerate(tss) if t <= at_ms), default=None)
+    if k is None:
+        return None
+    return (tss[k], *(value_at(c, v, n, r, k) for c, v, r in zip(GPU_CODECS, vals, GPU_REAL, strict=True)))
+
+
 def latest_of(conn: sqlite3.Connection, gpu_id: int, at_ms: int | None) -> tuple | None:
     """The GPU's newest sample at or before `at_ms` (its gpus.last_seen), looked for in the hour before:
     (ts, util, mem_util, mem_used, power, temperature, sm_clock)."""
     if at_ms is None:
         return None
-    rows = conn.execute("SELECT ts, span_ms, n, dts, util, mem_util, mem_used, power, temperature, sm_clock "
-                        "FROM gpu_samples WHERE ts <= ? AND ts >= ? AND gpu_id = ? ORDER BY ts DESC LIMIT 1",
-                        (at_ms, at_ms - 3600_000, gpu_id)).fetchall()
-    for ts, span, n, dts, *vals in rows:
-        tss = times(ts, span, n, dts)
-        k = max((i for i, t in enumerate(tss) if t <= at_ms), default=None)
-        if k is None:
-            continue
-        return (tss[k], *(value_at(c, v, n, r, k) for c, v, r in zip(GPU_CODECS, vals, GPU_REAL, strict=True)))
-    return None
+    row = conn.execute(f"SELECT {_RUN_COLS} FROM gpu_samples WHERE ts <= ? AND ts >= ? AND gpu_id = ? "
+                       "ORDER BY ts DESC LIMIT 1", (at_ms, at_ms - 3600_000, gpu_id)).fetchone()
+    return None if row is None else _newest_in(row, at_ms)
+
+
+def latest_all(conn: sqlite3.Connection) -> dict[int, tuple]:
+    """latest_of(gpu, gpus.last_seen) for every GPU, in one read (the dashboard asks every tick; a read per GPU
+    was most of what a tick cost): {gpu_id: (ts, util, mem_util, mem_used, power, temperature, sm_clock)}."""
+    out: dict[int, tuple] = {}
+    cols = ", ".join(f"s.{c.strip()}" for c in _RUN_COLS.split(","))
+    for gid, last, *row in conn.execute(
+            f"SELECT g.id, g.last_seen, {cols} FROM gpus g CROSS JOIN gpu_samples s ON s.gpu_id = g.id AND s.ts = "
+            "(SELECT ts FROM gpu_samples WHERE ts <= g.last_seen AND ts >= g.last_seen - 3600000 AND gpu_id = g.id "
+            "ORDER BY ts DESC LIMIT 1)"):
+        hit = _newest_in(tuple(row), last)
+        if hit is not None:
+            out[gid] = hit
+    return out
 
 
 def procs_at(conn: sqlite3.Connection, gpu_id: int, sample_ts: int) -> list[tuple[int, Any, Any]]:
     """[(proc_id, used_memory, sm_util)] of one GPU sample, by proc_id."""
-    g = conn.execute("SELECT ts, span_ms, n, dts FROM gpu_samples WHERE ts <= ? AND ts > ? AND gpu_id = ? "
-                     "ORDER BY ts DESC LIMIT 1", (sample_ts, sample_ts - ROW_SPAN_MS, gpu_id)).fetchone()
-    row_ts, span, n, dts = g if g else (sample_ts, 0, 1, None)
-    tss = times(row_ts, span, n, dts)
-    if sample_ts not in tss:
-        return []
-    k = tss.index(sample_ts)
-    out = []
-    for proc, mem, sm in conn.execute("SELECT proc_id, used_memory, sm_util FROM process_samples WHERE ts = ? AND "
-                                      "gpu_id = ? ORDER BY proc_id", (row_ts, gpu_id)):
-        out.append((proc, value_at("big", mem, n, False, k), value_at("B", sm, n, True, k)))
+    return procs_at_many(conn, {gpu_id: sample_ts})[gpu_id]
+
+
+def procs_at_many(conn: sqlite3.Connection, at: dict[int, int]) -> dict[int, list[tuple[int, Any, Any]]]:
+    """procs_at for several GPUs ({gpu_id: sample ts}) in one read per BATCH GPUs: {gpu_id: [(proc_id,
+    used_memory, sm_util)] by proc_id}, [] for a GPU with no process at that sample. The run holding the sample
+    is the newest row of the GPU that starts at or before it within a row's span; without one (the sample's
+    row is gone) the process rows stored at the sample's own time are read."""
+    out: dict[int, list[tuple[int, Any, Any]]] = {gid: [] for gid in at}
+    items = list(at.items())
+    for i in range(0, len(items), BATCH):
+        chunk = items[i:i + BATCH]
+        found: dict[int, tuple[int, int] | None] = {}   # gpu id -> (the sample's index, run length) or None
+        for gid, sample_ts, row_ts, span, n, dts, proc, mem, sm in conn.execute(
+                f"WITH want(gid, at) AS (VALUES {','.join(['(?,?)'] * len(chunk))}) "
+                "SELECT w.gid, w.at, s.ts, s.span_ms, s.n, s.dts, p.proc_id, p.used_memory, p.sm_util FROM want w "
+                "LEFT JOIN gpu_samples s ON s.gpu_id = w.gid AND s.ts = (SELECT ts FROM gpu_samples WHERE ts <= w.at "
+                f"AND ts > w.at - {ROW_SPAN_MS} AND gpu_id = w.gid ORDER BY ts DESC LIMIT 1) "
+                "CROSS JOIN process_samples p ON p.ts = COALESCE(s.ts, w.at) AND p.gpu_id = w.gid "
+                "ORDER BY w.gid, p.proc_id", [v for pair in chunk for v in pair]):
+            if gid not in found:
+                if row_ts is None:
+                    row_ts, span, n, dts = sample_ts, 0, 1, None
+                tss = times(row_ts, span, n, dts)
+                found[gid] = (tss.index(sample_ts), n) if sample_ts in tss else None
+            hit = found[gid]
+            if hit is not None:
+                k, n = hit
+                out[gid].append((proc, value_at("big", mem, n, False, k), value_at("B", sm, n, True, k)))
     return out
 
 

@@ -125,6 +125,7 @@ class GpuspendApp(QuietInput, App[int]):
         self._timer: Timer | None = None
         self._loading = False
         self._data_version: int | None = None
+        self._full: Snapshot | None = None     # the newest full build (the in-app alerts task evaluates it)
         self._conn: sqlite3.Connection | None = None
         self._prefetch = prefetch
         self._db_lock = threading.Lock()
@@ -160,7 +161,7 @@ class GpuspendApp(QuietInput, App[int]):
         self._timer = self.set_interval(self.interval, self._tick)
         if self.collect:
             self._collector = InAppCollector(self.db_path, self.cfg, demo=self.demo, report=self._report_collector,
-                                             ready=self._first_shown)
+                                             ready=self._first_shown, recent_snapshot=lambda: self._full)
             threading.Thread(target=self._collector.run, name="gpuspend-collector", daemon=True).start()
         if self.watchdog:
             self.set_interval(WATCHDOG_S, self._check_terminal)
@@ -310,6 +311,7 @@ class GpuspendApp(QuietInput, App[int]):
             if self._prefetch is not None:      # the first snapshot, built while Textual started
                 prefetch, self._prefetch = self._prefetch, None
                 snap, self._conn, self._data_version = prefetch.result()
+                self._full = snap
                 self._data_ready.set()
                 self._post(self.apply_snapshot, snap)
                 return
@@ -328,7 +330,7 @@ class GpuspendApp(QuietInput, App[int]):
                 if not force and last is not None and clock.now_ms() - last.now_ms < MONEY_REFRESH_MS:
                     snap = refresh_live(conn, self.cfg, last)
                 if snap is None:
-                    snap = build_snapshot(conn, self.cfg)
+                    snap = self._full = build_snapshot(conn, self.cfg)
         except Exception as exc:  # shown, not raised: the dashboard keeps running on a bad tick
             self._post(self._load_failed, exc)
             return

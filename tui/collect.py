@@ -25,7 +25,9 @@ Report = Callable[[str, "str | None"], None]
 
 class InAppCollector:
     def __init__(self, db_path: str | Path, cfg: Config, *, demo: bool, report: Report,
-                 ready: threading.Event | None = None) -> None:
+                 ready: threading.Event | None = None, recent_snapshot: Callable[[], Any] | None = None) -> None:
+        """`recent_snapshot`: the dashboard's newest full snapshot (or None), which the alerts task evaluates
+        rather than building one more of its own every half a minute."""
         self.db_path = Path(db_path)
         self.cfg = cfg
         self.demo = demo
@@ -35,6 +37,7 @@ class InAppCollector:
         self.done = threading.Event()
         self.interval_s = float(cfg.interval or 2.0)
         self.ticks = 0
+        self.recent_snapshot = recent_snapshot
         self._lease_conn: sqlite3.Connection | None = None
 
     def _daemon(self) -> str | None:
@@ -77,6 +80,7 @@ class InAppCollector:
                 reported = None
                 collector = Collector(self.db_path, self.cfg, demo=self.demo, owner="tui",
                                       interval_s=self.interval_s)
+                collector.recent_snapshot = self.recent_snapshot
                 try:
                     collector.open()
                 except LeaseHeld:

@@ -167,6 +167,16 @@ def cache_for(conn: sqlite3.Connection) -> Cache:
     return Cache(_database(conn))
 
 
+def memo(conn: sqlite3.Connection, name: str, key: Any, compute: Callable[[], T]) -> T:
+    """compute() once per read context: through the cache of the context open on `conn` in this thread (one
+    snapshot asks for the watermark some twenty times, a query each), else computed now (no context: no cache
+    to keep it in, and making one costs more than most reads it would save)."""
+    ctx = getattr(_local, "ctx", None)
+    if ctx is None or ctx.conn is not conn:
+        return compute()
+    return ctx.cache.get(name, key, compute)
+
+
 @contextmanager
 def reading(conn: sqlite3.Connection, cfg: Any, now_ms: int) -> Iterator[ReadContext]:
     """The read context for one snapshot on `conn` (the one already open on it in this thread, if any)."""

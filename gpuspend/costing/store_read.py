@@ -19,7 +19,7 @@ from typing import Any
 
 from gpuspend import forecast, pricing
 from gpuspend.costing.common import DAY_MS, HOUR_MS
-from gpuspend.costing.context import cache_for
+from gpuspend.costing.context import cache_for, memo
 from gpuspend.idle import GAP_INTERVALS, covered_ms, state_of
 from gpuspend.rollup import (
     WATERMARK_KEY,
@@ -30,7 +30,7 @@ from gpuspend.rollup import (
     remote_gpu_ids,
     slice_states,
 )
-from gpuspend.samples import gpu_samples, latest_of, proc_samples, procs_at
+from gpuspend.samples import gpu_samples, latest_all, proc_samples, procs_at_many
 from gpuspend.snapshot import AlertView, Rate
 from gpuspend.store import BILLING_GENERATION, PRICES_GENERATION, ROLLUP_GENERATION, get_meta
 
@@ -43,7 +43,11 @@ def load_gpus(conn: sqlite3.Connection) -> list[dict[str, Any]]:
 
 
 def watermark(conn: sqlite3.Connection) -> int:
-    """Rollup rows are final before this; raw samples are read from it on."""
+    """Rollup rows are final before this; raw samples are read from it on (once per read context)."""
+    return memo(conn, "watermark", None, lambda: _watermark(conn))
+
+
+def _watermark(conn: sqlite3.Connection) -> int:
     wm = get_meta(conn, WATERMARK_KEY)
     if wm is not None:
         return int(wm)
@@ -406,13 +410,8 @@ def local_rates(conn: sqlite3.Connection, rates: dict[int, Rate]) -> dict[int, R
 def latest_samples(conn: sqlite3.Connection) -> dict[int, tuple]:
     """Newest sample per GPU: {gpu_id: (ts, util, mem_used, power, temperature)}. The sampler keeps
     gpus.last_seen = the GPU's newest sample ts, so this is a bounded lookup of the row (a run) holding it."""
-    out: dict[int, tuple] = {}
-    for gid, last in conn.execute("SELECT id, last_seen FROM gpus").fetchall():
-        hit = latest_of(conn, gid, last)
-        if hit is not None:
-            ts, util, _mu, mem, power, temp, _clk = hit
-            out[gid] = (ts, util, mem, power, temp)
-    return out
+    return {gid: (ts, util, mem, power, temp) for gid, (ts, util, _mu, mem, power, temp, _clk)
+            in latest_all(conn).items()}
 
 
 def process_rows(conn: sqlite3.Connection, proc_ids: set[int]) -> dict[int, tuple]:
@@ -428,7 +427,7 @@ def process_rows(conn: sqlite3.Connection, proc_ids: set[int]) -> dict[int, tupl
 
 def current_procs(conn: sqlite3.Connection, latest: dict[int, tuple]) -> dict[int, list[tuple]]:
     """{gpu_id: [(proc id, pid, user, command, used_memory, sm_util)]} at each GPU's sample in `latest`."""
-    at = {gid: procs_at(conn, gid, row[0]) for gid, row in latest.items()}
+    at = procs_at_many(conn, {gid: row[0] for gid, row in latest.items()})
     info = process_rows(conn, {proc for procs in at.values() for proc, _mem, _sm in procs})
     out: dict[int, list[tuple]] = {}
     for gid, procs in at.items():

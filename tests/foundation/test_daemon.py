@@ -164,3 +164,30 @@ def test_collector_on_a_plain_box_loads_no_billing_http_or_tui_libraries(tmp_pat
         "print('HEAVY', heavy)\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert "HEAVY []" in r.stdout, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("age_ms, shared", [(1_000, True), (10_000, True), (10_001, False), (-1_000, False)])
+def test_the_alerts_task_evaluates_the_dashboards_recent_snapshot(db_path: Path, monkeypatch, age_ms: int,
+                                                                   shared: bool) -> None:
+    """In-app, the alerts task evaluates the dashboard's newest full snapshot (as of that snapshot's time) instead
+    of building one more; one too old (the dashboard paused, on another screen) or from the future is not used."""
+    from tests.alerts.snapshots import gpu, snapshot
+
+    # a GPU idle for 20 minutes in the handed snapshot only: the demo database's own GPUs have no idle episode yet
+    handed = snapshot(NOW - age_ms, gpus=[gpu("GPU-shared", idle_for_s=1200, episode_open=True, waste=0.7)])
+    asked = []
+    monkeypatch.setattr(daemon, "PERIODIC_TASKS", [("alerts", 30.0, "gpuspend.alerts:alerts_task")])
+    with Collector(db_path, load_config(), demo=True, interval_s=2) as col:
+        col.recent_snapshot = lambda: asked.append(1) or handed
+        col.tick(NOW)
+    c = connect(db_path)
+    try:
+        idle = c.execute("SELECT subject, started FROM alerts WHERE kind = 'idle' AND state = 'open'").fetchall()
+    finally:
+        c.close()
+    assert asked == [1]
+    if shared:
+        # evaluated as of the snapshot's own time: the episode began 20 minutes before it
+        assert idle == [("GPU-shared", NOW - age_ms - 1_200_000)]
+    else:
+        assert idle == []                                    # built its own from the database instead

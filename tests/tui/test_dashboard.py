@@ -274,6 +274,8 @@ async def test_lease_handoff_daemon_then_in_app(make_app, db_path, cfg, fake_gpu
             daemon.wait(20)
             await wait_for(pilot, lambda: app.collector_text == "in-app", timeout=20)
             await wait_for(pilot, lambda: app._collector.ticks >= 1)
+            # its alerts task is handed the dashboard's newest full snapshot rather than building one more
+            assert app._collector.recent_snapshot() is app._full is not None
             refused = run_cli("collect", "--demo", "--once", "--db", str(db_path))
             assert refused.returncode != 0 and "already writing" in refused.stderr
             await pilot.press("q")
