@@ -231,6 +231,9 @@ def last_sample_ms(conn: sqlite3.Connection, gpu_id: int | None = None) -> int |
 
 
 _RUN_COLS = "ts, span_ms, n, dts, util, mem_util, mem_used, power, temperature, sm_clock"
+_LATEST_ALL = ("SELECT g.id, g.last_seen, " + ", ".join(f"s.{c.strip()}" for c in _RUN_COLS.split(",")) +
+               " FROM gpus g CROSS JOIN gpu_samples s ON s.gpu_id = g.id AND s.ts = (SELECT ts FROM gpu_samples "
+               "WHERE ts <= g.last_seen AND ts >= g.last_seen - 3600000 AND gpu_id = g.id ORDER BY ts DESC LIMIT 1)")
 BATCH = 500                 # GPUs per batched read (well inside SQLite's bound-parameter limit)
 
 
@@ -259,11 +262,8 @@ def latest_all(conn: sqlite3.Connection) -> dict[int, tuple]:
     """latest_of(gpu, gpus.last_seen) for every GPU, in one read (the dashboard asks every tick; a read per GPU
     was most of what a tick cost): {gpu_id: (ts, util, mem_util, mem_used, power, temperature, sm_clock)}."""
     out: dict[int, tuple] = {}
-    cols = ", ".join(f"s.{c.strip()}" for c in _RUN_COLS.split(","))
-    for gid, last, *row in conn.execute(
-            f"SELECT g.id, g.last_seen, {cols} FROM gpus g CROSS JOIN gpu_samples s ON s.gpu_id = g.id AND s.ts = "
-            "(SELECT ts FROM gpu_samples WHERE ts <= g.last_seen AND ts >= g.last_seen - 3600000 AND gpu_id = g.id "
-            "ORDER BY ts DESC LIMIT 1)"):
+    # CROSS JOIN keeps `gpus` the outer loop (SQLite would otherwise scan every stored sample)
+    for gid, last, *row in conn.execute(_LATEST_ALL):
         hit = _newest_in(tuple(row), last)
         if hit is not None:
             out[gid] = hit

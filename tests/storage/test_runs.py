@@ -20,6 +20,7 @@ from gpuspend.collectors.reading import GpuReading, ProcReading, Reading
 from gpuspend.collectors.sampler import Sampler
 from gpuspend.costing.attribution import process_seconds
 from gpuspend.costing.metering import energy_by_day
+from gpuspend.costing.store_read import current_procs, latest_samples
 from gpuspend.samples import gpu_samples, proc_samples
 from gpuspend.store import REPACK_KEY, SCHEMA_VERSION, connect, get_meta
 from tests.idle.timeline import MIN, NOW_MS, cfg_file
@@ -346,3 +347,36 @@ def test_overlapping_runs_after_the_clock_went_back_count_each_instant_once(tmp_
         assert conn.execute("SELECT samples, covered_s, busy_s FROM gpu_minutes").fetchone() == (16, 32.0, 22.0)
     finally:
         conn.close()
+
+
+def test_every_gpus_newest_sample_and_its_processes_read_back_from_packed_runs(tmp_path):
+    """What the dashboard reads every tick (every GPU's newest sample and the processes on it, in two reads):
+    the last of five ticks, from inside a run that grew tick by tick, on GPUs with one, none and a changing
+    set of processes."""
+    t0 = NOW_MS - 10_000
+    readings = []
+    for k in range(5):
+        a = ProcReading(pid=101, used_memory=(10 + k) * GIB, sm_util=50.0 + k, user="ann", command="train",
+                        started=1000)
+        b = ProcReading(pid=202, used_memory=4 * GIB, sm_util=20.0, user="bob", command="eval", started=2000)
+        c = ProcReading(pid=303, used_memory=2 * GIB, sm_util=5.0, user="cy", command="notebook", started=3000)
+        gpus = [_gpu(0, 60.0 + k, 300.0 + k, (11 + k) * GIB, [a], None),
+                _gpu(1, 0.0, 70.0, GIB // 2, [], None),
+                _gpu(2, 40.0, 250.0, 7 * GIB if k < 3 else 5 * GIB, [b, c] if k < 3 else [b], None)]
+        readings.append(Reading(ts_ms=t0 + k * 1000, host="node-1", source="nvml", gpus=gpus))
+    conn = _write_packed(tmp_path / "d.db", readings, 1000)
+    ids = {uuid: gid for gid, uuid in conn.execute("SELECT id, uuid FROM gpus")}
+    last = t0 + 4000
+    latest = latest_samples(conn)
+    assert latest == {ids["GPU-r-0"]: (last, 64.0, 15 * GIB, 304.0, 40.0),
+                      ids["GPU-r-1"]: (last, 0.0, GIB // 2, 70.0, 40.0),
+                      ids["GPU-r-2"]: (last, 40.0, 5 * GIB, 250.0, 40.0)}
+    procs = current_procs(conn, latest)
+    pid = {p: proc for proc, p in conn.execute("SELECT id, pid FROM processes")}
+    assert procs == {ids["GPU-r-0"]: [(pid[101], 101, "ann", "train", 14 * GIB, 54.0)],
+                     ids["GPU-r-1"]: [],
+                     ids["GPU-r-2"]: [(pid[202], 202, "bob", "eval", 4 * GIB, 20.0)]}
+    # an earlier sample inside GPU 0's run: its own values, not the run's last
+    assert current_procs(conn, {ids["GPU-r-0"]: (t0 + 1000,)}) == {
+        ids["GPU-r-0"]: [(pid[101], 101, "ann", "train", 11 * GIB, 51.0)]}
+    conn.close()
