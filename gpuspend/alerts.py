@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from gpuspend import budget
 from gpuspend.alert_kinds import ALERTNAMES, BUDGET, IDLE, NO_REPEAT, OUTDATED, STALE
-from gpuspend.fmt import clean, duration, money
+from gpuspend.fmt import clean, count, duration, money
 from gpuspend.rollup import COLLECTOR_SEEN_KEY, REMOTE_SOURCES
 from gpuspend.snapshot import AlertView, GpuNow, MonthView, Snapshot
 from gpuspend.store import get_meta, transaction
@@ -225,10 +225,7 @@ _collector_condition = collector_condition
 
 def _stale_conditions(conn: sqlite3.Connection, cfg: Config, snap: Snapshot, now_ms: int) -> list[Condition]:
     out = []
-    coverage = snap.billing_coverage_end_ms
-    if coverage is None:
-        row = conn.execute("SELECT MAX(coverage_end) FROM imports").fetchone()
-        coverage = row[0] * 1000 if row and row[0] is not None else None
+    coverage = snap.billing_coverage_end_ms      # the month's, else the newest import's (costing)
     if coverage is not None:
         age = (now_ms - coverage) / 1000
         when = datetime.fromtimestamp(coverage / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -243,7 +240,8 @@ def _stale_conditions(conn: sqlite3.Connection, cfg: Config, snap: Snapshot, now
             return out
         age = now_ms / 1000 - as_of.timestamp()
         out.append(Condition(OUTDATED, "catalog", age > float(cfg.alerts.stale_catalog),
-                             title=f"Price catalog is outdated: {int(age // 86400)} days old (as of {snap.catalog_as_of})",
+                             title=f"Price catalog is outdated: {count(int(age // 86400), 'day')} old "
+                                   f"(as of {snap.catalog_as_of})",
                              text="Catalog rates may be out of date: set rates: in the config or import billing.",
                              fields=(("Catalog as of", snap.catalog_as_of),)))
     return out

@@ -79,13 +79,14 @@ def duration(seconds: float | None) -> str:
     return f"{s // 86400}d{(s % 86400) // 3600:02d}h"
 
 
-def count(n: int, noun: str, plural: str | None = None) -> str:
-    """`1 GPU`, `3 GPUs`, `2 processes`."""
+def count(n: float, noun: str, plural: str | None = None) -> str:
+    """`1 GPU`, `3 GPUs`, `2 processes`, `0.5 GPUs` (a float as written with :g, an int as it is)."""
+    num = f"{n:g}" if isinstance(n, float) else str(n)
     if n == 1:
-        return f"{n} {noun}"
+        return f"{num} {noun}"
     if plural is None:
         plural = noun + ("es" if noun.endswith(("s", "x", "ch", "sh")) else "s")
-    return f"{n} {plural}"
+    return f"{num} {plural}"
 
 
 def size(n: int | None) -> str:

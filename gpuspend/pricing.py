@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gpuspend import clock
-from gpuspend.fmt import money
+from gpuspend.fmt import count, money
 from gpuspend.fmt import rate as rate_label
 from gpuspend.gpu_models import family, match_order, normalise_model
 from gpuspend.rollup import REMOTE_SOURCES
@@ -337,7 +337,7 @@ def _from_config(cfg: Config, gpu: Any) -> Rate | None:
     if inst.get("usd_per_hour") is not None:
         n = inst.get("gpus") or 1
         v = float(inst["usd_per_hour"]) / n
-        return Rate(v, cur, "config", f"config: instance {rate_label(inst['usd_per_hour'], cur)} / {n} GPUs")
+        return Rate(v, cur, "config", f"config: instance {rate_label(inst['usd_per_hour'], cur)} / {count(n, 'GPU')}")
     return None
 
 
@@ -388,7 +388,7 @@ def _from_billing(cfg: Config, conn: sqlite3.Connection | None, gpu: Any, asset_
     n = int(gpus) if gpus else _host_gpu_count(conn, _get(gpu, "host"))
     per_gpu = (total or 0.0) / hours / max(n, 1)
     return Rate(per_gpu, cur or "USD", "billing",
-                f"billing: {rid} {rate_label(total / hours, cur or 'USD')} / {n} GPUs "
+                f"billing: {rid} {rate_label(total / hours, cur or 'USD')} / {count(n, 'GPU')} "
                 f"(usage over {hours:.0f} billed h)",
                 provider=provider or (cfg.provider.lower() if cfg.provider else None))
 
@@ -521,7 +521,7 @@ def _from_provider(conn: sqlite3.Connection | None, gpu: Any) -> Rate | None:
         return None
     n = row[2] or 1
     return Rate(float(row[1]) / n, row[3] or "USD", "provider",
-                f"{source}: {row[0]} {rate_label(row[1], row[3] or 'USD')} / {n:g} GPUs", provider=source)
+                f"{source}: {row[0]} {rate_label(row[1], row[3] or 'USD')} / {count(n, 'GPU')}", provider=source)
 
 
 def gpu_model_key(gpu: Any) -> str | None:

@@ -401,7 +401,7 @@ def render_text(doc: dict[str, Any]) -> str:
         out.extend(_wrapped("warning: " + fr["collector_warning"]))
     out.append(f"billing coverage end: {fr['billing_coverage_end'] or 'no billing imported'}"
                + (" (stale)" if fr["billing_stale"] else ""))
-    out.append(f"price catalog as of {fr['catalog_as_of']} ({fr['catalog_age_days']:.0f} days)"
+    out.append(f"price catalog as of {fr['catalog_as_of']} ({count(round(fr['catalog_age_days']), 'day')})"
                + (" STALE" if fr["catalog_stale"] else ""))
     if doc["alerts"] or doc["notes"]:
         head("Alerts and notes")
@@ -552,7 +552,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
           *([f"- **warning:** {_md(fr['collector_warning'])}"] if fr.get("collector_warning") else []),
           f"- billing coverage end: {fr['billing_coverage_end'] or 'no billing imported'}"
           + (" (stale)" if fr["billing_stale"] else ""),
-          f"- price catalog as of {fr['catalog_as_of']} ({fr['catalog_age_days']:.0f} days)"
+          f"- price catalog as of {fr['catalog_as_of']} ({count(round(fr['catalog_age_days']), 'day')})"
           + (" **stale**" if fr["catalog_stale"] else "")]
     if doc["alerts"] or doc["notes"]:
         o += ["", "## Alerts and notes", ""]

@@ -11,6 +11,7 @@ import click
 
 from gpuspend.cli import common_options
 from gpuspend.errors import UsageError
+from gpuspend.fmt import count
 from gpuspend.options import Options
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ def collect(opts: Options, interval: float | None, once: bool, metrics_listen: s
     try:
         if once:
             n = collector.tick()
-            click.echo(f"gpuspend: collect: {n} GPU sample{'s' if n != 1 else ''} written to {db_path}")
+            click.echo(f"gpuspend: collect: {count(n, 'GPU sample')} written to {db_path}")
             return
         if listen:
             server = _start_metrics(listen, db_path, cfg)

@@ -14,6 +14,7 @@ import click
 
 from gpuspend.cli import common_options
 from gpuspend.errors import EXIT_USAGE, GpuspendError
+from gpuspend.fmt import count
 from gpuspend.options import Options
 
 if TYPE_CHECKING:
@@ -46,8 +47,7 @@ def _gpus_from_source(opts: Options, cfg: Config) -> tuple[list[dict], bool]:
             return [], False
         try:
             reading = src.read()
-            _line(OK, "nvml", f"driver {src.driver_version() or 'unknown'}, {len(reading.gpus)} GPU"
-                              f"{'s' if len(reading.gpus) != 1 else ''}")
+            _line(OK, "nvml", f"driver {src.driver_version() or 'unknown'}, {count(len(reading.gpus), 'GPU')}")
             _workloads_line(src, reading)
         finally:
             src.close()
@@ -142,13 +142,13 @@ def _check_data(conn: sqlite3.Connection, cfg: Config) -> None:
         from gpuspend.fmt import clean
 
         if end is None:
-            _line(INFO, "billing", f"{clean(src)} ({fmt}): {n or 0} rows, no usage period")
+            _line(INFO, "billing", f"{clean(src)} ({fmt}): {count(n or 0, 'row')}, no usage period")
             continue
         age = now_s - end
         status = OK if age <= stale else INFO
         more = "" if age <= stale else f": older than alerts.stale_billing ({_ago(stale)[:-4]}); import a newer export"
         when = clock.to_datetime(int(end) * 1000).strftime("%Y-%m-%d %H:%M UTC")
-        _line(status, "billing", f"{clean(src)} ({fmt}): covered up to {when} ({_ago(age)}), {n or 0} rows{more}")
+        _line(status, "billing", f"{clean(src)} ({fmt}): covered up to {when} ({_ago(age)}), {count(n or 0, 'row')}{more}")
 
 
 def _check_notify(cfg: Config) -> bool:

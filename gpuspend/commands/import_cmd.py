@@ -57,7 +57,7 @@ def import_cmd(opts: Options, paths: tuple[str, ...], fmt: str | None, as_json: 
 def _line(r: Any) -> str:
     from time import gmtime, strftime
 
-    from gpuspend.fmt import clean, money
+    from gpuspend.fmt import clean, count, money
 
     if r.status == "unchanged":
         state = "unchanged, already imported"
@@ -69,14 +69,15 @@ def _line(r: Any) -> str:
                  f"whole: {', '.join(clean(p, 200) for p in sorted(set(r.held_by)))})")
     else:
         state = "imported"
-    text = f"{clean(r.path, 200)}: {r.format}, {r.rows} rows ({r.gpu_rows} GPU) {state}"
+    text = f"{clean(r.path, 200)}: {r.format}, {count(r.rows, 'row')} ({r.gpu_rows} GPU) {state}"
     for old in sorted(set(r.supersedes)):
         text += f"; replaces the older version {clean(old, 200)}"
     if r.status == "imported" and r.superseded_by:
         text += f"; some periods superseded by {', '.join(clean(p, 200) for p in sorted(set(r.superseded_by)))}"
     if r.skipped_rows:
         more = "…" if r.skipped_rows > len(r.bad_lines) else ""
-        text += f"; skipped {r.skipped_rows} bad rows (lines {', '.join(map(str, r.bad_lines))}{more})"
+        word = "line" if len(r.bad_lines) == 1 and not more else "lines"
+        text += f"; skipped {count(r.skipped_rows, 'bad row')} ({word} {', '.join(map(str, r.bad_lines))}{more})"
     for why in r.why:
         text += f"\n  why: {clean(why, 300)}"
     for note in r.notes:
@@ -85,5 +86,5 @@ def _line(r: Any) -> str:
         cur = clean(p.currency or "?", 12)
         billed = money(p.billed, cur) if p.has_billed else "none (amortized dataset)"
         text += (f"\n  period {strftime('%Y-%m', gmtime(p.start))} {cur}: billed {billed}, "
-                 f"effective {money(p.effective, cur)}, {p.rows} rows")
+                 f"effective {money(p.effective, cur)}, {count(p.rows, 'row')}")
     return text

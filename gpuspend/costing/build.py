@@ -16,6 +16,7 @@ from gpuspend.costing.metering import hourly
 from gpuspend.costing.month import month_views_for, sources_without_billed_cost, today_cost
 from gpuspend.costing.observed import observed
 from gpuspend.costing.store_read import (
+    billing_coverage_end_ms,
     collector_holder,
     current_procs,
     latest_samples,
@@ -146,7 +147,7 @@ def _build_snapshot(conn: sqlite3.Connection, cfg: Any, now: int, month: str | N
     notes.extend(orphan_notes(conn, now, max(int(stale_ms), 120_000)))   # memory held with no live process
     no_rate = [g for g in gnow if g.rate.per_gpu_hour is None and not pricing.counted_on_parent(g.rate)]
     if no_rate:
-        notes.append(f"{len(no_rate)} GPU{'s' if len(no_rate) > 1 else ''} have no rate: "
+        notes.append(f"{fmt.count(len(no_rate), 'GPU')} {'has' if len(no_rate) == 1 else 'have'} no rate: "
                      f"{no_rate[0].rate.label}")
     # Currencies are never summed: GPUs rated in another currency are in no total of `currency`; say so.
     other_cur: dict[str, list[float]] = {}
@@ -154,7 +155,7 @@ def _build_snapshot(conn: sqlite3.Connection, cfg: Any, now: int, month: str | N
         if g.cost_per_hour is not None and g.rate.currency != currency:
             other_cur.setdefault(g.rate.currency, []).append(g.cost_per_hour)
     for cur, per_hour in sorted(other_cur.items()):
-        notes.append(f"{len(per_hour)} GPU{'s' if len(per_hour) > 1 else ''} rated in {cur} "
+        notes.append(f"{fmt.count(len(per_hour), 'GPU')} rated in {cur} "
                      f"({fmt.rate(sum(per_hour), cur)}) not in the {currency} totals: currencies are never summed")
     cat_dates = sorted({r.as_of for r in rates.values() if r.source == "catalog" and r.as_of})
     for d in cat_dates:
@@ -176,7 +177,8 @@ def _build_snapshot(conn: sqlite3.Connection, cfg: Any, now: int, month: str | N
         idle_waste_today=sum(e.by_day.get(today, 0.0) for e in episodes if e.currency == currency),
         months=months, alerts=open_alerts(conn), hourly=hourly(conn, cfg, rates, now),
         rate_sources=tuple(sorted({r.label for r in rates.values()})), nvml_available=None,
-        collector=collector_holder(conn, now), last_sample_ms=last, billing_coverage_end_ms=cov_end,
+        collector=collector_holder(conn, now), last_sample_ms=last,
+        billing_coverage_end_ms=billing_coverage_end_ms(conn, cov_end),
         catalog_as_of=cat_dates[0] if cat_dates else None, notes=tuple(notes),
         underutilised=tuple(u for u, _a in under),
         today_observed=observed(conn, cfg, today0, now, now, gpus).fraction)

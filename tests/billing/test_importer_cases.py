@@ -146,7 +146,7 @@ def test_deeply_nested_tags_are_one_line_not_a_traceback(cli, db_path: Path, see
     _one_line_error(r, "deep.csv:4", "Tags: cannot read")
     assert dump(db_path) == seeded
     r = cli("--db", str(db_path), "import", "--skip-bad-rows", str(path))
-    assert r.returncode == 0 and "skipped 1 bad rows (lines 4)" in r.stdout
+    assert r.returncode == 0 and "skipped 1 bad row (line 4)" in r.stdout
 
 
 def test_deeply_nested_jsonl_is_one_line(cli, db_path: Path, tmp_path: Path) -> None:
@@ -260,3 +260,15 @@ def test_focus_without_currency_takes_the_configured_one_and_says_so(cli, db_pat
     assert f["notes"] == ["no BillingCurrency column: amounts read as EUR (the `currency` setting)"]
     text = cli("--config", str(cfg), "--db", str(tmp_path / "b.db"), "import", str(path)).stdout
     assert "note: no BillingCurrency column: amounts read as EUR" in text
+
+
+# ---------------------------------------------------------------- what the command says
+
+def test_a_one_row_export_says_1_row_and_its_money(cli, db_path: Path, tmp_path: Path) -> None:
+    """A late-arriving correction is often one row: "1 row", not "1 rows", on both lines the command prints."""
+    path = _write(tmp_path / "one.csv", _lines(GOOD)[:2])
+    r = cli("--db", str(db_path), "import", str(path))
+    assert r.returncode == 0, r.stderr
+    head, period = r.stdout.splitlines()[:2]
+    assert head.endswith("focus, 1 row (1 GPU) imported"), head
+    assert period.strip() == "period 2026-11 USD: billed $98.32, effective $70.50, 1 row", period

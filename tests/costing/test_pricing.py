@@ -75,6 +75,16 @@ def test_config_rates(store, tmp_path, text, expected, needle):
     assert rate.source == "config" and rate.per_gpu_hour == pytest.approx(expected) and needle in rate.label
 
 
+def test_a_one_gpu_instance_reads_per_gpu_and_says_1_gpu(store, tmp_path):
+    """A g5.xlarge-style box (one A10G): $1.006/h for the instance is $1.006 a GPU-hour, "/ 1 GPU"."""
+    cfg = cfg_from(tmp_path, "provider: aws\nrates: {instance: {usd_per_hour: 1.006, gpus: 1}}\n")
+    rate = pricing.resolve_rate(cfg, store, gpu(store))
+    assert rate.per_gpu_hour == pytest.approx(1.006)
+    assert rate.label.endswith("/ 1 GPU"), rate.label
+    cfg = cfg_from(tmp_path, "provider: aws\nrates: {instance: {usd_per_hour: 40, gpus: 8}}\n")
+    assert pricing.resolve_rate(cfg, store, gpu(store)).label.endswith("/ 8 GPUs")
+
+
 def test_per_gpu_beats_per_host_beats_model(store, tmp_path):
     cfg = cfg_from(tmp_path, "rates: {per_gpu: {'1': 9}, per_host: {box1: 7}, per_model: {H100: 5}}\n")
     assert pricing.resolve_rate(cfg, store, gpu(store, 1)).per_gpu_hour == 9

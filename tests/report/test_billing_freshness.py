@@ -1,0 +1,54 @@
+"""How far the billing exports reach, when the month being reported has none of its own yet.
+
+On the first days of every month the provider has not exported the new month: the freshness line must still
+name the end of the newest export (last month's), and judge it stale or not by alerts.stale_billing (3 days),
+as the `outdated` alert does, never say "no billing imported" about a store that holds billing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+HEADER = ("BillingAccountId,BillingPeriodStart,BillingPeriodEnd,ChargePeriodStart,ChargePeriodEnd,ChargeCategory,"
+          "BilledCost,EffectiveCost,BillingCurrency,ServiceName,ResourceId")
+# November's last two hours of one VM: the export's usage reaches 2026-12-01T00:00:00Z.
+ROWS = [f"111122223333,2026-11-01T00:00:00Z,2026-12-01T00:00:00Z,{a},{b},Usage,3.06,3.06,USD,Amazon EC2,i-0abc"
+        for a, b in (("2026-11-30T22:00:00Z", "2026-11-30T23:00:00Z"),
+                     ("2026-11-30T23:00:00Z", "2026-12-01T00:00:00Z"))]
+
+
+@pytest.fixture
+def november(cli, db_path: Path, tmp_path: Path) -> Path:
+    path = tmp_path / "focus-2026-11.csv"
+    path.write_text("\n".join([HEADER, *ROWS]) + "\n")
+    r = cli("--db", str(db_path), "import", str(path))
+    assert r.returncode == 0, r.stderr
+    return db_path
+
+
+@pytest.mark.parametrize(("now", "stale"), [
+    ("2026-12-01T06:00:00Z", False),      # six hours after the export's end: fresh
+    ("2026-12-20T00:00:00Z", True),       # 19 days after it: past alerts.stale_billing
+])
+def test_a_month_without_its_own_exports_reports_the_newest_exports_end(cli, november: Path, now: str,
+                                                                       stale: bool) -> None:
+    env = {"GPUSPEND_NOW": now}
+    r = cli("--db", str(november), "--report", "--format", "json", env=env)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["freshness"]["billing_coverage_end"] == "2026-12-01T00:00:00Z"
+    assert doc["freshness"]["billing_stale"] is stale
+    outdated = [a for a in doc["alerts"] if a["kind"] == "outdated" and a["subject"] == "billing"]
+    assert bool(outdated) is stale
+    text = cli("--db", str(november), "--report", env=env).stdout
+    line = next(ln for ln in text.splitlines() if ln.startswith("billing coverage end:"))
+    assert line == "billing coverage end: 2026-12-01T00:00:00Z" + (" (stale)" if stale else "")
+    assert cli("--db", str(november), "--report", "--fail-on", "outdated", env=env).returncode == (1 if stale else 0)
+
+
+def test_a_store_without_billing_says_so(cli, db_path: Path) -> None:
+    text = cli("--db", str(db_path), "--report").stdout
+    assert "billing coverage end: no billing imported" in text
