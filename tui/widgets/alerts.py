@@ -11,7 +11,7 @@ from textual.widgets import Static
 from gpuspend import budget
 from gpuspend.alert_kinds import BUDGET, IDLE, STALE, severity
 from gpuspend.snapshot import Snapshot
-from gpuspend.tui.widgets.fmt import clean, duration, money
+from gpuspend.tui.widgets.fmt import clean, duration, money, wraps_alike
 
 if TYPE_CHECKING:
     from gpuspend.config import Config
@@ -110,5 +110,6 @@ class AlertsPanel(Static):
         width = (self.size.width or 80) - 2 if one_line else None
         text = alerts_text(lines, ascii_only, width=width)
         if text != self._last:
+            layout = not wraps_alike(self._last, text)     # most changes are a duration's minute ticking over
             self._last = text
-            self.update(text)
+            self.update(text, layout=layout)

@@ -9,7 +9,7 @@ from textual.widgets import Static
 from gpuspend import budget
 from gpuspend.costing.observed import observed_pct
 from gpuspend.snapshot import MonthView, Snapshot
-from gpuspend.tui.widgets.fmt import clean, money
+from gpuspend.tui.widgets.fmt import clean, money, wraps_alike
 
 LEVEL_STYLES = {budget.OK: "#5fd75f", budget.WARNING: "#ffd75f", budget.ERROR: "bold #ff5f5f"}
 
@@ -142,11 +142,7 @@ class SummaryBar(Static):
                 sources.append(mark)
         text.append_text(sources)
         if text != self._last:          # an unchanged line costs nothing on the terminal
-            # Same length and spaces in the same places: it wraps the same, so no layout pass is needed.
-            layout = self._last is None or _breaks(self._last.plain) != _breaks(text.plain)
+            layout = not wraps_alike(self._last, text)
             self._last = text
             self.update(text, layout=layout)
 
-
-def _breaks(plain: str) -> tuple[int, list[int]]:
-    return len(plain), [i for i, c in enumerate(plain) if c in " \n"]
