@@ -66,7 +66,7 @@ def prices(opts: Options, as_json: bool, model: str | None, refresh: bool, write
     from gpuspend import clock, pricing
     from gpuspend.costing import load_gpus
     from gpuspend.errors import UsageError
-    from gpuspend.fmt import clean
+    from gpuspend.fmt import clean, count
     from gpuspend.store import connect
 
     cfg = opts.load_config()
@@ -144,7 +144,7 @@ def prices(opts: Options, as_json: bool, model: str | None, refresh: bool, write
             raise click.exceptions.Exit(rc)
         return
     click.echo(f"price catalog as of {cat.as_of} (on-demand $/GPU-hour; stale after "
-               f"{cfg.alerts.stale_catalog / 86400:.0f} days)")
+               f"{count(round(cfg.alerts.stale_catalog / 86400), 'day')})")
     click.echo(f"{'provider':<10} {'gpu':<14} {'$/GPU-h':>8}  {'sku':<26} {'as of':<10} {'age':>5}  change")
     for r in rows:
         flag = " STALE" if r["stale"] else ""

@@ -160,7 +160,7 @@ def _build_snapshot(conn: sqlite3.Connection, cfg: Any, now: int, month: str | N
     cat_dates = sorted({r.as_of for r in rates.values() if r.source == "catalog" and r.as_of})
     for d in cat_dates:
         if pricing.is_stale(d, cfg, now):
-            notes.append(f"catalog price from {d} is older than {cfg.alerts.stale_catalog / 86400:.0f} days")
+            notes.append(f"catalog price from {d} is older than {fmt.count(round(cfg.alerts.stale_catalog / 86400), 'day')}")
     for src in sources_without_billed_cost(conn, month):
         # Short enough for an 80-column report line: what is missing and what to import.
         notes.append(f"{month} {src[:24]}: no billed cost (amortized only); import actual cost")

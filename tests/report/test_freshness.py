@@ -1,4 +1,6 @@
-"""How far the billing exports reach, when the month being reported has none of its own yet.
+"""How fresh the data is, as the report and `prices` say it.
+
+How far the billing exports reach, when the month being reported has none of its own yet.
 
 On the first days of every month the provider has not exported the new month: the freshness line must still
 name the end of the newest export (last month's), and judge it stale or not by alerts.stale_billing (3 days),
@@ -52,3 +54,24 @@ def test_a_month_without_its_own_exports_reports_the_newest_exports_end(cli, nov
 def test_a_store_without_billing_says_so(cli, db_path: Path) -> None:
     text = cli("--db", str(db_path), "--report").stdout
     assert "billing coverage end: no billing imported" in text
+
+
+def test_a_one_day_old_catalog_says_1_day(cli, db_path: Path, tmp_path: Path) -> None:
+    """The shipped catalog is dated; a day later the report says "(1 day)", and `prices` with a one-day
+    alerts.stale_catalog says "stale after 1 day" (never "1 days")."""
+    from gpuspend.pricing import load_catalog
+
+    as_of = load_catalog().as_of
+    env = {"GPUSPEND_NOW": f"{as_of}T12:00:00Z"}
+    nxt = cli("--db", str(db_path), "--report", env={"GPUSPEND_NOW": _next_day(as_of)}).stdout
+    assert f"price catalog as of {as_of} (1 day)" in nxt
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("alerts: {stale_catalog: 1d}\n")
+    head = cli("--db", str(db_path), "--config", str(cfg), "prices", env=env).stdout.splitlines()[0]
+    assert head.endswith("(on-demand $/GPU-hour; stale after 1 day)"), head
+
+
+def _next_day(day: str) -> str:
+    from datetime import date, timedelta
+
+    return f"{date.fromisoformat(day) + timedelta(days=1)}T00:00:00Z"
