@@ -55,3 +55,25 @@ async def test_a_ticking_duration_repaints_without_a_layout_and_a_new_shape_is_l
         assert layouts[-1] is True
         assert "budget: spent 104%" in text and "(threshold 100%)" in text and "$1,014.29" in text
         assert "$6.88/h" in text                        # the wrapped tail of the idle line is on screen too
+
+
+def test_an_open_idle_alert_shows_the_gpu_rows_live_waste_not_the_engines_older_figure(tmp_path) -> None:
+    """The alert engine stored $179.71 at its last evaluation; the snapshot the GPU row shows says $179.77 now
+    (five seconds of a $6.88/h GPU later a cent more, half a minute later five): the panel says $179.77 too."""
+    from dataclasses import replace
+
+    from gpuspend.snapshot import AlertView
+    from gpuspend.tui.widgets.alerts import alert_lines
+    from gpuspend.tui.widgets.gpu_table import gpu_cells
+    from tests.alerts.snapshots import config, gpu, snapshot
+
+    g = gpu(idle_for_s=26 * 3600, episode_open=True, waste=179.77)
+    stored = AlertView("idle", g.uuid, "open", 0, 179.71, "GPU 3 held idle for 1d02h")
+    budget = AlertView("budget", "2026-11:USD", "open", 0, 9_500.0, "spent 95% of $10,000.00")
+    snap = replace(snapshot(1_794_744_000_000, gpus=[g]), alerts=(stored, budget))
+    lines = alert_lines(snap, config(tmp_path))
+    (idle,) = [a for a in lines if a.kind == "idle"]
+    assert idle.text.endswith("($179.77)") and "179.71" not in idle.text
+    assert gpu_cells(g, "USD")[9].plain.strip() == "$179.77"        # the row's "wasted" column, the same figure
+    (other,) = [a for a in lines if a.kind == "budget"]
+    assert other.text.endswith("($9,500.00)")                     # other kinds keep the engine's figure

@@ -45,16 +45,21 @@ def alert_lines(snap: Snapshot, cfg: Config, *, stale_after_s: float = 300.0) ->
     cur = snap.currency
     out: list[AlertLine] = []
     stored_idle = set()
+    # An open idle alert's money as of this snapshot, the GPU row's own figure: the stored one is as of the
+    # alert engine's last evaluation (up to half a minute back), a few cents apart on the same screen.
+    live = {g.uuid: g.episode_waste for g in snap.gpus if g.episode_open and g.episode_waste is not None}
     for a in snap.alerts:
         if a.state != "open":
             continue
+        dollars = a.dollars
         if a.kind == IDLE:
             stored_idle.add(a.subject)
-        amount = f" ({money(a.dollars, cur)})" if a.dollars else ""
+            dollars = live.get(a.subject, dollars)
+        amount = f" ({money(dollars, cur)})" if dollars else ""
         who = holders(snap, a.subject) if a.kind == IDLE else ""
         who = f", held by {who}" if who else ""
         out.append(AlertLine(f"{a.kind}:{a.subject}:{a.started_ms}", a.kind, severity(a.kind),
-                             clean(f"{a.kind}: {a.message}{who}{amount}"), a.dollars or 0.0))
+                             clean(f"{a.kind}: {a.message}{who}{amount}"), dollars or 0.0))
     for g in snap.gpus:
         if not g.episode_open or g.uuid in stored_idle:
             continue
