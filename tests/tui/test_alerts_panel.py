@@ -77,3 +77,20 @@ def test_an_open_idle_alert_shows_the_gpu_rows_live_waste_not_the_engines_older_
     assert gpu_cells(g, "USD")[9].plain.strip() == "$179.77"        # the row's "wasted" column, the same figure
     (other,) = [a for a in lines if a.kind == "budget"]
     assert other.text.endswith("($9,500.00)")                     # other kinds keep the engine's figure
+
+
+def test_which_changes_wrap_alike() -> None:
+    """Only a change that keeps every line break where it was skips the layout: a space that becomes a line end
+    (or a letter), or a character that becomes a wide one, is laid out again."""
+    from rich.text import Text
+
+    from gpuspend.tui.widgets.fmt import wraps_alike
+
+    base = Text("idle: GPU 4 for 2h03m: $14.07 wasted")
+    assert wraps_alike(base, Text("idle: GPU 4 for 2h04m: $14.08 wasted"))
+    assert not wraps_alike(None, base)
+    assert not wraps_alike(base, Text("idle: GPU 4 for 2h03m: $14.07\nwasted"))      # a space became a line end
+    assert not wraps_alike(base, Text("idle: GPU 4 for 2h03m: $14.07xwasted"))       # a break point is gone
+    assert not wraps_alike(base, Text("idle: GPU 4 for 2h03m: $114.07 wasted"))      # longer
+    assert not wraps_alike(Text("user bob"), Text("user 鲍ob"))                        # two cells where one was
+    assert wraps_alike(Text("user 鲍b"), Text("user 鲍c"))

@@ -7,6 +7,7 @@ dashboard only asks for the compact money form. Everything returns plain `str` o
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from rich.text import Text
 
 from gpuspend import fmt
@@ -64,11 +65,17 @@ def state(name: str) -> Text:
 
 
 def wraps_alike(old: Text | None, new: Text) -> bool:
-    """True when `new` lays out exactly as `old` did: the same length with its spaces and line ends in the same
-    places, so it wraps into the same lines at any width. A Static updated with such a text needs no layout
-    pass (Static.update lays the whole screen out again by default: ~1 ms, where the repaint alone is a few
-    cells); a minute ticking over in "idle 2h03m" is the usual change."""
+    """True when `new` lays out exactly as `old` did: the same length, its spaces and line ends where they were (wrapping breaks only there)
+    and every changed character as wide as the one it replaced, so it wraps into the same lines at any width. A
+    Static updated with such a text needs no layout pass (Static.update lays the whole screen out again by
+    default: ~1 ms, where the repaint alone is a few cells); a minute ticking over in "idle 2h03m" is the usual
+    change."""
     if old is None:
         return False
     a, b = old.plain, new.plain
-    return len(a) == len(b) and all((x in " \n") == (y in " \n") for x, y in zip(a, b, strict=True))
+    if len(a) != len(b):
+        return False
+    changed = [(x, y) for x, y in zip(a, b, strict=True) if x != y]
+    if any(x.isspace() or y.isspace() for x, y in changed):       # where a line may break, or breaks
+        return False
+    return a.isascii() and b.isascii() or all(cell_len(x) == cell_len(y) for x, y in changed)
