@@ -13,10 +13,14 @@ from gpuspend.costing.attribution import attribution_by_gpu
 from gpuspend.costing.common import STATES, day_start
 from gpuspend.costing.episodes import idle_episodes, is_remote, underutilised
 from gpuspend.costing.metering import hourly
-from gpuspend.costing.month import month_views_for, sources_without_billed_cost, today_cost
+from gpuspend.costing.month import (
+    billing_coverage_end_ms,
+    month_views_for,
+    sources_without_billed_cost,
+    today_cost,
+)
 from gpuspend.costing.observed import observed
 from gpuspend.costing.store_read import (
-    billing_coverage_end_ms,
     collector_holder,
     current_procs,
     latest_samples,
@@ -178,7 +182,7 @@ def _build_snapshot(conn: sqlite3.Connection, cfg: Any, now: int, month: str | N
         months=months, alerts=open_alerts(conn), hourly=hourly(conn, cfg, rates, now),
         rate_sources=tuple(sorted({r.label for r in rates.values()})), nvml_available=None,
         collector=collector_holder(conn, now), last_sample_ms=last,
-        billing_coverage_end_ms=billing_coverage_end_ms(conn, cov_end),
+        billing_coverage_end_ms=billing_coverage_end_ms(conn, cfg, cov_end),
         catalog_as_of=cat_dates[0] if cat_dates else None, notes=tuple(notes),
         underutilised=tuple(u for u, _a in under),
         today_observed=observed(conn, cfg, today0, now, now, gpus).fraction)

@@ -83,6 +83,24 @@ def month_billing(conn: sqlite3.Connection, cfg: Any, month: str) -> MonthBillin
                                        durable=True, size=16)
 
 
+def billing_coverage_end_ms(conn: sqlite3.Connection, cfg: Any, month_coverage_ms: int | None) -> int | None:
+    """How far the billing exports reach, as every surface states it (the report's freshness, the `outdated`
+    alert): the month's own coverage end, else (nothing imported for the month yet: its first days, or
+    exports that stopped) that of the newest month whose exports have one. The same rule as the month's:
+    short rows only, never a fee's, tax's or monthly row's charge period (a November tax row ends 12-01 whatever
+    day November's usage rows reach). Each month's is read once per billing generation (month_billing).
+    None only when no export has a short row."""
+    if month_coverage_ms is not None:
+        return month_coverage_ms
+    months = dict.fromkeys(forecast.month_of(int(s) * 1000) for (s,) in conn.execute(
+        "SELECT DISTINCT billing_period_start FROM imports WHERE billing_period_start IS NOT NULL ORDER BY 1 DESC"))
+    for month in months:
+        end = month_billing(conn, cfg, month).coverage_end_ms
+        if end is not None:
+            return end
+    return None
+
+
 def _month_billing(conn: sqlite3.Connection, month: str, rid: str | None) -> MonthBilling:
     start, end = forecast.month_bounds(month)
     period, pargs = period_match(start // 1000, end // 1000)

@@ -453,16 +453,6 @@ def open_alerts(conn: sqlite3.Connection) -> tuple[AlertView, ...]:
     return tuple(out)
 
 
-def billing_coverage_end_ms(conn: sqlite3.Connection, month_coverage_ms: int | None) -> int | None:
-    """How far the billing exports reach, as every surface states it (the report's freshness, the `outdated`
-    alert): the month's own coverage end, else, when nothing is imported for the month yet (the first days
-    of a month, or exports long stopped), the newest end over every import; None only with no billing."""
-    if month_coverage_ms is not None:
-        return month_coverage_ms
-    row = conn.execute("SELECT MAX(coverage_end) FROM imports").fetchone()
-    return row[0] * 1000 if row and row[0] is not None else None
-
-
 def collector_holder(conn: sqlite3.Connection, now_ms: int) -> str:
     from gpuspend import lease
 
