@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from gpuspend import budget
 from gpuspend.alert_kinds import ALERTNAMES, BUDGET, IDLE, NO_REPEAT, OUTDATED, STALE
-from gpuspend.fmt import clean, count, duration, money
+from gpuspend.fmt import clean, count, duration, money, rounded, share
 from gpuspend.rollup import COLLECTOR_SEEN_KEY, REMOTE_SOURCES
 from gpuspend.snapshot import AlertView, GpuNow, MonthView, Snapshot
 from gpuspend.store import get_meta, transaction
@@ -110,7 +110,7 @@ def _idle_condition(snap: Snapshot, g: GpuNow, holders: list[str], firing: bool 
               ("Wasted so far", money(g.episode_waste, currency))]
     if g.cost_per_hour is not None:
         fields.append(("Burning", f"{money(g.cost_per_hour, currency)}/h"))
-    return Condition(IDLE, g.uuid, firing, title=title, dollars=round(g.episode_waste or 0.0, 2),
+    return Condition(IDLE, g.uuid, firing, title=title, dollars=float(rounded(g.episode_waste or 0.0)),
                      currency=currency, fields=tuple(fields), started_ms=snap.now_ms - int(g.idle_for_s * 1000),
                      labels={"gpu": g.uuid, "host": where, "gpu_index": str(g.index), "source": g.source})
 
@@ -150,7 +150,7 @@ def _budget_condition(m: MonthView, basis: str, thr: float, pct: float, amount: 
                       firing: bool | None) -> Condition:
     what = "spent" if basis == "actual" else "forecast"
     title = f"Budget {thr:g}% {'reached' if basis == 'actual' else 'forecast'} for {m.month}: " \
-            f"{what} {money(amount, m.currency)} of {money(m.budget, m.currency)} ({int(pct)}%)"   # 99.7 is not 100
+            f"{what} {money(amount, m.currency)} of {money(m.budget, m.currency)} ({share(pct)})"
     fields = (("Month", m.month), ("Basis", basis), ("Threshold", f"{thr:g}%"),
               ("Month to date", money(m.mtd, m.currency)), ("Projection", money(m.projection, m.currency)),
               ("Budget", money(m.budget, m.currency)))
@@ -181,7 +181,7 @@ def _spike_condition(conn: sqlite3.Connection, cfg: Config, snap: Snapshot, now_
     firing: bool | None = True if up >= pct else (False if up < pct / 2 else None)
     extra_day = (now_rate - baseline) * 24
     title = f"Spend run rate {money(now_rate, snap.currency)}/h is {up:.0f}% above the 7-day baseline"
-    return Condition("spike", f"spend:{snap.currency}", firing, title=title, dollars=round(max(extra_day, 0), 2),
+    return Condition("spike", f"spend:{snap.currency}", firing, title=title, dollars=float(rounded(max(extra_day, 0))),
                      currency=snap.currency,
                      fields=(("Run rate", f"{money(now_rate, snap.currency)}/h"),
                              ("7-day baseline", f"{money(baseline, snap.currency)}/h"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from typing import Any
 
 NO_RATE = "no rate"          # unknown money: no rate, unknown state, not a number; never "$0", never "n/a"
@@ -43,10 +44,32 @@ def money(amount: float | None, currency: str | None = "USD", *, decimals: int |
         return NO_RATE
     if decimals is None:
         decimals = 0 if compact and abs(v) >= 10_000 else 2
-    body = f"{abs(v):,.{decimals}f}"
+    body = f"{rounded(abs(v), decimals):,.{decimals}f}"
     neg = "-" if v < 0 and any(c in "123456789" for c in body) else ""
     cur = currency or "USD"
     return f"{neg}${body}" if cur == "USD" else f"{neg}{body} {cur}"
+
+
+def rounded(amount: float, decimals: int = 2) -> Decimal:
+    """`amount` to `decimals` places as a person rounds it by hand: half away from zero on the decimal number
+    the float stands for ($8.545 is $8.55 and $0.125 is $0.13, where binary formatting gives $8.54 and $0.12).
+
+    The float is read to 9 places first, which drops the noise a sum of floats leaves (8.544999999999998 is
+    the 8.545 it adds up to), then rounded once.
+    """
+    return Decimal(repr(round(amount, 9))).quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
+
+
+def share_cut(pct: float, places: int = 0) -> float:
+    """A percentage of a budget cut to `places` decimals, never rounded up: 79.996 is 79.99 (79 at 0 places).
+    A threshold must not read as reached ("80%") while budget.state says it is not, nor 100% while under."""
+    return float(Decimal(repr(pct)).quantize(Decimal(1).scaleb(-places), rounding=ROUND_DOWN)) + 0.0    # no -0
+
+
+def share(pct: float | None) -> str:
+    """A percentage of a budget as every surface writes it: whole percent, cut (share_cut); `unknown` if None."""
+    v = _finite(pct)
+    return UNKNOWN if v is None else f"{share_cut(v):.0f}%"
 
 
 def rate(amount: float | None, currency: str | None = "USD", unit: str = "h") -> str:

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 from gpuspend.alert_kinds import KINDS as ALERT_KINDS
 from gpuspend.alert_kinds import expand
 from gpuspend.config import TARGET_KINDS
-from gpuspend.fmt import clean
+from gpuspend.fmt import clean, rounded
 from gpuspend.retry_after import parse_retry_after
 from gpuspend.store import transaction
 
@@ -197,7 +197,7 @@ def render_webhook(p: dict, receiver: str) -> dict:
     for k, v in p.get("fields", []):
         annotations[re.sub(r"\W+", "_", k.lower()).strip("_")] = v
     if p.get("dollars") is not None:
-        annotations["dollars"] = f"{p['dollars']:.2f}"
+        annotations["dollars"] = str(rounded(p["dollars"]))
         annotations["currency"] = p.get("currency") or ""
     alert = {"status": status, "labels": labels, "annotations": annotations, "startsAt": _iso(p["started_ms"]),
              "endsAt": _iso(p.get("ended_ms")), "generatorURL": "", "fingerprint": fingerprint(p)}

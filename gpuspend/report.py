@@ -24,7 +24,7 @@ from gpuspend.config import parse_duration
 from gpuspend.costing.observed import Observed, observed, observed_phrase
 from gpuspend.costing.workloads import UNATTRIBUTED, group_by, workload_attribution
 from gpuspend.errors import EXIT_ALERTS, EXIT_OK, GpuspendError, NvmlUnavailable, UsageError
-from gpuspend.fmt import clean, count, money
+from gpuspend.fmt import clean, count, money, share, share_cut
 from gpuspend.fmt import duration as dur
 from gpuspend.snapshot import Snapshot
 
@@ -97,8 +97,16 @@ def total_so_far(amount: float | None, now: dict[str, Any], cur: str) -> str:
     return money(amount, cur)
 
 
-def _r(v: float | None, nd: int = 4) -> float | None:
+def _r(v: float | None, nd: int = 6) -> float | None:
+    """A number for the document, money to the micro-unit: the text and markdown reports round the document's
+    money once more, to cents, so its own rounding must sit far below a cent (at 4 places 8.54496 became 8.545
+    and then $8.55)."""
     return None if v is None else round(float(v), nd)
+
+
+def _cut(pct: float | None) -> float | None:
+    """A budget percentage for the document: cut to 2 places, never up past a threshold (fmt.share_cut)."""
+    return None if pct is None else share_cut(pct, 2)
 
 
 def _observed_json(obs: Observed) -> dict[str, Any]:
@@ -141,7 +149,7 @@ def build_document(conn: Any, cfg: Config, snap: Snapshot, since_ms: int, month:
     billing = costing.billing_summary(conn, cfg, month, now)
     index_of = {g["uuid"]: g["idx"] for g in gpus}
 
-    waste_total = {k: round(v, 4) for k, v in costing.waste_since(episodes, since_ms).items()}
+    waste_total = {k: _r(v) for k, v in costing.waste_since(episodes, since_ms).items()}
     months = []
     for mv in snap.months:
         months.append({
@@ -149,7 +157,7 @@ def build_document(conn: Any, cfg: Config, snap: Snapshot, since_ms: int, month:
             "metered": _r(mv.metered), "cloud": _r(mv.cloud), "coverage_end": iso(mv.coverage_end_ms),
             "projection": _r(mv.projection),
             "low": _r(mv.low), "high": _r(mv.high), "interval_note": mv.interval_note, "budget": _r(mv.budget),
-            "budget_pct_actual": _r(mv.budget_pct_actual, 2), "budget_pct_forecast": _r(mv.budget_pct_forecast, 2),
+            "budget_pct_actual": _cut(mv.budget_pct_actual), "budget_pct_forecast": _cut(mv.budget_pct_forecast),
             "thresholds_crossed": [{"pct": c.threshold, "basis": c.basis} for c in budget.crossed(cfg, mv)],
         })
     last_age = None if snap.last_sample_ms is None else max(0.0, (now - snap.last_sample_ms) / 1000)
@@ -319,8 +327,8 @@ def render_text(doc: dict[str, Any]) -> str:
         if m["budget"] is not None and m["budget_pct_actual"] is None:   # a budget in a currency with no spend
             out.append(f"  budget {money(m['budget'], c)}: not compared (no spend in {c})")
         elif m["budget"] is not None:
-            pf = f", forecast {m['budget_pct_forecast']:.0f}%" if m["budget_pct_forecast"] is not None else ""
-            out.append(f"  budget {money(m['budget'], c)}: actual {m['budget_pct_actual']:.0f}%{pf}")
+            pf = f", forecast {share(m['budget_pct_forecast'])}" if m["budget_pct_forecast"] is not None else ""
+            out.append(f"  budget {money(m['budget'], c)}: actual {share(m['budget_pct_actual'])}{pf}")
             for t in m["thresholds_crossed"]:
                 out.append(f"  ! budget threshold {t['pct']:g}% crossed ({t['basis']})")
     idle = doc["idle"]
@@ -489,8 +497,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
         if m["budget"] is not None and m["budget_pct_actual"] is None:    # a budget in a currency with no spend
             o.append(f"- budget {money(m['budget'], c)}: not compared (no spend in {c})")
         elif m["budget"] is not None:
-            o.append(f"- budget {money(m['budget'], c)}: actual {m['budget_pct_actual']:.0f}%"
-                     + (f", forecast {m['budget_pct_forecast']:.0f}%" if m["budget_pct_forecast"] is not None else ""))
+            o.append(f"- budget {money(m['budget'], c)}: actual {share(m['budget_pct_actual'])}"
+                     + (f", forecast {share(m['budget_pct_forecast'])}" if m["budget_pct_forecast"] is not None else ""))
             o += [f"- budget threshold {t['pct']:g}% crossed ({t['basis']})" for t in m["thresholds_crossed"]]
     if not doc["month"]:
         o.append("No cost data for this month.")

@@ -16,7 +16,7 @@ from textual.widgets import Footer, Static
 
 from gpuspend import budget
 from gpuspend.clock import to_datetime
-from gpuspend.fmt import clean
+from gpuspend.fmt import clean, rounded, share
 from gpuspend.snapshot import BillingSummary, MonthView
 from gpuspend.tui.widgets.fmt import money, plain
 from gpuspend.tui.widgets.summary import budget_style
@@ -62,9 +62,9 @@ def month_text(month: str, views: tuple[MonthView, ...], currency: str, threshol
     else:
         t.append(money(v.budget, v.currency, decimals=0))
         if v.budget_pct_actual is not None:
-            t.append(f", spent {v.budget_pct_actual:.0f}%", style=budget_style(v.budget_pct_actual, thresholds))
+            t.append(f", spent {share(v.budget_pct_actual)}", style=budget_style(v.budget_pct_actual, thresholds))
         if v.budget_pct_forecast is not None and not past:
-            t.append(f", projected {v.budget_pct_forecast:.0f}%",
+            t.append(f", projected {share(v.budget_pct_forecast)}",
                      style=budget_style(v.budget_pct_forecast, thresholds))
     return t
 
@@ -114,7 +114,7 @@ def alternatives_table(s: BillingSummary, ascii_only: bool) -> Table:
     for a in s.alternatives:
         style = "green" if a.saving > 0 else "dim"
         t.add_row(plain(a.provider, ascii_only=ascii_only), plain(a.gpu_model, ascii_only=ascii_only),
-                  f"{a.per_gpu_hour:.2f}", money(a.cost_same_hours, "USD"),
+                  str(rounded(a.per_gpu_hour)), money(a.cost_same_hours, "USD"),
                   Text(money(a.saving, "USD"), style=style))
     if not s.alternatives:
         t.add_row(Text("no catalog match for these GPUs", style="dim"), "", "", "", "")

@@ -11,7 +11,7 @@ from textual.widgets import Static
 from gpuspend import budget
 from gpuspend.alert_kinds import BUDGET, IDLE, STALE, severity
 from gpuspend.snapshot import Snapshot
-from gpuspend.tui.widgets.fmt import clean, duration, money, wraps_alike
+from gpuspend.tui.widgets.fmt import clean, duration, money, share, wraps_alike
 
 if TYPE_CHECKING:
     from gpuspend.config import Config
@@ -77,7 +77,7 @@ def alert_lines(snap: Snapshot, cfg: Config, *, stale_after_s: float = 300.0) ->
                 what = "spent" if c.basis == budget.ACTUAL else "projected"
                 out.append(AlertLine(f"budget:{m.month}:{m.currency}:{c.basis}", BUDGET,
                                      "error" if budget.level(c.pct, levels) == budget.ERROR else "warning",
-                                     f"budget: {what} {c.pct:.0f}% of {money(m.budget, m.currency)} "
+                                     f"budget: {what} {share(c.pct)} of {money(m.budget, m.currency)} "
                                      f"(threshold {c.threshold:g}%)"))
     # the most expensive fact first: errors, then what has cost the most so far (stable for equal amounts)
     out.sort(key=lambda a: (a.severity != "error", -a.dollars))

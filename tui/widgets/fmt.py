@@ -11,9 +11,9 @@ from rich.cells import cell_len
 from rich.text import Text
 
 from gpuspend import fmt
-from gpuspend.fmt import clean, duration, size
+from gpuspend.fmt import clean, duration, share, size
 
-__all__ = ["bar", "clean", "duration", "fit", "money", "plain", "size", "state", "wraps_alike"]
+__all__ = ["bar", "clean", "duration", "fit", "money", "plain", "share", "size", "state", "wraps_alike"]
 
 
 def plain(text: object, style: str = "", *, ascii_only: bool = False) -> Text:

@@ -9,7 +9,7 @@ from textual.widgets import Static
 from gpuspend import budget
 from gpuspend.costing.observed import observed_pct
 from gpuspend.snapshot import MonthView, Snapshot
-from gpuspend.tui.widgets.fmt import clean, money, wraps_alike
+from gpuspend.tui.widgets.fmt import clean, money, share, wraps_alike
 
 LEVEL_STYLES = {budget.OK: "#5fd75f", budget.WARNING: "#ffd75f", budget.ERROR: "bold #ff5f5f"}
 
@@ -79,7 +79,7 @@ def budget_text(m: MonthView, thresholds: tuple[float, ...], *, lead: str) -> Te
     t.append(lead, style="dim")
     t.append(money(m.budget, m.currency, decimals=0))
     if m.budget_pct_forecast is not None:
-        t.append(f" {m.budget_pct_forecast:.0f}%", style=budget_style(m.budget_pct_forecast, thresholds) or "")
+        t.append(f" {share(m.budget_pct_forecast)}", style=budget_style(m.budget_pct_forecast, thresholds) or "")
         t.append(" projected", style="dim")
     return t
 
