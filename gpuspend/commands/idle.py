@@ -71,6 +71,7 @@ def _verdict(conn: Any, cfg: Any, now: int, for_s: float, wanted: list[str], hea
     from gpuspend import costing
     from gpuspend.costing.workloads import details_for, holders_now
     from gpuspend.errors import UsageError
+    from gpuspend.fmt import duration as dur
     from gpuspend.idle import GAP_INTERVALS, IDLE_STATES, sample_state
     from gpuspend.rollup import collector_interval
     from gpuspend.samples import procs_at
@@ -125,13 +126,13 @@ def _verdict(conn: Any, cfg: Any, now: int, for_s: float, wanted: list[str], hea
         elif last is None:
             v, why = UNKNOWN, "no samples for this GPU"
         elif state == "stale":
-            v, why = UNKNOWN, f"last sample {age_s:.0f} s old: the collector is not running"
+            v, why = UNKNOWN, f"last sample {dur(age_s)} old: the collector is not running"
         elif busy > 0 or state == "busy":
-            v, why = ACTIVE, f"busy for {busy:.0f} s of the window" if busy > 0 else "busy now"
+            v, why = ACTIVE, f"busy for {dur(busy)} of the window" if busy > 0 else "busy now"
         elif unknown > 0 or state not in IDLE_STATES:
             v, why = UNKNOWN, "utilisation unknown (MIG or NotSupported)"
         elif covered + slack_s < for_s:
-            v, why = UNKNOWN, f"samples cover {covered:.0f} s of the {for_s:.0f} s window"
+            v, why = UNKNOWN, f"samples cover {dur(covered)} of the {dur(for_s)} window"
         else:
             v, why = IDLE, f"idle for the whole window ({state})"
         rows.append({"index": g["idx"], "uuid": g["uuid"], "verdict": v, "state": state,
@@ -229,13 +230,16 @@ def _iso(ms: int) -> str:
 
 
 def render(doc: dict[str, Any]) -> str:
+    from gpuspend.fmt import UNKNOWN as UNSEEN
     from gpuspend.fmt import clean
     from gpuspend.fmt import duration as dur
 
     out = []
     for r in doc["gpus"]:
         who = f" [{clean(', '.join(r['workload']), 60)}]" if r["workload"] else ""
+        # a GPU whose last sample is stale, lost or missing has no idle run to tell
+        idle_for = UNSEEN if r["state"] in ("stale", "lost", "no samples") else dur(r["idle_for_s"])
         out.append(f"GPU {r['index'] if r['index'] is not None else r['uuid']}: {r['verdict']:<7} {r['state']:<9} "
-                   f"idle {dur(r['idle_for_s'])}{who}: {clean(r['reason'], 120)}")
-    out.append(f"{doc['verdict']}: {clean(doc['reason'], 200)} (window {doc['for_s']:g} s)")
+                   f"idle {idle_for}{who}: {clean(r['reason'], 120)}")
+    out.append(f"{doc['verdict']}: {clean(doc['reason'], 200)} (window {dur(doc['for_s'])})")
     return "\n".join(out) + "\n"

@@ -65,13 +65,18 @@ def test_stale_samples_are_never_idle(db_path: Path) -> None:
     doc = json.loads(r.stdout)
     assert r.returncode == 1 and doc["verdict"] == "unknown"
     assert doc["gpus"][0]["state"] == "stale" and "collector is not running" in doc["gpus"][0]["reason"]
+    # durations as every surface writes them (fmt.duration), and no idle run claimed for a stale GPU
+    lines = _idle(db_path, "--for", "30m").stdout.splitlines()
+    assert lines[0] == "GPU 0: unknown stale     idle unknown: last sample 10m old: the collector is not running"
+    assert lines[-1] == "unknown: GPU 0: last sample 10m old: the collector is not running (window 30m)"
 
 
 def test_samples_that_do_not_cover_the_window_are_not_known(db_path: Path) -> None:
     _store(db_path, since_ms=NOW_MS - 10 * MIN)      # only 10 minutes of history
     r = _idle(db_path, "--for", "30m", "--json")
     doc = json.loads(r.stdout)
-    assert r.returncode == 1 and doc["verdict"] == "unknown" and "samples cover" in doc["gpus"][0]["reason"]
+    assert r.returncode == 1 and doc["verdict"] == "unknown"
+    assert doc["gpus"][0]["reason"] == "samples cover 10m of the 30m window"
     assert _idle(db_path, "--for", "5m").returncode == 0
 
 
