@@ -331,9 +331,10 @@ def _underutilised(conn: sqlite3.Connection, cfg: Any, now_ms: int,
         add(r[1:] for r in read(a, b))
     for per in buckets:
         add((gid, util_s, cov) for gid, (util_s, cov) in per.items())
+    index = {g["id"]: (g.get("idx") is None, g.get("idx") or 0) for g in gpus}
     out = []
-    for gid, (util_s, cov) in sums.items():
+    for gid, (util_s, cov) in sorted(sums.items(), key=lambda kv: (index.get(kv[0], (True, 0)), by_id.get(kv[0]))):
         avg = util_s / cov if cov > 0 else None
         if avg is not None and avg < float(cfg.idle.low_util_pct) and gid in by_id:
             out.append((by_id[gid], float(avg)))
-    return sorted(out)
+    return out                      # in GPU index order, as every GPU list is shown

@@ -235,3 +235,15 @@ def test_mig_slices_are_not_counted_twice_and_lost_gpus_show(db_path, tmp_path):
     assert g["MIG-1"].cost_per_hour is None and g["MIG-1"].parent_uuid == "GPU-box1-0"
     assert g["GPU-box1-1"].state == "lost"
     assert not any("no rate" in n for n in snap.notes)
+
+
+def test_underutilised_gpus_come_in_index_order(db_path, tmp_path):
+    """GPU 2 and GPU 10 of a 12-GPU box are underutilised: the report lists "GPU 2, 10", as every GPU list is
+    shown, not in the order of their UUIDs ("GPU-box1-10" sorts before "GPU-box1-2")."""
+    conn = new_store(db_path)
+    ids = add_gpus(conn, 12)
+    for i, gid in enumerate(ids):
+        add_minutes(conn, gid, NOW_MS - 2 * HOUR, 120, util=3.0 if i in (2, 10) else 90.0)
+    set_watermark(conn, NOW_MS)
+    cfg = cfg_from(tmp_path, CFG)
+    assert [u for u, _a in costing.underutilised(conn, cfg, NOW_MS)] == ["GPU-box1-2", "GPU-box1-10"]
