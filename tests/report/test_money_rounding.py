@@ -92,3 +92,18 @@ def test_the_report_says_80_percent_only_when_80_percent_is_crossed(cli, db_path
     assert ("budget threshold 80% crossed (actual)" in text) is crossed
     r = cli(*base, "--report", "--month", "2026-11", "--fail-on", "budget", env=env)
     assert r.returncode == (1 if crossed else 0)
+
+
+def test_every_amount_is_written_as_its_decimal_rounded_half_up() -> None:
+    """money's fast path (binary formatting away from a tie) and its exact path agree with rounding the
+    amount's decimal form half up, for amounts of every size and for ties of every size."""
+    import random
+    from decimal import ROUND_HALF_UP, Decimal
+
+    rng = random.Random(7)
+    amounts = [rng.uniform(0, 10 ** rng.randint(0, 9)) for _ in range(20_000)]
+    amounts += [round(rng.uniform(0, 10 ** rng.randint(0, 9)), 2) + 0.005 for _ in range(5_000)]      # ties
+    amounts += [n / 1000 for n in range(0, 20_000, 5)]                                                 # ties
+    for a in amounts:
+        exact = Decimal(repr(round(a, 9))).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+        assert fmt.money(a) == f"${exact:,.2f}", a
