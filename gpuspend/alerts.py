@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING
 
 from gpuspend import budget
 from gpuspend.alert_kinds import ALERTNAMES, BUDGET, IDLE, NO_REPEAT, OUTDATED, STALE
-from gpuspend.fmt import clean, count, duration, money, rounded, share
+from gpuspend.fmt import clean, count, duration, money, rounded, share, unseen
 from gpuspend.rollup import COLLECTOR_SEEN_KEY, REMOTE_SOURCES
-from gpuspend.snapshot import AlertView, GpuNow, MonthView, Snapshot
+from gpuspend.snapshot import AlertView, GpuNow, MonthView, Snapshot, gpu_currency
 from gpuspend.store import get_meta, transaction
 
 if TYPE_CHECKING:
@@ -100,14 +100,15 @@ def _idle_condition(snap: Snapshot, g: GpuNow, holders: list[str], firing: bool 
     label = f"GPU {g.index} " if g.index is not None else "GPU "
     name = clean(g.name or g.model or "GPU", 60)
     held = ", ".join(holders[:3]) + (f" and {len(holders) - 3} more" if len(holders) > 3 else "")
-    currency = g.rate.currency or snap.currency
+    currency = gpu_currency(g.rate, snap.currency)
     idle_kind = "held idle" if g.state == "held-idle" else "idle"
     title = f"{label}({name}) on {where} {idle_kind} for {duration(g.idle_for_s)}"
     fields = [("GPU", f"{label}{name} on {where}"),
               ("Held by", held or (f"{clean(g.workload, 120)} (allocated, no process)" if getattr(g, "workload", "")
                                    else "nobody (no process holds memory)")),
               ("Idle for", duration(g.idle_for_s)),
-              ("Wasted so far", money(g.episode_waste, currency))]
+              ("Wasted so far", money(g.episode_waste, currency)
+                                 + (f" ({gap})" if (gap := unseen(g.episode_unseen_s)) else ""))]
     if g.cost_per_hour is not None:
         fields.append(("Burning", f"{money(g.cost_per_hour, currency)}/h"))
     return Condition(IDLE, g.uuid, firing, title=title, dollars=float(rounded(g.episode_waste or 0.0)),

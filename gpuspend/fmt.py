@@ -111,6 +111,14 @@ def duration(seconds: float | None) -> str:
     return f"{s // 86400}d{(s % 86400) // 3600:02d}h"
 
 
+def unseen(seconds: float) -> str:
+    """What an idle span's waste leaves out, said beside the waste: `22m unseen, not counted` when a minute
+    or more of the span had no samples or unknown utilisation (an episode spans a collector gap, money does
+    not), else ""."""
+    v = _finite(seconds)
+    return f"{duration(v)} unseen, not counted" if v is not None and v >= 60 else ""
+
+
 def count(n: float, noun: str, plural: str | None = None) -> str:
     """`1 GPU`, `3 GPUs`, `2 processes`, `0.5 GPUs` (a float as written with :g, an int as it is)."""
     num = f"{n:g}" if isinstance(n, float) else str(n)

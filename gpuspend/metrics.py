@@ -30,7 +30,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from gpuspend import clock
 from gpuspend.errors import UsageError
 from gpuspend.fmt import clean
-from gpuspend.snapshot import Snapshot
+from gpuspend.snapshot import Snapshot, gpu_currency
 
 if TYPE_CHECKING:
     from gpuspend.config import Config
@@ -112,12 +112,12 @@ class _Counters:
             t[1] += max(0.0, d_idle)
 
     def feed(self, snap: Snapshot) -> None:
-        live_gpus = {(*_gpu_key(g, snap.host), g.rate.currency or snap.currency) for g in snap.gpus}
+        live_gpus = {(*_gpu_key(g, snap.host), gpu_currency(g.rate, snap.currency)) for g in snap.gpus}
         for table in (self.idle_s, self.waste):     # a vanished GPU drops its series (a return restarts them)
             for gone in [k for k in table if k not in live_gpus]:
                 del table[gone]
         for g in snap.gpus:
-            key = (*_gpu_key(g, snap.host), g.rate.currency or snap.currency)
+            key = (*_gpu_key(g, snap.host), gpu_currency(g.rate, snap.currency))
             idle = float(g.idle_for_s or 0.0)
             last, total = self.idle_s.get(key, (0.0, 0.0))
             self.idle_s[key] = (idle, _advance(last, total, idle))
@@ -128,7 +128,7 @@ class _Counters:
         # A process row is one process on one GPU and carries that GPU's share of its cost (a process on two
         # GPUs is two rows adding up to its total: counted once, 8.0 and never 16.0), in the currency of that
         # GPU's rate, not the snapshot's (money in EUR is never labelled USD).
-        currency_of = {g.uuid: g.rate.currency or snap.currency for g in snap.gpus}
+        currency_of = {g.uuid: gpu_currency(g.rate, snap.currency) for g in snap.gpus}
         procs: dict[tuple, tuple[float, str]] = {}
         for p in snap.processes:
             key = (host, p.pid, p.user, p.gpu_uuid)
@@ -234,7 +234,7 @@ def _snapshot_families(snap: Snapshot) -> Iterator[Metric]:
     for g in snap.gpus:
         key = _gpu_key(g, host)
         if g.cost_per_hour is not None:
-            cost.add_metric([*key, g.rate.currency or cur], g.cost_per_hour)
+            cost.add_metric([*key, gpu_currency(g.rate, cur)], g.cost_per_hour)
         if g.rate.per_gpu_hour is not None:
             rate.add_metric([*key, g.rate.currency, g.rate.source], g.rate.per_gpu_hour)
         rate_info.add_metric(key, {"source": g.rate.source, "label": g.rate.label, "as_of": g.rate.as_of or ""})
@@ -251,7 +251,7 @@ def _snapshot_families(snap: Snapshot) -> Iterator[Metric]:
             mem_total.add_metric(key, float(g.mem_total))
         idle_for.add_metric(key, float(g.idle_for_s or 0.0))
         if g.episode_waste is not None:         # no rate: unknown money has no sample, never 0
-            episode.add_metric([*key, g.rate.currency or cur], float(g.episode_waste))
+            episode.add_metric([*key, gpu_currency(g.rate, cur)], float(g.episode_waste))
         episode_open.add_metric(key, 1.0 if g.episode_open else 0.0)
         under.add_metric(key, 1.0 if g.uuid in low else 0.0)
     yield from (cost, rate, rate_info, state, status, util, power, mem, mem_total, idle_for, episode, episode_open,

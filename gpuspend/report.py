@@ -24,7 +24,7 @@ from gpuspend.config import parse_duration
 from gpuspend.costing.observed import Observed, observed, observed_phrase
 from gpuspend.costing.workloads import UNATTRIBUTED, group_by, workload_attribution
 from gpuspend.errors import EXIT_ALERTS, EXIT_OK, GpuspendError, NvmlUnavailable, UsageError
-from gpuspend.fmt import clean, count, money, share, share_cut
+from gpuspend.fmt import clean, count, money, share, share_cut, unseen
 from gpuspend.fmt import duration as dur
 from gpuspend.snapshot import Snapshot
 
@@ -205,8 +205,9 @@ def build_document(conn: Any, cfg: Config, snap: Snapshot, since_ms: int, month:
                 "state": g.state, "util": g.util, "power": g.power, "mem_used": g.mem_used,
                 "rate": {"per_gpu_hour": _r(g.rate.per_gpu_hour), "currency": g.rate.currency,
                          "source": g.rate.source, "label": clean(g.rate.label), "as_of": g.rate.as_of},
-                "cost_per_hour": _r(g.cost_per_hour), "idle_for_s": round(g.idle_for_s, 1),
-                "episode_open": g.episode_open, "episode_waste": _r(g.episode_waste),
+                "cost_per_hour": _r(g.cost_per_hour), "currency": snap.currency_of(g.uuid),
+                "idle_for_s": round(g.idle_for_s, 1), "episode_open": g.episode_open,
+                "episode_waste": _r(g.episode_waste), "episode_unseen_s": round(g.episode_unseen_s, 1),
             } for g in snap.gpus],
         },
         "today": {"cost": _r(snap.today_cost_known), "idle_waste": _r(snap.idle_waste_today_known), "currency": cur,
@@ -216,6 +217,7 @@ def build_document(conn: Any, cfg: Config, snap: Snapshot, since_ms: int, month:
             "episodes": [{
                 "gpu_uuid": e.uuid, "gpu_index": index_of.get(e.uuid), "start": iso(e.start_ms),
                 "end": iso(e.end_ms), "open": e.open, "idle_s": round(e.idle_s, 1), "held_s": round(e.held_s, 1),
+                "unseen_s": round(e.unseen_s, 1),
                 "waste": _r(e.waste), "currency": e.currency,
             } for e in episodes],
             "waste_total": waste_total,
@@ -298,9 +300,11 @@ def render_text(doc: dict[str, Any]) -> str:
             else "no rate"
         util = "-" if g["util"] is None else f"{g['util']:.0f}%"
         idle = f" idle {dur(g['idle_for_s'])}" if g["idle_for_s"] else ""
-        ep = f" wasted {money(g['episode_waste'], cur)}" if g["episode_open"] else ""
+        ep = f" wasted {money(g['episode_waste'], g['currency'])}" if g["episode_open"] else ""
         out.append(clean(f"  GPU {g['index'] if g['index'] is not None else '?'} {g['model'] or g['name']:<10} "
                          f"{g['state']:<9} {util:>4} {cph:>10}{idle}{ep}"))
+        if g["episode_open"] and (gap := unseen(g["episode_unseen_s"])):
+            out.append(f"      {gap} (no samples in the idle span)")
     srcs = sorted({g["rate"]["label"] for g in now["gpus"]})
     for s in srcs:
         out.append(clean(f"  rate {s}"))

@@ -23,6 +23,12 @@ class Rate:
     energy_per_kwh: float | None = None
 
 
+def gpu_currency(rate: Rate | None, default: str) -> str:
+    """The currency of a GPU's money (its cost, its idle waste, its processes' share): its rate's, else the
+    snapshot's. A GPU rated in EUR on a USD box shows EUR, never a "$" on euros."""
+    return (rate.currency if rate is not None else None) or default
+
+
 @dataclass(frozen=True)
 class GpuNow:
     uuid: str
@@ -45,6 +51,7 @@ class GpuNow:
     last_sample_ms: int | None
     parent_uuid: str | None = None  # MIG parent
     workload: str = ""              # workloads holding this GPU (container DeviceRequests, Slurm GRES), ", "-joined
+    episode_unseen_s: float = 0.0   # of the open episode's span: no samples or unknown utilisation, not money
 
 
 @dataclass(frozen=True)
@@ -116,6 +123,13 @@ class Snapshot:
     # When the live fields (util, memory, power, temperature, state, processes' memory) were read, if later than
     # now_ms: a live refresh (costing.refresh_live) between full builds; the money is as of now_ms.
     live_ms: int | None = None
+
+    def currency_of(self, gpu_uuid: str) -> str:
+        """The currency of one GPU's money and of its processes' (gpu_currency)."""
+        for g in self.gpus:
+            if g.uuid == gpu_uuid:
+                return gpu_currency(g.rate, self.currency)
+        return self.currency
 
     @property
     def unrated_gpus(self) -> int:

@@ -124,7 +124,8 @@ def _build_snapshot(conn: sqlite3.Connection, cfg: Any, now: int, month: str | N
             rate=rate, cost_per_hour=cph, idle_for_s=tl.idle_for_s if (tl and idle_state) else 0.0,
             episode_open=open_ep is not None, episode_waste=open_ep.waste if open_ep else 0.0,
             last_sample_ms=row[0] if row else None, parent_uuid=parent,
-            workload=", ".join(w["label"] for w in held_by.get(g["id"], []))))
+            workload=", ".join(w["label"] for w in held_by.get(g["id"], [])),
+            episode_unseen_s=open_ep.unseen_s if open_ep else 0.0))
 
     uuid_of = {g["id"]: (g["uuid"], g["idx"]) for g in gpus}
     parent_of = {g["id"]: g["parent_id"] for g in gpus if g.get("parent_id")}

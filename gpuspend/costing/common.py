@@ -29,6 +29,9 @@ class Episode:
     by_day: dict[str, float] = field(default_factory=dict)   # waste by UTC day
     by_hour: dict[int, float] = field(default_factory=dict)  # waste by hour start (ms), for report windows
     last_ms: int = 0                 # end of the last idle second seen
+    # Seconds inside the episode with no samples (a collector gap, idle on both sides) or unknown utilisation:
+    # the episode spans them (nobody saw work) but they are not money, so "idle for" exceeds what waste counts.
+    unseen_s: float = 0.0
 
     @property
     def open(self) -> bool:

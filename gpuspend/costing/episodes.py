@@ -124,6 +124,8 @@ class EpisodeScan:
         for start, cov, busy, held, free in segs:
             if last_end is not None and start > last_end + 1:
                 busy_streak = 0.0                 # a hole: busy on both sides of it is not continuous busy
+                if run is not None:
+                    run.unseen_s += (start - last_end) / 1000.0
             idle = held + free
             if idle > 0:
                 if run is None:
@@ -152,6 +154,8 @@ class EpisodeScan:
                     busy_streak = 0.0
             if cov - busy - idle > 0.0005:
                 busy_streak = 0.0                 # unknown time breaks a busy streak too
+                if run is not None:
+                    run.unseen_s += cov - busy - idle
             last_end = start + cov * 1000
         self.run, self.pending, self.last_end = run, pending, last_end
         self.busy_streak, self.streak_start = busy_streak, streak_start

@@ -126,18 +126,18 @@ async def test_process_rows_are_redrawn_only_when_what_they_show_changes(make_ap
         row = f"{first.pid}:{first.gpu_uuid}"
         base = round(first.cost_today, 2)                # a cost whose shown cents have room either side
         start = tuple(replace(p, cost_today=base + 0.001) if p is first else p for p in snap.processes)
-        table.show(start, snap.currency)
+        table.show(start, snap.currency_of)
         await pilot.pause()
         drawn = table.get_row(row)[0].plain
         assert table.value(row, "cost") == money(base + 0.001, snap.currency)
         later = tuple(replace(p, cost_today=base + 0.002, sm_util=77.0) if p.pid == first.pid
                       and p.gpu_uuid == first.gpu_uuid else p for p in start)
-        assert table.show(later, snap.currency) is False
+        assert table.show(later, snap.currency_of) is False
         assert table.get_row(row)[0].plain == drawn
         assert table.selected().sm_util == 77.0          # the process detail shows the newest sample
         cent = tuple(replace(p, cost_today=base + 0.011) if p.pid == first.pid
                      and p.gpu_uuid == first.gpu_uuid else p for p in later)
-        assert table.show(cent, snap.currency) is True
+        assert table.show(cent, snap.currency_of) is True
         assert table.value(row, "cost") == money(base + 0.011, snap.currency)
         assert table.get_row(row)[0].plain != drawn
 

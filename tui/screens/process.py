@@ -16,11 +16,15 @@ from gpuspend.tui.widgets.process_table import workload_of
 
 def detail_text(p: ProcessNow, snap: Snapshot) -> Text:
     """Everything the table cuts short. Outside text goes in as plain characters (never markup)."""
-    cur = snap.currency
     rows = [p2 for p2 in snap.processes if p2.pid == p.pid and p2.user == p.user and p2.command == p.command]
-    # each row is this process on one GPU, with that GPU's share: the process costs their sum
-    cost = sum(r.cost_today for r in rows) if rows else p.cost_today
-    idle_cost = sum(r.idle_cost_today for r in rows) if rows else p.idle_cost_today
+    # each row is this process on one GPU, with that GPU's share: the process costs their sum, per currency
+    # (each GPU's money is in its own; currencies are never summed)
+    costs: dict[str, list[float]] = {}
+    for r in rows or [p]:
+        acc = costs.setdefault(snap.currency_of(r.gpu_uuid), [0.0, 0.0])
+        acc[0] += r.cost_today
+        acc[1] += r.idle_cost_today
+    cost, idle_cost = sum(a[0] for a in costs.values()), sum(a[1] for a in costs.values())  # only: zero or not
     no_rate = snap.no_rate_at_all and not cost
     gpus = {g.uuid: g for g in snap.gpus}
     t = Text()
@@ -33,14 +37,15 @@ def detail_text(p: ProcessNow, snap: Snapshot) -> Text:
     field("pid", str(p.pid))
     field("user", clean(p.user))
     field("workload", workload_of(p) or "-")
-    field("cost today", "no rate" if no_rate else money(cost, cur))
-    field("idle today", "no rate" if no_rate else money(idle_cost, cur), "#ff5f5f" if idle_cost else "")
+    field("cost today", "no rate" if no_rate else " + ".join(money(a[0], c) for c, a in sorted(costs.items())))
+    field("idle today", "no rate" if no_rate else " + ".join(money(a[1], c) for c, a in sorted(costs.items())),
+          "#ff5f5f" if idle_cost else "")
     t.append(f"{'GPUs':<14}", style="bold")
     for i, row in enumerate(rows):
         g = gpus.get(row.gpu_uuid)
         name = f"GPU {row.gpu_index}" if row.gpu_index is not None else clean(row.gpu_uuid)
         state = f", {g.state}" if g is not None else ""
-        share = "" if no_rate else f", {money(row.cost_today, cur)} today"
+        share = "" if no_rate else f", {money(row.cost_today, snap.currency_of(row.gpu_uuid))} today"
         t.append(("" if i == 0 else " " * 14) + f"{name}: {size(row.used_memory)} held{state}{share}\n")
     if not rows:
         t.append("-\n")

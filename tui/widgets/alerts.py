@@ -10,7 +10,7 @@ from textual.widgets import Static
 
 from gpuspend import budget
 from gpuspend.alert_kinds import BUDGET, IDLE, STALE, severity
-from gpuspend.snapshot import Snapshot
+from gpuspend.snapshot import Snapshot, gpu_currency
 from gpuspend.tui.widgets.fmt import clean, duration, money, share, wraps_alike
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ def alert_lines(snap: Snapshot, cfg: Config, *, stale_after_s: float = 300.0) ->
         who = f" by {who}" if who else ""
         out.append(AlertLine(f"idle:{g.uuid}", IDLE, severity(IDLE),
                              clean(f"idle: {name} {g.state}{who} for {duration(g.idle_for_s)}: "
-                                   f"{money(g.episode_waste, cur)} wasted{rate}"), g.episode_waste or 0.0))
+                                   f"{money(g.episode_waste, gpu_currency(g.rate, cur))} wasted{rate}"), g.episode_waste or 0.0))
     if not any(a.kind == BUDGET for a in out):
         levels = budget.thresholds(cfg)
         for m in snap.months:

@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.text import Text
 
-from gpuspend.snapshot import GpuNow
+from gpuspend.snapshot import GpuNow, gpu_currency
 from gpuspend.tui.widgets.fmt import bar, duration, money, plain, state
 from gpuspend.tui.widgets.keyed_table import LaidOutTable
 
@@ -16,7 +16,7 @@ def gpu_cells(g: GpuNow, currency: str, *, ascii_only: bool = False, bar_width: 
     mem_pct = (100.0 * g.mem_used / g.mem_total) if (g.mem_used is not None and g.mem_total) else None
     rate = money(g.cost_per_hour, g.rate.currency)         # None: "no rate", the one unknown-money word
     idle = duration(g.idle_for_s) if g.idle_for_s > 0 else ""
-    waste = money(g.episode_waste, currency) if g.episode_open else ""
+    waste = money(g.episode_waste, gpu_currency(g.rate, currency)) if g.episode_open else ""
     return [
         Text("-" if g.index is None else str(g.index), justify="right"),
         plain(g.model or g.name),

@@ -118,10 +118,12 @@ class ProcessTable(LaidOutTable):
                 and (self.user_filter is None or p.user == self.user_filter)
                 and (self.only_gpus is None or p.gpu_index in self.only_gpus)]
 
-    def show(self, procs: tuple[ProcessNow, ...], currency: str, *, no_rate: bool = False) -> bool:
+    def show(self, procs: tuple[ProcessNow, ...], currency_of: Callable[[str], str], *, no_rate: bool = False
+             ) -> bool:
+        """`currency_of`: a GPU uuid's currency (Snapshot.currency_of): each row's money is its GPU's."""
         box = self.parent if self.parent is not None and self.parent.size.width else self   # a table is as wide as its rows
         total = box.size.width or (self.app.size.width if self.is_attached else 120)
-        key = (tuple(shown_as(p, currency) for p in procs), currency, no_rate, self.filter_text, self.user_filter,
+        key = (tuple(shown_as(p, currency_of(p.gpu_uuid)) for p in procs), no_rate, self.filter_text, self.user_filter,
                self.only_gpus, self.sort_key, self.sort_reverse, self.grouped, self.ascii_only, total)
         if key == self._shown_key and self.columns:
             # the same rows, order and width as on screen; what the detail view reads is still the newest
@@ -136,7 +138,7 @@ class ProcessTable(LaidOutTable):
             self.FIELDS = fields
             self._widths = ()                # a new column: lay the table out again
         self.shown = tuple(rows)
-        cells = [process_cells(p, currency, 10_000, no_rate=no_rate, workload=workload, ascii_only=self.ascii_only)
+        cells = [process_cells(p, currency_of(p.gpu_uuid), 10_000, no_rate=no_rate, workload=workload, ascii_only=self.ascii_only)
                  for p in rows]
         # the command gets what the other columns leave (two spaces between, a cell of padding each side and
         # the scrollbar), so no horizontal scrollbar eats a row
