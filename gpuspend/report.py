@@ -26,7 +26,7 @@ from gpuspend.costing.workloads import UNATTRIBUTED, group_by, workload_attribut
 from gpuspend.errors import EXIT_ALERTS, EXIT_OK, GpuspendError, NvmlUnavailable, UsageError
 from gpuspend.fmt import clean, count, money, share, share_cut, unseen
 from gpuspend.fmt import duration as dur
-from gpuspend.snapshot import Snapshot
+from gpuspend.snapshot import Snapshot, unknown_so_far
 
 if TYPE_CHECKING:
     from gpuspend.config import Config
@@ -91,10 +91,9 @@ def _no_waste(idle: dict[str, Any], cur: str) -> str:
 
 
 def total_so_far(amount: float | None, now: dict[str, Any], cur: str) -> str:
-    """Money accrued so far; when no GPU has a rate and nothing was accrued, that is unknown, not $0."""
-    if now["cost_per_hour"] is None and not amount:
-        return "no GPU" if not now["gpus"] else "no rate"
-    return money(amount, cur)
+    """Money accrued so far; unknown (snapshot.unknown_so_far) is a word, not $0."""
+    word = unknown_so_far(amount, gpus=bool(now["gpus"]), rated=now["cost_per_hour"] is not None)
+    return money(amount, cur) if word is None else word
 
 
 def _r(v: float | None, nd: int = 6) -> float | None:

@@ -29,6 +29,17 @@ def gpu_currency(rate: Rate | None, default: str) -> str:
     return (rate.currency if rate is not None else None) or default
 
 
+def unknown_so_far(amount: float | None, *, gpus: bool, rated: bool) -> str | None:
+    """The word for money accrued so far (today's cost, today's idle waste) when it is not a figure: with
+    nothing accrued, "no GPU" on a box with no GPU and "no rate" when no GPU has a rate (never $0); else None,
+    and `amount` is written as money. The dashboard and the report both ask this."""
+    if amount:
+        return None
+    if not gpus:
+        return "no GPU"
+    return None if rated else "no rate"
+
+
 @dataclass(frozen=True)
 class GpuNow:
     uuid: str
@@ -130,6 +141,11 @@ class Snapshot:
             if g.uuid == gpu_uuid:
                 return gpu_currency(g.rate, self.currency)
         return self.currency
+
+    def so_far_word(self, amount: float | None) -> str | None:
+        """unknown_so_far for this snapshot's GPUs."""
+        return unknown_so_far(amount, gpus=any(g.parent_uuid is None for g in self.gpus),
+                              rated=not self.no_rate_at_all)
 
     @property
     def unrated_gpus(self) -> int:

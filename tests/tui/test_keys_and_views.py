@@ -19,7 +19,7 @@ from gpuspend.tui.screens.dashboard import DashboardScreen
 from gpuspend.tui.screens.help import HelpScreen
 from gpuspend.tui.screens.process import ProcessScreen
 from gpuspend.tui.widgets.chart import render_chart
-from gpuspend.tui.widgets.fmt import money
+from gpuspend.tui.widgets.fmt import money, share
 from gpuspend.tui.widgets.gpu_table import GpuTable
 from gpuspend.tui.widgets.process_table import ProcessTable
 from tests.conftest import run_cli
@@ -476,7 +476,7 @@ async def test_120x40_header_keeps_idle_waste_with_a_budget(make_app, demo_db, t
         await started(pilot)
         m = next(m for m in app.snapshot.months if m.currency == "USD")
         first = screen_text(app).splitlines()[0]
-        assert "budget $30,000" in first and f"{m.budget_pct_forecast:.0f}% projected" in first
+        assert "budget $30,000" in first and f"{share(m.budget_pct_forecast)} projected" in first
         assert f"idle waste today {money(app.snapshot.idle_waste_today)}" in first
 
 
@@ -488,7 +488,9 @@ async def test_no_gpus_says_no_gpus_not_zero_dollars(make_app, db_path):
     async with app.run_test(size=(120, 40)) as pilot:
         await started(pilot)
         first = screen_text(app).splitlines()[0]
-        assert "no GPUs" in first and "$0.00/h" not in first
+        assert "no GPUs" in first and "$0.00" not in first
+        # today's money on a box with no GPU is the report's word ("cost so far: no GPU"), never $0.00
+        assert "today no GPU" in first and "idle waste today no GPU" in first
 
 
 # -- the chart's axes -----------------------------------------------------------------------------------------

@@ -85,10 +85,11 @@ def budget_text(m: MonthView, thresholds: tuple[float, ...], *, lead: str) -> Te
 
 
 def _so_far(snap: Snapshot, amount: float, decimals: int | None = None) -> str:
-    """Money accrued so far; with no GPU rated and nothing accrued it is unknown, never $0. `decimals=0`
-    (80 columns) drops cents only from $100 up, so a small amount is never written as $0."""
-    if snap.no_rate_at_all and not amount:
-        return "no rate"
+    """Money accrued so far; unknown (Snapshot.so_far_word) is a word, never $0. `decimals=0` (80 columns)
+    drops cents only from $100 up, so a small amount is never written as $0."""
+    word = snap.so_far_word(amount)
+    if word is not None:
+        return word
     return money(amount, snap.currency, decimals=decimals if abs(amount) >= 100 else None)
 
 
