@@ -84,6 +84,9 @@ def total_per_hour(now: dict[str, Any], cur: str) -> str:
     return f"{money(now['cost_per_hour'], cur)}/h{_unrated_note(now)}"
 
 
+NO_GPU_IDLE = "no GPU: no idle waste"
+
+
 def _no_waste(idle: dict[str, Any], cur: str) -> str:
     """The idle waste total when no priced GPU wasted anything: "no rate" when unpriced GPUs were idle
     (unknown money, never $0), else nothing was wasted."""
@@ -338,8 +341,11 @@ def render_text(doc: dict[str, Any]) -> str:
     head("Idle waste (window)")
     totals = ", ".join(money(v, k) for k, v in sorted(idle["waste_total"].items())) or _no_waste(idle, cur)
     eps = idle["episodes"]
-    out.append(f"{count(len(eps), 'idle episode')} in the window (idle longer than idle.after); waste booked "
-               f"in the window {totals}")
+    if not eps and not doc["now"]["gpus"]:      # as "today": no GPU is not $0.00 of waste
+        out.append(NO_GPU_IDLE)
+    else:
+        out.append(f"{count(len(eps), 'idle episode')} in the window (idle longer than idle.after); waste booked "
+                   f"in the window {totals}")
     shown = sorted(eps, key=lambda e: (not e["open"], -(e["waste"] or 0), e["start"]))[:MAX_EPISODES]
     if len(shown) < len(eps):
         out.append(f"the {len(shown)} costliest are listed; --format json lists all {len(eps)}")
@@ -474,10 +480,11 @@ def render_markdown(doc: dict[str, Any]) -> str:
     o: list[str] = [f"# gpuspend report: {_md(doc['host'])}", "",
                     f"Generated {doc['generated_at']}; window {doc['window']['since']} .. {doc['window']['until']} "
                     f"({_md(_observed_text(doc['window']['observed'], 'the window'))}).",
-                    "", f"## Now ({doc['generated_at']})", "", f"Cost per hour: **{total_per_hour(doc['now'], cur)}**", "",
-                    "| State | $/h |", "|---|---:|"]
-    o += [f"| {s} | {money(v, cur)} |" for s, v in doc["now"]["by_state"].items()]
-    o += ["", "| GPU | Model | State | Util | Cost/h | Rate source |", "|---:|---|---|---:|---:|---|"]
+                    "", f"## Now ({doc['generated_at']})", "", f"Cost per hour: **{total_per_hour(doc['now'], cur)}**"]
+    if doc["now"]["gpus"]:              # no GPU: no table of $0.00 states
+        o += ["", "| State | $/h |", "|---|---:|"]
+        o += [f"| {s} | {money(v, cur)} |" for s, v in doc["now"]["by_state"].items()]
+        o += ["", "| GPU | Model | State | Util | Cost/h | Rate source |", "|---:|---|---|---:|---:|---|"]
     for g in doc["now"]["gpus"]:
         cph = money(g["cost_per_hour"], g["rate"]["currency"]) if g["cost_per_hour"] is not None else "no rate"
         util = "-" if g["util"] is None else f"{g['util']:.0f}%"
@@ -507,7 +514,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
         o.append("No cost data for this month.")
     idle = doc["idle"]
     totals = ", ".join(money(v, k) for k, v in sorted(idle["waste_total"].items())) or _no_waste(idle, cur)
-    o += ["", "## Idle waste (window)", "", f"{count(len(idle['episodes']), 'idle episode')} in the window "
+    o += ["", "## Idle waste (window)", "", f"{NO_GPU_IDLE}." if not idle["episodes"] and not doc["now"]["gpus"]
+          else f"{count(len(idle['episodes']), 'idle episode')} in the window "
           f"(idle longer than idle.after), all listed; waste booked in the window {totals} (the table counts each "
           "episode whole, from its first idle second).", ""]
     if idle["episodes"]:

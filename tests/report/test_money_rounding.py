@@ -107,3 +107,16 @@ def test_every_amount_is_written_as_its_decimal_rounded_half_up() -> None:
     for a in amounts:
         exact = Decimal(repr(round(a, 9))).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
         assert fmt.money(a) == f"${exact:,.2f}", a
+
+
+def test_a_box_with_no_gpu_reports_no_gpu_never_zero_dollars(cli, db_path: Path) -> None:
+    """A billing-only box (no GPU sampled): today's money and the window's waste are "no GPU", as on the
+    dashboard, never "$0.00"."""
+    from gpuspend.store import connect
+
+    connect(db_path).close()
+    for fmt_ in ("text", "markdown"):
+        out = cli("--db", str(db_path), "--report", "--no-sample", "--format", fmt_).stdout
+        assert "no GPU: no idle waste" in out and "$0.00" not in out, out
+    text = cli("--db", str(db_path), "--report", "--no-sample").stdout
+    assert "cost so far: no GPU   idle waste: no GPU" in text
