@@ -42,14 +42,16 @@ class MonthBilling:
             by the day their charge period starts, for the chart of the month);
     covered: merged [start, end) ms of the local resource's usage rows: the hours the meter must not add
              (per resource and hour, never from a fee, tax or other resource's row);
-    other_end / other_first: {currency: ms} the known end and start of `other`; local_first: ms or None."""
+    other_streams: {(currency, export): (days, first ms, end ms)}: `other` per export (source and account), each
+            with the start and end of what it holds: every export is complete up to its own end (an AWS export a
+            day behind a GCP one has not billed that day yet, which is not a day without spend);
+    local_first: ms or None."""
     local: dict[str, dict[str, float]]
     other: dict[str, dict[str, float]]
     once: dict[str, float]
     once_daily: dict[str, dict[str, float]]
     covered: tuple[tuple[int, int], ...]
-    other_end: dict[str, int]
-    other_first: dict[str, int]
+    other_streams: dict[tuple[str, str], tuple[dict[str, float], int, int]]
     local_first: int | None
     coverage_end_ms: int | None
 
@@ -109,18 +111,18 @@ def _month_billing(conn: sqlite3.Connection, month: str, rid: str | None) -> Mon
     other: dict[str, dict[str, float]] = {}
     once: dict[str, float] = {}
     once_daily: dict[str, dict[str, float]] = {}
-    other_end: dict[str, int] = {}
-    other_first: dict[str, int] = {}
+    streams: dict[tuple[str, str], tuple[dict[str, float], list[int]]] = {}   # (cur, export) -> days, [first, end]
+    export_of = {i: f"{src}/{acct or ''}" for i, src, acct in conn.execute("SELECT id, source, account FROM imports")}
     local_first: int | None = None
     ends: list[int] = []
     local_long = (f"{local_sql} AND {_USAGE} AND NOT ({_SHORT}) AND charge_period_start IS NOT NULL "
                   "AND charge_period_end IS NOT NULL")
     q = (f"SELECT COALESCE(currency, 'USD'), CASE WHEN {local_long} THEN 'local_long' WHEN NOT ({_SHORT}) "
          f"THEN 'once' WHEN {local_sql} AND {_USAGE} THEN 'local' ELSE 'other' END AS cls, "
-         "charge_period_start / 86400 AS d, SUM(billed_cost), MIN(charge_period_start), MAX(charge_period_end) "
-         f"FROM charge_rows WHERE {period} GROUP BY 1, 2, 3")
+         "charge_period_start / 86400 AS d, SUM(billed_cost), MIN(charge_period_start), MAX(charge_period_end), "
+         f"import_id FROM charge_rows WHERE {period} GROUP BY 1, 2, 3, import_id")
     spans: list[tuple[int, int]] = []
-    for cur, cls, d, total, first, last in conn.execute(q, (*largs, *largs, *pargs)):
+    for cur, cls, d, total, first, last, import_id in conn.execute(q, (*largs, *largs, *pargs)):
         if cls == "local_long":
             continue                      # below, row by row
         amount = float(total or 0.0)
@@ -135,8 +137,9 @@ def _month_billing(conn: sqlite3.Connection, month: str, rid: str | None) -> Mon
         if cls == "local":
             local_first = int(first) * 1000 if local_first is None else min(local_first, int(first) * 1000)
         else:
-            other_end[cur] = max(other_end.get(cur, 0), int(last) * 1000)
-            other_first[cur] = min(other_first.get(cur, int(first) * 1000), int(first) * 1000)
+            days, span = streams.setdefault((cur, export_of.get(import_id, "")), ({}, [int(first) * 1000, 0]))
+            days[day] = days.get(day, 0.0) + amount
+            span[0], span[1] = min(span[0], int(first) * 1000), max(span[1], int(last) * 1000)
     # This box's usage in a monthly-granularity export: the row is the month so far as of its export, so it
     # covers this box up to when it was imported (never later: the meter takes over from there, and the gap
     # between export and import is counted by neither rather than by both); for the projection its money is
@@ -171,7 +174,10 @@ def _month_billing(conn: sqlite3.Connection, month: str, rid: str | None) -> Mon
         else:
             merged.append((a_ms, b_ms))
     spans = merged
-    return MonthBilling(local, other, once, once_daily, tuple(spans), other_end, other_first, local_first,
+    return MonthBilling(local, other, once, once_daily, tuple(spans),
+                        # an export with no billed money (an amortized-only dataset) is no stream to project
+                        {k: (days, lo, hi) for k, (days, (lo, hi)) in sorted(streams.items()) if any(days.values())},
+                        local_first,
                         max(ends) if ends else None)
 
 
@@ -225,8 +231,9 @@ def _stream(daily: dict[str, float], first_ms: int | None, known_end: int, start
 
 
 def stream_history(conn: sqlite3.Connection, cfg: Any, rates: dict[int, Rate], start: int, now_ms: int,
-                   first_local: int | None) -> tuple[dict[str, tuple[float, ...]], dict[str, tuple[float, ...]]]:
-    """({currency: local days}, {currency: billing-only days}): each stream's complete days in the
+                   first_local: int | None
+                   ) -> tuple[dict[str, tuple[float, ...]], dict[tuple[str, str], tuple[float, ...]]]:
+    """({currency: local days}, {(currency, export): billing-only days}): each stream's complete days in the
     `forecast.window` before the month starting at `start`, oldest first (the local stream: metered + GPU clouds
     + this box's billed rows, from its first whole day of data; the billing-only stream: each month's other rows
     within what its exports cover). gpuspend.forecast reads from them how often and how much the level changes.
@@ -236,7 +243,7 @@ def stream_history(conn: sqlite3.Connection, cfg: Any, rates: dict[int, Rate], s
         return {}, {}
     lo = -(-(start - window_ms) // DAY_MS) * DAY_MS          # whole days only
     local: dict[str, dict[str, float]] = {}
-    other: dict[str, list[float]] = {}
+    other: dict[tuple[str, str], list[float]] = {}
     m_start, m_end = forecast.month_bounds(forecast.month_of(lo))
     while m_start < start:
         a, b = max(lo, m_start), min(m_end, start)
@@ -245,12 +252,11 @@ def stream_history(conn: sqlite3.Connection, cfg: Any, rates: dict[int, Rate], s
                           cloud_daily(conn, cfg, a, b, now_ms), mb.local)
         if mb.local_first is not None:          # this box's billed rows may start before its meter
             first_local = mb.local_first if first_local is None else min(first_local, mb.local_first)
-        for cur, days in mb.other.items():
-            other.setdefault(cur, []).extend(
-                _stream(days, mb.other_first[cur], min(mb.other_end[cur], b), a, b).daily)
+        for key, (days, first, last) in mb.other_streams.items():
+            other.setdefault(key, []).extend(_stream(days, first, min(last, b), a, b).daily)
         m_start, m_end = m_end, forecast.month_bounds(forecast.month_of(m_end))[1]
     return ({cur: _stream(days, first_local, start, lo, start).daily for cur, days in local.items()},
-            {cur: tuple(days) for cur, days in other.items()})
+            {key: tuple(days) for key, days in other.items()})
 
 
 def month_views_for(conn: sqlite3.Connection, cfg: Any, month: str, now_ms: int,
@@ -260,8 +266,8 @@ def month_views_for(conn: sqlite3.Connection, cfg: Any, month: str, now_ms: int,
     MTD = every billed row of the period + the local GPUs' metered cost in the hours the exports do not cover
     for this box (coverage per resource and hour, from its usage rows) + GPU-cloud spend (no export holds it).
     Projection (gpuspend.forecast.project): MTD + the local stream (metered + this box's billed rows + GPU
-    clouds) from its complete days for the hours to month end + each currency's billing-only stream from its
-    complete days for the hours after its export ends, each with its complete days in the `forecast.window`
+    clouds) from its complete days for the hours to month end + each export's (source and account) billing-only
+    stream from its complete days for the hours after that export ends, each with its complete days in the `forecast.window`
     before the month (how often its level changes). Long and purchase rows are counted once."""
     start, end = forecast.month_bounds(month)
     mb = month_billing(conn, cfg, month)
@@ -287,9 +293,10 @@ def month_views_for(conn: sqlite3.Connection, cfg: Any, month: str, now_ms: int,
         if local_daily or (cur in metered or cur in cloud):
             streams.append(replace(_stream(local_daily, first_local, until, start, end),
                                    history=local_hist.get(cur, ())))
-        if mb.other.get(cur):
-            streams.append(replace(_stream(mb.other[cur], mb.other_first[cur], min(mb.other_end[cur], end), start,
-                                           end), history=other_hist.get(cur, ())))
+        for (s_cur, export), (days, first, last) in mb.other_streams.items():     # each export to its own end
+            if s_cur == cur:
+                streams.append(replace(_stream(days, first, min(last, end), start, end),
+                                       history=other_hist.get((cur, export), ())))
         if now_ms >= end:
             projection, low, high, note = mtd, None, None, "month closed"
         elif now_ms < start:

@@ -1,0 +1,43 @@
+"""Two exports in one month, one a day behind the other (two accounts, or AWS and GCP): each is complete up to
+its own end, so the day the late one has not billed yet is not a day without its spend.
+
+Worked by hand, on 2026-12-07 with no local GPU: account 1's export runs to 12-07 00:00 (days of $100, $90
+on 12-02), account 2's to 12-06 00:00 (days of $100); each has a $50 monthly fee and a $30 monthly tax.
+  MTD = (590 + 80) + (500 + 80) = $1,250.00
+  account 1: mean of its 6 complete days $98.33 x the 25 days after its end   = $2,458.33
+  account 2: mean of its 5 complete days $100.00 x the 26 days after its end  = $2,600.00
+  projection = $6,308.33 (one stream of both would read 12-06 as a $100 day and say $5,791.67)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+HEADER = ("BillingAccountId,BillingPeriodStart,BillingPeriodEnd,ChargePeriodStart,ChargePeriodEnd,ChargeCategory,"
+          "ChargeFrequency,BilledCost,EffectiveCost,BillingCurrency,ServiceName,ResourceId")
+PERIOD = "2026-12-01T00:00:00Z,2027-01-01T00:00:00Z"
+
+
+def _export(path: Path, account: str, days: dict[int, str]) -> Path:
+    rows = [f"{account},{PERIOD},2026-12-{d:02d}T00:00:00Z,2026-12-{d + 1:02d}T00:00:00Z,Usage,Usage-Based,{c},{c},"
+            f"USD,Amazon EC2,i-{account}" for d, c in days.items()]
+    rows += [f"{account},{PERIOD},{PERIOD},Purchase,Recurring,50,50,USD,Support,",
+             f"{account},{PERIOD},{PERIOD},Tax,Recurring,30,30,USD,Tax,"]
+    path.write_text("\n".join([HEADER, *rows]) + "\n")
+    return path
+
+
+def test_an_export_a_day_behind_is_projected_from_its_own_end(cli, db_path: Path, tmp_path: Path) -> None:
+    one = _export(tmp_path / "acct1.csv", "111111111111", {1: "100", 2: "90", 3: "100", 4: "100", 5: "100", 6: "100"})
+    two = _export(tmp_path / "acct2.csv", "222222222222", {d: "100" for d in range(1, 6)})
+    env = {"GPUSPEND_NOW": "2026-12-07T02:00:00Z"}
+    assert cli("--db", str(db_path), "import", str(one), str(two), env=env).returncode == 0
+    doc = json.loads(cli("--db", str(db_path), "--report", "--no-sample", "--format", "json", env=env).stdout)
+    (mv,) = doc["month"]
+    assert mv["mtd"] == pytest.approx(1250.0)
+    assert mv["projection"] == pytest.approx(1250 + 590 / 6 * 25 + 100 * 26, abs=0.01)
+    text = cli("--db", str(db_path), "--report", "--no-sample", env=env).stdout
+    assert "projected month: $6,308.33" in text
