@@ -230,10 +230,14 @@ def _stale_conditions(conn: sqlite3.Connection, cfg: Config, snap: Snapshot, now
     if coverage is not None:
         age = (now_ms - coverage) / 1000
         when = datetime.fromtimestamp(coverage / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+        which = f"the {clean(snap.billing_coverage_export, 60)} export ends" if snap.billing_coverage_export \
+            else "exports end"
         out.append(Condition(OUTDATED, "billing", age > float(cfg.alerts.stale_billing),
-                             title=f"Billing data is outdated: exports end {when} ({duration(age)} ago)",
+                             title=f"Billing data is outdated: {which} {when} ({duration(age)} ago)",
                              text="Import the latest billing exports (gpuspend import FILE).",
-                             fields=(("Coverage ends", when),)))
+                             fields=(("Coverage ends", when),
+                                     *((("Export", clean(snap.billing_coverage_export, 60)),)
+                                       if snap.billing_coverage_export else ()))))
     if snap.catalog_as_of:
         try:
             as_of = datetime.strptime(snap.catalog_as_of, "%Y-%m-%d").replace(tzinfo=UTC)

@@ -260,6 +260,7 @@ def build_document(conn: Any, cfg: Config, snap: Snapshot, since_ms: int, month:
             "no collector is running: GPUs are only seen when a report samples them, so idle time between "
             "reports is never seen; run `gpuspend collect` (see the README's systemd section)",
             "billing_coverage_end": iso(cov), "billing_stale": billing_stale,
+            "billing_coverage_export": clean(snap.billing_coverage_export) or None,
             "imports": [{"format": f, "source": clean(s), "coverage_end": iso(c), "rows": n}
                         for f, s, c, n in billing.coverage],
             "catalog_as_of": cat_as_of, "catalog_age_days": round(cat_age, 1), "catalog_stale": cat_stale,
@@ -417,7 +418,8 @@ def render_text(doc: dict[str, Any]) -> str:
     if fr.get("collector_warning"):
         out.extend(_wrapped("warning: " + fr["collector_warning"]))
     out.append(f"billing coverage end: {fr['billing_coverage_end'] or 'no billing imported'}"
-               + (" (stale)" if fr["billing_stale"] else ""))
+               + (f" (the {fr['billing_coverage_export']} export)"
+                  if fr["billing_coverage_export"] else "") + (" (stale)" if fr["billing_stale"] else ""))
     out.append(f"price catalog as of {fr['catalog_as_of']} ({count(round(fr['catalog_age_days']), 'day')})"
                + (" STALE" if fr["catalog_stale"] else ""))
     if doc["alerts"] or doc["notes"]:
@@ -570,7 +572,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
           f"- collector: {_md(fr['collector'])}",
           *([f"- **warning:** {_md(fr['collector_warning'])}"] if fr.get("collector_warning") else []),
           f"- billing coverage end: {fr['billing_coverage_end'] or 'no billing imported'}"
-          + (" (stale)" if fr["billing_stale"] else ""),
+          + (f" (the {_md(fr['billing_coverage_export'])} export)"
+             if fr["billing_coverage_export"] else "") + (" (stale)" if fr["billing_stale"] else ""),
           f"- price catalog as of {fr['catalog_as_of']} ({count(round(fr['catalog_age_days']), 'day')})"
           + (" **stale**" if fr["catalog_stale"] else "")]
     if doc["alerts"] or doc["notes"]:

@@ -127,6 +127,7 @@ class Snapshot:
     collector: str = ""                      # "daemon pid 123 on host", "in-app", "none"
     last_sample_ms: int | None = None
     billing_coverage_end_ms: int | None = None  # the month's exports' end, else the newest import's
+    billing_coverage_export: str = ""           # the export that reaches least, when the month has several
     catalog_as_of: str | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)  # e.g. "3 GPUs have no rate"
     underutilised: tuple[str, ...] = ()      # uuids averaging < idle.low_util_pct over 24 h

@@ -14,7 +14,7 @@ from gpuspend.costing.common import STATES, day_start
 from gpuspend.costing.episodes import idle_episodes, is_remote, underutilised
 from gpuspend.costing.metering import hourly
 from gpuspend.costing.month import (
-    billing_coverage_end_ms,
+    billing_coverage_end,
     month_views_for,
     sources_without_billed_cost,
     today_cost,
@@ -146,7 +146,8 @@ def _build_snapshot(conn: sqlite3.Connection, cfg: Any, now: int, month: str | N
                                    workload=label, workload_kind=kind))
 
     month = month or forecast.month_of(now)
-    months, cov_end = month_views_for(conn, cfg, month, now, rates)
+    months, _cov_end = month_views_for(conn, cfg, month, now, rates)
+    cov_end, cov_export = billing_coverage_end(conn, cfg, month)
 
     notes = []
     notes.extend(orphan_notes(conn, now, max(int(stale_ms), 120_000)))   # memory held with no live process
@@ -183,7 +184,7 @@ def _build_snapshot(conn: sqlite3.Connection, cfg: Any, now: int, month: str | N
         months=months, alerts=open_alerts(conn), hourly=hourly(conn, cfg, rates, now),
         rate_sources=tuple(sorted({r.label for r in rates.values()})), nvml_available=None,
         collector=collector_holder(conn, now), last_sample_ms=last,
-        billing_coverage_end_ms=billing_coverage_end_ms(conn, cfg, cov_end),
+        billing_coverage_end_ms=cov_end, billing_coverage_export=cov_export,
         catalog_as_of=cat_dates[0] if cat_dates else None, notes=tuple(notes),
         underutilised=tuple(u for u, _a in under),
         today_observed=observed(conn, cfg, today0, now, now, gpus).fraction)

@@ -45,7 +45,9 @@ class MonthBilling:
     other_streams: {(currency, export): (days, first ms, end ms)}: `other` per export (source and account), each
             with the start and end of what it holds: every export is complete up to its own end (an AWS export a
             day behind a GCP one has not billed that day yet, which is not a day without spend);
-    local_first: ms or None."""
+    local_first: ms or None;
+    export_ends: {export: ms} the end of each export's short rows (this box's and the rest): how far each
+            reaches; the month is as fresh as the one that reaches least."""
     local: dict[str, dict[str, float]]
     other: dict[str, dict[str, float]]
     once: dict[str, float]
@@ -54,6 +56,7 @@ class MonthBilling:
     other_streams: dict[tuple[str, str], tuple[dict[str, float], int, int]]
     local_first: int | None
     coverage_end_ms: int | None
+    export_ends: dict[str, int]
 
     def billed(self, cur: str) -> float:
         return sum(self.local.get(cur, {}).values()) + sum(self.other.get(cur, {}).values()) + \
@@ -85,22 +88,23 @@ def month_billing(conn: sqlite3.Connection, cfg: Any, month: str) -> MonthBillin
                                        durable=True, size=16)
 
 
-def billing_coverage_end_ms(conn: sqlite3.Connection, cfg: Any, month_coverage_ms: int | None) -> int | None:
+def billing_coverage_end(conn: sqlite3.Connection, cfg: Any, month: str) -> tuple[int | None, str]:
     """How far the billing exports reach, as every surface states it (the report's freshness, the `outdated`
-    alert): the month's own coverage end, else (nothing imported for the month yet: its first days, or
-    exports that stopped) that of the newest month whose exports have one. The same rule as the month's:
-    short rows only, never a fee's, tax's or monthly row's charge period (a November tax row ends 12-01 whatever
-    day November's usage rows reach). Each month's is read once per billing generation (month_billing).
-    None only when no export has a short row."""
-    if month_coverage_ms is not None:
-        return month_coverage_ms
-    months = dict.fromkeys(forecast.month_of(int(s) * 1000) for (s,) in conn.execute(
-        "SELECT DISTINCT billing_period_start FROM imports WHERE billing_period_start IS NOT NULL ORDER BY 1 DESC"))
-    for month in months:
-        end = month_billing(conn, cfg, month).coverage_end_ms
-        if end is not None:
-            return end
-    return None
+    alert): (end ms, the export it is, named when the month has more than one). The end of the month's export
+    that reaches least (an AWS export a day behind a GCP one, or one that stopped, is what is outdated, as
+    `doctor` says of each source), else (nothing imported for the month yet: its first days, or exports that
+    stopped) that of the newest month whose exports have one. The same rule as the month's: short rows only,
+    never a fee's, tax's or monthly row's charge period (a November tax row ends 12-01 whatever day November's
+    usage rows reach). Each month's is read once per billing generation (month_billing). (None, "") only
+    when no export has a short row."""
+    months = dict.fromkeys([month, *(forecast.month_of(int(s) * 1000) for (s,) in conn.execute(
+        "SELECT DISTINCT billing_period_start FROM imports WHERE billing_period_start IS NOT NULL ORDER BY 1 DESC"))])
+    for m in months:
+        ends = month_billing(conn, cfg, m).export_ends
+        if ends:
+            export, end = min(ends.items(), key=lambda kv: (kv[1], kv[0]))
+            return end, export if len(ends) > 1 else ""
+    return None, ""
 
 
 def _month_billing(conn: sqlite3.Connection, month: str, rid: str | None) -> MonthBilling:
@@ -112,7 +116,9 @@ def _month_billing(conn: sqlite3.Connection, month: str, rid: str | None) -> Mon
     once: dict[str, float] = {}
     once_daily: dict[str, dict[str, float]] = {}
     streams: dict[tuple[str, str], tuple[dict[str, float], list[int]]] = {}   # (cur, export) -> days, [first, end]
-    export_of = {i: f"{src}/{acct or ''}" for i, src, acct in conn.execute("SELECT id, source, account FROM imports")}
+    export_of = {i: f"{src}/{acct}" if acct else src
+                 for i, src, acct in conn.execute("SELECT id, source, account FROM imports")}
+    export_ends: dict[str, int] = {}
     local_first: int | None = None
     ends: list[int] = []
     local_long = (f"{local_sql} AND {_USAGE} AND NOT ({_SHORT}) AND charge_period_start IS NOT NULL "
@@ -134,20 +140,22 @@ def _month_billing(conn: sqlite3.Connection, month: str, rid: str | None) -> Mon
         bucket = (local if cls == "local" else other).setdefault(cur, {})
         bucket[day] = bucket.get(day, 0.0) + amount
         ends.append(int(last) * 1000)
+        export = export_of.get(import_id, "")
+        export_ends[export] = max(export_ends.get(export, 0), int(last) * 1000)
         if cls == "local":
             local_first = int(first) * 1000 if local_first is None else min(local_first, int(first) * 1000)
         else:
-            days, span = streams.setdefault((cur, export_of.get(import_id, "")), ({}, [int(first) * 1000, 0]))
+            days, span = streams.setdefault((cur, export), ({}, [int(first) * 1000, 0]))
             days[day] = days.get(day, 0.0) + amount
             span[0], span[1] = min(span[0], int(first) * 1000), max(span[1], int(last) * 1000)
     # This box's usage in a monthly-granularity export: the row is the month so far as of its export, so it
     # covers this box up to when it was imported (never later: the meter takes over from there, and the gap
     # between export and import is counted by neither rather than by both); for the projection its money is
     # spread evenly over that time.
-    for cur, a, b, cost, imported in conn.execute(
+    for cur, a, b, cost, imported, import_id in conn.execute(
             "SELECT COALESCE(currency, 'USD'), charge_period_start, charge_period_end, billed_cost, "
-            f"(SELECT imported_at FROM imports WHERE imports.id = r.import_id) FROM charge_rows r WHERE {local_long} "
-            f"AND {period}", (*largs, *pargs)):
+            f"(SELECT imported_at FROM imports WHERE imports.id = r.import_id), import_id FROM charge_rows r "
+            f"WHERE {local_long} AND {period}", (*largs, *pargs)):
         a_ms = max(start, int(a) * 1000)
         b_ms = min(end, int(b) * 1000, int(imported or b) * 1000)
         amount = float(cost or 0.0)
@@ -156,6 +164,8 @@ def _month_billing(conn: sqlite3.Connection, month: str, rid: str | None) -> Mon
             continue
         spans.append((a_ms, b_ms))
         ends.append(b_ms)
+        export = export_of.get(import_id, "")
+        export_ends[export] = max(export_ends.get(export, 0), b_ms)
         local_first = a_ms if local_first is None else min(local_first, a_ms)
         bucket = local.setdefault(cur, {})
         for d0 in range(a_ms // DAY_MS * DAY_MS, b_ms, DAY_MS):
@@ -177,8 +187,7 @@ def _month_billing(conn: sqlite3.Connection, month: str, rid: str | None) -> Mon
     return MonthBilling(local, other, once, once_daily, tuple(spans),
                         # an export with no billed money (an amortized-only dataset) is no stream to project
                         {k: (days, lo, hi) for k, (days, (lo, hi)) in sorted(streams.items()) if any(days.values())},
-                        local_first,
-                        max(ends) if ends else None)
+                        local_first, max(ends) if ends else None, export_ends)
 
 
 def uncovered(covered: tuple[tuple[int, int], ...], lo: int, hi: int) -> list[tuple[int, int]]:

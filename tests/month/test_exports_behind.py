@@ -41,3 +41,28 @@ def test_an_export_a_day_behind_is_projected_from_its_own_end(cli, db_path: Path
     assert mv["projection"] == pytest.approx(1250 + 590 / 6 * 25 + 100 * 26, abs=0.01)
     text = cli("--db", str(db_path), "--report", "--no-sample", env=env).stdout
     assert "projected month: $6,308.33" in text
+
+
+def test_freshness_is_the_export_that_reaches_least(cli, db_path: Path, tmp_path: Path) -> None:
+    """Account 1's export is current, account 2's stopped at 12-06 00:00: the report and the `outdated` alert
+    judge freshness by account 2's (as `doctor` does per source), naming it; one export alone is not named."""
+    one = _export(tmp_path / "acct1.csv", "111111111111", {d: "100" for d in range(1, 10)})     # to 12-10
+    two = _export(tmp_path / "acct2.csv", "222222222222", {d: "100" for d in range(1, 6)})      # to 12-06
+    assert cli("--db", str(db_path), "import", str(one), env={"GPUSPEND_NOW": "2026-12-10T01:00:00Z"}).returncode == 0
+    env = {"GPUSPEND_NOW": "2026-12-10T01:00:00Z"}
+    alone = json.loads(cli("--db", str(db_path), "--report", "--no-sample", "--format", "json", env=env).stdout)
+    assert alone["freshness"]["billing_coverage_end"] == "2026-12-10T00:00:00Z"
+    assert alone["freshness"]["billing_coverage_export"] is None and alone["freshness"]["billing_stale"] is False
+    assert cli("--db", str(db_path), "import", str(two), env=env).returncode == 0
+    doc = json.loads(cli("--db", str(db_path), "--report", "--no-sample", "--format", "json", env=env).stdout)
+    fr = doc["freshness"]
+    assert fr["billing_coverage_end"] == "2026-12-06T00:00:00Z" and fr["billing_stale"] is True      # 4 days > 3
+    assert "222222222222" in fr["billing_coverage_export"]
+    (mv,) = doc["month"]
+    assert mv["coverage_end"] == "2026-12-10T00:00:00Z"       # what the exports hold reaches 12-10
+    r = cli("--db", str(db_path), "--report", "--no-sample", "--fail-on", "outdated", env=env)
+    assert r.returncode == 1
+    text = r.stdout.replace("\n    ", " ")                    # the report folds lines at 80 columns
+    line = next(ln for ln in text.splitlines() if ln.startswith("billing coverage end:"))
+    assert line.startswith("billing coverage end: 2026-12-06T00:00:00Z (the ") and line.endswith(" export) (stale)")
+    assert "222222222222 export ends 2026-12-06 00:00 UTC" in r.stdout.replace("\n      ", " ")

@@ -52,20 +52,24 @@ def test_a_month_without_its_own_exports_reports_the_newest_exports_end(cli, nov
 
 
 def test_a_monthly_tax_row_does_not_make_last_months_exports_look_fresh(cli, db_path: Path) -> None:
-    """November's export (tests/fixtures/billing/focus_gpu.csv): its usage rows end 2026-11-11T00:00:00Z (the
-    p5 day row, the EUR day row), its Tax and Credit rows run 11-01 .. 12-01. On Dec 1 the exports reach
-    11-11, not 12-01, as they did for November itself: 20 days, stale, the outdated alert open."""
+    """November's exports (tests/fixtures/billing/focus_gpu.csv: AWS, Azure and Google Cloud in one file): their
+    usage rows end 2026-11-11T00:00:00Z (AWS, Azure) and 2026-11-10T01:00:00Z (Google Cloud's last hour row);
+    the Tax and Credit rows run 11-01 .. 12-01. The exports are as fresh as the one that reaches least, the
+    Google Cloud one, on Nov 15 as on Dec 1: the tax rows' 12-01 never makes them look fresh."""
     fixture = Path(__file__).resolve().parents[1] / "fixtures" / "billing" / "focus_gpu.csv"
     assert cli("--db", str(db_path), "import", str(fixture)).returncode == 0
     ends = {}
     for now in ("2026-11-15T12:00:00Z", "2026-12-01T06:00:00Z"):
         r = cli("--db", str(db_path), "--report", "--format", "json", env={"GPUSPEND_NOW": now})
         ends[now] = json.loads(r.stdout)["freshness"]
-    assert ends["2026-11-15T12:00:00Z"]["billing_coverage_end"] == "2026-11-11T00:00:00Z"
+    for fr in ends.values():
+        assert fr["billing_coverage_end"] == "2026-11-10T01:00:00Z"
+        assert fr["billing_coverage_export"] == "focus:Google Cloud/GCP-01"
     dec = ends["2026-12-01T06:00:00Z"]
-    assert dec["billing_coverage_end"] == "2026-11-11T00:00:00Z" and dec["billing_stale"] is True
+    assert dec["billing_stale"] is True
     r = cli("--db", str(db_path), "--report", "--fail-on", "outdated", env={"GPUSPEND_NOW": "2026-12-01T06:00:00Z"})
-    assert r.returncode == 1 and "exports end 2026-11-11 00:00 UTC" in r.stdout
+    assert r.returncode == 1
+    assert "the focus:Google Cloud/GCP-01 export ends 2026-11-10 01:00 UTC" in r.stdout.replace("\n      ", " ")
 
 
 def test_a_store_without_billing_says_so(cli, db_path: Path) -> None:
