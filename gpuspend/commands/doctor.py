@@ -130,25 +130,28 @@ def _check_data(conn: sqlite3.Connection, cfg: Config) -> None:
                                        "collector running?"
         _line(status, "data", f"last sample {_ago(age)}{more}")
     try:
-        rows = conn.execute("SELECT format, source, MAX(coverage_end), SUM(rows) FROM imports "
-                            "GROUP BY format, source ORDER BY source").fetchall()
+        from gpuspend.costing import export_coverage
+
+        # each export (source and account) by the rule the `outdated` alert and the report judge freshness by
+        rows = export_coverage(conn, cfg)
     except sqlite3.Error:
-        rows = []
+        rows = ()
     if not rows:
         _line(INFO, "billing", "no billing exports imported: month to date is metered from local samples "
                                "(`gpuspend import FILE`)")
     stale = float(cfg.alerts.stale_billing)
-    for fmt, src, end, n in rows:
+    for fmt, export, end_ms, n in rows:
         from gpuspend.fmt import clean
 
-        if end is None:
-            _line(INFO, "billing", f"{clean(src)} ({fmt}): {count(n or 0, 'row')}, no usage period")
+        if end_ms is None:
+            _line(INFO, "billing", f"{clean(export)} ({fmt}): {count(n, 'row')}, no daily or hourly usage rows "
+                                   "(monthly, fee or tax rows only): nothing to judge freshness by")
             continue
-        age = now_s - end
+        age = now_s - end_ms / 1000
         status = OK if age <= stale else INFO
         more = "" if age <= stale else f": older than alerts.stale_billing ({_ago(stale)[:-4]}); import a newer export"
-        when = clock.to_datetime(int(end) * 1000).strftime("%Y-%m-%d %H:%M UTC")
-        _line(status, "billing", f"{clean(src)} ({fmt}): covered up to {when} ({_ago(age)}), {count(n or 0, 'row')}{more}")
+        when = clock.to_datetime(end_ms).strftime("%Y-%m-%d %H:%M UTC")
+        _line(status, "billing", f"{clean(export)} ({fmt}): covered up to {when} ({_ago(age)}), {count(n, 'row')}{more}")
 
 
 def _check_notify(cfg: Config) -> bool:

@@ -38,7 +38,7 @@ from gpuspend.costing.episodes import (
     waste_since,
 )
 from gpuspend.costing.metering import hourly, metered_daily, metered_total
-from gpuspend.costing.month import add_daily, alternatives, billing_summary, month_views_for
+from gpuspend.costing.month import add_daily, alternatives, billing_summary, export_coverage, month_views_for
 from gpuspend.costing.store_read import (
     covered_by_day,
     covered_totals,
@@ -62,7 +62,7 @@ def reset_caches() -> None:
 __all__ = [
     "DAY_MS", "HOUR_MS", "MAX_LOOKBACK_MS", "STATES", "Episode", "EpisodeScan", "GpuTimeline", "ReadContext", "Spend",
     "add_daily", "alternatives", "attribution", "billing_summary", "build_snapshot", "by_user", "cache_for",
-    "cloud_daily", "covered_by_day", "covered_totals", "day_start", "gap_ms_for", "hourly",
+    "cloud_daily", "export_coverage", "covered_by_day", "covered_totals", "day_start", "gap_ms_for", "hourly",
     "idle_episodes", "is_remote", "load_gpus", "local_rates", "metered_daily", "metered_total", "minute_sums",
     "money", "month_views_for", "open_alerts", "raw_segments", "reading", "refresh_live", "reset_caches", "resolve_rates",
     "run_start_bound", "scan_episodes", "segments", "underutilised", "waste_in", "waste_since", "watermark",

@@ -107,6 +107,34 @@ def billing_coverage_end(conn: sqlite3.Connection, cfg: Any, month: str) -> tupl
     return None, ""
 
 
+def export_name(source: str, account: str | None) -> str:
+    """An export, wherever one is named: one source's one account (two AWS accounts are two exports)."""
+    return f"{source}/{account}" if account else source
+
+
+def export_coverage(conn: sqlite3.Connection, cfg: Any,
+                    month: str | None = None) -> tuple[tuple[str, str, int | None, int], ...]:
+    """(format, export, end ms or None, rows) of each export of `month`, else of all months, by the freshness
+    rule (month_billing's export_ends: usage rows only, never a fee's, tax's or monthly row's charge period),
+    so the billing screen, the report's imports and `doctor` say what the `outdated` alert judges. Across
+    months, an export's end is the one of the newest month where it has one. None: no usage row (fees only)."""
+    where, args = "", ()
+    if month is not None:
+        start, end = forecast.month_bounds(month)
+        where, args = "WHERE billing_period_start >= ? AND billing_period_start < ? ", (start // 1000, end // 1000)
+    rows = conn.execute(f"SELECT format, source, account, SUM(rows) FROM imports {where}"
+                        "GROUP BY format, source, account", args).fetchall()
+    ends: dict[str, int] = {}
+    months = [month] if month is not None else list(dict.fromkeys(forecast.month_of(int(s) * 1000) for (s,) in
+        conn.execute("SELECT DISTINCT billing_period_start FROM imports WHERE billing_period_start IS NOT NULL "
+                     "ORDER BY 1 DESC")))
+    for m in months:
+        for export, end_ms in month_billing(conn, cfg, m).export_ends.items():
+            ends.setdefault(export, end_ms)
+    return tuple(sorted(((fmt, export_name(src, acct), ends.get(export_name(src, acct)), int(n or 0))
+                         for fmt, src, acct, n in rows), key=lambda r: (r[1], r[0])))
+
+
 def _month_billing(conn: sqlite3.Connection, month: str, rid: str | None) -> MonthBilling:
     start, end = forecast.month_bounds(month)
     period, pargs = period_match(start // 1000, end // 1000)
@@ -116,8 +144,7 @@ def _month_billing(conn: sqlite3.Connection, month: str, rid: str | None) -> Mon
     once: dict[str, float] = {}
     once_daily: dict[str, dict[str, float]] = {}
     streams: dict[tuple[str, str], tuple[dict[str, float], list[int]]] = {}   # (cur, export) -> days, [first, end]
-    export_of = {i: f"{src}/{acct}" if acct else src
-                 for i, src, acct in conn.execute("SELECT id, source, account FROM imports")}
+    export_of = {i: export_name(src, acct) for i, src, acct in conn.execute("SELECT id, source, account FROM imports")}
     export_ends: dict[str, int] = {}
     local_first: int | None = None
     ends: list[int] = []
@@ -406,11 +433,7 @@ def _billing_summary(conn: sqlite3.Connection, cfg: Any, month: str, now: int, c
         f"SELECT COALESCE(instance_type, sku, gpu_model) AS k, SUM(billed_cost) AS t FROM charges WHERE {period} "
         "AND currency = ? AND is_gpu = 1 GROUP BY k HAVING t IS NOT NULL ORDER BY t DESC LIMIT ?",
         (*pargs, currency, top)))
-    coverage = tuple((fmt, f"{src}/{acct}" if acct else src, c * 1000 if c is not None else None, int(n or 0))
-                     for fmt, src, acct, c, n in conn.execute(
-                         "SELECT format, source, account, MAX(coverage_end), SUM(rows) FROM imports "
-                         "WHERE billing_period_start >= ? AND billing_period_start < ? "
-                         "GROUP BY format, source, account ORDER BY source", (s_s, e_s)))
+    coverage = export_coverage(conn, cfg, month)
     return BillingSummary(month=month, currency=currency, days=days, services=services, gpu_skus=skus,
                           coverage=coverage, alternatives=alternatives(conn, cfg, month, now, gpus, rates))
 

@@ -66,3 +66,34 @@ def test_freshness_is_the_export_that_reaches_least(cli, db_path: Path, tmp_path
     line = next(ln for ln in text.splitlines() if ln.startswith("billing coverage end:"))
     assert line.startswith("billing coverage end: 2026-12-06T00:00:00Z (the ") and line.endswith(" export) (stale)")
     assert "222222222222 export ends 2026-12-06 00:00 UTC" in r.stdout.replace("\n      ", " ")
+
+
+def test_doctor_and_the_billing_screen_judge_each_export_as_the_alert_does(cli, db_path: Path, tmp_path: Path) -> None:
+    """Each export's coverage as `doctor` and the billing screen's coverage table state it: its usage rows' end,
+    per account, never the monthly fee's or tax's charge period (both run to 2027-01-01, which read as
+    "covered up to 2027-01-01 (0s ago)" for both accounts in one line)."""
+    from gpuspend import costing
+    from gpuspend.config import load_config
+    from gpuspend.store import connect
+
+    one = _export(tmp_path / "acct1.csv", "111111111111", {d: "100" for d in range(1, 10)})     # to 12-10
+    two = _export(tmp_path / "acct2.csv", "222222222222", {d: "100" for d in range(1, 6)})      # to 12-06
+    fees = tmp_path / "fees.csv"                                                                # no usage row
+    fees.write_text("\n".join([HEADER, f"333333333333,{PERIOD},{PERIOD},Purchase,Recurring,50,50,USD,Support,"]) + "\n")
+    env = {"GPUSPEND_NOW": "2026-12-10T01:00:00Z"}
+    assert cli("--db", str(db_path), "import", str(one), str(two), str(fees), env=env).returncode == 0
+    lines = [ln for ln in cli("--db", str(db_path), "doctor", env=env).stdout.splitlines() if " billing " in ln]
+    assert len(lines) == 3
+    (l1,) = [ln for ln in lines if "/111111111111 " in ln]
+    (l2,) = [ln for ln in lines if "/222222222222 " in ln]
+    (l3,) = [ln for ln in lines if "/333333333333 " in ln]
+    assert l1.startswith("ok ") and "covered up to 2026-12-10 00:00 UTC (1h00m ago), 11 rows" in l1
+    assert "covered up to 2026-12-06 00:00 UTC (4d01h ago), 7 rows: older than alerts.stale_billing" in l2
+    assert "1 row, no daily or hourly usage rows" in l3 and "2027" not in l3
+    conn = connect(db_path)
+    try:
+        s = costing.billing_summary(conn, load_config(None), "2026-12", now_ms=1_796_864_400_000)
+    finally:
+        conn.close()
+    assert [(c[1].rsplit("/", 1)[1], c[2], c[3]) for c in s.coverage] == [
+        ("111111111111", 1_796_860_800_000, 11), ("222222222222", 1_796_515_200_000, 7), ("333333333333", None, 1)]
