@@ -224,7 +224,9 @@ def collector_condition(conn: sqlite3.Connection, cfg: Config, snap: Snapshot, n
 _collector_condition = collector_condition
 
 
-def _stale_conditions(conn: sqlite3.Connection, cfg: Config, snap: Snapshot, now_ms: int) -> list[Condition]:
+def outdated_conditions(cfg: Config, snap: Snapshot, now_ms: int) -> list[Condition]:
+    """Billing exports and the price catalog, each against its limit: from the snapshot alone, so the
+    dashboard states it live where no alert engine runs (no GPU here, so no in-app collector)."""
     out = []
     coverage = snap.billing_coverage_end_ms      # the month's, else the newest import's (costing)
     if coverage is not None:
@@ -259,7 +261,7 @@ def conditions(conn: sqlite3.Connection, cfg: Config, snap: Snapshot, now_ms: in
     for c in (_spike_condition(conn, cfg, snap, now_ms), _collector_condition(conn, cfg, snap, now_ms)):
         if c is not None:
             out.append(c)
-    out += _stale_conditions(conn, cfg, snap, now_ms)
+    out += outdated_conditions(cfg, snap, now_ms)
     return out
 
 

@@ -493,6 +493,26 @@ async def test_no_gpus_says_no_gpus_not_zero_dollars(make_app, db_path):
         assert "today no GPU" in first and "idle waste today no GPU" in first
 
 
+async def test_outdated_billing_shows_on_a_dashboard_no_alert_engine_runs_for(make_app, db_path, cfg):
+    """A box without a GPU viewing billing runs no collector, so no alert engine stores the `outdated` alert:
+    the panel states it from the same rule the report's --fail-on outdated uses (the Google Cloud export of
+    the fixture ends 11-10 01:00, 5d11h before the fixed clock; alerts.stale_billing is 3 days)."""
+    from gpuspend.collectors.billing.importer import import_paths
+    from gpuspend.store import connect
+
+    conn = connect(db_path)
+    import_paths(conn, [Path(__file__).resolve().parents[1] / "fixtures" / "billing" / "focus_gpu.csv"])
+    conn.close()
+    title = "Billing data is outdated: the focus:Google Cloud/GCP-01 export ends 2026-11-10 01:00 UTC (5d11h ago)"
+    report = run_cli("--db", str(db_path), "--report", "--no-sample", "--fail-on", "outdated")
+    assert report.returncode == 1 and title in report.stdout.replace("\n      ", " ")
+    app = make_app(db_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        assert [a.text for a in app.alert_lines if a.kind == "outdated"] == [f"outdated: {title}"]
+        assert "outdated: Billing data is" in screen_text(app)
+
+
 # -- the chart's axes -----------------------------------------------------------------------------------------
 
 def test_chart_has_a_dollar_scale_and_an_hours_ago_axis() -> None:

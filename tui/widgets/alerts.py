@@ -10,6 +10,7 @@ from textual.widgets import Static
 
 from gpuspend import budget
 from gpuspend.alert_kinds import BUDGET, IDLE, STALE, severity
+from gpuspend.alerts import outdated_conditions
 from gpuspend.snapshot import Snapshot, gpu_currency
 from gpuspend.tui.widgets.fmt import clean, duration, money, share, wraps_alike
 
@@ -79,6 +80,12 @@ def alert_lines(snap: Snapshot, cfg: Config, *, stale_after_s: float = 300.0) ->
                                      "error" if budget.level(c.pct, levels) == budget.ERROR else "warning",
                                      f"budget: {what} {share(c.pct)} of {money(m.budget, m.currency)} "
                                      f"(threshold {c.threshold:g}%)"))
+    # Outdated billing or prices as the alert engine decides it, where it has not stored it (it runs in the
+    # collector: a box without a GPU, viewing billing only, runs none, and the report would say it alone).
+    stored = {(a.kind, a.subject) for a in snap.alerts if a.state == "open"}
+    for c in outdated_conditions(cfg, snap, snap.now_ms):
+        if c.firing and (c.kind, c.subject) not in stored:
+            out.append(AlertLine(f"{c.kind}:{c.subject}", c.kind, severity(c.kind), clean(f"{c.kind}: {c.title}")))
     # the most expensive fact first: errors, then what has cost the most so far (stable for equal amounts)
     out.sort(key=lambda a: (a.severity != "error", -a.dollars))
     if snap.last_sample_ms is None:
