@@ -247,6 +247,11 @@ def _start_background(path: Path, now_ms: int, seed: int, build: bool, progress:
             child.wait()
             if build:                        # it failed: build here, so the error reaches the user
                 build_demo_db(path, now_ms, seed, recent_only=True, progress=progress)
+            # and still complete the month (in a thread: slower, but a first start never shows a day and a
+            # half of history as the whole month, an idle episode cut to where the window begins)
+            _backfills[key] = thread = threading.Thread(target=_backfill_quietly, args=(path, seed, progress),
+                                                        daemon=True, name="gpuspend-demo-backfill")
+            thread.start()
             return
 
         def relay_rest() -> None:
@@ -257,6 +262,13 @@ def _start_background(path: Path, now_ms: int, seed: int, build: bool, progress:
         thread = threading.Thread(target=relay_rest, daemon=True, name="gpuspend-demo-backfill")
         _backfills[key] = thread
         thread.start()
+
+
+def _backfill_quietly(path: Path, seed: int, progress: Progress | None) -> None:
+    try:
+        backfill_demo_db(path, seed, progress)
+    except Exception:  # noqa: BLE001 - nowhere to show it under a dashboard; the next start resumes it
+        pass
 
 
 def _background_main(path: str, seed: int, now_ms: int, build: bool, days: int) -> int:
@@ -270,6 +282,9 @@ def _background_main(path: str, seed: int, now_ms: int, build: bool, days: int) 
         except (BrokenPipeError, OSError):
             pass                      # the dashboard is gone: the history is still worth finishing
 
+    # A first start on a fresh machine: the data folder does not exist yet (the lock file beside the database
+    # could not be created, the child died before "ready", and the month was never backfilled).
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(f"{path}.backfill.lock", "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | (0 if build else fcntl.LOCK_NB))

@@ -48,6 +48,8 @@ class _Database:
         self.state: dict[str, dict[Any, Any]] = {}
         self.durable: dict[str, dict[Any, Any]] = {}
         self.watermark = 0
+        self.generation: str | None = None     # the rollup generation the durable entries were read at
+        self.rollup_seen = False
 
     def current(self) -> int:
         with self.lock:
@@ -137,16 +139,19 @@ class Cache:
                 return None
             return (db.durable if durable else db.state).get(name, {}).get(key)
 
-    def seen_watermark(self, wm: int) -> None:
-        """Rollup rows behind the watermark are final; a watermark that went back (a store rebuilt in place)
-        takes the durable entries with it."""
+    def seen_rollup(self, wm: int, generation: str | None) -> None:
+        """Rollup rows behind the watermark are final, until the rollup generation moves: a watermark that
+        went back (a store rebuilt in place, `rollup --rebuild`) or minutes written behind it (the demo's
+        backfill of older days) take the durable entries with them (an idle run's start, the episode scans:
+        a dashboard open through a first start's backfill kept a 2.5-day idle episode at the 1d06h it
+        could see before)."""
         db = self._db
         if db is None:
             return
         with db.lock:
-            if wm < db.watermark:
+            if wm < db.watermark or (db.rollup_seen and generation != db.generation):
                 db.durable = {}
-            db.watermark = wm
+            db.watermark, db.generation, db.rollup_seen = wm, generation, True
 
 
 class ReadContext:

@@ -24,6 +24,7 @@ from gpuspend.costing.store_read import (
     load_gpus,
     raw_segments,
     resolve_rates,
+    rollup_generation,
     segments,
     watermark,
 )
@@ -206,7 +207,7 @@ def idle_episodes(conn: sqlite3.Connection, cfg: Any, since_ms: int, until_ms: i
     rates = resolve_rates(conn, cfg, gpus, now) if rates is None else rates
     wm = watermark(conn)
     cache = cache_for(conn)
-    cache.seen_watermark(wm)
+    cache.seen_rollup(wm, rollup_generation(conn))
     live = until_ms == now + 1 and wm <= until_ms
     interval = collector_interval(conn, cfg.interval) if live else 0.0
     out: list[Episode] = []

@@ -47,6 +47,11 @@ def watermark(conn: sqlite3.Connection) -> int:
     return memo(conn, "watermark", None, lambda: _watermark(conn))
 
 
+def rollup_generation(conn: sqlite3.Connection) -> str | None:
+    """Moves when rollup minutes behind the watermark change (once per read context)."""
+    return memo(conn, "rollup_generation", None, lambda: get_meta(conn, ROLLUP_GENERATION))
+
+
 def _watermark(conn: sqlite3.Connection) -> int:
     wm = get_meta(conn, WATERMARK_KEY)
     if wm is not None:
@@ -249,8 +254,8 @@ def _final_minute_sums(conn: sqlite3.Connection, lo_ms: int, hi_ms: int, bucket_
     ends are read. A window that grows by the minute (today, the last 24 hours, the month) reads at most two
     hours' rows, and each span's sums are kept as the caller buckets them (a few tuples per GPU)."""
     cache = cache_for(conn)
-    cache.seen_watermark(wm)
-    gen = get_meta(conn, ROLLUP_GENERATION)
+    gen = rollup_generation(conn)
+    cache.seen_rollup(wm, gen)
     gids = tuple(r[0] for r in conn.execute("SELECT id FROM gpus ORDER BY id"))
     sizes = [s for s in (DAY_MS, HOUR_MS) if not bucket_ms or bucket_ms % s == 0]
     out: list[tuple] = []
@@ -327,7 +332,7 @@ def final_hours(conn: sqlite3.Connection, name: str, lo_ms: int, hi_ms: int, fin
     first, last = -(-lo_ms // HOUR_MS) * HOUR_MS, min(hi_ms, final_ms) // HOUR_MS * HOUR_MS
     if first >= last:
         return [(lo_ms, hi_ms)], []
-    buckets = final_buckets(conn, name, get_meta(conn, ROLLUP_GENERATION), first, last, HOUR_MS, hours)
+    buckets = final_buckets(conn, name, rollup_generation(conn), first, last, HOUR_MS, hours)
     return [r for r in ((lo_ms, first), (last, hi_ms)) if r[0] < r[1]], list(buckets.values())
 
 

@@ -109,6 +109,33 @@ def test_background_start_returns_with_recent_data_and_completes_in_a_thread(tmp
     assert rows(path) == full_rows
 
 
+def test_first_start_on_a_fresh_machine_creates_the_data_folder_and_completes_the_month(
+        tmp_path: Path, full_rows, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's first command on a fresh machine: no data folder yet. The backfill child once died
+    creating its lock file there, the dashboard built the recent window itself, and the month was never
+    completed: bob's 2.5-day idle episode read 1d06h, the idle table began where the window began.
+    The child builds and backfills (the dashboard's process builds nothing)."""
+    def not_here(*_a: object, **_k: object) -> None:
+        raise AssertionError("built in the dashboard's process: the child failed")
+
+    monkeypatch.setattr(demo, "build_demo_db", not_here)
+    path = ensure_demo_db(tmp_path / "fresh" / "gpuspend" / "demo.db", now_ms=NOW, background=True)
+    thread = demo._backfills[str(path.resolve())]
+    thread.join(timeout=60)
+    assert not thread.is_alive() and rows(path) == full_rows
+
+
+def test_a_backfill_child_that_dies_still_leaves_a_complete_month(tmp_path: Path, full_rows,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever kills the child before it publishes (here: it cannot start at all), the dashboard's own
+    build is completed in a thread: the month is whole, only slower to become so."""
+    monkeypatch.setattr(demo.sys, "executable", "/bin/false")
+    path = ensure_demo_db(tmp_path / "demo.db", now_ms=NOW, background=True)
+    thread = demo._backfills[str(path.resolve())]
+    thread.join(timeout=60)
+    assert not thread.is_alive() and rows(path) == full_rows
+
+
 def test_backfill_refuses_a_database_that_is_not_a_demo(tmp_path: Path) -> None:
     path = tmp_path / "real.db"
     conn = connect(path)
@@ -118,3 +145,28 @@ def test_backfill_refuses_a_database_that_is_not_a_demo(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="not the demo"):
         backfill_demo_db(path)
     assert path.read_bytes() == before
+
+
+def test_a_dashboard_open_through_the_backfill_shows_the_whole_idle_episode(tmp_path: Path) -> None:
+    """Snapshots read in one process (the dashboard's) before and after the backfill: once the older days
+    are in, GPU 4's idle episode (idle since 2.5 days back in the demo's story) reads from its true start,
+    as on a demo built in one go, not from where the recent window began."""
+    from gpuspend import costing
+    from gpuspend.config import load_config
+
+    cfg = load_config(None)
+
+    def idle(path: Path) -> dict[int | None, tuple[float, float | None]]:
+        conn = connect(path)
+        try:
+            snap = costing.build_snapshot(conn, cfg, now_ms=NOW)
+        finally:
+            conn.close()
+        return {g.index: (round(g.idle_for_s), g.episode_waste and round(g.episode_waste, 2)) for g in snap.gpus}
+
+    full = idle(build_demo_db(tmp_path / "full.db", NOW))
+    path = build_demo_db(tmp_path / "demo.db", NOW, recent_only=True)
+    before = idle(path)
+    assert before[4] != full[4] and before[4][0] < full[4][0]      # the window cuts the episode
+    assert backfill_demo_db(path)
+    assert idle(path) == full
