@@ -469,7 +469,19 @@ def period_match(start_s: int, end_s: int) -> tuple[str, tuple[int, int]]:
             (start_s, end_s))
 
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13, _V14, _V15]
+# v16: a purchase's frequency (FOCUS ChargeFrequency; from the line item type in an AWS CUR), kept on Purchase
+# rows only (NULL elsewhere: no bytes, nothing bound on import). An hourly Savings Plan recurring fee is a
+# Purchase that accrues every hour of the month, unlike an upfront fee: the month projects it (costing/month.py).
+_V16 = """
+ALTER TABLE charge_rows ADD COLUMN charge_frequency TEXT;
+DROP VIEW charges;
+""" + _V14[_V14.index("CREATE VIEW"):].replace(
+    "    r.charge_type,\n", "    r.charge_type,\n    r.charge_frequency,\n").replace(
+    "charge_class, charge_type, billed_cost,", "charge_class, charge_type, charge_frequency, billed_cost,").replace(
+    "NEW.charge_class, NEW.charge_type, NEW.billed_cost,", "NEW.charge_class, NEW.charge_type, NEW.charge_frequency, "
+    "NEW.billed_cost,")
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13, _V14, _V15, _V16]
 # Python steps run after a version's statements, in the same transaction.
 _AFTER: dict[int, Callable[[sqlite3.Connection], None]] = {10: _v11_repack}
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -43,6 +43,11 @@ CATEGORY = {
     "savingsplanupfrontfee": "Purchase",
 }
 
+# A purchase's frequency, as FOCUS states it (ChargeFrequency): the recurring fees accrue every hour (a
+# Savings Plan's) or month (an RI's); the upfront ones are paid once.
+FREQUENCY = {"savingsplanrecurringfee": "Recurring", "rifee": "Recurring", "fee": "One-Time",
+             "savingsplanupfrontfee": "One-Time"}
+
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 
@@ -160,6 +165,7 @@ def normalise(c: Cols, ctx: dict[str, Any]) -> Rows:
         "charge_category": mapped(kind, lambda k: CATEGORY.get((k or "usage").lower(), "Adjustment")),
         "charge_class": [None] * n,
         "charge_type": mapped(kind, lambda k: k or "Usage"),
+        "charge_frequency": mapped(kind, lambda k: FREQUENCY.get((k or "").lower())),
         "billed_cost": billed,
         "effective_cost": effective,
         "list_cost": num("pricing_public_on_demand_cost"),

@@ -88,6 +88,7 @@ def normalise(c: Cols, ctx: dict[str, Any]) -> Rows:
                               for t in day],
         "charge_category": mapped(charge_type, lambda t: CATEGORY.get((t or "usage").lower(), "Adjustment")),
         "charge_class": [None] * n,
+        "charge_frequency": [None] * n,   # purchases read as one-time (see costing/month.py)
         "charge_type": charge_type,
         "billed_cost": list(cost) if dataset == "actual" else [None] * n,
         "effective_cost": cost,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gpuspend.collectors.billing.normalise import Cols, Rows, const, finish
+from gpuspend.collectors.billing.normalise import Cols, Rows, const, finish, purchase_frequency
 from gpuspend.collectors.billing.values import (
     BadValue,
     mapped,
@@ -49,6 +49,7 @@ def normalise(c: Cols, ctx: dict[str, Any]) -> Rows:
         currency = const(cur, n)
         notes.append(f"no BillingCurrency column: amounts read as {cur} (the `currency` setting)")
     provider = text_col(c.get("providername", "invoiceissuername"), n)
+    category = text_col(c.get("chargecategory"), n)
     data = {
         "billing_account": text_col(c.get("billingaccountid"), n),
         "sub_account": text_col(c.get("subaccountid"), n),
@@ -56,9 +57,10 @@ def normalise(c: Cols, ctx: dict[str, Any]) -> Rows:
         "billing_period_end": ts_col(c.get("billingperiodend"), n, c.name("billingperiodend"), bad),
         "charge_period_start": ts_col(c.get("chargeperiodstart"), n, c.name("chargeperiodstart"), bad),
         "charge_period_end": ts_col(c.get("chargeperiodend"), n, c.name("chargeperiodend"), bad),
-        "charge_category": text_col(c.get("chargecategory"), n),
+        "charge_category": category,
         "charge_class": text_col(c.get("chargeclass"), n),
         "charge_type": text_col(c.get("x_chargetype", "x_costtype", "pricingcategory"), n),
+        "charge_frequency": purchase_frequency(category, text_col(c.get("chargefrequency"), n)),
         "billed_cost": billed,
         "effective_cost": effective,
         "list_cost": num_col(c.get("listcost"), n, c.name("listcost"), bad),

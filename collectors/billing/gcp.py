@@ -101,6 +101,7 @@ def normalise(c: Cols, ctx: dict[str, Any]) -> Rows:
         "charge_period_end": ts_col(c.get("usage_end_time"), n, c.name("usage_end_time"), bad),
         "charge_category": mapped(cost_type, lambda t: CATEGORY.get((t or "regular").lower(), "Adjustment")),
         "charge_class": [None] * n,
+        "charge_frequency": [None] * n,   # purchases read as one-time (see costing/month.py)
         "charge_type": cost_type,
         "billed_cost": billed,
         "effective_cost": list(billed),

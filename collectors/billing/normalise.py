@@ -23,7 +23,7 @@ from gpuspend.collectors.billing.values import BadValue
 # Canonical fields in `charges` column order (line and import_id are added by the importer).
 FIELDS: tuple[str, ...] = (
     "billing_account", "sub_account", "billing_period_start", "billing_period_end",
-    "charge_period_start", "charge_period_end", "charge_category", "charge_class", "charge_type",
+    "charge_period_start", "charge_period_end", "charge_category", "charge_class", "charge_type", "charge_frequency",
     "billed_cost", "effective_cost", "list_cost", "currency",
     "service", "sku", "sku_description", "resource_id", "instance_type", "region", "quantity", "unit", "tags",
     "is_gpu", "gpu_model", "gpu_count",
@@ -103,6 +103,16 @@ class Rows:
     # When the export wrote this row (FOCUS x_ExportDateTime, GCP export_time): tells versions from parts.
     export_time: list[int | None] | None = None
     notes: list[str] = field(default_factory=list)       # said once per file (e.g. where a currency came from)
+
+
+def purchase_frequency(category: list[Any], frequency: list[Any]) -> list[Any]:
+    """The frequency of Purchase rows ('Recurring', 'One-Time'), None on every other row: the month needs
+    it on purchases only (a recurring fee accrues, an upfront one does not), so a batch without purchases
+    stores and binds nothing for it."""
+    kinds = {k for k in set(category) if k is not None and k.lower() == "purchase"}
+    if not kinds:
+        return [None] * len(category)
+    return [f if k in kinds else None for k, f in zip(category, frequency, strict=True)]
 
 
 def const(value: Any, n: int) -> list[Any]:

@@ -30,6 +30,13 @@ _SHORT = ("charge_period_start IS NOT NULL AND charge_period_end IS NOT NULL "
           f"AND charge_period_end - charge_period_start <= {LONG_ROW_S} "
           f"AND LOWER(COALESCE(charge_category, 'usage')) NOT IN ({', '.join(repr(c) for c in ONCE_CATEGORIES)})")
 _USAGE = "LOWER(COALESCE(charge_category, 'usage')) = 'usage'"
+# A recurring fee billed by the hour or day (a Savings Plan's recurring commitment: FOCUS Purchase, Recurring,
+# one row per hour) accrues every hour of the month like usage; a monthly one billed on a single day (an Azure
+# reservation's monthly payment) is paid once. Told apart per commitment: rows on two days or more accrue.
+_RECURRING = ("charge_period_start IS NOT NULL AND charge_period_end IS NOT NULL "
+              f"AND charge_period_end - charge_period_start <= {LONG_ROW_S} "
+              f"AND LOWER(COALESCE(charge_category, '')) IN ({', '.join(repr(c) for c in ONCE_CATEGORIES)}) "
+              "AND LOWER(COALESCE(charge_frequency, '')) = 'recurring'")
 
 
 @dataclass(frozen=True)
@@ -150,14 +157,17 @@ def _month_billing(conn: sqlite3.Connection, month: str, rid: str | None) -> Mon
     ends: list[int] = []
     local_long = (f"{local_sql} AND {_USAGE} AND NOT ({_SHORT}) AND charge_period_start IS NOT NULL "
                   "AND charge_period_end IS NOT NULL")
-    q = (f"SELECT COALESCE(currency, 'USD'), CASE WHEN {local_long} THEN 'local_long' WHEN NOT ({_SHORT}) "
-         f"THEN 'once' WHEN {local_sql} AND {_USAGE} THEN 'local' ELSE 'other' END AS cls, "
-         "charge_period_start / 86400 AS d, SUM(billed_cost), MIN(charge_period_start), MAX(charge_period_end), "
-         f"import_id FROM charge_rows WHERE {period} GROUP BY 1, 2, 3, import_id")
+    q = (f"SELECT COALESCE(currency, 'USD'), CASE WHEN {local_long} THEN 'local_long' WHEN {_RECURRING} "
+         f"THEN 'recurring' WHEN NOT ({_SHORT}) THEN 'once' WHEN {local_sql} AND {_USAGE} THEN 'local' "
+         "ELSE 'other' END AS cls, charge_period_start / 86400 AS d, SUM(billed_cost), MIN(charge_period_start), "
+         f"MAX(charge_period_end), import_id FROM charge_rows WHERE {period} GROUP BY 1, 2, 3, import_id")
     spans: list[tuple[int, int]] = []
-    for cur, cls, d, total, first, last, import_id in conn.execute(q, (*largs, *largs, *pargs)):
-        if cls == "local_long":
-            continue                      # below, row by row
+    rows = list(conn.execute(q, (*largs, *largs, *pargs)))
+    if any(r[1] == "recurring" for r in rows):
+        rows += _recurring_fees(conn, period, pargs)
+    for cur, cls, d, total, first, last, import_id in rows:
+        if cls in ("local_long", "recurring"):
+            continue                      # below, row by row; recurring fees: by commitment (_recurring_fees)
         amount = float(total or 0.0)
         day = forecast.day_key(int(d if d is not None else start // 1000 // 86400) * DAY_MS)
         if cls == "once" or d is None:
@@ -215,6 +225,24 @@ def _month_billing(conn: sqlite3.Connection, month: str, rid: str | None) -> Mon
                         # an export with no billed money (an amortized-only dataset) is no stream to project
                         {k: (days, lo, hi) for k, (days, (lo, hi)) in sorted(streams.items()) if any(days.values())},
                         local_first, max(ends) if ends else None, export_ends)
+
+
+def _recurring_fees(conn: sqlite3.Connection, period: str, pargs: tuple) -> list[tuple]:
+    """The month's short recurring purchase rows as (currency, 'other' or 'once', day, billed, first, last,
+    import id) by day: 'other' (spend of every day, projected with the rest of its export) for a commitment
+    (import, resource, SKU) billed on two days or more, else 'once'."""
+    by: dict[tuple, list[tuple]] = defaultdict(list)
+    for cur, imp, res, sku, d, total, first, last in conn.execute(
+            "SELECT COALESCE(currency, 'USD'), import_id, COALESCE(resource_id_tid, resource_id), "
+            "COALESCE(sku_tid, sku, sku_description_tid, sku_description), charge_period_start / 86400, "
+            "SUM(billed_cost), MIN(charge_period_start), MAX(charge_period_end) FROM charge_rows "
+            f"WHERE {period} AND {_RECURRING} GROUP BY 1, 2, 3, 4, 5", pargs):
+        by[(cur, imp, res, sku)].append((d, total, first, last))
+    out = []
+    for (cur, imp, _res, _sku), days in by.items():
+        cls = "other" if len(days) >= 2 else "once"
+        out.extend((cur, cls, d, total, first, last, imp) for d, total, first, last in days)
+    return out
 
 
 def uncovered(covered: tuple[tuple[int, int], ...], lo: int, hi: int) -> list[tuple[int, int]]:

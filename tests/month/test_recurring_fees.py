@@ -1,0 +1,80 @@
+"""A recurring fee billed by the day or hour (a Savings Plan's commitment: FOCUS Purchase + Recurring, one row
+per period) is spend of every day, projected like usage; an upfront purchase and a monthly payment billed on
+a single day are paid once.
+
+Worked by hand, on 2026-12-11 with no local GPU, one AWS export to 12-11 00:00:
+  days 1..10: Savings Plan recurring fee $240/day (the covered usage bills $0) + S3 usage $48/day
+  day 3: an upfront purchase (One-Time) $5,000; day 5: a reservation's monthly payment (Recurring, one day)
+  $3,000; the month's tax $100
+  MTD = 10 x 288 + 5,000 + 3,000 + 100                 = $10,980.00
+  projection = MTD + 21 days left x $288 (the days' mean) = $17,028.00
+  (with the fee read as once, as before: 21 x $48 = $1,008 -> $11,988.00, $5,040 short)
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+HEADER = ("ProviderName,BillingAccountId,BillingPeriodStart,BillingPeriodEnd,ChargePeriodStart,ChargePeriodEnd,"
+          "ChargeCategory,ChargeFrequency,BilledCost,EffectiveCost,BillingCurrency,ServiceName,ResourceId,SkuId")
+PERIOD = "2026-12-01T00:00:00Z,2027-01-01T00:00:00Z"
+
+
+def day(d: int) -> str:
+    return f"2026-12-{d:02d}T00:00:00Z,2026-12-{d + 1:02d}T00:00:00Z"
+
+
+def export(path: Path) -> Path:
+    rows = []
+    for d in range(1, 11):
+        rows += [f"AWS,111111111111,{PERIOD},{day(d)},Usage,Usage-Based,0,200,USD,Amazon EC2,i-0box,BOX",
+                 f"AWS,111111111111,{PERIOD},{day(d)},Purchase,Recurring,240,0,USD,Savings Plans,arn:sp/1,SPFEE",
+                 f"AWS,111111111111,{PERIOD},{day(d)},Usage,Usage-Based,48,48,USD,Amazon S3,bucket-1,S3"]
+    rows += [f"AWS,111111111111,{PERIOD},{day(3)},Purchase,One-Time,5000,0,USD,Savings Plans,arn:sp/2,SPUP",
+             f"AWS,111111111111,{PERIOD},{day(5)},Purchase,Recurring,3000,0,USD,Reservations,ri-1,RIMONTH",
+             f"AWS,111111111111,{PERIOD},{PERIOD},Tax,Recurring,100,100,USD,Tax,,TAX"]
+    path.write_text("\n".join([HEADER, *rows]) + "\n")
+    return path
+
+
+def test_a_daily_recurring_fee_is_projected_an_upfront_or_monthly_purchase_is_not(cli, db_path: Path,
+                                                                                     tmp_path: Path) -> None:
+    env = {"GPUSPEND_NOW": "2026-12-11T01:00:00Z"}
+    assert cli("--db", str(db_path), "import", str(export(tmp_path / "aws.csv")), env=env).returncode == 0
+    doc = json.loads(cli("--db", str(db_path), "--report", "--no-sample", "--format", "json", env=env).stdout)
+    (mv,) = doc["month"]
+    assert mv["mtd"] == pytest.approx(10_980.0)
+    assert mv["projection"] == pytest.approx(17_028.0)
+    conn = sqlite3.connect(db_path)
+    try:       # stored on purchases only: no other row carries it
+        kept = conn.execute("SELECT charge_category, charge_frequency, COUNT(*) FROM charge_rows "
+                            "GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
+    finally:
+        conn.close()
+    assert kept == [("Purchase", "One-Time", 1), ("Purchase", "Recurring", 11), ("Tax", None, 1), ("Usage", None, 20)]
+
+
+def test_cur_line_item_types_carry_their_frequency(cli, db_path: Path, tmp_path: Path) -> None:
+    """The same rule read from an AWS CUR: the line item type says which purchases recur."""
+    header = ("bill_billing_period_start_date,bill_billing_period_end_date,bill_payer_account_id,"
+              "line_item_line_item_type,line_item_usage_start_date,line_item_usage_end_date,line_item_product_code,"
+              "line_item_resource_id,line_item_currency_code,line_item_unblended_cost")
+    bp = "2026-12-01T00:00:00Z,2027-01-01T00:00:00Z"
+    hour = "2026-12-02T05:00:00Z,2026-12-02T06:00:00Z"
+    lines = [f"{bp},111111111111,{t},{hour},ComputeSavingsPlans,arn:sp/1,USD,{c}" for t, c in (
+        ("SavingsPlanRecurringFee", "10"), ("SavingsPlanUpfrontFee", "5000"), ("Fee", "700"), ("RIFee", "3"),
+        ("SavingsPlanCoveredUsage", "98"), ("SavingsPlanNegation", "-98"), ("Usage", "1"))]
+    path = tmp_path / "cur.csv"
+    path.write_text("\n".join([header, *lines]) + "\n")
+    assert cli("--db", str(db_path), "import", str(path)).returncode == 0
+    conn = sqlite3.connect(db_path)
+    try:
+        got = dict(conn.execute("SELECT charge_type, charge_frequency FROM charge_rows"))
+    finally:
+        conn.close()
+    assert got == {"SavingsPlanRecurringFee": "Recurring", "RIFee": "Recurring", "SavingsPlanUpfrontFee": "One-Time",
+                   "Fee": "One-Time", "SavingsPlanCoveredUsage": None, "SavingsPlanNegation": None, "Usage": None}
