@@ -204,7 +204,8 @@ def _layout(unit: Unit) -> None:
 def discover(path: Path) -> list[Unit]:
     """The import units for a file or an export folder."""
     if not path.exists():
-        raise UsageError(f"{path}: no such file or folder")
+        raise UsageError("no such file or folder", where=str(path),
+                         hint="pass a billing export: a CSV, CSV.gz, Parquet or JSONL file, or its folder")
     if path.is_file():
         if not is_manifest(path):
             return [Unit([path])]

@@ -213,7 +213,10 @@ def test_unreadable_file_through_the_cli(cli, db_path: Path, tmp_path: Path) -> 
 
 def test_missing_path_is_still_a_usage_error(cli, db_path: Path, tmp_path: Path) -> None:
     r = cli("--db", str(db_path), "import", str(tmp_path / "nope.csv"))
-    assert r.returncode == 2 and "no such file" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    # one line: what, where, what to do
+    assert r.stderr.strip() == (f"gpuspend: {tmp_path / 'nope.csv'}: no such file or folder (pass a billing export: "
+                                "a CSV, CSV.gz, Parquet or JSONL file, or its folder)")
 
 
 # ---------------------------------------------------------------- amortized only, no currency
