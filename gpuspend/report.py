@@ -326,7 +326,12 @@ def render_text(doc: dict[str, Any]) -> str:
         if m.get("cloud"):
             out.append(f"  of the metered part, GPU clouds (RunPod/Lambda/Vast): {money(m['cloud'], c)}")
         if m["coverage_end"]:
-            out.append(f"  billing exports cover up to {m['coverage_end']}")
+            fr = doc["freshness"]
+            behind = fr.get("billing_coverage_export") and fr["billing_coverage_end"] \
+                and fr["billing_coverage_end"] < m["coverage_end"]    # one export reaches less: say which
+            out.append(f"  billing exports cover up to {m['coverage_end']}"
+                       + (f"; the {fr['billing_coverage_export']} export only to {fr['billing_coverage_end']}"
+                          if behind else ""))
         if m["projection"] is not None:
             rng = f", 80% {money(m['low'], c)} .. {money(m['high'], c)}" if m["low"] is not None else ""
             out.append(f"  projected month: {money(m['projection'], c)}{rng}")

@@ -66,6 +66,10 @@ def test_freshness_is_the_export_that_reaches_least(cli, db_path: Path, tmp_path
     line = next(ln for ln in text.splitlines() if ln.startswith("billing coverage end:"))
     assert line.startswith("billing coverage end: 2026-12-06T00:00:00Z (the ") and line.endswith(" export) (stale)")
     assert "222222222222 export ends 2026-12-06 00:00 UTC" in r.stdout.replace("\n      ", " ")
+    # the month's line says what the exports reach, and which one reaches less
+    (month_line,) = [ln for ln in text.splitlines() if "billing exports cover up to" in ln]
+    assert month_line.strip().startswith("billing exports cover up to 2026-12-10T00:00:00Z; the ")
+    assert month_line.endswith("222222222222 export only to 2026-12-06T00:00:00Z")
 
 
 def test_doctor_and_the_billing_screen_judge_each_export_as_the_alert_does(cli, db_path: Path, tmp_path: Path) -> None:
