@@ -26,16 +26,15 @@ LONG_ROW_S = 25 * 3600
 ONCE_CATEGORIES = ("purchase",)
 # Slack for "the first day is complete": a collector started at 00:00:30 has a complete first day.
 FIRST_DAY_SLACK_MS = 60_000
-_SHORT = ("charge_period_start IS NOT NULL AND charge_period_end IS NOT NULL "
-          f"AND charge_period_end - charge_period_start <= {LONG_ROW_S} "
-          f"AND LOWER(COALESCE(charge_category, 'usage')) NOT IN ({', '.join(repr(c) for c in ONCE_CATEGORIES)})")
+_SHORT_PERIOD = ("charge_period_start IS NOT NULL AND charge_period_end IS NOT NULL "
+                 f"AND charge_period_end - charge_period_start <= {LONG_ROW_S}")
+_ONCE = ', '.join(repr(c) for c in ONCE_CATEGORIES)
+_SHORT = f"{_SHORT_PERIOD} AND LOWER(COALESCE(charge_category, 'usage')) NOT IN ({_ONCE})"
 _USAGE = "LOWER(COALESCE(charge_category, 'usage')) = 'usage'"
 # A recurring fee billed by the hour or day (a Savings Plan's recurring commitment: FOCUS Purchase, Recurring,
 # one row per hour) accrues every hour of the month like usage; a monthly one billed on a single day (an Azure
 # reservation's monthly payment) is paid once. Told apart per commitment: rows on two days or more accrue.
-_RECURRING = ("charge_period_start IS NOT NULL AND charge_period_end IS NOT NULL "
-              f"AND charge_period_end - charge_period_start <= {LONG_ROW_S} "
-              f"AND LOWER(COALESCE(charge_category, '')) IN ({', '.join(repr(c) for c in ONCE_CATEGORIES)}) "
+_RECURRING = (f"{_SHORT_PERIOD} AND LOWER(COALESCE(charge_category, '')) IN ({_ONCE}) "
               "AND LOWER(COALESCE(charge_frequency, '')) = 'recurring'")
 
 
@@ -104,14 +103,18 @@ def billing_coverage_end(conn: sqlite3.Connection, cfg: Any, month: str) -> tupl
     never a fee's, tax's or monthly row's charge period (a November tax row ends 12-01 whatever day November's
     usage rows reach). Each month's is read once per billing generation (month_billing). (None, "") only
     when no export has a short row."""
-    months = dict.fromkeys([month, *(forecast.month_of(int(s) * 1000) for (s,) in conn.execute(
-        "SELECT DISTINCT billing_period_start FROM imports WHERE billing_period_start IS NOT NULL ORDER BY 1 DESC"))])
-    for m in months:
+    for m in dict.fromkeys([month, *_imported_months(conn)]):
         ends = month_billing(conn, cfg, m).export_ends
         if ends:
             export, end = min(ends.items(), key=lambda kv: (kv[1], kv[0]))
             return end, export if len(ends) > 1 else ""
     return None, ""
+
+
+def _imported_months(conn: sqlite3.Connection) -> list[str]:
+    """The months the imports' billing periods start in, newest first."""
+    return list(dict.fromkeys(forecast.month_of(int(s) * 1000) for (s,) in conn.execute(
+        "SELECT DISTINCT billing_period_start FROM imports WHERE billing_period_start IS NOT NULL ORDER BY 1 DESC")))
 
 
 def export_name(source: str, account: str | None) -> str:
@@ -132,14 +135,12 @@ def export_coverage(conn: sqlite3.Connection, cfg: Any,
     rows = conn.execute(f"SELECT format, source, account, SUM(rows) FROM imports {where}"
                         "GROUP BY format, source, account", args).fetchall()
     ends: dict[str, int] = {}
-    months = [month] if month is not None else list(dict.fromkeys(forecast.month_of(int(s) * 1000) for (s,) in
-        conn.execute("SELECT DISTINCT billing_period_start FROM imports WHERE billing_period_start IS NOT NULL "
-                     "ORDER BY 1 DESC")))
-    for m in months:
+    for m in [month] if month is not None else _imported_months(conn):
         for export, end_ms in month_billing(conn, cfg, m).export_ends.items():
             ends.setdefault(export, end_ms)
-    return tuple(sorted(((fmt, export_name(src, acct), ends.get(export_name(src, acct)), int(n or 0))
-                         for fmt, src, acct, n in rows), key=lambda r: (r[1], r[0])))
+    named = ((fmt, export_name(src, acct), n) for fmt, src, acct, n in rows)
+    return tuple(sorted(((fmt, name, ends.get(name), int(n or 0)) for fmt, name, n in named),
+                        key=lambda r: (r[1], r[0])))
 
 
 def _month_billing(conn: sqlite3.Connection, month: str, rid: str | None) -> MonthBilling:
