@@ -7,6 +7,7 @@ Fields may be added; existing names are a contract between gpuspend.costing and 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -138,10 +139,12 @@ class Snapshot:
 
     def currency_of(self, gpu_uuid: str) -> str:
         """The currency of one GPU's money and of its processes' (gpu_currency)."""
-        for g in self.gpus:
-            if g.uuid == gpu_uuid:
-                return gpu_currency(g.rate, self.currency)
-        return self.currency
+        return self._currencies.get(gpu_uuid, self.currency)
+
+    @cached_property
+    def _currencies(self) -> dict[str, str]:
+        # asked for every process row on every dashboard tick: one lookup, not a scan of the GPUs
+        return {g.uuid: gpu_currency(g.rate, self.currency) for g in self.gpus}
 
     def so_far_word(self, amount: float | None) -> str | None:
         """unknown_so_far for this snapshot's GPUs."""
