@@ -32,18 +32,32 @@ def _finite(amount: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
+# ISO 4217 minor units where they are not 2: a yen has no cents, so an invoice in JPY reads `1,234 JPY`, never
+# `1,234.00 JPY` (nor a bill in KWD `1.235 KWD` rounded to 1.24). Every other code is written with 2 decimals.
+MINOR_UNITS = {
+    "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0, "PYG": 0, "RWF": 0,
+    "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
+    "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
+}
+
+
+def minor_units(currency: str | None) -> int:
+    """Decimals an amount of `currency` is written with (ISO 4217): 0 for JPY, 3 for KWD, else 2."""
+    return MINOR_UNITS.get((currency or "USD").upper(), 2)
+
+
 def money(amount: float | None, currency: str | None = "USD", *, decimals: int | None = None,
           compact: bool = False) -> str:
     """`$1,234.56` for USD, `1,234.56 EUR` for any other currency; None, NaN and infinities are `no rate`.
 
-    Always fixed-point with thousands separators (never `1e+04`). `compact` (the dashboard) drops the cents
-    from 10,000 up; `decimals` fixes the number of decimals.
+    Always fixed-point with thousands separators (never `1e+04`), to the currency's minor units (`1,234 JPY`).
+    `compact` (the dashboard) drops the cents from 10,000 up; `decimals` fixes the number of decimals.
     """
     v = _finite(amount)
     if v is None:
         return NO_RATE
     if decimals is None:
-        decimals = 0 if compact and abs(v) >= 10_000 else 2
+        decimals = 0 if compact and abs(v) >= 10_000 else minor_units(currency)
     body = _fixed(abs(v), decimals)
     neg = "-" if v < 0 and any(c in "123456789" for c in body) else ""
     cur = currency or "USD"

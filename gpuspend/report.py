@@ -491,12 +491,18 @@ def render_markdown(doc: dict[str, Any]) -> str:
     if doc["now"]["gpus"]:              # no GPU: no table of $0.00 states
         o += ["", "| State | $/h |", "|---|---:|"]
         o += [f"| {s} | {money(v, cur)} |" for s, v in doc["now"]["by_state"].items()]
-        o += ["", "| GPU | Model | State | Util | Cost/h | Rate source |", "|---:|---|---|---:|---:|---|"]
+        o += ["", "| GPU | Model | State | Util | Cost/h | Idle for | Wasted | Rate source |",
+              "|---:|---|---|---:|---:|---:|---:|---|"]
     for g in doc["now"]["gpus"]:
         cph = money(g["cost_per_hour"], g["rate"]["currency"]) if g["cost_per_hour"] is not None else "no rate"
         util = "-" if g["util"] is None else f"{g['util']:.0f}%"
-        o.append(f"| {g['index']} | {_md(g['model'] or g['name'])} | {g['state']} | {util} | {cph} | "
-                 f"{_md(g['rate']['label'])} |")
+        # as the text report: the open idle episode's length and its waste, blank for a GPU not idle now
+        idle = dur(g["idle_for_s"]) if g["idle_for_s"] else ""
+        wasted = money(g["episode_waste"], g["currency"]) if g["episode_open"] else ""
+        if g["episode_open"] and (gap := unseen(g["episode_unseen_s"])):
+            wasted += f" ({gap})"
+        o.append(f"| {g['index']} | {_md(g['model'] or g['name'])} | {g['state']} | {util} | {cph} | {idle} | "
+                 f"{wasted} | {_md(g['rate']['label'])} |")
     o += ["", f"## Today (UTC, {(doc['generated_at'] or '')[:10]})", "", f"Cost so far {total_so_far(doc['today']['cost'], doc['now'], cur)}; idle waste "
           f"{total_so_far(doc['today']['idle_waste'], doc['now'], cur)} "
           f"({_md(_observed_text(doc['today']['observed'], 'today'))}).", "",

@@ -120,3 +120,28 @@ def test_a_box_with_no_gpu_reports_no_gpu_never_zero_dollars(cli, db_path: Path)
         assert "no GPU: no idle waste" in out and "$0.00" not in out, out
     text = cli("--db", str(db_path), "--report", "--no-sample").stdout
     assert "cost so far: no GPU   idle waste: no GPU" in text
+
+
+@pytest.mark.parametrize(("amount", "currency", "written"), [
+    (123456.5, "JPY", "123,457 JPY"), (0.4, "JPY", "0 JPY"), (1234.5678, "KWD", "1,234.568 KWD"),
+    (12.345, "EUR", "12.35 EUR"), (99.5, "krw", "100 krw"),
+])
+def test_money_has_the_decimals_of_its_currency(amount: float, currency: str, written: str) -> None:
+    """ISO 4217 minor units: a yen has no cents, a Kuwaiti dinar has fils (1/1000)."""
+    assert fmt.money(amount, currency) == written
+
+
+def test_a_month_billed_in_yen_is_written_in_whole_yen(cli, db_path: Path, tmp_path: Path) -> None:
+    # An Azure account billed in JPY: 120,000.40 + 3,500.35 = 123,500.75 JPY, by hand 123,501 JPY.
+    rows = [f"111122223333,2026-11-01T00:00:00Z,2026-12-01T00:00:00Z,2026-11-0{d}T00:00:00Z,"
+            f"2026-11-0{d}T01:00:00Z,Usage,{c},{c},JPY,Virtual Machines,vm-{d}"
+            for d, c in ((1, "120000.40"), (2, "3500.35"))]
+    path = tmp_path / "jpy.csv"
+    path.write_text("\n".join([HEADER, *rows]) + "\n")
+    env = {"GPUSPEND_NOW": "2026-12-07T00:00:00Z"}
+    r = cli("--db", str(db_path), "import", str(path), env=env)
+    assert r.returncode == 0, r.stderr
+    assert "period 2026-11 JPY: billed 123,501 JPY, effective 123,501 JPY" in r.stdout
+    text = cli("--db", str(db_path), "--report", "--month", "2026-11", env=env).stdout
+    assert "2026-11 JPY: to date 123,501 JPY (billed 123,501 JPY + metered 0 JPY)" in text
+    assert ".00 JPY" not in text and ".75 JPY" not in text

@@ -17,7 +17,7 @@ _V = " ▁▂▃▄▅▆▇█"
 
 
 def _axis_label(amount: float, currency: str, peak: float) -> str:
-    return money(amount, currency, decimals=0 if peak >= 10 else 2)
+    return money(amount, currency, decimals=0 if peak >= 10 else None)
 
 
 def legend(useful: float, idle: float, currency: str = "USD", *, ascii_only: bool = False) -> Text:
