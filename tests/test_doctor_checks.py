@@ -52,7 +52,7 @@ def test_doctor_says_data_age_and_billing_coverage(tmp_path: Path) -> None:
     r = run_cli("doctor", "--demo", "--db", str(db), env={"GPUSPEND_NOW": "2026-11-15T12:10:00+00:00"})
     lines = r.stdout.splitlines()
     # the demo's last sample is at 12:00; its export covers up to 2026-11-14 00:00 (1 day 12 h 10 min before)
-    assert any(ln.startswith("info") and "last sample 10m" in ln and "collector running?" in ln
+    assert any(ln.startswith("warn") and "last sample 10m" in ln and "collector running?" in ln
                for ln in lines), r.stdout
     assert any("billing" in ln and "covered up to 2026-11-14 00:00 UTC (1d12h ago)" in ln for ln in lines), r.stdout
 

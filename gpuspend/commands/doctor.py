@@ -1,5 +1,8 @@
 """`gpuspend doctor`: one line per check, exit 0 when nothing fails (2 when a check fails).
 
+Each line starts with its level: `ok`; `info` (a fact, nothing to do: no driver, no exports yet); `warn`
+(working, but a number on screen rests on something old or mismatched: the newest sample or an export older
+than its alert threshold, a stale collector lease, a collector reading another config); `FAIL` (exit 2).
 A missing NVIDIA driver is reported but is not a failure (the demo and billing imports still work).
 """
 
@@ -20,7 +23,7 @@ from gpuspend.options import Options
 if TYPE_CHECKING:
     from gpuspend.config import Config
 
-OK, INFO, FAIL = "ok", "info", "FAIL"
+OK, INFO, WARN, FAIL = "ok", "info", "warn", "FAIL"
 
 
 def _line(status: str, check: str, text: str) -> None:
@@ -125,7 +128,7 @@ def _check_data(conn: sqlite3.Connection, cfg: Config) -> None:
     else:
         age = now_s - last / 1000
         limit = float(cfg.alerts.collector_stopped)
-        status = OK if age <= limit else INFO
+        status = OK if age <= limit else WARN
         more = "" if age <= limit else f": older than alerts.collector_stopped ({_ago(limit)[:-4]}); is the " \
                                        "collector running?"
         _line(status, "data", f"last sample {_ago(age)}{more}")
@@ -148,7 +151,7 @@ def _check_data(conn: sqlite3.Connection, cfg: Config) -> None:
                                    "(monthly, fee or tax rows only): nothing to judge freshness by")
             continue
         age = now_s - end_ms / 1000
-        status = OK if age <= stale else INFO
+        status = OK if age <= stale else WARN
         more = "" if age <= stale else f": older than alerts.stale_billing ({_ago(stale)[:-4]}); import a newer export"
         when = clock.to_datetime(end_ms).strftime("%Y-%m-%d %H:%M UTC")
         _line(status, "billing", f"{clean(export)} ({fmt}): covered up to {when} ({_ago(age)}), {count(n, 'row')}{more}")
@@ -232,7 +235,7 @@ def doctor(opts: Options) -> None:
         if info is None:
             _line(OK, "collector", "no collector running (the TUI samples in-app; `gpuspend collect` runs one)")
         elif info.stale:
-            _line(INFO, "collector", f"stale lease: {info.describe()} (last heartbeat missed; will be taken over)")
+            _line(WARN, "collector", f"stale lease: {info.describe()} (last heartbeat missed; will be taken over)")
         else:
             _line(OK, "collector", f"{info.describe()}, every {info.interval_s:g} s")
             _config_match(conn, cfg)
@@ -269,7 +272,7 @@ def _config_match(conn: sqlite3.Connection, cfg: Config) -> None:
     if theirs == mine:
         _line(OK, "config", f"the collector reads the same config: {mine}")
     else:
-        _line(INFO, "config", f"the collector reads {theirs}, this command reads {mine}: pass the same "
+        _line(WARN, "config", f"the collector reads {theirs}, this command reads {mine}: pass the same "
                               "--config to both (see README, Collector as a service)")
 
 

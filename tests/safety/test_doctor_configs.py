@@ -26,5 +26,5 @@ def test_doctor_says_whether_collector_and_command_read_the_same_config(tmp_path
         other = run_cli("--config", str(mine), "--db", str(db), "doctor", "--demo")
     assert f"the collector reads the same config: {service.resolve()}" in same.stdout, same.stdout
     line = next(x for x in other.stdout.splitlines() if "the collector reads" in x)
-    assert line.startswith("info") and f"the collector reads {service.resolve()}" in line
+    assert line.startswith("warn") and f"the collector reads {service.resolve()}" in line
     assert f"this command reads {mine.resolve()}" in line and "pass the same --config to both" in line
