@@ -133,17 +133,22 @@ def _budget_conditions(cfg: Config, snap: Snapshot) -> list[Condition]:
         cs = budget.crossings(cfg, m)
         if not cs:
             continue
-        fired = [c for c in cs if c.firing]
-        if fired:
-            top = max(fired, key=lambda c: budget_level(c.threshold, c.basis))
+        top = budget_top(cs)
+        if top is not None:
             out.append(_budget_condition(m, top.basis, top.threshold, top.pct, top.amount, True))
         else:
             firing = None if any(c.firing is None for c in cs) else False
-            out.append(Condition(BUDGET, _budget_subject(m), firing, refresh=False))
+            out.append(Condition(BUDGET, budget_subject(m), firing, refresh=False))
     return out
 
 
-def _budget_subject(m: MonthView) -> str:
+def budget_top(cs: list[budget.Crossing]) -> budget.Crossing | None:
+    """The crossing a month's one budget alert carries: the highest by budget_level of those firing."""
+    fired = [c for c in cs if c.firing]
+    return max(fired, key=lambda c: budget_level(c.threshold, c.basis)) if fired else None
+
+
+def budget_subject(m: MonthView) -> str:
     return f"budget:{m.month}:{m.currency}"
 
 
@@ -155,7 +160,7 @@ def _budget_condition(m: MonthView, basis: str, thr: float, pct: float, amount: 
     fields = (("Month", m.month), ("Basis", basis), ("Threshold", f"{thr:g}%"),
               ("Month to date", money(m.mtd, m.currency)), ("Projection", money(m.projection, m.currency)),
               ("Budget", money(m.budget, m.currency)))
-    return Condition(BUDGET, _budget_subject(m), firing, title=title,
+    return Condition(BUDGET, budget_subject(m), firing, title=title,
                      dollars=amount, currency=m.currency, fields=fields,
                      labels={"month": m.month, "basis": basis, "threshold": f"{thr:g}"},
                      level=budget_level(thr, basis))

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 from textual.widgets import Input
@@ -338,6 +339,36 @@ async def test_notification_when_an_idle_episode_opens(make_app, db_path, cfg, m
         assert len(app._notifications) == n
 
 
+async def test_an_idle_alert_toasts_once_when_shown_live_and_not_again_when_the_engine_stores_it(
+        make_app, db_path, cfg, monkeypatch):
+    """A dashboard reading a separate collector's database shows an idle episode the moment it opens; that
+    collector's alert engine stores the alert a little later. The user is told once, not again when it is
+    stored. (The in-app collector stores it at once: the two snapshots are replayed in the order a dashboard
+    next to a daemon sees them.)"""
+    src = ScriptedSource(gpus=2)
+    write_samples(db_path, cfg, src, NOW_MS - 600_000, 301)
+    app = make_app(db_path)
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        await started(pilot)
+        src.util[1] = 0.0
+        write_samples(db_path, cfg, src, NOW_MS + 2000, 600)
+        monkeypatch.setenv("GPUSPEND_NOW", str((NOW_MS + 1_200_000) / 1000))
+        await refreshed(pilot)
+        stored = app.snapshot
+        assert any(a.kind == "idle" and a.state == "open" for a in stored.alerts)
+        live = replace(stored, alerts=tuple(a for a in stored.alerts if a.kind != "idle"))
+        told: list[str] = []
+        monkeypatch.setattr(app, "announce", lambda a: told.append(a.text))
+        app.apply_snapshot(replace(stored, alerts=()))       # before the episode: nothing open
+        app.apply_snapshot(replace(live, gpus=tuple(replace(g, episode_open=False) for g in live.gpus)))
+        app.apply_snapshot(live)                             # shown live: told
+        app.apply_snapshot(stored)                           # the engine has stored it: not told again
+        app.apply_snapshot(stored)
+        await pilot.pause()
+        assert len(told) == 1 and told[0].startswith("idle: GPU 1"), told
+        assert str(app.screen.query_one(AlertsPanel).render()).count("idle: GPU 1") == 1
+
+
 async def test_gpus_without_a_rate_show_no_rate_not_zero(make_app, db_path, cfg):
     """No `provider:` and no `rates:` (a bare GPU box): the header must not claim the box costs $0.00/h."""
     job = ProcReading(pid=77, used_memory=2 * GIB, user="ana", command="train.py", started=1)
@@ -377,3 +408,31 @@ async def test_ticks_between_money_refreshes_show_new_samples_and_a_state_change
         await wait_for(pilot, lambda: app.snapshots_applied > n)
         assert app.snapshot.live_ms is None      # a full build
         assert cell(table, "GPU-test-0001", "state") == "free-idle"
+
+
+def test_a_budget_toasts_again_when_it_crosses_a_higher_threshold_not_when_it_is_stored(db_path, tmp_path):
+    """The alerts panel's toast identity (AlertLine.key) for a budget: the same at one level whether shown
+    live or stored by the engine; a new one at 100% after 80%, stored or live."""
+    from gpuspend import alerts
+    from gpuspend.tui.widgets.alerts import alert_lines
+    from tests.alerts.snapshots import config, month, snapshot
+
+    cfg = config(tmp_path, budget={"monthly": 1000, "thresholds": [80, 100], "basis": ["actual"]})
+
+    def keys(pct: float, *, store: bool) -> list[str]:
+        snap = snapshot(NOW_MS, months=[month(actual_pct=pct, budget=1000)])
+        if store:
+            conn = connect(db_path)
+            try:
+                alerts.evaluate(conn, cfg, snap, NOW_MS)
+                conn.commit()
+                snap = replace(snap, alerts=alerts.alert_views(conn))
+            finally:
+                conn.close()
+        return [a.key for a in alert_lines(snap, cfg) if a.kind == "budget"]
+
+    live80 = keys(85, store=False)
+    assert len(live80) == 1
+    assert keys(85, store=True) == live80                 # stored by the engine: the same alert, no new toast
+    assert keys(101, store=True) != live80                # 100% crossed while open: toasted again
+    assert keys(101, store=False) == keys(101, store=True)

@@ -10,7 +10,7 @@ from textual.widgets import Static
 
 from gpuspend import budget
 from gpuspend.alert_kinds import BUDGET, IDLE, STALE, severity
-from gpuspend.alerts import outdated_conditions
+from gpuspend.alerts import budget_subject, budget_top, outdated_conditions
 from gpuspend.snapshot import Snapshot, gpu_currency
 from gpuspend.tui.widgets.fmt import clean, duration, money, share, wraps_alike
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class AlertLine:
-    key: str          # stable identity, so the app notifies once when a new one opens
+    key: str          # identity (toast_key), so the app notifies once when a new one opens
     kind: str         # idle | budget | stale | spike | collector | ...
     severity: str     # warning | error
     text: str         # plain text (outside parts already cleaned)
@@ -37,6 +37,21 @@ def holders(snap: Snapshot, uuid: str) -> str:
     first = procs[0]
     more = f" +{len(procs) - 1}" if len(procs) > 1 else ""
     return f"{first.user} pid {first.pid}{more}"
+
+
+def toast_key(kind: str, subject: str, crossing: budget.Crossing | None = None) -> str:
+    """What the app toasts once: an alert's kind and subject, the same whether the snapshot shows it live or
+    the engine has stored it (an idle GPU toasts when its episode opens, not again when the engine records
+    it); a budget's also its level, so crossing a higher threshold toasts again."""
+    level = f":{crossing.basis}:{crossing.threshold:g}" if crossing is not None else ""
+    return f"{kind}:{subject}{level}"
+
+
+def _stored_budget_key(cfg: Config, snap: Snapshot, subject: str) -> str:
+    """A stored budget alert's toast key: its level as the engine picks it (alerts.budget_top), from the
+    snapshot's month that the alert is about."""
+    m = next((m for m in snap.months if budget_subject(m) == subject), None)
+    return toast_key(BUDGET, subject, budget_top(budget.crossings(cfg, m)) if m is not None else None)
 
 
 def alert_lines(snap: Snapshot, cfg: Config, *, stale_after_s: float = 300.0) -> list[AlertLine]:
@@ -59,7 +74,8 @@ def alert_lines(snap: Snapshot, cfg: Config, *, stale_after_s: float = 300.0) ->
         amount = f" ({money(dollars, cur)})" if dollars else ""
         who = holders(snap, a.subject) if a.kind == IDLE else ""
         who = f", held by {who}" if who else ""
-        out.append(AlertLine(f"{a.kind}:{a.subject}:{a.started_ms}", a.kind, severity(a.kind),
+        key = _stored_budget_key(cfg, snap, a.subject) if a.kind == BUDGET else toast_key(a.kind, a.subject)
+        out.append(AlertLine(key, a.kind, severity(a.kind),
                              clean(f"{a.kind}: {a.message}{who}{amount}"), dollars or 0.0))
     for g in snap.gpus:
         if not g.episode_open or g.uuid in stored_idle:
@@ -68,7 +84,7 @@ def alert_lines(snap: Snapshot, cfg: Config, *, stale_after_s: float = 300.0) ->
         rate = f" at {money(g.cost_per_hour, g.rate.currency)}/h" if g.cost_per_hour else ""
         who = holders(snap, g.uuid)
         who = f" by {who}" if who else ""
-        out.append(AlertLine(f"idle:{g.uuid}", IDLE, severity(IDLE),
+        out.append(AlertLine(toast_key(IDLE, g.uuid), IDLE, severity(IDLE),
                              clean(f"idle: {name} {g.state}{who} for {duration(g.idle_for_s)}: "
                                    f"{money(g.episode_waste, gpu_currency(g.rate, cur))} wasted{rate}"), g.episode_waste or 0.0))
     if not any(a.kind == BUDGET for a in out):
@@ -76,7 +92,7 @@ def alert_lines(snap: Snapshot, cfg: Config, *, stale_after_s: float = 300.0) ->
         for m in snap.months:
             for c in budget.highest(cfg, m):
                 what = "spent" if c.basis == budget.ACTUAL else "projected"
-                out.append(AlertLine(f"budget:{m.month}:{m.currency}:{c.basis}", BUDGET,
+                out.append(AlertLine(toast_key(BUDGET, budget_subject(m), c), BUDGET,
                                      "error" if budget.level(c.pct, levels) == budget.ERROR else "warning",
                                      f"budget: {what} {share(c.pct)} of {money(m.budget, m.currency)} "
                                      f"(threshold {c.threshold:g}%)"))
@@ -85,7 +101,7 @@ def alert_lines(snap: Snapshot, cfg: Config, *, stale_after_s: float = 300.0) ->
     stored = {(a.kind, a.subject) for a in snap.alerts if a.state == "open"}
     for c in outdated_conditions(cfg, snap, snap.now_ms):
         if c.firing and (c.kind, c.subject) not in stored:
-            out.append(AlertLine(f"{c.kind}:{c.subject}", c.kind, severity(c.kind), clean(f"{c.kind}: {c.title}")))
+            out.append(AlertLine(toast_key(c.kind, c.subject), c.kind, severity(c.kind), clean(f"{c.kind}: {c.title}")))
     # the most expensive fact first: errors, then what has cost the most so far (stable for equal amounts)
     out.sort(key=lambda a: (a.severity != "error", -a.dollars))
     if snap.last_sample_ms is None:
