@@ -481,7 +481,19 @@ DROP VIEW charges;
     "NEW.charge_class, NEW.charge_type, NEW.billed_cost,", "NEW.charge_class, NEW.charge_type, NEW.charge_frequency, "
     "NEW.billed_cost,")
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13, _V14, _V15, _V16]
+# v17: the purchases an AWS CUR import stored before v16 get the frequency their line item type (kept in
+# charge_type) says, as collectors/billing/aws_cur.FREQUENCY maps it today: a Savings Plan's hourly fee
+# imported before v16 is projected as every day's spend without importing the file again. FOCUS, Azure and
+# Google rows keep NULL (their frequency was not stored); that is read as once, as before.
+_V17 = """
+UPDATE charge_rows SET charge_frequency = CASE lower(charge_type)
+    WHEN 'savingsplanrecurringfee' THEN 'Recurring' WHEN 'rifee' THEN 'Recurring' ELSE 'One-Time' END
+WHERE charge_frequency IS NULL AND charge_category = 'Purchase'
+  AND lower(charge_type) IN ('savingsplanrecurringfee', 'rifee', 'fee', 'savingsplanupfrontfee');
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13, _V14, _V15, _V16,
+                         _V17]
 # Python steps run after a version's statements, in the same transaction.
 _AFTER: dict[int, Callable[[sqlite3.Connection], None]] = {10: _v11_repack}
 SCHEMA_VERSION = len(MIGRATIONS)

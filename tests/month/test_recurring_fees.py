@@ -78,3 +78,42 @@ def test_cur_line_item_types_carry_their_frequency(cli, db_path: Path, tmp_path:
         conn.close()
     assert got == {"SavingsPlanRecurringFee": "Recurring", "RIFee": "Recurring", "SavingsPlanUpfrontFee": "One-Time",
                    "Fee": "One-Time", "SavingsPlanCoveredUsage": None, "SavingsPlanNegation": None, "Usage": None}
+
+
+def test_cur_purchases_imported_before_store_v16_get_their_frequency_on_upgrade(cli, db_path: Path,
+                                                                                tmp_path: Path) -> None:
+    """A Savings Plan's hourly fee imported by a gpuspend before store v16 (no frequency stored) is projected
+    as every day's spend once the store is upgraded, without importing the file again; the migration maps
+    the line item types as the importer does now (aws_cur.FREQUENCY)."""
+    from gpuspend.collectors.billing.aws_cur import FREQUENCY
+    from gpuspend.store import SCHEMA_VERSION
+
+    header = ("bill_billing_period_start_date,bill_billing_period_end_date,bill_payer_account_id,"
+              "line_item_line_item_type,line_item_usage_start_date,line_item_usage_end_date,line_item_product_code,"
+              "line_item_resource_id,line_item_currency_code,line_item_unblended_cost")
+    bp = "2026-12-01T00:00:00Z,2027-01-01T00:00:00Z"
+    lines = [f"{bp},111111111111,SavingsPlanRecurringFee,2026-12-{d:02d}T00:00:00Z,2026-12-{d + 1:02d}T00:00:00Z,"
+             f"ComputeSavingsPlans,arn:sp/1,USD,240" for d in range(1, 11)]
+    lines += [f"{bp},111111111111,{t},2026-12-03T00:00:00Z,2026-12-04T00:00:00Z,ComputeSavingsPlans,arn:sp/2,USD,{c}"
+              for t, c in (("SavingsPlanUpfrontFee", "5000"), ("Fee", "700"), ("RIFee", "3"))]
+    path = tmp_path / "cur.csv"
+    path.write_text("\n".join([header, *lines]) + "\n")
+    env = {"GPUSPEND_NOW": "2026-12-11T01:00:00Z"}
+    assert cli("--db", str(db_path), "import", str(path), env=env).returncode == 0
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    try:         # as the store was before v16: no frequency on any row
+        conn.execute("UPDATE charge_rows SET charge_frequency = NULL")
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+    finally:
+        conn.close()
+    doc = json.loads(cli("--db", str(db_path), "--report", "--no-sample", "--format", "json", env=env).stdout)
+    (mv,) = doc["month"]
+    # MTD 10 x 240 + 5,000 + 700 + 3 = 8,103; projected: + 21 days x $240 = 13,143
+    assert mv["mtd"] == pytest.approx(8_103.0)
+    assert mv["projection"] == pytest.approx(13_143.0)
+    conn = sqlite3.connect(db_path)
+    try:
+        got = dict(conn.execute("SELECT charge_type, charge_frequency FROM charge_rows"))
+    finally:
+        conn.close()
+    assert got == {t: FREQUENCY[t.lower()] for t in ("SavingsPlanRecurringFee", "SavingsPlanUpfrontFee", "Fee", "RIFee")}
