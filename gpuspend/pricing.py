@@ -384,13 +384,20 @@ def _from_billing(cfg: Config, conn: sqlite3.Connection | None, gpu: Any, asset_
     found = cache_for(conn).get("billing_window", key, lambda: _billing_window(conn, rid), durable=True)
     if found is None:
         return None
-    cur, total, hours, gpus, provider = found
+    cur, total, hours, gpus, provider, billed = found
     n = int(gpus) if gpus else _host_gpu_count(conn, _get(gpu, "host"))
     per_gpu = (total or 0.0) / hours / max(n, 1)
+    # Usage a commitment covers is billed less than it costs ($0 under a Savings Plan, the plan's fee billing
+    # it): the month meters at what the invoice bills, or it would count the fee and the usage both.
+    invoiced = billed / hours / max(n, 1)
+    differs = abs(invoiced - per_gpu) > max(0.005 * abs(per_gpu), 1e-6)
+    note = f"; invoiced {rate_label(billed / hours, cur or 'USD')}" if differs else ""
+    note += ": a commitment's fee bills the rest" if differs and billed < total else ""
     return Rate(per_gpu, cur or "USD", "billing",
                 f"billing: {rid} {rate_label(total / hours, cur or 'USD')} / {count(n, 'GPU')} "
-                f"(usage over {hours:.0f} billed h)",
-                provider=provider or (cfg.provider.lower() if cfg.provider else None))
+                f"(usage over {hours:.0f} billed h{note})",
+                provider=provider or (cfg.provider.lower() if cfg.provider else None),
+                invoice_per_gpu_hour=invoiced if differs else None)
 
 
 # Usage quantities in time units (AWS "Hrs", Azure "1 Hour" / "10 Hours", GCP "seconds"): hours per unit.
@@ -423,16 +430,18 @@ def _billing_window(conn: sqlite3.Connection, rid: str) -> tuple | None:
     end = row[0]
     periods: dict[str, dict[tuple[int, int], list[float]]] = {}
     totals: dict[str, list[float]] = {}
-    for cur, a, b, cost, qty, unit, gpus, imp in conn.execute(
+    for cur, a, b, cost, billed, qty, unit, gpus, imp in conn.execute(
             "SELECT COALESCE(currency, 'USD'), charge_period_start, charge_period_end, "
-            f"COALESCE(effective_cost, billed_cost), quantity, unit, gpu_count, import_id FROM charge_rows "
+            "COALESCE(effective_cost, billed_cost), COALESCE(billed_cost, effective_cost), quantity, unit, "
+            f"gpu_count, import_id FROM charge_rows "
             f"WHERE {match} AND {usage} AND charge_period_end > ? AND charge_period_start IS NOT NULL",
             (*margs, end - BILLING_WINDOW_S)):
-        t = totals.setdefault(cur, [0.0, 0.0, 0.0, 0.0])     # cost, rows, gpus, import id
+        t = totals.setdefault(cur, [0.0, 0.0, 0.0, 0.0, 0.0])     # cost, rows, gpus, import id, billed
         t[0] += float(cost or 0.0)
         t[1] += 1
         t[2] = max(t[2], float(gpus or 0.0))
         t[3] = max(t[3], float(imp or 0))
+        t[4] += float(billed or 0.0)
         slot = periods.setdefault(cur, {}).setdefault((int(a), int(b)), [0.0])
         per = unit_hours(unit)
         if per is not None and qty is not None:
@@ -451,11 +460,11 @@ def _billing_window(conn: sqlite3.Connection, rid: str) -> tuple | None:
             hours += min(q, length) if length > 0 else q
     if hours <= 0:
         return None
-    cost, _rows, gpus, import_id = totals[cur]
+    cost, _rows, gpus, import_id, billed = totals[cur]
     src = conn.execute("SELECT source, format FROM imports WHERE id = ?", (int(import_id),)).fetchone()
     words = set(re.split(r"[^a-z0-9]+", " ".join(str(v) for v in (src or ()) if v).lower()))
     provider = next((p for p in load_catalog().providers() if p in words), None)
-    return (cur, cost, hours, gpus or None, provider)
+    return (cur, cost, hours, gpus or None, provider, billed)
 
 
 def _measured_power(conn: sqlite3.Connection | None, gpu: Any) -> float | None:

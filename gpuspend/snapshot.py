@@ -6,7 +6,7 @@ Fields may be added; existing names are a contract between gpuspend.costing and 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 
@@ -22,6 +22,17 @@ class Rate:
     # energy (kWh) x energy_per_kwh (price x PUE); per_gpu_hour is then the rate at the current power.
     capex_per_hour: float | None = None
     energy_per_kwh: float | None = None
+    # What the invoice bills per GPU-hour where it differs from per_gpu_hour, the effective (amortised) rate:
+    # usage a Savings Plan or reservation covers bills $0, its commitment being billed as a fee. The month
+    # (to date, projection, budget) meters at this, so the fee and the covered usage are not both counted;
+    # the GPU's $/h, today and idle waste stay effective. None: the same as per_gpu_hour.
+    invoice_per_gpu_hour: float | None = None
+
+    def invoiced(self) -> Rate:
+        """This rate as the month meters it (invoice_per_gpu_hour where set)."""
+        if self.invoice_per_gpu_hour is None:
+            return self
+        return replace(self, per_gpu_hour=self.invoice_per_gpu_hour, invoice_per_gpu_hour=None)
 
 
 def gpu_currency(rate: Rate | None, default: str) -> str:

@@ -263,9 +263,12 @@ def uncovered(covered: tuple[tuple[int, int], ...], lo: int, hi: int) -> list[tu
 
 
 def local_metered_daily(conn: sqlite3.Connection, cfg: Any, rates: dict[int, Rate], mb: MonthBilling,
-                        lo: int, hi: int, now_ms: int) -> dict[str, dict[str, float]]:
-    """{currency: {day: metered}} of local GPUs in [lo, hi) outside the exports' coverage of this box."""
-    local = local_rates(conn, rates)
+                        lo: int, hi: int, now_ms: int, *, invoiced: bool = True) -> dict[str, dict[str, float]]:
+    """{currency: {day: metered}} of local GPUs in [lo, hi) outside the exports' coverage of this box, at
+    what the invoice bills (Rate.invoiced: the month's money), or `invoiced=False` at the effective rate
+    (today's cost, beside idle waste)."""
+    local = {gid: r.invoiced() for gid, r in local_rates(conn, rates).items()} if invoiced \
+        else local_rates(conn, rates)
     return add_daily(*(metered_daily(conn, cfg, local, a, b, now_ms) for a, b in uncovered(mb.covered, lo, hi)))
 
 
@@ -388,7 +391,7 @@ def today_cost(conn: sqlite3.Connection, cfg: Any, now_ms: int, rates: dict[int,
     mb = month_billing(conn, cfg, forecast.month_of(now_ms))
     day = forecast.day_key(now_ms)
     billed = mb.local.get(currency, {}).get(day, 0.0) + mb.other.get(currency, {}).get(day, 0.0)
-    metered = local_metered_daily(conn, cfg, rates, mb, today0, now_ms + 1, now_ms).get(currency, {})
+    metered = local_metered_daily(conn, cfg, rates, mb, today0, now_ms + 1, now_ms, invoiced=False).get(currency, {})
     cloud = cloud_daily(conn, cfg, today0, now_ms + 1, now_ms).get(currency, {})
     return billed + sum(metered.values()) + sum(cloud.values())
 

@@ -117,3 +117,45 @@ def test_cur_purchases_imported_before_store_v16_get_their_frequency_on_upgrade(
     finally:
         conn.close()
     assert got == {t: FREQUENCY[t.lower()] for t in ("SavingsPlanRecurringFee", "SavingsPlanUpfrontFee", "Fee", "RIFee")}
+
+
+def test_a_box_a_savings_plan_covers_is_not_counted_twice_after_its_export_ends(cli, db_path: Path,
+                                                                               tmp_path: Path) -> None:
+    """This box (2 H100s, i-0box) runs under a Savings Plan: its usage bills $0 (effective $192/day, $4 per
+    GPU-hour) and the plan's fee bills $240/day (it also covers i-other, effective $48/day). The export ends
+    12-11 00:00; the meter runs on to now, 12-13 06:00. By hand, as the invoice will read:
+      to date   = 10 days x $240 fee + $0 usage + 2 days 6 h metered x $0 invoiced = $2,400.00
+      projected = $2,400 + 21 days x $240 (the fee to month end; the box adds no bill of its own) = $7,440.00
+    Metered at the effective $4/h, the box's days after the export would be counted on top of the fee that
+    bills them ($432 to date). Its $/h, today's cost and idle waste stay at the effective rate."""
+    from gpuspend.store import connect
+    from tests.costing.builders import add_gpus, add_minutes, set_watermark
+
+    now = 1_797_141_600_000                                # 2026-12-13 06:00 UTC
+    conn = connect(db_path)
+    try:
+        for gid in add_gpus(conn, 2):
+            add_minutes(conn, gid, 1_796_083_200_000, 12 * 1440 + 360)      # busy since 12-01 00:00
+        set_watermark(conn, now)
+    finally:
+        conn.close()
+    rows = []
+    for d in range(1, 11):
+        rows += [f"AWS,111111111111,{PERIOD},{day(d)},Usage,Usage-Based,0,192,USD,Amazon EC2,i-0box,BOX",
+                 f"AWS,111111111111,{PERIOD},{day(d)},Usage,Usage-Based,0,48,USD,Amazon EC2,i-other,OTHER",
+                 f"AWS,111111111111,{PERIOD},{day(d)},Purchase,Recurring,240,0,USD,Savings Plans,arn:sp/1,SPFEE"]
+    path = tmp_path / "aws.csv"
+    path.write_text("\n".join([HEADER, *rows]) + "\n")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("billing: {resource_id: i-0box}\n")
+    env = {"GPUSPEND_NOW": "2026-12-13T06:00:00Z"}
+    assert cli("--db", str(db_path), "import", str(path), env=env).returncode == 0
+    r = cli("--config", str(cfg), "--db", str(db_path), "--report", "--no-sample", "--format", "json", env=env)
+    doc = json.loads(r.stdout)
+    (mv,) = doc["month"]
+    assert mv["mtd"] == pytest.approx(2_400.0)
+    assert mv["projection"] == pytest.approx(7_440.0)
+    gpus = doc["now"]["gpus"]
+    assert [g["cost_per_hour"] for g in gpus] == [pytest.approx(4.0)] * 2          # effective, as before
+    assert all("invoiced $0.00/h: a commitment's fee bills the rest" in g["rate"]["label"] for g in gpus)
+    assert doc["today"]["cost"] == pytest.approx(48.0)     # 12-13 00:00-06:00, 2 GPUs x $4/h effective
