@@ -159,3 +159,43 @@ def test_a_box_a_savings_plan_covers_is_not_counted_twice_after_its_export_ends(
     assert [g["cost_per_hour"] for g in gpus] == [pytest.approx(4.0)] * 2          # effective, as before
     assert all("invoiced $0.00/h: a commitment's fee bills the rest" in g["rate"]["label"] for g in gpus)
     assert doc["today"]["cost"] == pytest.approx(48.0)     # 12-13 00:00-06:00, 2 GPUs x $4/h effective
+
+
+def test_the_same_box_read_from_a_cur_nets_its_covered_usage_and_negation(cli, db_path: Path,
+                                                                         tmp_path: Path) -> None:
+    """An AWS CUR states the covered usage at its on-demand price ($300/day, unblended) and takes it back in
+    a SavingsPlanNegation line; its amortised cost is the plan's effective cost ($192/day). Invoiced: $0.
+    The same month by hand: to date 10 x $240 = $2,400.00; projected 31 x $240 = $7,440.00."""
+    from gpuspend.store import connect
+    from tests.costing.builders import add_gpus, add_minutes, set_watermark
+
+    now = 1_797_141_600_000                                # 2026-12-13 06:00 UTC
+    conn = connect(db_path)
+    try:
+        for gid in add_gpus(conn, 2):
+            add_minutes(conn, gid, 1_796_083_200_000, 12 * 1440 + 360)
+        set_watermark(conn, now)
+    finally:
+        conn.close()
+    header = ("bill_billing_period_start_date,bill_billing_period_end_date,bill_payer_account_id,"
+              "line_item_line_item_type,line_item_usage_start_date,line_item_usage_end_date,line_item_product_code,"
+              "line_item_resource_id,line_item_currency_code,line_item_unblended_cost,"
+              "savings_plan_savings_plan_effective_cost")
+    lines = []
+    for d in range(1, 11):
+        span = f"2026-12-{d:02d}T00:00:00Z,2026-12-{d + 1:02d}T00:00:00Z"
+        lines += [f"{PERIOD},111111111111,SavingsPlanCoveredUsage,{span},AmazonEC2,i-0box,USD,300,192",
+                  f"{PERIOD},111111111111,SavingsPlanNegation,{span},AmazonEC2,i-0box,USD,-300,",
+                  f"{PERIOD},111111111111,SavingsPlanRecurringFee,{span},ComputeSavingsPlans,arn:sp/1,USD,240,"]
+    path = tmp_path / "cur.csv"
+    path.write_text("\n".join([header, *lines]) + "\n")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("billing: {resource_id: i-0box}\n")
+    env = {"GPUSPEND_NOW": "2026-12-13T06:00:00Z"}
+    assert cli("--db", str(db_path), "import", str(path), env=env).returncode == 0
+    doc = json.loads(cli("--config", str(cfg), "--db", str(db_path), "--report", "--no-sample", "--format", "json",
+                         env=env).stdout)
+    (mv,) = doc["month"]
+    assert mv["mtd"] == pytest.approx(2_400.0)
+    assert mv["projection"] == pytest.approx(7_440.0)
+    assert [g["cost_per_hour"] for g in doc["now"]["gpus"]] == [pytest.approx(4.0)] * 2
