@@ -95,14 +95,22 @@ def _idle_conditions(snap: Snapshot) -> list[Condition]:
     return out
 
 
+def idle_title(g: GpuNow) -> str:
+    """An idle alert's title as of the snapshot `g` is from; the dashboard writes a stored alert's title from
+    its GPU's live row with this, so it never says another length than the GPU table beside it."""
+    label = f"GPU {g.index} " if g.index is not None else "GPU "
+    idle_kind = "held idle" if g.state == "held-idle" else "idle"
+    return f"{label}({clean(g.name or g.model or 'GPU', 60)}) on {clean(g.host, 60)} {idle_kind} for " \
+           f"{duration(g.idle_for_s)}"
+
+
 def _idle_condition(snap: Snapshot, g: GpuNow, holders: list[str], firing: bool | None) -> Condition:
     where = clean(g.host, 60)
     label = f"GPU {g.index} " if g.index is not None else "GPU "
     name = clean(g.name or g.model or "GPU", 60)
     held = ", ".join(holders[:3]) + (f" and {len(holders) - 3} more" if len(holders) > 3 else "")
     currency = gpu_currency(g.rate, snap.currency)
-    idle_kind = "held idle" if g.state == "held-idle" else "idle"
-    title = f"{label}({name}) on {where} {idle_kind} for {duration(g.idle_for_s)}"
+    title = idle_title(g)
     fields = [("GPU", f"{label}{name} on {where}"),
               ("Held by", held or (f"{clean(g.workload, 120)} (allocated, no process)" if getattr(g, "workload", "")
                                    else "nobody (no process holds memory)")),
@@ -430,10 +438,10 @@ def evaluate(conn: sqlite3.Connection, cfg: Config, snapshot: Snapshot, now_ms: 
 def alert_views(conn: sqlite3.Connection, *, since_ms: int | None = None) -> tuple[AlertView, ...]:
     """Open alerts, plus those resolved since `since_ms`: what the TUI and the report show."""
     rows = conn.execute(
-        "SELECT kind, subject, state, started, dollars, title FROM alerts WHERE state = 'open' "
+        "SELECT kind, subject, state, started, dollars, title, currency FROM alerts WHERE state = 'open' "
         "OR (ended IS NOT NULL AND ended >= ?) ORDER BY state = 'open' DESC, started DESC",
         (since_ms if since_ms is not None else 2**62,)).fetchall()
-    return tuple(AlertView(k, s, st, started, d, t) for k, s, st, started, d, t in rows)
+    return tuple(AlertView(k, s, st, started, d, t, cur) for k, s, st, started, d, t, cur in rows)
 
 
 def current_alerts(conn: sqlite3.Connection, cfg: Config, snap: Snapshot, now_ms: int) -> tuple[AlertView, ...]:
@@ -455,11 +463,12 @@ def current_alerts(conn: sqlite3.Connection, cfg: Config, snap: Snapshot, now_ms
         seen.add((v.kind, v.subject))
         title = c.title if c is not None and c.firing and c.refresh and c.title else v.message
         dollars = c.dollars if c is not None and c.firing and c.refresh else v.dollars
-        out.append(AlertView(v.kind, v.subject, "open", v.started_ms, dollars, title))
+        currency = c.currency if c is not None and c.firing and c.refresh and c.currency else v.currency
+        out.append(AlertView(v.kind, v.subject, "open", v.started_ms, dollars, title, currency))
     for key, c in conds.items():
         if c.firing and key not in seen:
             started = min(c.started_ms, now_ms) if c.started_ms is not None else now_ms
-            out.append(AlertView(c.kind, c.subject, "open", started, c.dollars, c.title))
+            out.append(AlertView(c.kind, c.subject, "open", started, c.dollars, c.title, c.currency))
     return tuple(out)
 
 

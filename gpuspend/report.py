@@ -266,7 +266,8 @@ def build_document(conn: Any, cfg: Config, snap: Snapshot, since_ms: int, month:
             "catalog_as_of": cat_as_of, "catalog_age_days": round(cat_age, 1), "catalog_stale": cat_stale,
         },
         "alerts": [{"kind": a.kind, "subject": clean(a.subject), "state": a.state, "started": iso(a.started_ms),
-                    "dollars": _r(a.dollars), "message": clean(a.message)} for a in snap.alerts],
+                    "dollars": _r(a.dollars), "currency": a.currency or cur, "message": clean(a.message)}
+                   for a in snap.alerts],
         "active": sorted(active),
         "failing": sorted(active & fail_on),
         "notes": [clean(n) for n in snap.notes if not n.startswith("underutilised")]

@@ -118,6 +118,7 @@ class AlertView:
     started_ms: int
     dollars: float | None
     message: str
+    currency: str | None = None     # of `dollars` (a EUR budget's, a EUR-rated GPU's); None: the snapshot's
 
 
 @dataclass(frozen=True)

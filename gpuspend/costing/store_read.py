@@ -444,8 +444,8 @@ def current_procs(conn: sqlite3.Connection, latest: dict[int, tuple]) -> dict[in
 
 def open_alerts(conn: sqlite3.Connection) -> tuple[AlertView, ...]:
     out = []
-    for kind, subject, state, started, dollars, details in conn.execute(
-            "SELECT kind, subject, state, started, dollars, details FROM alerts WHERE state = 'open' "
+    for kind, subject, state, started, dollars, details, currency in conn.execute(
+            "SELECT kind, subject, state, started, dollars, details, currency FROM alerts WHERE state = 'open' "
             "ORDER BY started"):
         msg = ""
         if details:
@@ -454,7 +454,7 @@ def open_alerts(conn: sqlite3.Connection) -> tuple[AlertView, ...]:
                 msg = str(d.get("message", "")) if isinstance(d, dict) else ""
             except ValueError:
                 msg = ""
-        out.append(AlertView(kind, subject, state, started, dollars, msg or f"{kind} {subject}"))
+        out.append(AlertView(kind, subject, state, started, dollars, msg or f"{kind} {subject}", currency))
     return tuple(out)
 
 

@@ -436,3 +436,25 @@ def test_a_budget_toasts_again_when_it_crosses_a_higher_threshold_not_when_it_is
     assert keys(85, store=True) == live80                 # stored by the engine: the same alert, no new toast
     assert keys(101, store=True) != live80                # 100% crossed while open: toasted again
     assert keys(101, store=False) == keys(101, store=True)
+
+
+def test_a_stored_idle_alert_reads_as_its_gpu_row_beside_it(tmp_path):
+    """The engine stored GPU 4's idle alert when its episode was 1d08h long (on the demo's first start, before
+    the month was backfilled; or up to half a minute ago): the panel states the episode the GPU table shows
+    now, 2d14h, in the GPU's own currency, not the stored title's length."""
+    from gpuspend.snapshot import AlertView, Rate
+    from gpuspend.tui.widgets.alerts import alert_lines
+    from tests.alerts.snapshots import config, gpu, snapshot
+
+    eur = Rate(3.0, "EUR", "config", "config: 3.00 EUR/GPU-hour")
+    g = gpu("GPU-4", index=4, state="free-idle", idle_for_s=2 * 86400 + 14 * 3600, episode_open=True,
+            waste=446.0, rate=eur)
+    stored = AlertView("idle", "GPU-4", "open", NOW_MS - 32 * 3600_000, 96.0,
+                       "GPU 4 (NVIDIA H100 80GB HBM3) on node-1 idle for 1d08h", "EUR")
+    snap = replace(snapshot(NOW_MS, gpus=[g]), alerts=(stored,))
+    (line,) = [a for a in alert_lines(snap, config(tmp_path)) if a.kind == "idle"]
+    assert line.text == "idle: GPU 4 (NVIDIA H100 80GB HBM3) on node-1 idle for 2d14h (446.00 EUR)"
+    # the GPU left the snapshot: the stored title and money are all there is, in the alert's own currency
+    gone = replace(snap, gpus=())
+    (line,) = [a for a in alert_lines(gone, config(tmp_path)) if a.kind == "idle"]
+    assert line.text == "idle: GPU 4 (NVIDIA H100 80GB HBM3) on node-1 idle for 1d08h (96.00 EUR)"

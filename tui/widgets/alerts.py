@@ -10,7 +10,7 @@ from textual.widgets import Static
 
 from gpuspend import budget
 from gpuspend.alert_kinds import BUDGET, IDLE, STALE, severity
-from gpuspend.alerts import budget_subject, budget_top, outdated_conditions
+from gpuspend.alerts import budget_subject, budget_top, idle_title, outdated_conditions
 from gpuspend.snapshot import Snapshot, gpu_currency
 from gpuspend.tui.widgets.fmt import clean, duration, money, share, wraps_alike
 
@@ -64,19 +64,26 @@ def alert_lines(snap: Snapshot, cfg: Config, *, stale_after_s: float = 300.0) ->
     # An open idle alert's money as of this snapshot, the GPU row's own figure: the stored one is as of the
     # alert engine's last evaluation (up to half a minute back), a few cents apart on the same screen.
     live = {g.uuid: g.episode_waste for g in snap.gpus if g.episode_open and g.episode_waste is not None}
+    # Its title too, as the engine will next write it: stored on the engine's last evaluation, it can name a
+    # shorter episode than the GPU table beside it (on the demo's first start, until the month is in: 1d08h
+    # beside 2d14h). Idle rows only: busy again before the episode ends, the engine keeps its last title too.
+    titles = {g.uuid: idle_title(g) for g in snap.gpus if g.episode_open and g.state in ("held-idle", "free-idle")}
+    currency_of = {g.uuid: gpu_currency(g.rate, cur) for g in snap.gpus}     # a GPU's money in its rate's currency
     for a in snap.alerts:
         if a.state != "open":
             continue
-        dollars = a.dollars
+        dollars, message = a.dollars, a.message
         if a.kind == IDLE:
             stored_idle.add(a.subject)
             dollars = live.get(a.subject, dollars)
-        amount = f" ({money(dollars, cur)})" if dollars else ""
+            message = titles.get(a.subject, message)
+        money_cur = (currency_of.get(a.subject) if a.kind == IDLE else None) or a.currency or cur
+        amount = f" ({money(dollars, money_cur)})" if dollars else ""
         who = holders(snap, a.subject) if a.kind == IDLE else ""
         who = f", held by {who}" if who else ""
         key = _stored_budget_key(cfg, snap, a.subject) if a.kind == BUDGET else toast_key(a.kind, a.subject)
         out.append(AlertLine(key, a.kind, severity(a.kind),
-                             clean(f"{a.kind}: {a.message}{who}{amount}"), dollars or 0.0))
+                             clean(f"{a.kind}: {message}{who}{amount}"), dollars or 0.0))
     for g in snap.gpus:
         if not g.episode_open or g.uuid in stored_idle:
             continue
