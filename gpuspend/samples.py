@@ -136,6 +136,31 @@ def _gpu_filter(gpu_ids: Iterable[int] | None, col: str) -> tuple[str, tuple]:
     return f" AND {col} IN ({','.join('?' * len(ids))})", ids
 
 
+# Decoded runs, keyed by the whole stored row: a pure function of it, so a run read again unchanged (every
+# run of the live tail but each GPU's newest, on every dashboard tick) is not unpacked again. Bounded: a long
+# read (a day of raw samples) only churns it.
+_DECODED: dict[tuple, list[tuple]] = {}
+_DECODED_MAX = 256
+
+
+def _decoded_run(key: tuple) -> list[tuple]:
+    """Every sample of one stored run, as gpu_samples gives them (key: the row as selected there)."""
+    rows = _DECODED.get(key)
+    if rows is not None:
+        return rows
+    gid, ts, span, n, dts, util, mu, mem, power, temp, clk, e0, e1 = key
+    last = n - 1
+    rows = [(gid, t, u, m, b, p, e0 if k == 0 else (e1 if k == last else None), te, c)
+            for k, (t, u, m, b, p, te, c) in enumerate(zip(
+                times(ts, span, n, dts), unpack("B", util, n, True), unpack("B", mu, n, True),
+                unpack("big", mem, n, False), unpack("H", power, n, True), unpack("b", temp, n, True),
+                unpack("H", clk, n, False), strict=True))]
+    if len(_DECODED) >= _DECODED_MAX:
+        _DECODED.clear()
+    _DECODED[key] = rows
+    return rows
+
+
 def gpu_samples(conn: sqlite3.Connection, lo_ms: int, hi_ms: int | None, gpu_ids: Iterable[int] | None = None
                 ) -> list[tuple]:
     """Samples with lo <= ts < hi (hi None: all after lo), ordered by (gpu_id, ts): (gpu_id, ts, util, mem_util,
@@ -153,7 +178,8 @@ def gpu_samples(conn: sqlite3.Connection, lo_ms: int, hi_ms: int | None, gpu_ids
     per: dict[int, list[tuple]] = {}
     ends: dict[int, int] = {}          # gpu -> last sample so far: rows come in ts order, runs of a GPU in turn
     overlap: set[int] = set()
-    for gid, ts, span, n, dts, util, mu, mem, power, temp, clk, e0, e1 in conn.execute(q + only, (*args, *ids)):
+    for row in conn.execute(q + only, (*args, *ids)):
+        gid, ts, span, n = row[:4]
         out = per.get(gid)
         if out is None:
             out = per[gid] = []
@@ -162,16 +188,14 @@ def gpu_samples(conn: sqlite3.Connection, lo_ms: int, hi_ms: int | None, gpu_ids
         ends[gid] = max(ends.get(gid, ts), ts + span)
         if n <= 1 and span == 0:
             if lo_ms <= ts < top:
+                _g, _t, _s, _n, _d, util, mu, mem, power, temp, clk, e0, _e1 = row
                 out.append((gid, ts, util, mu, mem, power, e0, temp, clk))
             continue
-        tss = times(ts, span, n, dts)
-        rows = list(zip(tss, unpack("B", util, n, True), unpack("B", mu, n, True), unpack("big", mem, n, False),
-                        unpack("H", power, n, True), unpack("b", temp, n, True), unpack("H", clk, n, False),
-                        strict=True))
-        last = n - 1
-        for k, (t, u, m, b, p, te, c) in enumerate(rows):
-            if lo_ms <= t < top:
-                out.append((gid, t, u, m, b, p, e0 if k == 0 else (e1 if k == last else None), te, c))
+        rows = _decoded_run(row)
+        if lo_ms <= ts and ts + span < top:
+            out.extend(rows)
+        else:
+            out.extend(r for r in rows if lo_ms <= r[1] < top)
     result: list[tuple] = []
     for gid in sorted(per):
         rows = per[gid]
@@ -206,16 +230,31 @@ def proc_samples(conn: sqlite3.Connection, lo_ms: int, hi_ms: int | None, gpu_id
         args.append(hi_ms)
     top = hi_ms if hi_ms is not None else 1 << 62
     out: dict[tuple[int, int, int], tuple] = {}
-    for gid, ts, proc, mem, sm, span, n, dts in conn.execute(q + only + " ORDER BY p.ts", (*args, *ids)):
+    for row in conn.execute(q + only + " ORDER BY p.ts", (*args, *ids)):
+        gid, ts, proc, mem, sm, span, n, _dts = row
         if not n or (n <= 1 and not span):
             if lo_ms <= ts < top:
                 out[(gid, ts, proc)] = (gid, ts, proc, mem, sm)
             continue
-        tss = times(ts, span, n, dts)
-        for t, m, u in zip(tss, unpack("big", mem, n, False), unpack("B", sm, n, True), strict=True):
-            if lo_ms <= t < top:
-                out[(gid, t, proc)] = (gid, t, proc, m, u)
+        rows = _decoded_proc_run(row)
+        if not (lo_ms <= ts and ts + span < top):
+            rows = [r for r in rows if lo_ms <= r[1] < top]
+        out.update(((gid, r[1], proc), r) for r in rows)
     return list(out.values())
+
+
+def _decoded_proc_run(key: tuple) -> list[tuple]:
+    """Every sample of one stored process run, as proc_samples gives them (memoised as _decoded_run)."""
+    rows = _DECODED.get(key)
+    if rows is not None:
+        return rows
+    gid, ts, proc, mem, sm, span, n, dts = key
+    rows = [(gid, t, proc, m, u) for t, m, u in zip(times(ts, span, n, dts), unpack("big", mem, n, False),
+                                                     unpack("B", sm, n, True), strict=True)]
+    if len(_DECODED) >= _DECODED_MAX:
+        _DECODED.clear()
+    _DECODED[key] = rows
+    return rows
 
 
 def last_sample_ms(conn: sqlite3.Connection, gpu_id: int | None = None) -> int | None:

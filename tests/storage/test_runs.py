@@ -380,3 +380,30 @@ def test_every_gpus_newest_sample_and_its_processes_read_back_from_packed_runs(t
     assert current_procs(conn, {ids["GPU-r-0"]: (t0 + 1000,)}) == {
         ids["GPU-r-0"]: [(pid[101], 101, "ann", "train", 11 * GIB, 51.0)]}
     conn.close()
+
+
+def test_a_run_read_while_it_grows_gives_its_new_samples_every_time(tmp_path):
+    """The dashboard reads the live tail every second while the collector extends each GPU's newest run:
+    decoded runs are remembered by their whole stored row, so every read has exactly the samples stored,
+    as a read with nothing remembered gives."""
+    from gpuspend import samples
+
+    rng = random.Random(7)
+    step = 1000
+    readings = _timeline(rng, NOW_MS - 5 * MIN, NOW_MS, step)
+    conn = connect(tmp_path / "live.db")
+    try:
+        sampler = Sampler(conn, step / 1000)
+        lo = NOW_MS - 3 * MIN
+        for k, r in enumerate(readings):
+            sampler.write(r)
+            if k % 7 and k != len(readings) - 1:
+                continue
+            got = (gpu_samples(conn, lo, r.ts_ms + 1), sorted(proc_samples(conn, lo, r.ts_ms + 1)))
+            samples._DECODED.clear()
+            fresh = (gpu_samples(conn, lo, r.ts_ms + 1), sorted(proc_samples(conn, lo, r.ts_ms + 1)))
+            assert got == fresh
+            assert len([s for s in got[0] if s[0] == got[0][-1][0]]) == \
+                len([x for x in readings[: k + 1] if x.ts_ms >= lo])           # every sample of one GPU, once
+    finally:
+        conn.close()
