@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     from gpuspend.options import ReportOptions
 
 SCHEMA_VERSION = 2    # 2: workloads, workloads_total, top.by / top.grouped; alert kind "stale" -> "outdated"
-# (2 also: unknown money is null: today.cost, today.idle_waste, now.by_state.*, episode_waste)
+# (2 also: unknown money is null: today.cost, today.idle_waste, now.by_state.*, episode_waste; added since, no
+# field changed: freshness.billing_coverage_export, alerts[].currency)
 NO_NVML = "no fresh sample:"      # + NvmlUnavailable's line ("NVML is not available: <reason> (<hint>)")
 WIDTH = 80
 TOP = 5
