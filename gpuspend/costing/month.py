@@ -167,10 +167,15 @@ def _month_billing(conn: sqlite3.Connection, month: str, rid: str | None) -> Mon
     if any(r[1] == "recurring" for r in rows):
         rows += _recurring_fees(conn, period, pargs)
     for cur, cls, d, total, first, last, import_id in rows:
+        day = forecast.day_key(int(d if d is not None else start // 1000 // 86400) * DAY_MS)
+        if total is None:
+            # No billed cost at all (an amortized dataset: effective cost only) bills nothing, covers nothing,
+            # reaches nowhere: what bills those hours is not imported yet. Its days are still the month's days.
+            other.setdefault(cur, {}).setdefault(day, 0.0)
+            continue
         if cls in ("local_long", "recurring"):
             continue                      # below, row by row; recurring fees: by commitment (_recurring_fees)
         amount = float(total or 0.0)
-        day = forecast.day_key(int(d if d is not None else start // 1000 // 86400) * DAY_MS)
         if cls == "once" or d is None:
             once[cur] = once.get(cur, 0.0) + amount
             once_daily.setdefault(cur, {})[day] = once_daily.get(cur, {}).get(day, 0.0) + amount
@@ -193,7 +198,7 @@ def _month_billing(conn: sqlite3.Connection, month: str, rid: str | None) -> Mon
     for cur, a, b, cost, imported, import_id in conn.execute(
             "SELECT COALESCE(currency, 'USD'), charge_period_start, charge_period_end, billed_cost, "
             f"(SELECT imported_at FROM imports WHERE imports.id = r.import_id), import_id FROM charge_rows r "
-            f"WHERE {local_long} AND {period}", (*largs, *pargs)):
+            f"WHERE {local_long} AND {period} AND billed_cost IS NOT NULL", (*largs, *pargs)):
         a_ms = max(start, int(a) * 1000)
         b_ms = min(end, int(b) * 1000, int(imported or b) * 1000)
         amount = float(cost or 0.0)
@@ -211,7 +216,7 @@ def _month_billing(conn: sqlite3.Connection, month: str, rid: str | None) -> Mon
             bucket[forecast.day_key(d0)] = bucket.get(forecast.day_key(d0), 0.0) + amount * part
     for a, b in conn.execute(
             f"SELECT DISTINCT charge_period_start, charge_period_end FROM charge_rows WHERE {period} AND {_SHORT} "
-            f"AND {local_sql} AND {_USAGE} ORDER BY 1, 2", (*pargs, *largs)):
+            f"AND {local_sql} AND {_USAGE} AND billed_cost IS NOT NULL ORDER BY 1, 2", (*pargs, *largs)):
         a_ms, b_ms = max(start, int(a) * 1000), min(end, int(b) * 1000)
         if a_ms < b_ms:
             spans.append((a_ms, b_ms))

@@ -304,3 +304,29 @@ def test_an_unrated_idle_gpu_has_no_money_samples_on_metrics_rather_than_zero(db
         assert name not in samples, name            # unknown: no sample (was 0.0)
     assert 'gpuspend_cost_per_hour_by_state{' in text and 'state="free-idle"' not in \
         "".join(ln for ln in text.splitlines() if ln.startswith("gpuspend_cost_per_hour_by_state"))
+
+
+def test_an_amortized_dataset_ahead_of_the_actual_cost_export_does_not_stop_the_meter(db_path, tmp_path):
+    """One H100 at $2/h all month. The actual-cost export bills this box $2/h to 11-05 00:00; an amortized
+    dataset of the same box (effective cost only, no billed cost: Azure's AmortizedCost) reaches 11-10 00:00.
+    What bills it from 11-05 on is not imported yet, so the meter counts it, as with no amortized data:
+      billed 4 days x $48 = $192; metered 11-05 00:00 .. 11-15 12:00 = 252 h x $2 = $504; to date $696."""
+    conn = new_store(db_path)
+    (gid,) = add_gpus(conn, 1)
+    add_minutes(conn, gid, day_ms(1), (NOW_MS - day_ms(1)) // 60_000)
+    set_watermark(conn, NOW_MS)
+    actual = new_import(conn, NOV1_S + 4 * DAY_S, source="azure-actual")
+    charges(conn, actual, hourly(NOV1_S, 4 * 24, 2.0, resource_id=RID))
+    amortized = new_import(conn, NOV1_S + 9 * DAY_S, source="azure-amortized")
+    charges(conn, amortized, hourly(NOV1_S, 9 * 24, 2.0, resource_id=RID))
+    conn.execute("UPDATE charge_rows SET billed_cost = NULL WHERE import_id = ?", (amortized,))
+    conn.commit()
+    cfg = cfg_from(tmp_path, f"billing: {{resource_id: {RID}}}\nrates: {{per_model: {{H100: 2.0}}}}\n")
+    usd = views_of(conn, cfg)["USD"]
+    assert usd.billed == pytest.approx(192) and usd.metered == pytest.approx(504)
+    assert usd.mtd == pytest.approx(696)
+    # the month is as fresh as what bills it: the actual-cost export's end
+    from gpuspend.costing.month import billing_coverage_end
+
+    assert billing_coverage_end(conn, cfg, "2026-11")[0] == (NOV1_S + 4 * DAY_S) * 1000
+    assert usd.coverage_end_ms == (NOV1_S + 4 * DAY_S) * 1000
