@@ -47,11 +47,12 @@ def minor_units(currency: str | None) -> int:
 
 
 def money(amount: float | None, currency: str | None = "USD", *, decimals: int | None = None,
-          compact: bool = False) -> str:
+          compact: bool = False, bare: bool = False) -> str:
     """`$1,234.56` for USD, `1,234.56 EUR` for any other currency; None, NaN and infinities are `no rate`.
 
     Always fixed-point with thousands separators (never `1e+04`), to the currency's minor units (`1,234 JPY`).
-    `compact` (the dashboard) drops the cents from 10,000 up; `decimals` fixes the number of decimals.
+    `compact` (the dashboard) drops the cents from 10,000 up; `decimals` fixes the number of decimals; `bare`
+    leaves the currency out, for a surface that names it once (a column header `JPY/h`, a line's start).
     """
     v = _finite(amount)
     if v is None:
@@ -61,7 +62,15 @@ def money(amount: float | None, currency: str | None = "USD", *, decimals: int |
     body = _fixed(abs(v), decimals)
     neg = "-" if v < 0 and any(c in "123456789" for c in body) else ""
     cur = currency or "USD"
+    if bare:
+        return f"{neg}{body}"
     return f"{neg}${body}" if cur == "USD" else f"{neg}{body} {cur}"
+
+
+def mark(currency: str | None) -> str:
+    """How a column header names its currency: `$` for USD (`$/h`), else the ISO code (`JPY/h`)."""
+    cur = currency or "USD"
+    return "$" if cur == "USD" else cur
 
 
 def rounded(amount: float, decimals: int = 2) -> Decimal:

@@ -458,3 +458,28 @@ def test_a_stored_idle_alert_reads_as_its_gpu_row_beside_it(tmp_path):
     gone = replace(snap, gpus=())
     (line,) = [a for a in alert_lines(gone, config(tmp_path)) if a.kind == "idle"]
     assert line.text == "idle: GPU 4 (NVIDIA H100 80GB HBM3) on node-1 idle for 1d08h (96.00 EUR)"
+
+
+@pytest.mark.parametrize(("currency", "rate"), [("JPY", 1030.5), ("EUR", 6.35)])
+async def test_a_dashboard_in_another_currency_names_it_once_and_keeps_the_idle_waste_at_80_columns(
+        make_app, demo_db, tmp_path, currency, rate):
+    """Rated in JPY (or EUR), four `JPY`s on the header line pushed the idle waste off an 80-column screen,
+    and the GPU table's wasted column with it. The currency is named once at the start of the line and in the
+    GPU table's `JPY/h` header; the amounts in it are bare."""
+    from tests.costing.builders import cfg_from
+
+    cfg = cfg_from(tmp_path, f"currency: {currency}\nrates: {{per_model: {{H100: {rate}}}}}\n")
+    app = make_app(demo_db, cfg=cfg)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot)
+        await pilot.pause()
+        lines = screen_text(app).splitlines()
+        head = lines[0]
+        assert head.split()[:2] == ["DEMO", currency] and head.count(currency) == 1, head
+        idle = money(app.snapshot.idle_waste_today, currency, decimals=0, stated=currency)
+        assert head.rstrip().endswith(f"idle today {idle}"), head
+        table = next(ln for ln in lines if "state" in ln and "wasted" in ln)
+        assert f"{currency}/h" in table and "$" not in table
+        wasting = next(g for g in app.snapshot.gpus if g.episode_open)
+        row = next(ln for ln in lines if ln.split()[:1] == [str(wasting.index)] and "idle" in ln)
+        assert row.rstrip().endswith(money(wasting.episode_waste, currency, stated=currency)), row

@@ -47,7 +47,8 @@ def help_text(keys: list[tuple[str, str, str]]) -> Text:
     t.append("Header\n", style="bold underline")
     t.append("  now $/h, today, month-to-date (billed up to the exports' coverage, metered after),\n"
              "  projected month with its 80% interval, vs the budget (yellow/red past the thresholds),\n"
-             "  idle waste today.\n\n")
+             "  idle waste today. In another currency than USD, the line starts with it (JPY) and its\n"
+             "  amounts are bare, as the GPU table's JPY/h and wasted columns.\n\n")
     t.append("Command line: -i SECONDS, --only 0,3, --user NAME, --ascii, --no-color (or NO_COLOR=1).\n"
              "Keys can be remapped in the config: tui.keymap: {pause: space, billing: f2}\n", style="dim")
     return t

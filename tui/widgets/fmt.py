@@ -27,9 +27,13 @@ def fit(text: object, width: int, *, ascii_only: bool = False) -> str:
     return clean(text, max(width, 1), ascii=ascii_only)
 
 
-def money(amount: float | None, currency: str = "USD", *, decimals: int | None = None) -> str:
-    """gpuspend.fmt.money in its compact form (no cents from 10,000 up)."""
-    return fmt.money(amount, currency, decimals=decimals, compact=True)
+def money(amount: float | None, currency: str = "USD", *, decimals: int | None = None,
+          stated: str | None = None) -> str:
+    """gpuspend.fmt.money in its compact form (no cents from 10,000 up). `stated`: the currency the line or
+    column header names once (fmt.mark): an amount in it is written bare, unless it is USD (its `$` is as
+    short as nothing, and a USD dashboard reads as it always has); an amount in another keeps its own sign."""
+    bare = stated is not None and stated != "USD" and currency == stated
+    return fmt.money(amount, currency, decimals=decimals, compact=True, bare=bare)
 
 
 _EIGHTHS = " ▏▎▍▌▋▊▉█"

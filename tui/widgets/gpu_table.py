@@ -7,16 +7,18 @@ from typing import Any
 
 from rich.text import Text
 
+from gpuspend.fmt import mark
 from gpuspend.snapshot import GpuNow, gpu_currency
 from gpuspend.tui.widgets.fmt import bar, duration, money, plain, state
 from gpuspend.tui.widgets.keyed_table import LaidOutTable
 
 
 def gpu_cells(g: GpuNow, currency: str, *, ascii_only: bool = False, bar_width: int = 8) -> list[Any]:
+    """A GPU's cells; its money in `currency` (the dashboard's, which the `$/h` header names, fmt.mark) bare."""
     mem_pct = (100.0 * g.mem_used / g.mem_total) if (g.mem_used is not None and g.mem_total) else None
-    rate = money(g.cost_per_hour, g.rate.currency)         # None: "no rate", the one unknown-money word
+    rate = money(g.cost_per_hour, g.rate.currency, stated=currency)   # None: "no rate", the unknown-money word
     idle = duration(g.idle_for_s) if g.idle_for_s > 0 else ""
-    waste = money(g.episode_waste, gpu_currency(g.rate, currency)) if g.episode_open else ""
+    waste = money(g.episode_waste, gpu_currency(g.rate, currency), stated=currency) if g.episode_open else ""
     return [
         Text("-" if g.index is None else str(g.index), justify="right"),
         plain(g.model or g.name),
@@ -50,5 +52,9 @@ class GpuTable(LaidOutTable):
         if key == self._shown and self.columns:
             return False
         self._shown = key
+        fields = tuple((f, f"{mark(currency)}/h") if f == "rate" else (f, label) for f, label in GpuTable.FIELDS)
+        if fields != self.FIELDS:            # the header names the dashboard's currency: `JPY/h`
+            self.FIELDS = fields
+            self._widths = ()
         return self.show_rows([(g.uuid, gpu_cells(g, currency, ascii_only=self.ascii_only, bar_width=self.bar_width))
                                for g in gpus])

@@ -29,9 +29,16 @@ def summary_text(snap: Snapshot, thresholds: tuple[float, ...] = (), *, compact:
     """One line. `compact` (80 columns) drops the interval and the budget (sources_text shows it then) and
     writes today without cents, so the line never wraps; `interval=False` drops only the interval."""
     cur = snap.currency
+    m = _month(snap)
+    # Another currency than USD is named once, at the start, and the line's amounts in it are bare: four
+    # `JPY`s would push the idle waste off an 80-column line. A month in another currency keeps its own.
+    stated = cur if cur != "USD" else None
     t = Text(no_wrap=True, overflow="crop")
     if demo:
         t.append("DEMO", style="bold reverse")
+        t.append(" ")
+    if stated:
+        t.append(stated, style="bold")
         t.append(" ")
     if not compact:
         t.append("now ", style="dim")
@@ -42,55 +49,55 @@ def summary_text(snap: Snapshot, thresholds: tuple[float, ...] = (), *, compact:
     elif snap.no_rate_at_all:     # unknown, never $0
         t.append("no rate", style="bold")
     else:
-        t.append(f"{money(snap.cost_per_hour, cur)}/h", style="bold")
+        t.append(f"{money(snap.cost_per_hour, cur, stated=stated)}/h", style="bold")
         if snap.unrated_gpus:
             t.append(f" +{snap.unrated_gpus} no rate", style="dim")
     t.append("  today ", style="dim")
-    t.append(_so_far(snap, snap.today_cost, decimals=0 if compact else None), style="bold")
+    t.append(_so_far(snap, snap.today_cost, decimals=0 if compact else None, stated=stated), style="bold")
     if snap.today_observed is not None and snap.today_observed < 0.995:
         # unobserved time is not free: today's figure covers only what the samples saw
         pct = observed_pct(snap.today_observed)
         t.append(f" ({pct} seen)" if compact else f" (observed {pct})", style="#ffaf00")
-    m = _month(snap)
     if m is not None:
         t.append("  MTD ", style="dim")
-        t.append(money(m.mtd, m.currency, decimals=0 if compact and abs(m.mtd) >= 100 else None), style="bold")
+        t.append(money(m.mtd, m.currency, decimals=0 if compact and abs(m.mtd) >= 100 else None, stated=stated),
+                 style="bold")
         t.append("  proj ", style="dim")
         if m.projection is None:
             t.append("n/a", style="dim")
         else:
             style = budget_style(m.budget_pct_forecast, thresholds)
-            t.append(money(m.projection, m.currency, decimals=0), style=f"bold {style}".strip())
+            t.append(money(m.projection, m.currency, decimals=0, stated=stated), style=f"bold {style}".strip())
             if interval and not compact and m.low is not None and m.high is not None and m.high > m.low:
-                t.append(f" ({money(m.low, m.currency, decimals=0)}-{money(m.high, m.currency, decimals=0)})",
-                         style="dim")
+                t.append(f" ({money(m.low, m.currency, decimals=0, stated=stated)}-"
+                         f"{money(m.high, m.currency, decimals=0, stated=stated)})", style="dim")
         if m.budget is not None and not compact:
-            t.append_text(budget_text(m, thresholds, lead=" / budget "))
+            t.append_text(budget_text(m, thresholds, lead=" / budget ", stated=stated))
     t.append("  idle today " if compact else "  idle waste today ", style="dim")
-    t.append(_so_far(snap, snap.idle_waste_today, decimals=0 if compact else None),
+    t.append(_so_far(snap, snap.idle_waste_today, decimals=0 if compact else None, stated=stated),
              style="bold #ff5f5f" if snap.idle_waste_today > 0 else "")
     return t
 
 
-def budget_text(m: MonthView, thresholds: tuple[float, ...], *, lead: str) -> Text:
+def budget_text(m: MonthView, thresholds: tuple[float, ...], *, lead: str, stated: str | None = None) -> Text:
     t = Text(no_wrap=True)
     if m.budget is None:
         return t
     t.append(lead, style="dim")
-    t.append(money(m.budget, m.currency, decimals=0))
+    t.append(money(m.budget, m.currency, decimals=0, stated=stated))
     if m.budget_pct_forecast is not None:
         t.append(f" {share(m.budget_pct_forecast)}", style=budget_style(m.budget_pct_forecast, thresholds) or "")
         t.append(" projected", style="dim")
     return t
 
 
-def _so_far(snap: Snapshot, amount: float, decimals: int | None = None) -> str:
+def _so_far(snap: Snapshot, amount: float, decimals: int | None = None, stated: str | None = None) -> str:
     """Money accrued so far; unknown (Snapshot.so_far_word) is a word, never $0. `decimals=0` (80 columns)
     drops cents only from $100 up, so a small amount is never written as $0."""
     word = snap.so_far_word(amount)
     if word is not None:
         return word
-    return money(amount, snap.currency, decimals=decimals if abs(amount) >= 100 else None)
+    return money(amount, snap.currency, decimals=decimals if abs(amount) >= 100 else None, stated=stated)
 
 
 def sources_text(snap: Snapshot, collector: str, *, thresholds: tuple[float, ...] = (),
