@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.text import Text
 
+from gpuspend.fmt import mark
 from gpuspend.snapshot import ProcessNow
 from gpuspend.tui.widgets.fmt import clean, fit, money, plain, size
 from gpuspend.tui.widgets.keyed_table import LaidOutTable, cell_width
@@ -19,13 +20,14 @@ def workload_of(p: ProcessNow) -> str:
 
 
 def process_cells(p: ProcessNow, currency: str, command_width: int = 72, *, no_rate: bool = False,
-                  workload: bool = False, ascii_only: bool = False) -> list[Any]:
-    """`no_rate`: no GPU has a rate, so a process's cost is unknown (shown as such, never as $0)."""
+                  workload: bool = False, ascii_only: bool = False, stated: str | None = None) -> list[Any]:
+    """`currency`: the process's GPU's; `stated`: the one the `idle $` header names (fmt.mark), bare when the
+    same. `no_rate`: no GPU has a rate, so a process's cost is unknown (shown as such, never as $0)."""
     unknown = no_rate and not p.cost_today
     cost = Text("no rate", justify="right", style="dim") if unknown \
-        else Text(money(p.cost_today, currency), justify="right")
+        else Text(money(p.cost_today, currency, stated=stated), justify="right")
     idle = Text("", justify="right") if unknown or not p.idle_cost_today \
-        else Text(money(p.idle_cost_today, currency), justify="right", style="#ff5f5f")
+        else Text(money(p.idle_cost_today, currency, stated=stated), justify="right", style="#ff5f5f")
     cells: list[Any] = [
         Text(str(p.pid), justify="right"),
         plain(p.user),
@@ -118,13 +120,14 @@ class ProcessTable(LaidOutTable):
                 and (self.user_filter is None or p.user == self.user_filter)
                 and (self.only_gpus is None or p.gpu_index in self.only_gpus)]
 
-    def show(self, procs: tuple[ProcessNow, ...], currency_of: Callable[[str], str], *, no_rate: bool = False
-             ) -> bool:
-        """`currency_of`: a GPU uuid's currency (Snapshot.currency_of): each row's money is its GPU's."""
+    def show(self, procs: tuple[ProcessNow, ...], currency_of: Callable[[str], str], *, no_rate: bool = False,
+             currency: str = "USD") -> bool:
+        """`currency_of`: a GPU uuid's currency (Snapshot.currency_of): each row's money is its GPU's.
+        `currency`: the dashboard's, which the money columns' header names (`idle JPY`), its amounts bare."""
         box = self.parent if self.parent is not None and self.parent.size.width else self   # a table is as wide as its rows
         total = box.size.width or (self.app.size.width if self.is_attached else 120)
         key = (tuple(shown_as(p, currency_of(p.gpu_uuid)) for p in procs), no_rate, self.filter_text, self.user_filter,
-               self.only_gpus, self.sort_key, self.sort_reverse, self.grouped, self.ascii_only, total)
+               self.only_gpus, self.sort_key, self.sort_reverse, self.grouped, self.ascii_only, total, currency)
         if key == self._shown_key and self.columns:
             # the same rows, order and width as on screen; what the detail view reads is still the newest
             fresh = {(p.pid, p.gpu_uuid): p for p in procs}
@@ -133,13 +136,14 @@ class ProcessTable(LaidOutTable):
         self._shown_key = key
         rows = sort_processes(self.visible(procs), self.sort_key, self.sort_reverse, grouped=self.grouped)
         workload = any(workload_of(p) for p in procs)
-        fields = (*self.BASE_FIELDS, *((("workload", "workload"),) if workload else ()), ("cmd", "command"))
+        base = tuple((f, f"idle {mark(currency)}") if f == "idle" else (f, label) for f, label in self.BASE_FIELDS)
+        fields = (*base, *((("workload", "workload"),) if workload else ()), ("cmd", "command"))
         if fields != self.FIELDS:
             self.FIELDS = fields
             self._widths = ()                # a new column: lay the table out again
         self.shown = tuple(rows)
-        cells = [process_cells(p, currency_of(p.gpu_uuid), 10_000, no_rate=no_rate, workload=workload, ascii_only=self.ascii_only)
-                 for p in rows]
+        cells = [process_cells(p, currency_of(p.gpu_uuid), 10_000, no_rate=no_rate, workload=workload,
+                               ascii_only=self.ascii_only, stated=currency) for p in rows]
         # the command gets what the other columns leave (two spaces between, a cell of padding each side and
         # the scrollbar), so no horizontal scrollbar eats a row
         others = sum(max([cell_width(label), *(cell_width(c[i]) for c in cells)])
