@@ -483,6 +483,8 @@ async def test_a_dashboard_in_another_currency_names_it_once_and_keeps_the_idle_
         wasting = next(g for g in app.snapshot.gpus if g.episode_open)
         row = next(ln for ln in lines if ln.split()[:1] == [str(wasting.index)] and "idle" in ln)
         assert row.rstrip().endswith(money(wasting.episode_waste, currency, stated=currency)), row
+        chart = next(ln for ln in lines if "by hour, last 24 h" in ln)
+        assert f"{currency}/h by hour" in chart and "$" not in chart, chart       # was `$/h by hour`
         procs = next(ln for ln in lines if ln.split()[:2] == ["pid", "user"])
         assert f"idle {currency}" in procs and "$" not in procs, procs     # was `idle $` over yen
         first = app.screen.query_one(ProcessTable).shown[0]

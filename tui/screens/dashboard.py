@@ -10,6 +10,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
+from gpuspend.fmt import mark
 from gpuspend.snapshot import Snapshot
 from gpuspend.tui.widgets.alerts import AlertLine, AlertsPanel
 from gpuspend.tui.widgets.chart import SpendChart, legend
@@ -18,7 +19,7 @@ from gpuspend.tui.widgets.gpu_table import GpuTable
 from gpuspend.tui.widgets.process_table import GROUP_LABEL, SORT_ORDER, SORTS, ProcessTable
 from gpuspend.tui.widgets.summary import SummaryBar
 
-CHART_TITLE = "$/h by hour, last 24 h"
+CHART_TITLE = "$/h by hour, last 24 h"          # `JPY/h ...` in another currency (fmt.mark)
 
 
 class DashboardScreen(Screen):
@@ -103,7 +104,7 @@ class DashboardScreen(Screen):
             chart = self.query_one(SpendChart)
             chart.with_legend = not narrow       # at 80 columns the legend goes in the box title
             chart.show(snap.hourly, (useful, idle), snap.currency)
-            title = Text(CHART_TITLE)
+            title = Text(CHART_TITLE.replace("$", mark(snap.currency), 1))
             if narrow and snap.hourly:
                 title.append("  ").append_text(legend(useful, idle, snap.currency, ascii_only=self.ascii_only))
             box = self.query_one("#chart")

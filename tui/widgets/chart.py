@@ -16,13 +16,16 @@ from gpuspend.tui.widgets.fmt import money
 _V = " ▁▂▃▄▅▆▇█"
 
 
+# Every amount of the chart is in its one currency, which its title names (`JPY/h by hour`): in another than
+# USD they are written bare (tui fmt.money `stated`), so the scale does not take the plot's width.
 def _axis_label(amount: float, currency: str, peak: float) -> str:
-    return money(amount, currency, decimals=0 if peak >= 10 else None)
+    return money(amount, currency, decimals=0 if peak >= 10 else None, stated=currency)
 
 
 def legend(useful: float, idle: float, currency: str = "USD", *, ascii_only: bool = False) -> Text:
     """What the two colours are, with their $/h right now."""
-    return _legend_text(money(useful, currency), money(idle, currency), ascii_only=ascii_only)
+    return _legend_text(money(useful, currency, stated=currency), money(idle, currency, stated=currency),
+                        ascii_only=ascii_only)
 
 
 def _legend_text(useful: str, idle: str, *, ascii_only: bool = False) -> Text:
@@ -67,7 +70,7 @@ def chart_plan(hourly: tuple[tuple[int, float, float], ...], width: int, height:
     legend_now = None
     if with_legend:
         useful_now, idle_now = now if now is not None else hourly[-1][1:]
-        legend_now = (money(useful_now, currency), money(idle_now, currency))
+        legend_now = (money(useful_now, currency, stated=currency), money(idle_now, currency, stated=currency))
     return (rows, tuple(sorted(labels.items())), lw, spans, bars, ascii_only, legend_now)
 
 
