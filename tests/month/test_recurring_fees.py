@@ -119,6 +119,37 @@ def test_cur_purchases_imported_before_store_v16_get_their_frequency_on_upgrade(
     assert got == {t: FREQUENCY[t.lower()] for t in ("SavingsPlanRecurringFee", "SavingsPlanUpfrontFee", "Fee", "RIFee")}
 
 
+def _covered_box(db_path: Path) -> None:
+    """This box's 2 H100s, busy from 12-01 00:00 to now, 12-13 06:00 (rolled up)."""
+    from gpuspend.store import connect
+    from tests.costing.builders import add_gpus, add_minutes, set_watermark
+
+    conn = connect(db_path)
+    try:
+        for gid in add_gpus(conn, 2):
+            add_minutes(conn, gid, 1_796_083_200_000, 12 * 1440 + 360)      # 12-01 00:00 .. 12-13 06:00
+        set_watermark(conn, 1_797_141_600_000)
+    finally:
+        conn.close()
+
+
+def _report_on_box(cli, db_path: Path, tmp_path: Path, header: str, lines: list[str]) -> dict:
+    """Import an export of `lines` and read the report's JSON at 12-13 06:00 (this box is i-0box). Either way
+    the month reads as the invoice will: to date $2,400.00, projected $7,440.00."""
+    export = tmp_path / "export.csv"
+    export.write_text("\n".join([header, *lines]) + "\n")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("billing: {resource_id: i-0box}\n")
+    env = {"GPUSPEND_NOW": "2026-12-13T06:00:00Z"}
+    assert cli("--db", str(db_path), "import", str(export), env=env).returncode == 0
+    r = cli("--config", str(cfg), "--db", str(db_path), "--report", "--no-sample", "--format", "json", env=env)
+    doc = json.loads(r.stdout)
+    (mv,) = doc["month"]
+    assert mv["mtd"] == pytest.approx(2_400.0)
+    assert mv["projection"] == pytest.approx(7_440.0)
+    return doc
+
+
 def test_a_box_a_savings_plan_covers_is_not_counted_twice_after_its_export_ends(cli, db_path: Path,
                                                                                tmp_path: Path) -> None:
     """This box (2 H100s, i-0box) runs under a Savings Plan: its usage bills $0 (effective $192/day, $4 per
@@ -128,33 +159,13 @@ def test_a_box_a_savings_plan_covers_is_not_counted_twice_after_its_export_ends(
       projected = $2,400 + 21 days x $240 (the fee to month end; the box adds no bill of its own) = $7,440.00
     Metered at the effective $4/h, the box's days after the export would be counted on top of the fee that
     bills them ($432 to date). Its $/h, today's cost and idle waste stay at the effective rate."""
-    from gpuspend.store import connect
-    from tests.costing.builders import add_gpus, add_minutes, set_watermark
-
-    now = 1_797_141_600_000                                # 2026-12-13 06:00 UTC
-    conn = connect(db_path)
-    try:
-        for gid in add_gpus(conn, 2):
-            add_minutes(conn, gid, 1_796_083_200_000, 12 * 1440 + 360)      # busy since 12-01 00:00
-        set_watermark(conn, now)
-    finally:
-        conn.close()
+    _covered_box(db_path)
     rows = []
     for d in range(1, 11):
         rows += [f"AWS,111111111111,{PERIOD},{day(d)},Usage,Usage-Based,0,192,USD,Amazon EC2,i-0box,BOX",
                  f"AWS,111111111111,{PERIOD},{day(d)},Usage,Usage-Based,0,48,USD,Amazon EC2,i-other,OTHER",
                  f"AWS,111111111111,{PERIOD},{day(d)},Purchase,Recurring,240,0,USD,Savings Plans,arn:sp/1,SPFEE"]
-    path = tmp_path / "aws.csv"
-    path.write_text("\n".join([HEADER, *rows]) + "\n")
-    cfg = tmp_path / "config.yaml"
-    cfg.write_text("billing: {resource_id: i-0box}\n")
-    env = {"GPUSPEND_NOW": "2026-12-13T06:00:00Z"}
-    assert cli("--db", str(db_path), "import", str(path), env=env).returncode == 0
-    r = cli("--config", str(cfg), "--db", str(db_path), "--report", "--no-sample", "--format", "json", env=env)
-    doc = json.loads(r.stdout)
-    (mv,) = doc["month"]
-    assert mv["mtd"] == pytest.approx(2_400.0)
-    assert mv["projection"] == pytest.approx(7_440.0)
+    doc = _report_on_box(cli, db_path, tmp_path, HEADER, rows)
     gpus = doc["now"]["gpus"]
     assert [g["cost_per_hour"] for g in gpus] == [pytest.approx(4.0)] * 2          # effective, as before
     assert all("invoiced $0.00/h: a commitment's fee bills the rest" in g["rate"]["label"] for g in gpus)
@@ -166,17 +177,7 @@ def test_the_same_box_read_from_a_cur_nets_its_covered_usage_and_negation(cli, d
     """An AWS CUR states the covered usage at its on-demand price ($300/day, unblended) and takes it back in
     a SavingsPlanNegation line; its amortised cost is the plan's effective cost ($192/day). Invoiced: $0.
     The same month by hand: to date 10 x $240 = $2,400.00; projected 31 x $240 = $7,440.00."""
-    from gpuspend.store import connect
-    from tests.costing.builders import add_gpus, add_minutes, set_watermark
-
-    now = 1_797_141_600_000                                # 2026-12-13 06:00 UTC
-    conn = connect(db_path)
-    try:
-        for gid in add_gpus(conn, 2):
-            add_minutes(conn, gid, 1_796_083_200_000, 12 * 1440 + 360)
-        set_watermark(conn, now)
-    finally:
-        conn.close()
+    _covered_box(db_path)
     header = ("bill_billing_period_start_date,bill_billing_period_end_date,bill_payer_account_id,"
               "line_item_line_item_type,line_item_usage_start_date,line_item_usage_end_date,line_item_product_code,"
               "line_item_resource_id,line_item_currency_code,line_item_unblended_cost,"
@@ -187,15 +188,5 @@ def test_the_same_box_read_from_a_cur_nets_its_covered_usage_and_negation(cli, d
         lines += [f"{PERIOD},111111111111,SavingsPlanCoveredUsage,{span},AmazonEC2,i-0box,USD,300,192",
                   f"{PERIOD},111111111111,SavingsPlanNegation,{span},AmazonEC2,i-0box,USD,-300,",
                   f"{PERIOD},111111111111,SavingsPlanRecurringFee,{span},ComputeSavingsPlans,arn:sp/1,USD,240,"]
-    path = tmp_path / "cur.csv"
-    path.write_text("\n".join([header, *lines]) + "\n")
-    cfg = tmp_path / "config.yaml"
-    cfg.write_text("billing: {resource_id: i-0box}\n")
-    env = {"GPUSPEND_NOW": "2026-12-13T06:00:00Z"}
-    assert cli("--db", str(db_path), "import", str(path), env=env).returncode == 0
-    doc = json.loads(cli("--config", str(cfg), "--db", str(db_path), "--report", "--no-sample", "--format", "json",
-                         env=env).stdout)
-    (mv,) = doc["month"]
-    assert mv["mtd"] == pytest.approx(2_400.0)
-    assert mv["projection"] == pytest.approx(7_440.0)
+    doc = _report_on_box(cli, db_path, tmp_path, header, lines)
     assert [g["cost_per_hour"] for g in doc["now"]["gpus"]] == [pytest.approx(4.0)] * 2
