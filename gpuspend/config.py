@@ -34,8 +34,8 @@ MAX_DEPTH = 32                                   # nesting beyond this is a mist
 
 
 # -- typed sections --------------------------------------------------------------------------------------------
-# Leaf kinds: "int", "number", "str", "bool", "duration", "list:number", "list:str", "map:number", "map:str",
-# "any". A nested dataclass is a section; a list of dataclasses is a list of sections.
+# Leaf kinds: "int", "number", "str", "bool", "duration", "currency", "list:number", "list:str", "map:number",
+# "map:str", "any". A nested dataclass is a section; a list of dataclasses is a list of sections.
 
 def _deep_copy(d: Any) -> Any:
     if isinstance(d, dict):
@@ -171,7 +171,7 @@ class ForecastConfig(_Section):
 @dataclass
 class BudgetConfig(_Section):
     monthly: float | None = _leaf("number", above=0)
-    currency: str = _leaf("str", "USD")
+    currency: str = _leaf("currency", "USD")
     thresholds: list[float] = _leaf("list:number", [50.0, 80.0, 100.0], above=0, hi=10_000)
     basis: list[str] = _leaf("list:str", ["actual", "forecast"], choices=("actual", "forecast"))
 
@@ -282,7 +282,7 @@ class Config(_Section):
     interval: float = _leaf("number", 2.0, lo=0.1, hi=3600)   # below 0.1 s the collector would busy-loop
     host: str | None = _leaf("str")
     provider: str | None = _leaf("str")
-    currency: str = _leaf("str", "USD")
+    currency: str = _leaf("currency", "USD")
     rates: RatesConfig = _section(RatesConfig)
     onprem: OnpremConfig = _section(OnpremConfig)
     billing: BillingConfig = _section(BillingConfig)
@@ -339,6 +339,18 @@ def _schema(cls: type) -> dict[str, Any]:
 
 class _Invalid(ValueError):
     """A value of the right kind outside what the key allows: its message is the whole explanation."""
+
+
+_CURRENCY = re.compile(r"[A-Za-z]{3}")
+
+
+def parse_currency(value: Any) -> str:
+    """An ISO 4217 code as the exports write it (`JPY`): `jpy` is JPY, so it matches the billing rows' currency
+    and the budget compares with them; anything else is an error, never a currency that matches nothing."""
+    text = str(value).strip()
+    if not _CURRENCY.fullmatch(text):
+        raise _Invalid(f"expected a 3-letter ISO 4217 currency code such as USD, EUR or JPY, got {value!r}")
+    return text.upper()
 
 
 def _check(value: Any, spec: Any) -> None:
@@ -483,6 +495,8 @@ class _Loader:
                 out = float(value)
             elif kind == "duration":
                 out = parse_duration(value)
+            elif kind == "currency":
+                out = parse_currency(value)
             elif kind == "any":
                 return value
             else:

@@ -82,6 +82,19 @@ def test_wrong_type_names_the_key(tmp_path: Path) -> None:
         load_config(cfg)
 
 
+def test_a_currency_is_an_iso_code_written_as_the_exports_write_it(cli, tmp_path: Path, db_path: Path) -> None:
+    """`jpy` is JPY (a budget in `eur` compares with the exports' EUR rows, never "no spend in eur"); a word
+    that is no currency code is a config error on its line, not a currency nothing is ever billed in."""
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("currency: jpy\nbudget:\n  monthly: 100\n  currency: eur\n")
+    loaded = load_config(cfg)
+    assert (loaded.currency, loaded.budget.currency) == ("JPY", "EUR")
+    cfg.write_text("budget:\n  monthly: 100\n  currency: euros\n")
+    r = cli("--config", str(cfg), "--db", str(db_path), "--report", "--no-sample")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert r.stderr.startswith(f"gpuspend: {cfg}:3:13: budget.currency: expected a 3-letter ISO 4217 currency code")
+
+
 def test_environment_variables_are_substituted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOOK_URL", "https://hooks.example/T000/B000")
     cfg = tmp_path / "config.yaml"
