@@ -45,7 +45,12 @@ def usable(rows_estimate: int) -> bool:
     return threading.active_count() == 1 and rows_estimate >= CHILD_MIN_ROWS
 
 
-def _child(out: Connection, path: str, skip_bad: bool, keys: list[str], fmt: str, ctx: dict[str, Any]) -> None:
+def _child(out: Connection, theirs: Connection, path: str, skip_bad: bool, keys: list[str], fmt: str,
+           ctx: dict[str, Any]) -> None:
+    # The fork gave us the importing process's read end too. Holding it, we would never see that process die
+    # (kill -9): a full pipe would block our send forever, an orphan holding the database files open. Closed,
+    # the send fails (broken pipe) as soon as nobody reads, and we exit.
+    theirs.close()
     try:
         table = Table(Path(path), skip_bad_rows=skip_bad)
         behind = False
@@ -97,7 +102,8 @@ class ReaderProcess:
         self._table = table
         self._recv, send = mp.Pipe(duplex=False)
         _widen(send)
-        self._proc = mp.Process(target=_child, args=(send, str(table.path), table.skip_bad_rows, keys, fmt, ctx),
+        self._proc = mp.Process(target=_child, args=(send, self._recv, str(table.path), table.skip_bad_rows, keys, fmt,
+                                                     ctx),
                                 name="gpuspend-billing-reader", daemon=True)
         self._proc.start()
         send.close()                                  # the child holds the only write end: EOF when it exits

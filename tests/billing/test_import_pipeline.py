@@ -164,3 +164,47 @@ def case_parquet_through_the_reader_process_matches_the_csv(tmp_path: Path) -> N
     q = f"SELECT {cols} FROM charges ORDER BY charge_period_start, resource_id"
     assert sqlite3.connect(tmp_path / "pq.db").execute(q).fetchall() == \
         sqlite3.connect(tmp_path / "csv.db").execute(q).fetchall()
+
+
+@FORK
+def test_the_reader_process_ends_when_the_import_is_killed(tmp_path: Path) -> None:
+    """kill -9 of `gpuspend import` left its reader process blocked on a full pipe forever (it held the pipe's
+    read end too), an orphan holding the database files open; one more per kill."""
+    import psutil
+
+    code = (f"from pathlib import Path\nimport {__name__} as t\n"
+            f"t.case_killed_mid_import(Path({str(tmp_path)!r}))\n")
+    with open(tmp_path / "stderr.txt", "w") as err:     # not a pipe: an orphan would hold it open
+        r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err, timeout=300)
+    assert r.returncode == -9, (tmp_path / "stderr.txt").read_text()[-3000:]
+    pid = int((tmp_path / "reader.pid").read_text())
+    try:
+        proc = psutil.Process(pid)
+        proc.wait(timeout=20)
+    except psutil.NoSuchProcess:
+        pass
+    except psutil.TimeoutExpired:
+        if proc.status() != psutil.STATUS_ZOMBIE:        # exited, not yet reaped by whoever adopted it
+            proc.kill()
+            raise AssertionError("the reader process outlived the killed import") from None
+
+
+def case_killed_mid_import(tmp_path: Path) -> None:
+    import multiprocessing
+    import os
+    import signal
+
+    from gpuspend.collectors.billing import importer
+
+    _fork_setup()
+    lines = (FIXTURES / "focus_gpu.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    src = tmp_path / "focus_many.csv"
+    src.write_text(lines[0] + "".join(lines[1:] * 4000), encoding="utf-8")   # 40k rows: far more than a pipe holds
+
+    def killed(*_a: object, **_k: object) -> None:
+        [child] = multiprocessing.active_children()
+        (tmp_path / "reader.pid").write_text(str(child.pid))
+        os.kill(os.getpid(), signal.SIGKILL)              # as `kill -9` does: no cleanup of any kind
+
+    importer._insert_batch = killed
+    _import(tmp_path / "k.db", src)
