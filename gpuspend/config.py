@@ -27,6 +27,7 @@ import yaml
 from gpuspend.alert_kinds import ALIASES as ALERT_ALIASES
 from gpuspend.alert_kinds import KINDS as ALERT_KINDS
 from gpuspend.errors import ConfigError
+from gpuspend.fmt import currency_code
 
 APP = "gpuspend"
 TARGET_KINDS = ("slack", "ntfy", "webhook")      # notify target kinds (gpuspend.notify sends each)
@@ -341,16 +342,15 @@ class _Invalid(ValueError):
     """A value of the right kind outside what the key allows: its message is the whole explanation."""
 
 
-_CURRENCY = re.compile(r"[A-Za-z]{3}")
 
 
 def parse_currency(value: Any) -> str:
     """An ISO 4217 code as the exports write it (`JPY`): `jpy` is JPY, so it matches the billing rows' currency
     and the budget compares with them; anything else is an error, never a currency that matches nothing."""
-    text = str(value).strip()
-    if not _CURRENCY.fullmatch(text):
+    code = currency_code(str(value))
+    if code is None:
         raise _Invalid(f"expected a 3-letter ISO 4217 currency code such as USD, EUR or JPY, got {value!r}")
-    return text.upper()
+    return code
 
 
 def _check(value: Any, spec: Any) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Context, Decimal
 from typing import Any
 
 NO_RATE = "no rate"          # unknown money: no rate, unknown state, not a number; never "$0", never "n/a"
@@ -39,6 +39,16 @@ MINOR_UNITS = {
     "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
     "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
 }
+
+
+_CODE = re.compile(r"[A-Za-z]{3}")
+
+
+def currency_code(text: str) -> str | None:
+    """An ISO 4217 code as exports write it (`JPY`), or None where `text` is not one. `jpy` is JPY, so that
+    rows, budgets and configured rates compare: one currency is never two buckets of a month."""
+    s = text.strip()
+    return s.upper() if _CODE.fullmatch(s) else None
 
 
 def minor_units(currency: str | None) -> int:
@@ -73,6 +83,11 @@ def mark(currency: str | None) -> str:
     return "$" if cur == "USD" else cur
 
 
+# Every finite float's digits: the default context's 28 digits failed to quantize an amount of 1e26 or more
+# (and a share of a tiny budget), a traceback where a number belongs.
+_EXACT = Context(prec=400)
+
+
 def rounded(amount: float, decimals: int = 2) -> Decimal:
     """`amount` to `decimals` places as a person rounds it by hand: half away from zero on the decimal number
     the float stands for ($8.545 is $8.55 and $0.125 is $0.13, where binary formatting gives $8.54 and $0.12).
@@ -80,7 +95,8 @@ def rounded(amount: float, decimals: int = 2) -> Decimal:
     The float is read to 9 places first, which drops the noise a sum of floats leaves (8.544999999999998 is
     the 8.545 it adds up to), then rounded once.
     """
-    return Decimal(repr(round(amount, 9))).quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
+    return Decimal(repr(round(amount, 9))).quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP,
+                                                     context=_EXACT)
 
 
 def _fixed(v: float, decimals: int) -> str:
@@ -95,7 +111,8 @@ def _fixed(v: float, decimals: int) -> str:
 def share_cut(pct: float, places: int = 0) -> float:
     """A percentage of a budget cut to `places` decimals, never rounded up: 79.996 is 79.99 (79 at 0 places).
     A threshold must not read as reached ("80%") while budget.state says it is not, nor 100% while under."""
-    return float(Decimal(repr(pct)).quantize(Decimal(1).scaleb(-places), rounding=ROUND_DOWN)) + 0.0    # no -0
+    cut = Decimal(repr(pct)).quantize(Decimal(1).scaleb(-places), rounding=ROUND_DOWN, context=_EXACT)
+    return float(cut) + 0.0    # no -0
 
 
 def share(pct: float | None) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 from gpuspend.collectors.billing.normalise import Cols, Rows, coalesce, finish, month_start, next_month
 from gpuspend.collectors.billing.values import (
+    MAX_AMOUNT,
     BadValue,
     mapped,
     merge_tag_columns,
@@ -133,8 +134,8 @@ def normalise(c: Cols, ctx: dict[str, Any]) -> Rows:
     n = c.n
     bad: list[BadValue] = []
 
-    def num(*names: str) -> list[float | None]:
-        return num_col(c.get(*names), n, c.name(*names), bad)
+    def num(*names: str, bound: float | None = MAX_AMOUNT) -> list[float | None]:
+        return num_col(c.get(*names), n, c.name(*names), bad, bound)
 
     unblended = num("line_item_unblended_cost")
     net = num("line_item_net_unblended_cost")
@@ -176,11 +177,14 @@ def normalise(c: Cols, ctx: dict[str, Any]) -> Rows:
         "resource_id": text_col(c.get("line_item_resource_id"), n),
         "instance_type": text_col(c.get("product_instance_type"), n),
         "region": text_first(n, c.get("product_region_code", "product_region"), c.get("line_item_availability_zone")),
-        "quantity": num("line_item_usage_amount"),
+        "quantity": num("line_item_usage_amount", bound=None),
         "unit": text_col(c.get("pricing_unit"), n),
         "tags": _tags(c, n, bad),
     }
     gpu_texts = [text_col(c.get("line_item_usage_type"), n)]
     rows = Rows(n, data, ["aws"] * n, gpu_texts, bad)
-    return finish(rows, {"charge_period_start": c.name("line_item_usage_start_date"),
-                         "billed_cost": c.name("line_item_unblended_cost")})
+    required = {"charge_period_start": c.name("line_item_usage_start_date"),
+                "billed_cost": c.name("line_item_unblended_cost")}
+    if c.has("line_item_currency_code"):
+        required["currency"] = c.name("line_item_currency_code")
+    return finish(rows, required)

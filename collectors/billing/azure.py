@@ -100,7 +100,8 @@ def normalise(c: Cols, ctx: dict[str, Any]) -> Rows:
         "resource_id": text_col(c.get("resourceid", "instanceid"), n),
         "instance_type": mapped(info, _service_type),
         "region": coalesce(text_col(c.get("resourcelocation"), n), text_col(c.get("meterregion"), n)),
-        "quantity": num_col(c.get("quantity", "usagequantity"), n, c.name("quantity", "usagequantity"), bad),
+        "quantity": num_col(c.get("quantity", "usagequantity"), n, c.name("quantity", "usagequantity"), bad,
+                            bound=None),
         "unit": text_col(c.get("unitofmeasure"), n),
         "tags": tags_col(c.get("tags"), n, c.name("tags"), bad),
     }

@@ -71,7 +71,8 @@ def normalise(c: Cols, ctx: dict[str, Any]) -> Rows:
         "resource_id": text_col(c.get("resourceid"), n),
         "instance_type": text_col(c.get("x_instancetype"), n),
         "region": text_first(n, c.get("regionid"), c.get("regionname")),
-        "quantity": num_col(c.get("consumedquantity", "pricingquantity"), n, c.name("consumedquantity"), bad),
+        "quantity": num_col(c.get("consumedquantity", "pricingquantity"), n, c.name("consumedquantity"), bad,
+                            bound=None),
         "unit": text_col(c.get("consumedunit", "pricingunit"), n),
         "tags": tags_col(c.get("tags"), n, c.name("tags"), bad),
     }
@@ -81,7 +82,10 @@ def normalise(c: Cols, ctx: dict[str, Any]) -> Rows:
     export_time = ts_col(c.get(*EXPORT_TIME), n, c.name(*EXPORT_TIME), bad) if c.get(*EXPORT_TIME) is not None \
         else None
     rows = Rows(n, data, source, gpu_texts, bad, export_time, notes)
-    return finish(rows, {"billing_period_start": c.name("billingperiodstart"),
-                         "charge_period_start": c.name("chargeperiodstart"),
-                         "charge_category": c.name("chargecategory"),
-                         "billed_cost": c.name("billedcost")})
+    required = {"billing_period_start": c.name("billingperiodstart"),
+                "charge_period_start": c.name("chargeperiodstart"),
+                "charge_category": c.name("chargecategory"),
+                "billed_cost": c.name("billedcost")}
+    if c.has("billingcurrency") or c.has("billedcurrency"):   # mandatory where the column is: no silent bucket
+        required["currency"] = c.name("billingcurrency", "billedcurrency")
+    return finish(rows, required)

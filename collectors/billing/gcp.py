@@ -113,7 +113,7 @@ def normalise(c: Cols, ctx: dict[str, Any]) -> Rows:
         "resource_id": coalesce(text_col(c.get("resource.global_name"), n), text_col(c.get("resource.name"), n)),
         "instance_type": [None] * n,
         "region": coalesce(text_col(c.get("location.region"), n), text_col(c.get("location.location"), n)),
-        "quantity": num_col(c.get("usage.amount"), n, c.name("usage.amount"), bad),
+        "quantity": num_col(c.get("usage.amount"), n, c.name("usage.amount"), bad, bound=None),
         "unit": text_col(c.get("usage.unit"), n),
         "tags": labels,
     }

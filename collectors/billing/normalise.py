@@ -9,16 +9,18 @@ collection. Nothing here knows about SQL.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import compress
-from operator import itemgetter
+from operator import itemgetter, lt
 from typing import Any
 
 import pyarrow as pa
 
 from gpuspend.collectors.billing import gpu_catalog
 from gpuspend.collectors.billing.values import BadValue
+from gpuspend.fmt import clean, currency_code
 
 # Canonical fields in `charges` column order (line and import_id are added by the importer).
 FIELDS: tuple[str, ...] = (
@@ -169,8 +171,52 @@ def finish(rows: Rows, required: dict[str, str]) -> Rows:
     if None in billed and None in effective:  # Azure's amortised dataset carries effective only
         rows.bad.extend(BadValue(i, "cost", "", "a value (it is required)")
                         for i in range(n) if billed[i] is None and effective[i] is None)
+    _currencies(rows, required.get("currency", "currency"))
+    _ordered(rows, "billing_period_start", "billing_period_end", required.get("billing_period_start"))
+    _ordered(rows, "charge_period_start", "charge_period_end", required.get("charge_period_start"))
     _mark_gpus(rows)
     return rows
+
+
+def _currencies(rows: Rows, colname: str) -> None:
+    """Every currency as its ISO 4217 code: `usd` is USD, never a second bucket of the month beside USD's. A
+    cell that is no code (`US$`, an anonymised sample's `MC`) stays as written, its own currency, never summed
+    with another, and the import says so once. Checked per distinct cell: a batch has one or two."""
+    col = rows.data["currency"]
+    fixed: dict[str, str] = {}
+    for v in set(col):
+        if v is None:
+            continue
+        code = currency_code(v)
+        if code is None:
+            note = (f"{colname} {clean(v, 20)!r} is not an ISO 4217 currency code: its amounts are kept apart from "
+                    "every other currency's")
+            if note not in rows.notes:
+                rows.notes.append(note)
+        elif code != v:
+            fixed[v] = code
+    if fixed:
+        rows.data["currency"] = [fixed.get(v, v) for v in col]
+
+
+def _ordered(rows: Rows, start: str, end: str, colname: str | None) -> None:
+    """A period that ends before it starts is a bad row: stored, its money would fall in the month its end
+    names, and its hours count backwards. (Equal ends are one-time charges at an instant.)"""
+    starts, ends = rows.data[start], rows.data[end]
+    if None in starts or None in ends:
+        pairs = [(i, s, e) for i, (s, e) in enumerate(zip(starts, ends, strict=True))
+                 if s is not None and e is not None and e < s]
+    elif any(map(lt, ends, starts)):          # C-speed scan first: almost every batch is in order
+        pairs = [(i, s, e) for i, (s, e) in enumerate(zip(starts, ends, strict=True)) if e < s]
+    else:
+        return
+    label = colname or start
+    rows.bad.extend(BadValue(i, label, f"{_iso(s)} to {_iso(e)}", "a period that ends at or after it starts")
+                    for i, s, e in pairs)
+
+
+def _iso(ts: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
 _NO_GPU = (0, None, None, None)

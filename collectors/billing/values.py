@@ -98,33 +98,58 @@ def text_first(n: int, *arrs: pa.Array | None) -> list[str | None]:
 # ---------------------------------------------------------------- numbers
 
 _NOT_FINITE = "not a finite number"
+_TOO_LARGE = "too large"
+# A plain decimal number, ASCII digits only: Python's float() also reads `1_000` and other scripts' digits
+# (`١٢٣`), which no export writes and a user would not read as money.
+_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+# No line item costs a quadrillion. A larger amount is a broken cell (or an export in the wrong unit); stored,
+# it would make every total of its month meaningless and more than money formatting can write.
+MAX_AMOUNT = 1e15
 
 
-def parse_num(text: str) -> float:
-    """A finite number; inf, NaN and overflowing spellings (1e400) are refused: they poison every total."""
+def parse_num(text: str, bound: float | None = None) -> float:
+    """A finite number; inf, NaN and overflowing spellings (1e400) are refused: they poison every total. With
+    `bound`, magnitudes at or above it are refused too."""
     s = text.strip().replace("\u00a0", "")
     if s.startswith("$"):
         s = s[1:]
-    f = float(s)
+    f = float(s)                                      # ValueError: not a number in any spelling
     if not math.isfinite(f):
         raise ValueError(_NOT_FINITE)
+    if not _DECIMAL.fullmatch(s):
+        raise ValueError("not a number")
+    if bound is not None and abs(f) >= bound:
+        raise ValueError(_TOO_LARGE)
     return f
 
 
-def num_col(arr: pa.Array | None, n: int, name: str, bad: list[BadValue]) -> list[float | None]:
-    """Finite floats (None for nulls). Unreadable or non-finite cells are appended to `bad` and read as None."""
+def _expected(bound: float | None) -> str:
+    return "a finite number" if bound is None else f"a finite amount (below 10^{round(math.log10(bound))})"
+
+
+def _readable(f: pa.Array, bound: float | None) -> bool:
+    """Every non-null cell finite (and below `bound`): computed in Arrow, no pass in Python."""
+    if pc.all(pc.is_finite(f)).as_py() is False:      # None: every cell null
+        return False
+    return bound is None or not (pc.max(pc.abs(f)).as_py() or 0.0) >= bound
+
+
+def num_col(arr: pa.Array | None, n: int, name: str, bad: list[BadValue],
+            bound: float | None = MAX_AMOUNT) -> list[float | None]:
+    """Finite floats (None for nulls). Unreadable or non-finite cells, and amounts at or above `bound` (None
+    for a quantity: usage in bytes or byte-seconds runs to 1e18), are appended to `bad` and read as None."""
     if arr is None:
         return [None] * n
     if pa.types.is_floating(arr.type) or pa.types.is_integer(arr.type) or pa.types.is_decimal(arr.type):
         f = pc.cast(arr, pa.float64())                # Parquet: typed already, no text round trip
-        if pc.all(pc.is_finite(f)).as_py() is not False:
+        if _readable(f, bound):
             return f.to_pylist()
-        return [v if v is None or math.isfinite(v) else _bad_number(bad, i, name, v)
-                for i, v in enumerate(f.to_pylist())]
+        return [v if v is None or (math.isfinite(v) and (bound is None or abs(v) < bound))
+                else _bad_number(bad, i, name, v, bound) for i, v in enumerate(f.to_pylist())]
     a = clean(arr, _NUM_NULLSET)
     try:
         f = pc.cast(a, pa.float64())
-        if pc.all(pc.is_finite(f)).as_py() is not False:     # None: every cell null
+        if _readable(f, bound):
             return f.to_pylist()
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
@@ -134,15 +159,16 @@ def num_col(arr: pa.Array | None, n: int, name: str, bad: list[BadValue]) -> lis
             out.append(None)
             continue
         try:
-            out.append(parse_num(v))
+            out.append(parse_num(v, bound))
         except ValueError as exc:
-            bad.append(BadValue(i, name, v, "a finite number" if str(exc) == _NOT_FINITE else "a number"))
+            bad.append(BadValue(i, name, v, "a number" if str(exc) not in (_NOT_FINITE, _TOO_LARGE)
+                                else _expected(bound)))
             out.append(None)
     return out
 
 
-def _bad_number(bad: list[BadValue], i: int, name: str, v: float) -> None:
-    bad.append(BadValue(i, name, str(v), "a finite number"))
+def _bad_number(bad: list[BadValue], i: int, name: str, v: float, bound: float | None) -> None:
+    bad.append(BadValue(i, name, str(v), _expected(bound)))
     return None
 
 

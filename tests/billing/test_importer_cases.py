@@ -118,12 +118,20 @@ def test_every_row_bad_is_exit_3_not_zero_rows_imported(cli, db_path: Path, seed
 
 # ---------------------------------------------------------------- non-finite amounts
 
-@pytest.mark.parametrize("amount", ["1e400", "inf", "-Infinity", "NaN"])
-def test_non_finite_amounts_are_bad_numbers(amount: str, cli, db_path: Path, seeded: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("amount", "expected"), [
+    ("1e400", "a finite amount (below 10^15)"), ("inf", "a finite amount (below 10^15)"),
+    ("-Infinity", "a finite amount (below 10^15)"), ("NaN", "a finite amount (below 10^15)"),
+    # past what any line item costs: stored, it made every total of the month unprintable
+    ("1e26", "a finite amount (below 10^15)"), ("-2e15", "a finite amount (below 10^15)"),
+    # spellings Python's float() reads but no export writes, and no user reads as 1000 / 123
+    ("1_000", "a number"), ("\u0661\u0662\u0663", "a number"),
+])
+def test_non_finite_amounts_are_bad_numbers(amount: str, expected: str, cli, db_path: Path, seeded: str,
+                                            tmp_path: Path) -> None:
     lines = _lines(GOOD)
     path = _write(tmp_path / "inf.csv", [*lines[:2], lines[2].replace(",98.32,", f",{amount},", 1), *lines[3:]])
     r = cli("--db", str(db_path), "import", str(path))
-    _one_line_error(r, "inf.csv:3", f"BilledCost: cannot read '{amount}' as a finite number")
+    _one_line_error(r, "inf.csv:3", f"BilledCost: cannot read '{amount}' as {expected}")
     assert dump(db_path) == seeded
     r = cli("--db", str(db_path), "import", "--skip-bad-rows", "--json", str(path))
     assert r.returncode == 0 and "Infinity" not in r.stdout and "NaN" not in r.stdout
@@ -275,3 +283,68 @@ def test_a_one_row_export_says_1_row_and_its_money(cli, db_path: Path, tmp_path:
     head, period = r.stdout.splitlines()[:2]
     assert head.endswith("focus, 1 row (1 GPU) imported"), head
     assert period.strip() == "period 2026-11 USD: billed $98.32, effective $70.50, 1 row", period
+
+
+def test_a_large_quantity_is_not_an_amount(cli, db_path: Path, tmp_path: Path) -> None:
+    """Usage in byte-seconds runs past 10^15 (a TB stored for a month is 2.6e18): only amounts are bounded."""
+    lines = _lines(GOOD)
+    header = lines[0].split(",")
+    q = header.index("ConsumedQuantity")
+    row = lines[2].split(",")
+    row[q] = "2.6e18"
+    path = _write(tmp_path / "bytes.csv", [lines[0], ",".join(row)])
+    r = cli("--db", str(db_path), "import", str(path))
+    assert r.returncode == 0, r.stderr
+
+
+# ---------------------------------------------------------------- currency codes
+
+def test_a_lower_case_currency_is_the_same_currency(cli, db_path: Path, tmp_path: Path) -> None:
+    """One row writing `usd`: a second "usd" month beside USD put its $98.32 outside the USD budget."""
+    lines = _lines(GOOD)
+    path = _write(tmp_path / "lower.csv", [*lines[:2], lines[2].replace(",USD,", ",usd,", 1), *lines[3:]])
+    r = cli("--db", str(db_path), "import", "--json", str(path))
+    assert r.returncode == 0, r.stderr
+    [f] = json.loads(r.stdout)["files"]
+    assert {p["currency"] for p in f["periods"]} == {"USD", "EUR"}
+    # every USD row of focus_gpu.csv: 98.32 + 98.32 + 32.77 + 1.25 - 5.5 - 20 + 12.34 + 88.49
+    assert round(sum(p["billed_cost"] for p in f["periods"] if p["currency"] == "USD"), 2) == 305.99
+
+
+def test_an_empty_currency_cell_is_a_bad_row(cli, db_path: Path, seeded: str, tmp_path: Path) -> None:
+    """The import wrote its money as "98.32 ?" while the report counted it as USD."""
+    lines = _lines(GOOD)
+    path = _write(tmp_path / "cur.csv", [*lines[:2], lines[2].replace(",USD,", ",,", 1), *lines[3:]])
+    r = cli("--db", str(db_path), "import", str(path))
+    _one_line_error(r, "cur.csv:3", "BillingCurrency: missing a value (it is required)")
+    assert dump(db_path) == seeded
+
+
+def test_a_cell_that_is_no_currency_code_is_kept_apart_and_said(cli, db_path: Path, tmp_path: Path) -> None:
+    lines = _lines(GOOD)
+    path = _write(tmp_path / "cur.csv", [*lines[:2], lines[2].replace(",USD,", ",US$,", 1), *lines[3:]])
+    r = cli("--db", str(db_path), "import", "--json", str(path))
+    assert r.returncode == 0, r.stderr
+    [f] = json.loads(r.stdout)["files"]
+    assert "BillingCurrency 'US$' is not an ISO 4217 currency code" in " ".join(f["notes"])
+    odd = [p for p in f["periods"] if p["currency"] == "US$"]
+    assert [round(p["billed_cost"], 2) for p in odd] == [98.32]
+
+
+@pytest.mark.parametrize(("old", "new", "what"), [
+    # the billing period swapped: its $98.32 moved into a "period 2026-12"
+    ("2026-11-01T00:00:00Z,2026-12-01T00:00:00Z,", "2026-12-01T00:00:00Z,2026-11-01T00:00:00Z,",
+     "BillingPeriodStart: cannot read '2026-12-01T00:00:00Z to 2026-11-01T00:00:00Z' as a period that ends at or "
+     "after it starts"),
+    ("2026-11-10T01:00:00Z,2026-11-10T02:00:00Z,", "2026-11-10T02:00:00Z,2026-11-10T01:00:00Z,",
+     "ChargePeriodStart: cannot read '2026-11-10T02:00:00Z to 2026-11-10T01:00:00Z' as a period that ends at or "
+     "after it starts"),
+])
+def test_a_period_that_ends_before_it_starts_is_a_bad_row(old: str, new: str, what: str, cli, db_path: Path,
+                                                          seeded: str, tmp_path: Path) -> None:
+    lines = _lines(GOOD)
+    assert old in lines[2]
+    path = _write(tmp_path / "back.csv", [*lines[:2], lines[2].replace(old, new, 1), *lines[3:]])
+    r = cli("--db", str(db_path), "import", str(path))
+    _one_line_error(r, "back.csv:3", what)
+    assert dump(db_path) == seeded

@@ -32,6 +32,13 @@ def test_the_dashboards_whole_dollars_round_half_up_too() -> None:
     assert fmt.money(12_344.5, compact=True) == "$12,345"      # binary formatting rounds this one to even
 
 
+def test_any_finite_amount_and_share_is_written_not_a_traceback() -> None:
+    """28 digits (decimal's default) could not quantize 1e26 to cents, nor cut the share of a tiny budget."""
+    assert fmt.money(1e26) == "$100,000,000,000,000,000,000,000,000.00"
+    assert fmt.money(-3e30, "JPY") == "-3,000,000,000,000,000,000,000,000,000,000 JPY"
+    assert fmt.share_cut(100 * 12.5 / 1e-300) == 1.25e303
+
+
 def _month(tmp_path: Path, name: str, month: str, costs: list[str]) -> Path:
     start, end = f"{month}-01T00:00:00Z", ("2026-12-01T00:00:00Z" if month == "2026-11" else "2026-11-01T00:00:00Z")
     rows = [f"111122223333,{start},{end},{month}-0{1 + i % 9}T00:00:00Z,{month}-0{1 + i % 9}T01:00:00Z,Usage,"
