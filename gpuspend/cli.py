@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import functools
 import importlib
+import math
+import sqlite3
 import sys
 from collections.abc import Callable
 from dataclasses import fields
@@ -21,7 +23,8 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from gpuspend.errors import EXIT_USAGE, GpuspendError, UsageError
+from gpuspend.errors import EXIT_DATA, EXIT_USAGE, GpuspendError, UsageError
+from gpuspend.fmt import clean
 from gpuspend.options import DashboardOptions, FleetOptions, FleetReportOptions, Options, ReportOptions
 
 __all__ = ["DashboardOptions", "FleetOptions", "FleetReportOptions", "Options", "ReportOptions", "common_options",
@@ -92,6 +95,22 @@ def _build(cls: type[Options], values: dict[str, Any]) -> Options:
     return cls(**{k: v for k, v in values.items() if k in names})
 
 
+class Seconds(click.FloatRange):
+    """A finite number of seconds, at least 0.1. click's FloatRange lets `nan` through (no comparison fails)
+    and `inf`: a lease row that could not be written, an overflow, a dashboard spinning at 100%."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        v = super().convert(value, param, ctx)
+        if not math.isfinite(v):
+            self.fail(f"{value!r} is not a finite number of seconds", param, ctx)
+        return v
+
+
+SECONDS = Seconds(min=0.1)
+
+
 def common_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """Adds --db/--config/--debug/--demo to a subcommand; given there, they override the root's (same meaning)."""
 
@@ -156,7 +175,7 @@ class LazyGroup(click.Group):
 @click.option("--by", type=click.Choice(["user", "workload", "namespace"]), default="user", show_default=True,
               help="With --report: group the top spenders by user, workload (pod/job/container/notebook) or namespace.")
 @click.option("--fleet", "fleet_url", default=None, metavar="URL", help="Show a fleet from this Prometheus.")
-@click.option("-i", "--interval", type=float, default=None, help="Dashboard refresh interval in seconds.")
+@click.option("-i", "--interval", type=SECONDS, default=None, help="Dashboard refresh interval in seconds.")
 @click.option("--color-system", type=click.Choice(["auto", "standard", "256", "truecolor"]), default=None,
               help="Dashboard colours.")
 @click.option("--ascii", "ascii_only", is_flag=True, help="Dashboard: nothing outside ASCII on screen.")
@@ -218,19 +237,33 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        # One line, as every error (a file name in it is outside text, cleaned), and where to read more.
+        where = exc.ctx.command_path if isinstance(exc, click.UsageError) and exc.ctx is not None else "gpuspend"
+        click.echo(f"gpuspend: {clean(exc.format_message())} (see '{where} --help')", err=True)
         sys.exit(EXIT_USAGE if exc.exit_code == 2 else exc.exit_code)
     except click.exceptions.Abort:
         sys.exit(130)
     except GpuspendError as exc:
         if debug:
             raise
-        click.echo(f"gpuspend: {exc.line()}", err=True)
+        click.echo(f"gpuspend: {clean(exc.line())}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(0)
+    except sqlite3.Error as exc:         # read-only file or folder, a full disk: the database said no
+        if debug:
+            raise
+        click.echo(f"gpuspend: the database refused: {clean(exc)} (check the file's and its folder's permissions "
+                   "and free space; the database is as it was)", err=True)
+        sys.exit(EXIT_DATA)
+    except Exception as exc:  # noqa: BLE001 - one line, as every error; the traceback is one flag away
+        if debug:
+            raise
+        click.echo(f"gpuspend: unexpected error: {type(exc).__name__}: {clean(exc, 300)} (run again with --debug "
+                   "for the traceback, and report it)", err=True)
+        sys.exit(1)
     sys.exit(0)
 
 

@@ -524,16 +524,30 @@ class _Loader:
         if spec.startswith("map:"):
             if not isinstance(node, yaml.MappingNode):
                 raise self.fail(node, key, "expected a mapping")
-            return {str(k.value): self.scalar(v, f"{key}.{k.value}", _item_kind(spec, 4)) for k, v in node.value}
+            seen: set[str] = set()
+            return {self.once(seen, k, f"{key}.{k.value}"): self.scalar(v, f"{key}.{k.value}", _item_kind(spec, 4))
+                    for k, v in node.value}
         return self.scalar(node, key, spec)
+
+    def once(self, seen: set[str], knode: yaml.Node, full: str) -> str:
+        """A key written twice in one mapping is an error: YAML loaders keep the last one silently, and a
+        budget of 100 followed by one of 100000 is not a config anyone meant."""
+        name = str(knode.value)
+        if name in seen:
+            raise ConfigError(f"'{full}' is set twice in one mapping", where=self.where(knode),
+                              hint="keep one of them")
+        seen.add(name)
+        return name
 
     def section(self, node: yaml.Node, prefix: str, spec: dict[str, Any], defaults: dict | None = None) -> dict:
         if not isinstance(node, yaml.MappingNode):
             raise self.fail(node, prefix or "config", "expected a mapping of keys")
         out: dict[str, Any] = _deep_copy(defaults) if defaults else {}
+        seen: set[str] = set()
         for knode, vnode in node.value:
             name = str(knode.value)
             full = f"{prefix}.{name}" if prefix else name
+            self.once(seen, knode, full)
             if name not in spec:
                 close = difflib.get_close_matches(name, list(spec), n=1)
                 hint = f"did you mean '{(prefix + '.') if prefix else ''}{close[0]}'?" if close else (

@@ -71,3 +71,20 @@ def test_secrets_warning_only_for_literal_secrets(tmp_path: Path) -> None:
     assert stat.S_IMODE(literal.stat().st_mode) & stat.S_IROTH
     r = run_cli("--config", str(literal), "doctor", "--db", str(tmp_path / "x.db"))
     assert "holds secrets but is readable by other users" in r.stderr
+
+
+def test_doctor_fails_a_database_from_a_newer_gpuspend(tmp_path: Path) -> None:
+    """Every other command refuses such a database (exit 3); doctor said `ok database writable`, exit 0."""
+    import sqlite3
+
+    db = tmp_path / "newer.db"
+    r = run_cli("--db", str(db), "collect", "--demo", "--once")
+    assert r.returncode == 0, r.stderr
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA user_version = 999")
+    conn.close()
+    r = run_cli("doctor", "--db", str(db))
+    assert r.returncode == 2
+    [line] = [ln for ln in r.stdout.splitlines() if " database " in ln]
+    assert line.startswith("FAIL") and "schema v999 is newer than this gpuspend understands" in line
+    assert run_cli("--db", str(db), "--report", "--no-sample").returncode == 3

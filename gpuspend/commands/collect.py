@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from gpuspend.cli import common_options
+from gpuspend.cli import SECONDS, common_options
 from gpuspend.errors import UsageError
 from gpuspend.fmt import count
 from gpuspend.options import Options
@@ -37,7 +37,7 @@ def _start_metrics(listen: str, db_path: Path, cfg: Config) -> Any:
 
 
 @click.command()
-@click.option("-i", "--interval", type=click.FloatRange(min=0.1), default=None,
+@click.option("-i", "--interval", type=SECONDS, default=None,
               help="Seconds between samples (default: config `interval`, 2).")
 @click.option("-1", "--once", is_flag=True, help="Take one sample and exit.")
 @click.option("--metrics", "metrics_listen", default=None, metavar="HOST:PORT",

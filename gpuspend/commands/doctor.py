@@ -98,6 +98,11 @@ def _check_db(path: Path) -> tuple[sqlite3.Connection | None, bool]:
     if not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
         _line(FAIL, "database", f"{path}: not writable by this user (it and its folder must be, for SQLite's WAL)")
         return conn, False
+    if version > SCHEMA_VERSION:       # every other command refuses it (store.migrate): so must the check
+        _line(FAIL, "database", f"{path}: schema v{version} is newer than this gpuspend understands "
+                                f"(v{SCHEMA_VERSION}): upgrade gpuspend")
+        conn.close()                  # nothing below reads a schema it does not know
+        return None, False
     if version < SCHEMA_VERSION:
         _line(INFO, "database", f"{path} writable; schema v{version}, migrated to v{SCHEMA_VERSION} by the next "
                                 "collector or dashboard")

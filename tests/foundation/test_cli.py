@@ -143,3 +143,41 @@ def test_kill_9_mid_run_leaves_a_sound_database_and_counts_once(db_path: Path) -
         assert set(per_ts.values()) == {8}              # every tick landed whole or not at all
     finally:
         conn.close()
+
+
+def test_a_database_that_refuses_writes_is_one_line_not_a_traceback(tmp_path: Path, monkeypatch, capsys) -> None:
+    """A read-only file or folder, a full disk: SQLite's refusal reached the user as a traceback."""
+    from gpuspend import cli, store
+
+    def refused(*_a: object, **_k: object) -> None:
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+
+    monkeypatch.setattr(store, "connect", refused)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--db", str(tmp_path / "ro.db"), "import", str(ROOT / "tests" / "fixtures" / "billing" /
+                                                                 "focus_gpu.csv")])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 3
+    assert err.startswith("gpuspend: the database refused: attempt to write a readonly database (check the file's")
+    assert "\n" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0"])
+def test_an_interval_must_be_a_finite_number_of_seconds(cli, db_path: Path, value: str) -> None:
+    """`-i nan` passed click's range check and failed writing the lease (a traceback); the dashboard span."""
+    r = cli("--db", str(db_path), "collect", "--demo", "--once", "-i", value)
+    assert r.returncode == 2
+    err = r.stderr.strip()
+    assert "\n" not in err and err.startswith("gpuspend: Invalid value for '-i' / '--interval'"), err
+    assert err.endswith("(see 'gpuspend collect --help')")
+    assert not db_path.exists()
+
+
+def test_an_error_line_never_carries_a_terminal_escape_of_what_it_quotes(cli, db_path: Path) -> None:
+    """A file name is outside text: its OSC sequence (retitle the terminal) and BEL went to the terminal raw."""
+    r = cli("--db", str(db_path), "import", "names/missing\x1b]0;TITLE\x07\x1bP1;2q\x1b\\.csv")
+    assert r.returncode == 2
+    err = r.stderr.strip()
+    assert "\n" not in err and "\x1b" not in err and "\x07" not in err, repr(err)
+    assert err.startswith("gpuspend: names/missing"), err
+    assert "no such file or folder" in err

@@ -24,6 +24,10 @@ BAD = [
     ('host: "node\\x1b[31m"\n', "1:7", "host: contains control characters"),
     ("host: a\x01b\n", "1:8", "control character '\\x01' in the file"),
     ("x: " + "[" * 3000 + "]" * 3000 + "\n", "1:35", "nested more than 32 levels deep"),
+    # YAML keeps the last of two keys silently: a budget of 100 became one of 100000, --fail-on budget green
+    ("budget:\n  monthly: 100\n  monthly: 100000\n", "3:3", "'budget.monthly' is set twice in one mapping"),
+    ("budget:\n  monthly: 100\nbudget:\n  monthly: 5\n", "3:1", "'budget' is set twice in one mapping"),
+    ("rates:\n  per_model:\n    H100: 2.5\n    H100: 3\n", "4:5", "'rates.per_model.H100' is set twice in one mapping"),
 ]
 
 
