@@ -95,20 +95,24 @@ def _build(cls: type[Options], values: dict[str, Any]) -> Options:
     return cls(**{k: v for k, v in values.items() if k in names})
 
 
-class Seconds(click.FloatRange):
-    """A finite number of seconds, at least 0.1. click's FloatRange lets `nan` through (no comparison fails)
-    and `inf`: a lease row that could not be written, an overflow, a dashboard spinning at 100%."""
+class Seconds(click.ParamType):
+    """A finite number of seconds, at least MIN_SECONDS. click's FloatRange let `nan` through (no comparison
+    fails) and `inf`: a lease row that could not be written, an overflow, a dashboard spinning at 100%."""
 
     name = "seconds"
+    MIN_SECONDS = 0.1
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        v = super().convert(value, param, ctx)
-        if not math.isfinite(v):
-            self.fail(f"{value!r} is not a finite number of seconds", param, ctx)
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            v = math.nan
+        if not math.isfinite(v) or v < self.MIN_SECONDS:
+            self.fail(f"expected a number of seconds, at least {self.MIN_SECONDS:g}, got {value}", param, ctx)
         return v
 
 
-SECONDS = Seconds(min=0.1)
+SECONDS = Seconds()
 
 
 def common_options(f: Callable[..., Any]) -> Callable[..., Any]:

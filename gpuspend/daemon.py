@@ -126,6 +126,10 @@ class Collector:
                 from gpuspend.demo import claim_for_demo
 
                 claim_for_demo(self.db_path)
+            else:               # and real rows never into a demo database
+                from gpuspend.demo import refuse_real_data_into_demo
+
+                refuse_real_data_into_demo(self.db_path, "this box's GPUs")
             self.conn = connect(self.db_path)
             if not lease.try_acquire(self.conn, self.owner, self.interval_s):
                 info = lease.holder(self.conn)

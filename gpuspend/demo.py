@@ -84,6 +84,27 @@ def _holds_only_demo_data(conn: sqlite3.Connection) -> bool:
     return not any(conn.execute(f'SELECT 1 FROM "{t}" LIMIT 1').fetchone() for t in real if t in tables)
 
 
+def refuse_real_data_into_demo(path: str | Path, what: str) -> None:
+    """Before real samples or an import are written to `path` without --demo: refuse a demo database. Its
+    GPUs and billing are simulated; real data written beside them would be summed with them, unmarked (a
+    --demo run on a new or empty --db/GPUSPEND_DB makes that file a demo database)."""
+    p = Path(path)
+    if not p.exists() or p.stat().st_size == 0:
+        return
+    try:
+        conn = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (META_MARKER,)).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return                        # not readable as a gpuspend database: connect() says why, in its line
+    if row is not None and row[0] == "1":
+        raise UsageError(f"{p} is a demo database (made by --demo): its GPUs and billing are simulated, and "
+                         f"{what} would be counted with them",
+                         hint="pass another --db (or unset GPUSPEND_DB); with --demo it writes to the demo")
+
+
 def claim_for_demo(path: str | Path) -> None:
     """Before simulated samples are written to `path`: refuse a database that is not a demo one; mark a new
     one as a demo database."""

@@ -66,7 +66,8 @@ def detect(header: list[str], where: str, forced: str | None = None) -> Verdict:
             raise UsageError(f"unknown format {forced!r}", hint=f"use one of {', '.join(FORMATS)}")
         v = _assess(forced, header)
         if v.missing:
-            raise DataError(f"not a {forced} export: missing required column(s) "
+            article = "an" if forced[0] in "aeiou" else "a"          # an azure / aws-cur export
+            raise DataError(f"not {article} {forced} export: missing required column(s) "
                             f"{', '.join(_display(forced, m) for m in v.missing)}", where=where,
                             hint="check the export settings, or drop --format to detect the format")
         return v

@@ -48,7 +48,9 @@ def normalise(c: Cols, ctx: dict[str, Any]) -> Rows:
         cur = str(ctx.get("currency") or DEFAULT_CURRENCY)
         currency = const(cur, n)
         notes.append(f"no BillingCurrency column: amounts read as {cur} (the `currency` setting)")
-    provider = text_col(c.get("providername", "invoiceissuername"), n)
+    # ServiceProviderName: FOCUS 1.2 deprecates ProviderName for it. The same provider, whichever column names
+    # it, is the same slice: a month exported in both versions replaces, never adds to, the other.
+    provider = text_col(c.get("providername", "serviceprovidername", "invoiceissuername"), n)
     category = text_col(c.get("chargecategory"), n)
     data = {
         "billing_account": text_col(c.get("billingaccountid"), n),

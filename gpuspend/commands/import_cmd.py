@@ -37,7 +37,12 @@ def import_cmd(opts: Options, paths: tuple[str, ...], fmt: str | None, as_json: 
     from gpuspend.store import connect
 
     cfg = opts.load_config()
-    conn = connect(opts.db_path(cfg))
+    path = opts.db_path(cfg)
+    if not opts.demo:
+        from gpuspend.demo import refuse_real_data_into_demo
+
+        refuse_real_data_into_demo(path, "these exports")
+    conn = connect(path)
     try:
         results = import_paths(conn, list(paths), fmt=fmt, skip_bad_rows=skip_bad_rows, dataset=dataset,
                                currency=cfg.currency)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -348,3 +349,21 @@ def test_a_period_that_ends_before_it_starts_is_a_bad_row(old: str, new: str, wh
     r = cli("--db", str(db_path), "import", str(path))
     _one_line_error(r, "back.csv:3", what)
     assert dump(db_path) == seeded
+
+
+def test_a_month_exported_again_with_focus_1_2s_provider_column_replaces_it(cli, db_path: Path,
+                                                                            tmp_path: Path) -> None:
+    """FOCUS 1.2 names the provider in ServiceProviderName (ProviderName is deprecated): the same month in
+    the newer layout is the same slice, so it replaces the first import instead of doubling the month."""
+    lines = _lines(GOOD)
+    newer = _write(tmp_path / "focus12.csv", [lines[0].replace(",ProviderName,", ",ServiceProviderName,"),
+                                              *lines[1:]])
+    for path in (GOOD, newer):
+        r = cli("--db", str(db_path), "import", str(path))
+        assert r.returncode == 0, r.stderr
+    conn = sqlite3.connect(db_path)
+    try:
+        usd = conn.execute("SELECT ROUND(SUM(billed_cost), 2) FROM charges WHERE currency = 'USD'").fetchone()[0]
+    finally:
+        conn.close()
+    assert usd == 305.99          # focus_gpu.csv's USD rows once, not 611.98

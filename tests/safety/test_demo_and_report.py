@@ -113,3 +113,40 @@ def test_simulated_history_alone_may_become_a_demo_database(tmp_path):
     assert r.returncode == 0, r.stderr
     with sqlite3.connect(db) as c:
         assert c.execute("SELECT value FROM meta WHERE key = 'demo.database'").fetchone() == ("1",)
+
+
+def _demo_db(tmp_path: Path) -> Path:
+    db = tmp_path / "was-empty.db"          # a new --db given to --demo becomes a demo database
+    r = run_cli("collect", "--demo", "--once", "--db", str(db))
+    assert r.returncode == 0, r.stderr
+    with sqlite3.connect(db) as c:
+        c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return db
+
+
+def test_an_import_without_demo_is_refused_by_a_demo_database(tmp_path):
+    """Real billing imported into the demo's file was summed with the demo's simulated month, unmarked."""
+    db = _demo_db(tmp_path)
+    before = _sha(db)
+    r = run_cli("import", str(FOCUS), "--db", str(db))
+    assert r.returncode == 2
+    assert f"{db} is a demo database (made by --demo): its GPUs and billing are simulated" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert _sha(db) == before
+    assert run_cli("--demo", "import", str(FOCUS), "--db", str(db)).returncode == 0     # said as meant
+
+
+def test_a_real_collector_is_refused_by_a_demo_database(tmp_path):
+    from gpuspend.collectors.simulated import SimulatedSource
+    from gpuspend.config import load_config
+    from gpuspend.daemon import Collector
+    from gpuspend.errors import UsageError
+
+    db = _demo_db(tmp_path)
+    before = _sha(db)
+    try:
+        with Collector(db, load_config(), demo=False, source=SimulatedSource()):
+            raise AssertionError("a real collector opened a demo database")
+    except UsageError as exc:
+        assert "is a demo database" in exc.message and "this box's GPUs" in exc.message
+    assert _sha(db) == before

@@ -15,7 +15,7 @@ from textual.widgets import Input
 
 from gpuspend import lease
 from gpuspend.collectors.reading import ProcReading
-from gpuspend.store import connect
+from gpuspend.store import connect, transaction
 from gpuspend.tui.screens.billing import BillingScreen
 from gpuspend.tui.screens.dashboard import DashboardScreen
 from gpuspend.tui.screens.help import HelpScreen
@@ -25,7 +25,7 @@ from gpuspend.tui.widgets.gpu_table import GpuTable
 from gpuspend.tui.widgets.keyed_table import LaidOutTable
 from gpuspend.tui.widgets.process_table import ProcessTable
 from gpuspend.tui.widgets.summary import SummaryBar
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT
 from tests.tui.conftest import NOW_MS
 from tests.tui.factory import GIB, ScriptedSource, refreshed, screen_text, wait_for, write_samples
 
@@ -265,6 +265,10 @@ async def test_lease_handoff_daemon_then_in_app(make_app, db_path, cfg, fake_gpu
             while (lease.holder(conn) is None or lease.holder(conn).pid != daemon.pid) and daemon.poll() is None:
                 assert time.monotonic() < deadline, "daemon did not take the lease"
                 time.sleep(0.1)
+            # The daemon is a demo one only because a subprocess cannot share this test's fake NVML; a real
+            # collector refuses a demo database, so the file is made an ordinary one for the handoff tested here.
+            with transaction(conn):
+                conn.execute("DELETE FROM meta WHERE key = 'demo.database'")
         finally:
             conn.close()
         app = make_app(db_path, collect=True)
@@ -277,8 +281,13 @@ async def test_lease_handoff_daemon_then_in_app(make_app, db_path, cfg, fake_gpu
             await wait_for(pilot, lambda: app._collector.ticks >= 1)
             # its alerts task is handed the dashboard's newest full snapshot rather than building one more
             assert app._collector.recent_snapshot() is app._full is not None
-            refused = run_cli("collect", "--demo", "--once", "--db", str(db_path))
-            assert refused.returncode != 0 and "already writing" in refused.stderr
+            # a second (real) collector, in another process, is refused by the lease
+            code = ("import sys\nfrom gpuspend.collectors.simulated import SimulatedSource\n"
+                    "from gpuspend.config import load_config\nfrom gpuspend.daemon import Collector\n"
+                    "Collector(sys.argv[1], load_config(), demo=False, source=SimulatedSource()).open()\n")
+            refused = subprocess.run([sys.executable, "-c", code, str(db_path)], cwd=ROOT, capture_output=True,
+                                     text=True, timeout=60)
+            assert refused.returncode != 0 and "LeaseHeld: another collector is already writing" in refused.stderr
             await pilot.press("q")
     finally:
         if daemon.poll() is None:
