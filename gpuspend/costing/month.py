@@ -38,6 +38,9 @@ _RECURRING = (f"{_SHORT_PERIOD} AND LOWER(COALESCE(charge_category, '')) IN ({_O
               "AND LOWER(COALESCE(charge_frequency, '')) = 'recurring'")
 
 
+_OUTSIDE = "(charge_period_end <= ? OR charge_period_start >= ?)"      # the month's [start, end), in seconds
+
+
 @dataclass(frozen=True)
 class MonthBilling:
     """What the exports hold for one billing period, split the way the month needs it:
@@ -158,12 +161,16 @@ def _month_billing(conn: sqlite3.Connection, month: str, rid: str | None) -> Mon
     ends: list[int] = []
     local_long = (f"{local_sql} AND {_USAGE} AND NOT ({_SHORT}) AND charge_period_start IS NOT NULL "
                   "AND charge_period_end IS NOT NULL")
-    q = (f"SELECT COALESCE(currency, 'USD'), CASE WHEN {local_long} THEN 'local_long' WHEN {_RECURRING} "
+    # A row whose charge period lies wholly outside the month (a correction of an earlier month, late usage,
+    # billed in this period) is money of this period once: never a rate, never how far an export reaches. Read
+    # as a day's rate, one $50 hour of October made November's projection $4.1M.
+    q = (f"SELECT COALESCE(currency, 'USD'), CASE WHEN {_OUTSIDE} THEN 'once' "
+         f"WHEN {local_long} THEN 'local_long' WHEN {_RECURRING} "
          f"THEN 'recurring' WHEN NOT ({_SHORT}) THEN 'once' WHEN {local_sql} AND {_USAGE} THEN 'local' "
          "ELSE 'other' END AS cls, charge_period_start / 86400 AS d, SUM(billed_cost), MIN(charge_period_start), "
          f"MAX(charge_period_end), import_id FROM charge_rows WHERE {period} GROUP BY 1, 2, 3, import_id")
     spans: list[tuple[int, int]] = []
-    rows = list(conn.execute(q, (*largs, *largs, *pargs)))
+    rows = list(conn.execute(q, (start // 1000, end // 1000, *largs, *largs, *pargs)))
     if any(r[1] == "recurring" for r in rows):
         rows += _recurring_fees(conn, period, pargs)
     for cur, cls, d, total, first, last, import_id in rows:

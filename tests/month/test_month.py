@@ -330,3 +330,19 @@ def test_an_amortized_dataset_ahead_of_the_actual_cost_export_does_not_stop_the_
 
     assert billing_coverage_end(conn, cfg, "2026-11")[0] == (NOV1_S + 4 * DAY_S) * 1000
     assert usd.coverage_end_ms == (NOV1_S + 4 * DAY_S) * 1000
+
+
+def test_a_correction_of_an_earlier_month_is_its_money_once_not_a_rate(db_path, tmp_path):
+    """A $50 correction of one October hour, billed in November by an export that holds nothing else (as the
+    FOCUS spec's late-arriving usage delta): read as a day rate from its one hour, it projected November at
+    $4.1M and said the export ended in October. By hand, beside another account's $1/h to 11-15 00:00 (14
+    complete days): to date 14 * 24 + 50 = $386, projected 386 + 1 * 24 * 16 days left = $770."""
+    conn = new_store(db_path)
+    usage = new_import(conn, NOV1_S + 14 * DAY_S, source="focus:AWS")
+    charges(conn, usage, hourly(NOV1_S, 14 * 24, 1.0, resource_id="i-other"))
+    late = new_import(conn, NOV1_S - 27 * DAY_S + 3600, source="focus:AWS/222")
+    charges(conn, late, [dict(start_s=NOV1_S - 27 * DAY_S, end_s=NOV1_S - 27 * DAY_S + 3600, cost=50.0,
+                              resource_id="i-late")])
+    usd = views_of(conn, cfg_from(tmp_path, ""))["USD"]
+    assert usd.mtd == pytest.approx(386.0)
+    assert usd.projection == pytest.approx(770.0)
