@@ -147,7 +147,9 @@ def _build_snapshot(conn: sqlite3.Connection, cfg: Any, now: int, month: str | N
 
     month = month or forecast.month_of(now)
     months, _cov_end = month_views_for(conn, cfg, month, now, rates)
-    cov_end, cov_export = billing_coverage_end(conn, cfg, month)
+    # Freshness is now's: a report on a closed month (--month 2026-10) is not outdated because that month's
+    # exports end where it does (its cron job paged every time while November's export was a day old).
+    cov_end, cov_export = billing_coverage_end(conn, cfg, max(month, forecast.month_of(now)))
 
     notes = []
     notes.extend(orphan_notes(conn, now, max(int(stale_ms), 120_000)))   # memory held with no live process

@@ -346,3 +346,23 @@ def test_a_correction_of_an_earlier_month_is_its_money_once_not_a_rate(db_path, 
     usd = views_of(conn, cfg_from(tmp_path, ""))["USD"]
     assert usd.mtd == pytest.approx(386.0)
     assert usd.projection == pytest.approx(770.0)
+
+
+def test_a_report_on_a_closed_month_judges_freshness_by_now_not_by_that_month(db_path, tmp_path):
+    """`--month 2026-10` on 11-15 with November's export a few hours old: October's exports end where October
+    does, and the `outdated` alert fired on that (a monthly cron report paged every time)."""
+    from gpuspend import alerts
+
+    conn = new_store(db_path)
+    oct1 = NOV1_S - 31 * DAY_S
+    october = new_import(conn, NOV1_S, period=(oct1, NOV1_S))
+    charges(conn, october, hourly(oct1, 31 * 24, 1.0, resource_id="i-a"), period=(oct1, NOV1_S))
+    november = new_import(conn, NOV1_S + 14 * DAY_S + 6 * 3600)
+    charges(conn, november, hourly(NOV1_S, 14 * 24 + 6, 1.0, resource_id="i-a"))
+    cfg = cfg_from(tmp_path, "")
+    snap = costing.build_snapshot(conn, cfg, NOW_MS, month="2026-10")
+    assert snap.billing_coverage_end_ms == (NOV1_S + 14 * DAY_S + 6 * 3600) * 1000
+    [billing] = [c for c in alerts.outdated_conditions(cfg, snap, NOW_MS) if c.subject == "billing"]
+    assert billing.firing is False
+    [oct_usd] = snap.months
+    assert oct_usd.mtd == pytest.approx(744.0)        # the month itself is still October's
