@@ -47,7 +47,7 @@ CATEGORY = {
 # A purchase's frequency, as FOCUS states it (ChargeFrequency): the recurring fees accrue every hour (a
 # Savings Plan's) or month (an RI's); the upfront ones are paid once.
 FREQUENCY = {"savingsplanrecurringfee": "Recurring", "rifee": "Recurring", "fee": "One-Time",
-             "savingsplanupfrontfee": "One-Time"}
+             "savingsplanupfrontfee": "One-Time", "refund": "One-Time"}   # a refund is money once, not a rate
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 

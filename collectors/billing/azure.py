@@ -88,7 +88,8 @@ def normalise(c: Cols, ctx: dict[str, Any]) -> Rows:
                               for t in day],
         "charge_category": mapped(charge_type, lambda t: CATEGORY.get((t or "usage").lower(), "Adjustment")),
         "charge_class": [None] * n,
-        "charge_frequency": [None] * n,   # purchases read as one-time (see costing/month.py)
+        # purchases read as one-time (see costing/month.py); a refund is money once, never a day's rate
+        "charge_frequency": mapped(charge_type, lambda t: "One-Time" if (t or "").lower() == "refund" else None),
         "charge_type": charge_type,
         "billed_cost": list(cost) if dataset == "actual" else [None] * n,
         "effective_cost": cost,

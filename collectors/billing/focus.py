@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gpuspend.collectors.billing.normalise import Cols, Rows, const, finish, purchase_frequency
+from gpuspend.collectors.billing.normalise import Cols, Rows, charge_frequency, const, finish
 from gpuspend.collectors.billing.values import (
     BadValue,
     mapped,
@@ -62,7 +62,7 @@ def normalise(c: Cols, ctx: dict[str, Any]) -> Rows:
         "charge_category": category,
         "charge_class": text_col(c.get("chargeclass"), n),
         "charge_type": text_col(c.get("x_chargetype", "x_costtype", "pricingcategory"), n),
-        "charge_frequency": purchase_frequency(category, text_col(c.get("chargefrequency"), n)),
+        "charge_frequency": charge_frequency(category, text_col(c.get("chargefrequency"), n)),
         "billed_cost": billed,
         "effective_cost": effective,
         "list_cost": num_col(c.get("listcost"), n, c.name("listcost"), bad),

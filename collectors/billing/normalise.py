@@ -107,11 +107,11 @@ class Rows:
     notes: list[str] = field(default_factory=list)       # said once per file (e.g. where a currency came from)
 
 
-def purchase_frequency(category: list[Any], frequency: list[Any]) -> list[Any]:
-    """The frequency of Purchase rows ('Recurring', 'One-Time'), None on every other row: the month needs
-    it on purchases only (a recurring fee accrues, an upfront one does not), so a batch without purchases
-    stores and binds nothing for it."""
-    kinds = {k for k in set(category) if k is not None and k.lower() == "purchase"}
+def charge_frequency(category: list[Any], frequency: list[Any]) -> list[Any]:
+    """The frequency ('Recurring', 'One-Time') of every row but usage, None on usage rows: the month needs it
+    where a row is no usage (a recurring fee accrues, an upfront one does not; a one-time credit or refund is
+    money once, not a day's rate), so a batch of usage only stores and binds nothing for it."""
+    kinds = {k for k in set(category) if k is None or k.lower() != "usage"}
     if not kinds:
         return [None] * len(category)
     return [f if k in kinds else None for k, f in zip(category, frequency, strict=True)]

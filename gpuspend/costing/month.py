@@ -39,6 +39,8 @@ _RECURRING = (f"{_SHORT_PERIOD} AND LOWER(COALESCE(charge_category, '')) IN ({_O
 
 
 _OUTSIDE = "(charge_period_end <= ? OR charge_period_start >= ?)"      # the month's [start, end), in seconds
+# A one-time credit, refund or fee whatever its charge period (an hour, a day): its money once, never a rate.
+_ONE_TIME = "LOWER(COALESCE(charge_frequency, '')) = 'one-time'"
 
 
 @dataclass(frozen=True)
@@ -164,7 +166,7 @@ def _month_billing(conn: sqlite3.Connection, month: str, rid: str | None) -> Mon
     # A row whose charge period lies wholly outside the month (a correction of an earlier month, late usage,
     # billed in this period) is money of this period once: never a rate, never how far an export reaches. Read
     # as a day's rate, one $50 hour of October made November's projection $4.1M.
-    q = (f"SELECT COALESCE(currency, 'USD'), CASE WHEN {_OUTSIDE} THEN 'once' "
+    q = (f"SELECT COALESCE(currency, 'USD'), CASE WHEN {_OUTSIDE} OR {_ONE_TIME} THEN 'once' "
          f"WHEN {local_long} THEN 'local_long' WHEN {_RECURRING} "
          f"THEN 'recurring' WHEN NOT ({_SHORT}) THEN 'once' WHEN {local_sql} AND {_USAGE} THEN 'local' "
          "ELSE 'other' END AS cls, charge_period_start / 86400 AS d, SUM(billed_cost), MIN(charge_period_start), "

@@ -366,3 +366,25 @@ def test_a_report_on_a_closed_month_judges_freshness_by_now_not_by_that_month(db
     assert billing.firing is False
     [oct_usd] = snap.months
     assert oct_usd.mtd == pytest.approx(744.0)        # the month itself is still October's
+
+
+@pytest.mark.parametrize("hours", [1, 24])
+def test_a_one_time_credit_is_its_money_once_whatever_its_charge_period(db_path, tmp_path, hours):
+    """A -$100 credit, ChargeFrequency One-Time, on 11-10 beside $1/h usage to 11-15 00:00. With a one-hour
+    (or one-day) charge period it was read as that day's rate: projected 236 + 16 * 236/14. By hand: to date
+    14 * 24 - 100 = $236, projected 236 + 16 * 24 = $620 (the credit once, as with a month-long period)."""
+    conn = new_store(db_path)
+    imp = new_import(conn, NOV1_S + 14 * DAY_S)
+    charges(conn, imp, hourly(NOV1_S, 14 * 24, 1.0, resource_id="i-a"))
+    start = NOV1_S + 9 * DAY_S
+    with conn:
+        conn.execute("INSERT INTO charges (import_id, billing_period_start, billing_period_end, charge_period_start, "
+                     "charge_period_end, charge_category, charge_frequency, billed_cost, effective_cost, currency) "
+                     "VALUES (?, ?, ?, ?, ?, 'Credit', 'One-Time', -100, -100, 'USD')",
+                     (imp, NOV1_S, NOV1_S + 30 * DAY_S, start, start + hours * 3600))
+    from gpuspend.store import bump_generation, transaction
+    with transaction(conn):
+        bump_generation(conn)
+    usd = views_of(conn, cfg_from(tmp_path, ""))["USD"]
+    assert usd.mtd == pytest.approx(236.0)
+    assert usd.projection == pytest.approx(620.0)

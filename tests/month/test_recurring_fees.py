@@ -50,12 +50,12 @@ def test_a_daily_recurring_fee_is_projected_an_upfront_or_monthly_purchase_is_no
     assert mv["mtd"] == pytest.approx(10_980.0)
     assert mv["projection"] == pytest.approx(17_028.0)
     conn = sqlite3.connect(db_path)
-    try:       # stored on purchases only: no other row carries it
+    try:       # stored on every row but usage: usage rows carry none
         kept = conn.execute("SELECT charge_category, charge_frequency, COUNT(*) FROM charge_rows "
                             "GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
     finally:
         conn.close()
-    assert kept == [("Purchase", "One-Time", 1), ("Purchase", "Recurring", 11), ("Tax", None, 1), ("Usage", None, 20)]
+    assert kept == [("Purchase", "One-Time", 1), ("Purchase", "Recurring", 11), ("Tax", "Recurring", 1), ("Usage", None, 20)]
 
 
 def test_cur_line_item_types_carry_their_frequency(cli, db_path: Path, tmp_path: Path) -> None:
