@@ -185,14 +185,15 @@ class Snapshot:
 
     @property
     def today_cost_known(self) -> float | None:
-        """Today's cost; None when no GPU has a rate and nothing known was spent."""
-        return None if self.no_rate_at_all and not self.today_cost else self.today_cost
+        """Today's cost; None when no GPU has a rate (or there is no GPU: the text says "no GPU", as for $/h)
+        and nothing known was spent."""
+        return None if (self.no_rate_at_all or not self.gpus) and not self.today_cost else self.today_cost
 
     @property
     def idle_waste_today_known(self) -> float | None:
         """Today's idle waste; None when what was wasted is only on GPUs without a rate."""
         unpriced_idle = any(g.episode_open and g.episode_waste is None for g in self.gpus)
-        if not self.idle_waste_today and (self.no_rate_at_all or unpriced_idle):
+        if not self.idle_waste_today and (self.no_rate_at_all or unpriced_idle or not self.gpus):
             return None
         return self.idle_waste_today
 

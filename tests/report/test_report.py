@@ -250,3 +250,19 @@ def test_prices_command(demo_db):
     text = run_cli("--demo", "--db", str(demo_db), "prices", "--model", "h100").stdout
     assert "p5.48xlarge" in text and "GPU 0 H100-SXM on gpu-demo-01: billing: i-0demo0p5h100box1 $55.04/h / 8 GPUs" in text
     assert "L4" not in text.split("\n\n")[0]
+
+
+def test_a_box_without_gpus_has_no_money_today_in_json_as_in_text(tmp_path):
+    """Billing only, no GPU: the text said "cost so far: no GPU" and JSON `today.cost` 0.0 (unknown is null,
+    never 0, as `now.cost_per_hour` already was)."""
+    db = tmp_path / "billing.db"
+    assert run_cli("--db", str(db), "import", str(ROOT / "tests" / "fixtures" / "billing" / "focus_gpu.csv"),
+                   ).returncode == 0
+    r = report(db, "--no-sample", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["now"]["cost_per_hour"] is None
+    assert doc["today"]["cost"] is None and doc["today"]["idle_waste"] is None
+    jsonschema.validate(doc, json.loads((ROOT / "gpuspend" / "data" / "report.schema.json").read_text()))
+    text = report(db, "--no-sample").stdout
+    assert "cost so far: no GPU" in text
