@@ -26,7 +26,7 @@ from gpuspend.costing.workloads import UNATTRIBUTED, group_by, workload_attribut
 from gpuspend.errors import EXIT_ALERTS, EXIT_OK, GpuspendError, NvmlUnavailable, UsageError
 from gpuspend.fmt import clean, count, money, share, share_cut, unseen
 from gpuspend.fmt import duration as dur
-from gpuspend.snapshot import Snapshot, unknown_so_far
+from gpuspend.snapshot import Snapshot, observed_hours_label, unknown_so_far
 
 if TYPE_CHECKING:
     from gpuspend.config import Config
@@ -250,7 +250,8 @@ def build_document(conn: Any, cfg: Config, snap: Snapshot, since_ms: int, month:
                          for s in billing.services],
             "gpu_skus": [{"name": clean(s.name), "amount": _r(s.amount)} for s in billing.gpu_skus],
             "alternatives": [{"provider": a.provider, "gpu_model": a.gpu_model, "per_gpu_hour": a.per_gpu_hour,
-                              "as_of": a.as_of, "cost_same_hours": _r(a.cost_same_hours), "saving": _r(a.saving)}
+                              "as_of": a.as_of, "cost_same_hours": _r(a.cost_same_hours), "saving": _r(a.saving),
+                              "gpu_hours": _r(a.gpu_hours)}
                              for a in billing.alternatives],
         },
         "freshness": {
@@ -409,7 +410,7 @@ def render_text(doc: dict[str, Any]) -> str:
         for s in top["gpu_skus"][:TOP]:
             out.append(f"  {s['name'][:50]:<50} {money(s['amount'], bc):>14}")
     if top["alternatives"]:
-        out.append("same GPU-hours elsewhere this month (catalog):")
+        out.append(f"{observed_hours_label(top['alternatives'])} elsewhere (catalog prices):")
         for a in top["alternatives"][:TOP]:
             word = "save" if a["saving"] >= 0 else "extra"
             out.append(f"  {a['provider']:<10} {a['gpu_model']:<10} {money(a['per_gpu_hour'], 'USD'):>7}/h "
@@ -576,7 +577,9 @@ def render_markdown(doc: dict[str, Any]) -> str:
             o += [f"| {_md(s['name'])} | {money(s.get('amount'), bc)} |" for s in rows[:TOP]]
             o.append("")
     if top["alternatives"]:
-        o += ["| Elsewhere | GPU | $/GPU-h | Same hours | Saving |", "|---|---|---:|---:|---:|"]
+        what = observed_hours_label(top['alternatives'])
+        o += [f"{what[0].upper()}{what[1:]}, elsewhere (catalog prices):", "",
+              "| Elsewhere | GPU | $/GPU-h | Same hours | Saving |", "|---|---|---:|---:|---:|"]
         o += [f"| {a['provider']} | {a['gpu_model']} | {money(a['per_gpu_hour'], 'USD')} | "
               f"{money(a['cost_same_hours'], 'USD')} | {money(a['saving'], 'USD')} |" for a in top["alternatives"][:TOP]]
         o.append("")
@@ -608,6 +611,9 @@ def run_report(opts: ReportOptions) -> int:
     month_arg = forecast.parse_month(month_opt) if month_opt else None
     cfg = opts.load_config()
     now = clock.now_ms()
+    if month_arg and month_arg > forecast.month_of(now):     # as the billing screen refuses it: nothing is there
+        raise UsageError(f"--month {month_arg} has not started: nothing is recorded there yet",
+                         hint=f"pick {forecast.month_of(now)} or an earlier month")
     since = parse_since(opts.since, now)
     until: int | None = None
     if month_arg and not opts.since:

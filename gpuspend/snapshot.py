@@ -220,6 +220,22 @@ class Alternative:
     as_of: str
     cost_same_hours: float          # what this box's GPU-hours this month would cost there
     saving: float                   # current - alternative (negative = more expensive)
+    # The GPU-hours compared: those the collector observed this month, which on a box watched part of the
+    # month are fewer than the invoice's (every surface says so, with the number).
+    gpu_hours: float = 0.0
+
+
+def observed_hours_label(alternatives: tuple[Alternative, ...] | list[dict]) -> str:
+    """"the 4,511 GPU-hours observed this month": what the comparison is of, said wherever it is shown (a
+    snapshot's alternatives or the report's JSON rows)."""
+    hours = {}
+    for a in alternatives:
+        if isinstance(a, dict):
+            hours[a["gpu_model"]] = a["gpu_hours"] or 0.0
+        else:
+            hours[a.gpu_model] = a.gpu_hours
+    n = round(sum(hours.values()))
+    return f"the {n:,} GPU-hour{'' if n == 1 else 's'} observed this month"
 
 
 @dataclass(frozen=True)

@@ -513,6 +513,6 @@ def alternatives(conn: sqlite3.Connection, cfg: Any, month: str, now_ms: int, gp
             cost = hours[model] * e.usd_per_gpu_hour
             out.append(Alternative(provider=e.provider, gpu_model=model, per_gpu_hour=round(e.usd_per_gpu_hour, 6),
                                    as_of=e.as_of, cost_same_hours=round(cost, 6),
-                                   saving=round(current[model] - cost, 6)))
+                                   saving=round(current[model] - cost, 6), gpu_hours=round(hours[model], 6)))
     out.sort(key=lambda a: (a.gpu_model, -a.saving, a.provider))
     return tuple(out)

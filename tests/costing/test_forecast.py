@@ -97,6 +97,10 @@ def test_billing_summary_services_skus_alternatives(month_store, tmp_path):
     assert alts["runpod"].cost_same_hours == pytest.approx(132 * 3.99)
     assert alts["runpod"].saving == pytest.approx(132 * (6.88 - 3.99))
     assert alts["azure"].saving < 0
+    # what is compared is said with its number: the hours observed, which can be fewer than the invoice's
+    from gpuspend.snapshot import observed_hours_label
+    assert alts["runpod"].gpu_hours == pytest.approx(132)
+    assert observed_hours_label(s.alternatives) == "the 132 GPU-hours observed this month"
     eur = costing.billing_summary(month_store, cfg, "2026-11", NOW_MS, currency="EUR")
     assert [(x.name, x.amount) for x in eur.services] == [("Virtual Machines", 450.0)]
 

@@ -266,3 +266,14 @@ def test_a_box_without_gpus_has_no_money_today_in_json_as_in_text(tmp_path):
     jsonschema.validate(doc, json.loads((ROOT / "gpuspend" / "data" / "report.schema.json").read_text()))
     text = report(db, "--no-sample").stdout
     assert "cost so far: no GPU" in text
+
+
+def test_a_month_that_has_not_started_is_refused_as_the_billing_screen_refuses_it(tmp_path):
+    """`--month 2027-01` on 2026-11-15 printed a window ending before it began, "nothing observed: no GPU" beside
+    an open idle episode, and exited 0."""
+    db = tmp_path / "box.db"
+    r = report(db, "--no-sample", "--month", "2027-01")
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip() == ("gpuspend: --month 2027-01 has not started: nothing is recorded there yet (pick "
+                                "2026-11 or an earlier month)")
+    assert not db.exists()

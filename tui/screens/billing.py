@@ -17,7 +17,7 @@ from textual.widgets import Footer, Static
 from gpuspend import budget
 from gpuspend.clock import to_datetime
 from gpuspend.fmt import clean, rounded, share
-from gpuspend.snapshot import BillingSummary, MonthView
+from gpuspend.snapshot import BillingSummary, MonthView, observed_hours_label
 from gpuspend.tui.widgets.fmt import money, plain
 from gpuspend.tui.widgets.summary import budget_style
 
@@ -109,7 +109,8 @@ def coverage_table(s: BillingSummary, ascii_only: bool) -> Table:
 
 
 def alternatives_table(s: BillingSummary, ascii_only: bool) -> Table:
-    t = _table("cheaper elsewhere (same GPU-hours this month, catalog prices)", ascii_only,
+    what = observed_hours_label(s.alternatives) if s.alternatives else "this month's GPU-hours"
+    t = _table(f"cheaper elsewhere ({what}, catalog prices)", ascii_only,
                "provider", "GPU", "$/GPU-h", "would cost", "saving")
     for a in s.alternatives:
         style = "green" if a.saving > 0 else "dim"
