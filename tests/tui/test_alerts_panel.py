@@ -73,7 +73,7 @@ def test_an_open_idle_alert_shows_the_gpu_rows_live_waste_not_the_engines_older_
     snap = replace(snapshot(1_794_744_000_000, gpus=[g]), alerts=(stored, budget))
     lines = alert_lines(snap, config(tmp_path))
     (idle,) = [a for a in lines if a.kind == "idle"]
-    assert idle.text.endswith("($179.77)") and "179.71" not in idle.text
+    assert idle.text == "idle: GPU 3 held-idle for 1d02h: $179.77 wasted at $2.00/h" and "179.71" not in idle.text
     assert gpu_cells(g, "USD")[9].plain.strip() == "$179.77"        # the row's "wasted" column, the same figure
     (other,) = [a for a in lines if a.kind == "budget"]
     assert other.text.endswith("($9,500.00)")                     # other kinds keep the engine's figure

@@ -462,7 +462,8 @@ def test_a_stored_idle_alert_reads_as_its_gpu_row_beside_it(tmp_path):
                        "GPU 4 (NVIDIA H100 80GB HBM3) on node-1 idle for 1d08h", "EUR")
     snap = replace(snapshot(NOW_MS, gpus=[g]), alerts=(stored,))
     (line,) = [a for a in alert_lines(snap, config(tmp_path)) if a.kind == "idle"]
-    assert line.text == "idle: GPU 4 (NVIDIA H100 80GB HBM3) on node-1 idle for 2d14h (446.00 EUR)"
+    # as the panel writes an idle GPU the engine has not stored: money before anything an 80-column panel cuts
+    assert line.text == "idle: GPU 4 free-idle for 2d14h: 446.00 EUR wasted at 3.00 EUR/h"
     # the GPU left the snapshot: the stored title and money are all there is, in the alert's own currency
     gone = replace(snap, gpus=())
     (line,) = [a for a in alert_lines(gone, config(tmp_path)) if a.kind == "idle"]

@@ -11,7 +11,7 @@ from textual.widgets import Static
 from gpuspend import budget
 from gpuspend.alert_kinds import BUDGET, IDLE, STALE, severity
 from gpuspend.alerts import budget_subject, budget_top, idle_title, outdated_conditions
-from gpuspend.snapshot import Snapshot, gpu_currency
+from gpuspend.snapshot import GpuNow, Snapshot, gpu_currency
 from gpuspend.tui.widgets.fmt import clean, duration, money, share, wraps_alike
 
 if TYPE_CHECKING:
@@ -54,6 +54,18 @@ def _stored_budget_key(cfg: Config, snap: Snapshot, subject: str) -> str:
     return toast_key(BUDGET, subject, budget_top(budget.crossings(cfg, m)) if m is not None else None)
 
 
+def _idle_now_line(snap: Snapshot, g: GpuNow, cur: str) -> AlertLine:
+    """An open idle episode as the panel writes it, stored by the engine or not: the GPU, its state and holders,
+    how long, then its money and rate (what a reader acts on comes before any cut)."""
+    name = f"GPU {g.index}" if g.index is not None else g.uuid[:12]
+    rate = f" at {money(g.cost_per_hour, g.rate.currency)}/h" if g.cost_per_hour else ""
+    who = holders(snap, g.uuid)
+    who = f" by {who}" if who else ""
+    return AlertLine(toast_key(IDLE, g.uuid), IDLE, severity(IDLE),
+                     clean(f"idle: {name} {g.state}{who} for {duration(g.idle_for_s)}: "
+                           f"{money(g.episode_waste, gpu_currency(g.rate, cur))} wasted{rate}"), g.episode_waste or 0.0)
+
+
 def alert_lines(snap: Snapshot, cfg: Config, *, stale_after_s: float = 300.0) -> list[AlertLine]:
     """Open alerts from the store, then what the snapshot shows that the store has not recorded yet: open idle
     episodes and budget crossings, decided by gpuspend.budget from `cfg` exactly as the alert engine and the
@@ -69,10 +81,17 @@ def alert_lines(snap: Snapshot, cfg: Config, *, stale_after_s: float = 300.0) ->
     # beside 2d14h). Idle rows only: busy again before the episode ends, the engine keeps its last title too.
     titles = {g.uuid: idle_title(g) for g in snap.gpus if g.episode_open and g.state in ("held-idle", "free-idle")}
     currency_of = {g.uuid: gpu_currency(g.rate, cur) for g in snap.gpus}     # a GPU's money in its rate's currency
+    # A GPU idle now is written as the panel writes one the engine has not stored yet, money before the rest:
+    # the stored title (model, host) put it last, cut off at 80 columns.
+    idle_now = {g.uuid: g for g in snap.gpus if g.uuid in titles and g.episode_waste is not None}
     for a in snap.alerts:
         if a.state != "open":
             continue
         dollars, message = a.dollars, a.message
+        if a.kind == IDLE and a.subject in idle_now:
+            stored_idle.add(a.subject)
+            out.append(_idle_now_line(snap, idle_now[a.subject], cur))
+            continue
         if a.kind == IDLE:
             stored_idle.add(a.subject)
             dollars = live.get(a.subject, dollars)
@@ -87,13 +106,7 @@ def alert_lines(snap: Snapshot, cfg: Config, *, stale_after_s: float = 300.0) ->
     for g in snap.gpus:
         if not g.episode_open or g.uuid in stored_idle:
             continue
-        name = f"GPU {g.index}" if g.index is not None else g.uuid[:12]
-        rate = f" at {money(g.cost_per_hour, g.rate.currency)}/h" if g.cost_per_hour else ""
-        who = holders(snap, g.uuid)
-        who = f" by {who}" if who else ""
-        out.append(AlertLine(toast_key(IDLE, g.uuid), IDLE, severity(IDLE),
-                             clean(f"idle: {name} {g.state}{who} for {duration(g.idle_for_s)}: "
-                                   f"{money(g.episode_waste, gpu_currency(g.rate, cur))} wasted{rate}"), g.episode_waste or 0.0))
+        out.append(_idle_now_line(snap, g, cur))
     if not any(a.kind == BUDGET for a in out):
         levels = budget.thresholds(cfg)
         for m in snap.months:
