@@ -509,7 +509,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
     o += ["", f"## Today (UTC, {(doc['generated_at'] or '')[:10]})", "", f"Cost so far {total_so_far(doc['today']['cost'], doc['now'], cur)}; idle waste "
           f"{total_so_far(doc['today']['idle_waste'], doc['now'], cur)} "
           f"({_md(_observed_text(doc['today']['observed'], 'today'))}).", "",
-          "## Month " + ", ".join(sorted({m["month"] for m in doc["month"]})), ""]
+          " ".join(["## Month", ", ".join(sorted({m["month"] for m in doc["month"]}))]).rstrip(), ""]
     for m in doc["month"]:
         c = m["currency"]
         o.append(f"- **{m['month']} {c}**: to date {money(m['mtd'], c)} (billed {money(m['billed'], c)} + "

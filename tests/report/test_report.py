@@ -277,3 +277,10 @@ def test_a_month_that_has_not_started_is_refused_as_the_billing_screen_refuses_i
     assert r.stderr.strip() == ("gpuspend: --month 2027-01 has not started: nothing is recorded there yet (pick "
                                 "2026-11 or an earlier month)")
     assert not db.exists()
+
+
+def test_the_markdown_month_heading_of_an_empty_database_has_no_trailing_space(tmp_path):
+    connect(tmp_path / "empty.db").close()
+    r = report(tmp_path / "empty.db", "--no-sample", "--format", "markdown")
+    assert r.returncode == 0, r.stderr
+    assert "## Month\n" in r.stdout and "## Month \n" not in r.stdout
