@@ -88,3 +88,27 @@ def test_doctor_fails_a_database_from_a_newer_gpuspend(tmp_path: Path) -> None:
     [line] = [ln for ln in r.stdout.splitlines() if " database " in ln]
     assert line.startswith("FAIL") and "schema v999 is newer than this gpuspend understands" in line
     assert run_cli("--db", str(db), "--report", "--no-sample").returncode == 3
+
+
+def test_doctor_without_nvml_does_not_send_a_new_user_to_commands_that_cannot_sample(tmp_path: Path, monkeypatch,
+                                                                                     capsys) -> None:
+    """No driver: doctor said "no GPU samples yet (`gpuspend collect` or the dashboard takes them)", and
+    `collect` then exits 2 on the same missing library."""
+    import sys
+
+    import pynvml
+    import pytest
+
+    from gpuspend import cli
+    from tests.fake_pynvml import FakeNvml
+
+    db = tmp_path / "billing.db"
+    assert run_cli("--db", str(db), "import", str(Path(__file__).parent / "fixtures" / "billing" / "aws_cur2.csv")
+                   ).returncode == 0
+    fake = FakeNvml([])
+    fake.init_error = pynvml.NVMLError_LibraryNotFound
+    monkeypatch.setitem(sys.modules, "pynvml", fake.module)
+    with pytest.raises(SystemExit):
+        cli.main(["doctor", "--db", str(db)])
+    [line] = [ln for ln in capsys.readouterr().out.splitlines() if " data " in ln]
+    assert "nothing here can take them without NVML" in line and "`gpuspend collect`" not in line

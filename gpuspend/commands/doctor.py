@@ -117,7 +117,7 @@ def _ago(seconds: float) -> str:
     return f"{duration(max(seconds, 0.0))} ago"
 
 
-def _check_data(conn: sqlite3.Connection, cfg: Config) -> None:
+def _check_data(conn: sqlite3.Connection, cfg: Config, sampler: bool = True) -> None:
     """How old the newest sample and the billing exports' coverage are (what every number on screen rests on)."""
     from gpuspend import clock
 
@@ -129,7 +129,10 @@ def _check_data(conn: sqlite3.Connection, cfg: Config) -> None:
     except sqlite3.Error:
         last = None
     if last is None:
-        _line(INFO, "data", "no GPU samples yet (`gpuspend collect` or the dashboard takes them)")
+        # without NVML neither takes any: pointing at them would send a new user round in a circle
+        _line(INFO, "data", "no GPU samples yet (`gpuspend collect` or the dashboard takes them)" if sampler else
+              "no GPU samples: nothing here can take them without NVML (billing imports still work; "
+              "`gpuspend --demo` shows the demo)")
     else:
         age = now_s - last / 1000
         limit = float(cfg.alerts.collector_stopped)
@@ -230,12 +233,12 @@ def doctor(opts: Options) -> None:
         _line(FAIL, "config", exc.line())
         cfg = _defaults()       # keep checking the rest with the defaults
         failed = True
-    gpus, _ = _gpus_from_source(opts, cfg)
+    gpus, sampler = _gpus_from_source(opts, cfg)
     conn, db_ok = _check_db(opts.db_path(cfg))
     failed |= not db_ok
     failed |= not _check_notify(cfg)
     if conn is not None:
-        _check_data(conn, cfg)
+        _check_data(conn, cfg, sampler)
         info = lease.holder(conn)
         if info is None:
             _line(OK, "collector", "no collector running (the TUI samples in-app; `gpuspend collect` runs one)")
