@@ -25,7 +25,15 @@ from click.core import ParameterSource
 
 from gpuspend.errors import EXIT_DATA, EXIT_USAGE, GpuspendError, UsageError
 from gpuspend.fmt import clean
-from gpuspend.options import DashboardOptions, FleetOptions, FleetReportOptions, Options, ReportOptions
+from gpuspend.options import (
+    MAX_INTERVAL_S,
+    MIN_INTERVAL_S,
+    DashboardOptions,
+    FleetOptions,
+    FleetReportOptions,
+    Options,
+    ReportOptions,
+)
 
 __all__ = ["DashboardOptions", "FleetOptions", "FleetReportOptions", "Options", "ReportOptions", "common_options",
            "main", "root"]
@@ -96,19 +104,19 @@ def _build(cls: type[Options], values: dict[str, Any]) -> Options:
 
 
 class Seconds(click.ParamType):
-    """A finite number of seconds, at least MIN_SECONDS. click's FloatRange let `nan` through (no comparison
-    fails) and `inf`: a lease row that could not be written, an overflow, a dashboard spinning at 100%."""
+    """A finite number of seconds in the config's interval range. click's FloatRange let `nan` through (no
+    comparison fails) and `inf`: a lease row that could not be written, an overflow, a dashboard spinning."""
 
     name = "seconds"
-    MIN_SECONDS = 0.1
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
         try:
             v = float(value)
         except (TypeError, ValueError):
             v = math.nan
-        if not math.isfinite(v) or v < self.MIN_SECONDS:
-            self.fail(f"expected a number of seconds, at least {self.MIN_SECONDS:g}, got {value}", param, ctx)
+        if not (MIN_INTERVAL_S <= v <= MAX_INTERVAL_S):     # NaN fails this too
+            self.fail(f"expected a number of seconds from {MIN_INTERVAL_S:g} to {MAX_INTERVAL_S:g}, got {value}",
+                      param, ctx)
         return v
 
 

@@ -28,6 +28,7 @@ from gpuspend.alert_kinds import ALIASES as ALERT_ALIASES
 from gpuspend.alert_kinds import KINDS as ALERT_KINDS
 from gpuspend.errors import ConfigError
 from gpuspend.fmt import currency_code
+from gpuspend.options import MAX_INTERVAL_S, MIN_INTERVAL_S
 
 APP = "gpuspend"
 TARGET_KINDS = ("slack", "ntfy", "webhook")      # notify target kinds (gpuspend.notify sends each)
@@ -246,7 +247,7 @@ class PricesConfig(_Section):
 
 @dataclass
 class TuiConfig(_Section):
-    interval: float = _leaf("number", 1.0, lo=0.1, hi=3600)
+    interval: float = _leaf("number", 1.0, lo=MIN_INTERVAL_S, hi=MAX_INTERVAL_S)
     keymap: dict[str, str] = _leaf("map:str", {})
     ascii: bool = _leaf("bool", False)
     color_system: str | None = _leaf("str")
@@ -280,7 +281,7 @@ class Config(_Section):
     """The whole configuration: defaults, overridden by the file. `path` is None when no file was read."""
 
     database: str | None = _leaf("str")
-    interval: float = _leaf("number", 2.0, lo=0.1, hi=3600)   # below 0.1 s the collector would busy-loop
+    interval: float = _leaf("number", 2.0, lo=MIN_INTERVAL_S, hi=MAX_INTERVAL_S)
     host: str | None = _leaf("str")
     provider: str | None = _leaf("str")
     currency: str = _leaf("currency", "USD")
@@ -340,8 +341,6 @@ def _schema(cls: type) -> dict[str, Any]:
 
 class _Invalid(ValueError):
     """A value of the right kind outside what the key allows: its message is the whole explanation."""
-
-
 
 
 def parse_currency(value: Any) -> str:

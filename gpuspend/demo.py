@@ -57,18 +57,27 @@ def _check_is_demo(path: Path) -> None:
     """Raise unless the existing file at `path` is a demo database, or holds nothing real (opened read-only:
     never migrated, never changed)."""
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        conn = _read_only(path)
         try:
-            # Demo databases built before the marker carry the demo seed; those are demo files too.
-            row = conn.execute("SELECT value FROM meta WHERE key IN (?, ?) ORDER BY key = ? DESC LIMIT 1",
-                               (META_MARKER, META_SEED, META_MARKER)).fetchone()
-            empty = row is None and _holds_only_demo_data(conn)
+            demo = _is_demo(conn)
+            empty = not demo and _holds_only_demo_data(conn)
         finally:
             conn.close()
     except sqlite3.Error:
         raise _refuse(path, "is not a gpuspend demo database") from None
-    if row is None and not empty:
+    if not demo and not empty:
         raise _refuse(path, "holds other data, not the demo")
+
+
+def _read_only(path: Path) -> sqlite3.Connection:
+    """The file as it is: never created, migrated or changed."""
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+
+
+def _is_demo(conn: sqlite3.Connection) -> bool:
+    """Marked as a demo database; demo databases built before the marker carry the demo seed: those too."""
+    return conn.execute("SELECT 1 FROM meta WHERE key IN (?, ?) LIMIT 1", (META_MARKER, META_SEED)).fetchone() \
+        is not None
 
 
 def _holds_only_demo_data(conn: sqlite3.Connection) -> bool:
@@ -92,14 +101,14 @@ def refuse_real_data_into_demo(path: str | Path, what: str) -> None:
     if not p.exists() or p.stat().st_size == 0:
         return
     try:
-        conn = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True)
+        conn = _read_only(p)
         try:
-            row = conn.execute("SELECT value FROM meta WHERE key = ?", (META_MARKER,)).fetchone()
+            demo = _is_demo(conn)
         finally:
             conn.close()
     except sqlite3.Error:
         return                        # not readable as a gpuspend database: connect() says why, in its line
-    if row is not None and row[0] == "1":
+    if demo:
         raise UsageError(f"{p} is a demo database (made by --demo): its GPUs and billing are simulated, and "
                          f"{what} would be counted with them",
                          hint="pass another --db (or unset GPUSPEND_DB); with --demo it writes to the demo")

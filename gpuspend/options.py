@@ -15,6 +15,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from gpuspend.config import Config
 
+# Sampling and refresh intervals, on the command line and in the config alike: below 0.1 s the collector would
+# busy-loop; above an hour nothing on screen or in the store is current.
+MIN_INTERVAL_S = 0.1
+MAX_INTERVAL_S = 3600.0
+
 
 @dataclass
 class Options:

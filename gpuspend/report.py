@@ -285,6 +285,10 @@ def _cmd(text: str, width: int) -> str:
     return clean(text, width)
 
 
+def _hours_by_model(alternatives: list[dict[str, Any]]) -> dict[str, float]:
+    return {a["gpu_model"]: a["gpu_hours"] or 0.0 for a in alternatives}
+
+
 def render_text(doc: dict[str, Any]) -> str:
     cur = doc["currency"]
     out: list[str] = []
@@ -410,7 +414,7 @@ def render_text(doc: dict[str, Any]) -> str:
         for s in top["gpu_skus"][:TOP]:
             out.append(f"  {s['name'][:50]:<50} {money(s['amount'], bc):>14}")
     if top["alternatives"]:
-        out.append(f"{observed_hours_label(top['alternatives'])} elsewhere (catalog prices):")
+        out.append(f"{observed_hours_label(_hours_by_model(top['alternatives']))} elsewhere (catalog prices):")
         for a in top["alternatives"][:TOP]:
             word = "save" if a["saving"] >= 0 else "extra"
             out.append(f"  {a['provider']:<10} {a['gpu_model']:<10} {money(a['per_gpu_hour'], 'USD'):>7}/h "
@@ -509,7 +513,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
     o += ["", f"## Today (UTC, {(doc['generated_at'] or '')[:10]})", "", f"Cost so far {total_so_far(doc['today']['cost'], doc['now'], cur)}; idle waste "
           f"{total_so_far(doc['today']['idle_waste'], doc['now'], cur)} "
           f"({_md(_observed_text(doc['today']['observed'], 'today'))}).", "",
-          " ".join(["## Month", ", ".join(sorted({m["month"] for m in doc["month"]}))]).rstrip(), ""]
+          ("## Month " + ", ".join(sorted({m["month"] for m in doc["month"]}))).rstrip(), ""]
     for m in doc["month"]:
         c = m["currency"]
         o.append(f"- **{m['month']} {c}**: to date {money(m['mtd'], c)} (billed {money(m['billed'], c)} + "
@@ -577,7 +581,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
             o += [f"| {_md(s['name'])} | {money(s.get('amount'), bc)} |" for s in rows[:TOP]]
             o.append("")
     if top["alternatives"]:
-        what = observed_hours_label(top['alternatives'])
+        what = observed_hours_label(_hours_by_model(top["alternatives"]))
         o += [f"{what[0].upper()}{what[1:]}, elsewhere (catalog prices):", "",
               "| Elsewhere | GPU | $/GPU-h | Same hours | Saving |", "|---|---|---:|---:|---:|"]
         o += [f"| {a['provider']} | {a['gpu_model']} | {money(a['per_gpu_hour'], 'USD')} | "

@@ -225,16 +225,9 @@ class Alternative:
     gpu_hours: float = 0.0
 
 
-def observed_hours_label(alternatives: tuple[Alternative, ...] | list[dict]) -> str:
-    """"the 4,511 GPU-hours observed this month": what the comparison is of, said wherever it is shown (a
-    snapshot's alternatives or the report's JSON rows)."""
-    hours = {}
-    for a in alternatives:
-        if isinstance(a, dict):
-            hours[a["gpu_model"]] = a["gpu_hours"] or 0.0
-        else:
-            hours[a.gpu_model] = a.gpu_hours
-    n = round(sum(hours.values()))
+def observed_hours_label(hours_by_model: dict[str, float]) -> str:
+    """"the 4,511 GPU-hours observed this month": what the comparison is of, said wherever it is shown."""
+    n = round(sum(hours_by_model.values()))
     return f"the {n:,} GPU-hour{'' if n == 1 else 's'} observed this month"
 
 

@@ -300,13 +300,19 @@ def test_a_large_quantity_is_not_an_amount(cli, db_path: Path, tmp_path: Path) -
 
 # ---------------------------------------------------------------- currency codes
 
-def test_a_lower_case_currency_is_the_same_currency(cli, db_path: Path, tmp_path: Path) -> None:
-    """One row writing `usd`: a second "usd" month beside USD put its $98.32 outside the USD budget."""
+def _imported_with_currency(cli, db_path: Path, tmp_path: Path, cell: str) -> dict:
+    """focus_gpu.csv with its second row's BillingCurrency written as `cell`, imported: the file's summary."""
     lines = _lines(GOOD)
-    path = _write(tmp_path / "lower.csv", [*lines[:2], lines[2].replace(",USD,", ",usd,", 1), *lines[3:]])
+    path = _write(tmp_path / "cur.csv", [*lines[:2], lines[2].replace(",USD,", f",{cell},", 1), *lines[3:]])
     r = cli("--db", str(db_path), "import", "--json", str(path))
     assert r.returncode == 0, r.stderr
     [f] = json.loads(r.stdout)["files"]
+    return f
+
+
+def test_a_lower_case_currency_is_the_same_currency(cli, db_path: Path, tmp_path: Path) -> None:
+    """One row writing `usd`: a second "usd" month beside USD put its $98.32 outside the USD budget."""
+    f = _imported_with_currency(cli, db_path, tmp_path, "usd")
     assert {p["currency"] for p in f["periods"]} == {"USD", "EUR"}
     # every USD row of focus_gpu.csv: 98.32 + 98.32 + 32.77 + 1.25 - 5.5 - 20 + 12.34 + 88.49
     assert round(sum(p["billed_cost"] for p in f["periods"] if p["currency"] == "USD"), 2) == 305.99
@@ -322,11 +328,7 @@ def test_an_empty_currency_cell_is_a_bad_row(cli, db_path: Path, seeded: str, tm
 
 
 def test_a_cell_that_is_no_currency_code_is_kept_apart_and_said(cli, db_path: Path, tmp_path: Path) -> None:
-    lines = _lines(GOOD)
-    path = _write(tmp_path / "cur.csv", [*lines[:2], lines[2].replace(",USD,", ",US$,", 1), *lines[3:]])
-    r = cli("--db", str(db_path), "import", "--json", str(path))
-    assert r.returncode == 0, r.stderr
-    [f] = json.loads(r.stdout)["files"]
+    f = _imported_with_currency(cli, db_path, tmp_path, "US$")
     assert "BillingCurrency 'US$' is not an ISO 4217 currency code" in " ".join(f["notes"])
     odd = [p for p in f["periods"] if p["currency"] == "US$"]
     assert [round(p["billed_cost"], 2) for p in odd] == [98.32]

@@ -100,7 +100,8 @@ def test_billing_summary_services_skus_alternatives(month_store, tmp_path):
     # what is compared is said with its number: the hours observed, which can be fewer than the invoice's
     from gpuspend.snapshot import observed_hours_label
     assert alts["runpod"].gpu_hours == pytest.approx(132)
-    assert observed_hours_label(s.alternatives) == "the 132 GPU-hours observed this month"
+    assert observed_hours_label({a.gpu_model: a.gpu_hours for a in s.alternatives}) == \
+        "the 132 GPU-hours observed this month"
     eur = costing.billing_summary(month_store, cfg, "2026-11", NOW_MS, currency="EUR")
     assert [(x.name, x.amount) for x in eur.services] == [("Virtual Machines", 450.0)]
 

@@ -162,7 +162,7 @@ def test_a_database_that_refuses_writes_is_one_line_not_a_traceback(tmp_path: Pa
     assert "\n" not in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("value", ["nan", "inf", "0"])
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "5000"])
 def test_an_interval_must_be_a_finite_number_of_seconds(cli, db_path: Path, value: str) -> None:
     """`-i nan` passed click's range check and failed writing the lease (a traceback); the dashboard span."""
     r = cli("--db", str(db_path), "collect", "--demo", "--once", "-i", value)

@@ -26,8 +26,8 @@ def test_dashboard_refuses_without_a_terminal(cli, demo_db):
 def test_bad_interval_is_one_clear_line(cli, demo_db):
     r = cli("--db", str(demo_db), "--interval", "0")
     assert r.returncode == 2
-    assert r.stderr.strip() == ("gpuspend: Invalid value for '-i' / '--interval': expected a number of seconds, at least "
-                                "0.1, got 0 (see 'gpuspend --help')")
+    assert r.stderr.strip() == ("gpuspend: Invalid value for '-i' / '--interval': expected a number of seconds from 0.1 "
+                                "to 3600, got 0 (see 'gpuspend --help')")
 
 
 def test_color_system_option_reaches_textual(monkeypatch, make_app, demo_db):

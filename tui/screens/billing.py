@@ -109,7 +109,8 @@ def coverage_table(s: BillingSummary, ascii_only: bool) -> Table:
 
 
 def alternatives_table(s: BillingSummary, ascii_only: bool) -> Table:
-    what = observed_hours_label(s.alternatives) if s.alternatives else "this month's GPU-hours"
+    what = (observed_hours_label({a.gpu_model: a.gpu_hours for a in s.alternatives}) if s.alternatives
+            else "this month's GPU-hours")
     t = _table(f"cheaper elsewhere ({what}, catalog prices)", ascii_only,
                "provider", "GPU", "$/GPU-h", "would cost", "saving")
     for a in s.alternatives:
