@@ -13,7 +13,15 @@ import re
 from itertools import compress
 from typing import Any
 
-from gpuspend.collectors.billing.normalise import Cols, Rows, coalesce, finish, month_start, next_month
+from gpuspend.collectors.billing.normalise import (
+    Cols,
+    Rows,
+    coalesce,
+    finish,
+    month_start,
+    next_month,
+    spread,
+)
 from gpuspend.collectors.billing.values import (
     MAX_AMOUNT,
     BadValue,
@@ -130,59 +138,86 @@ def _merge_json(a: str | None, b: str | None) -> str | None:
     return json.dumps(d, ensure_ascii=False, sort_keys=True)
 
 
-def normalise(c: Cols, ctx: dict[str, Any]) -> Rows:
+# The columns that vary from one hour of a line item to the next; every other column describes the item.
+ROW_COLUMNS = frozenset({
+    "line_item_unblended_cost", "line_item_net_unblended_cost", "line_item_usage_start_date",
+    "line_item_usage_end_date", "line_item_usage_amount", "pricing_public_on_demand_cost",
+    "reservation_effective_cost", "savings_plan_savings_plan_effective_cost",
+    "savings_plan_total_commitment_to_date", "savings_plan_used_commitment",
+    "reservation_unused_amortized_upfront_fee_for_billing_period", "reservation_unused_recurring_fee",
+})
+
+
+def normalise(c: Cols, ctx: dict[str, Any], items: tuple[Cols, list[int]] | None = None) -> Rows:
+    """Every row of the batch `c`. `items` (normalise.itemize): the batch's distinct line items, one row each,
+    and each row's item: the fields read from anything but ROW_COLUMNS are then read from those rows alone."""
     n = c.n
+    it, item_of = (c, None) if items is None else items
+    m = it.n
     bad: list[BadValue] = []
+    item_bad = bad if item_of is None else []
 
     def num(*names: str, bound: float | None = MAX_AMOUNT) -> list[float | None]:
         return num_col(c.get(*names), n, c.name(*names), bad, bound)
 
+    def ts(name: str, cols: Cols, into: list[BadValue]) -> list[int | None]:
+        return ts_col(cols.get(name), cols.n, cols.name(name), into)
+
     unblended = num("line_item_unblended_cost")
     net = num("line_item_net_unblended_cost")
     billed = coalesce(net, unblended) if c.has("line_item_net_unblended_cost") else unblended
-    kind = text_col(c.get("line_item_line_item_type"), n)
-    bill_type = text_col(c.get("bill_bill_type"), n)
+    kind = text_col(it.get("line_item_line_item_type"), m)
+    bill_type = it.get("bill_bill_type")                 # asked for whatever the values (see columns_read)
     res_eff, sp_eff = num("reservation_effective_cost"), num("savings_plan_savings_plan_effective_cost")
     sp_total, sp_used = num("savings_plan_total_commitment_to_date"), num("savings_plan_used_commitment")
     ri_up = num("reservation_unused_amortized_upfront_fee_for_billing_period")
     ri_rec = num("reservation_unused_recurring_fee")
-    effective = _effective_col(kind, billed, res_eff, sp_eff, sp_total, sp_used, ri_up, ri_rec, bill_type)
-    start = ts_col(c.get("line_item_usage_start_date"), n, c.name("line_item_usage_start_date"), bad)
-    bp_start = ts_col(c.get("bill_billing_period_start_date"), n, c.name("bill_billing_period_start_date"), bad)
-    bp_end = ts_col(c.get("bill_billing_period_end_date"), n, c.name("bill_billing_period_end_date"), bad)
-    if not c.has("bill_billing_period_start_date"):       # minimal exports: the usage month is the period
-        bp_start = [month_start(t) for t in start]
-        bp_end = [next_month(t) for t in start]
-    currency = text_col(c.get("line_item_currency_code"), n)
-    if not c.has("line_item_currency_code"):
-        currency = ["USD"] * n                           # CUR without the column is always USD
-    data = {
-        "billing_account": text_first(n, c.get("bill_payer_account_id"), c.get("line_item_usage_account_id")),
-        "sub_account": text_col(c.get("line_item_usage_account_id"), n),
-        "billing_period_start": bp_start,
-        "billing_period_end": bp_end,
+    if any((k or "usage").lower() in _AMORTISED for k in set(kind)):
+        effective = _effective_col(spread(kind, item_of), billed, res_eff, sp_eff, sp_total, sp_used, ri_up, ri_rec,
+                                   spread(text_col(bill_type, m), item_of))
+    else:                                                # no row of a type that amortises: effective is billed
+        effective = list(billed)
+    start = ts("line_item_usage_start_date", c, bad)
+    per_row: dict[str, list[Any]] = {
         "charge_period_start": start,
-        "charge_period_end": ts_col(c.get("line_item_usage_end_date"), n, c.name("line_item_usage_end_date"), bad),
-        "charge_category": mapped(kind, lambda k: CATEGORY.get((k or "usage").lower(), "Adjustment")),
-        "charge_class": [None] * n,
-        "charge_type": mapped(kind, lambda k: k or "Usage"),
-        "charge_frequency": mapped(kind, lambda k: FREQUENCY.get((k or "").lower())),
+        "charge_period_end": ts("line_item_usage_end_date", c, bad),
         "billed_cost": billed,
         "effective_cost": effective,
         "list_cost": num("pricing_public_on_demand_cost"),
-        "currency": currency,
-        "service": text_first(n, c.get("product_product_name"), c.get("line_item_product_code")),
-        "sku": text_col(c.get("product_sku"), n),
-        "sku_description": text_col(c.get("line_item_line_item_description"), n),
-        "resource_id": text_col(c.get("line_item_resource_id"), n),
-        "instance_type": text_col(c.get("product_instance_type"), n),
-        "region": text_first(n, c.get("product_region_code", "product_region"), c.get("line_item_availability_zone")),
         "quantity": num("line_item_usage_amount", bound=None),
-        "unit": text_col(c.get("pricing_unit"), n),
-        "tags": _tags(c, n, bad),
     }
-    gpu_texts = [text_col(c.get("line_item_usage_type"), n)]
-    rows = Rows(n, data, ["aws"] * n, gpu_texts, bad)
+    per_item: dict[str, list[Any]] = {}
+    if c.has("bill_billing_period_start_date"):
+        per_item["billing_period_start"] = ts("bill_billing_period_start_date", it, item_bad)
+        per_item["billing_period_end"] = ts("bill_billing_period_end_date", it, item_bad)
+    else:                                                # minimal exports: the usage month is the period
+        per_row["billing_period_start"] = [month_start(t) for t in start]
+        per_row["billing_period_end"] = [next_month(t) for t in start]
+    currency = text_col(it.get("line_item_currency_code"), m)
+    if not c.has("line_item_currency_code"):
+        currency = ["USD"] * m                           # CUR without the column is always USD
+    per_item.update({
+        "billing_account": text_first(m, it.get("bill_payer_account_id"), it.get("line_item_usage_account_id")),
+        "sub_account": text_col(it.get("line_item_usage_account_id"), m),
+        "charge_category": mapped(kind, lambda k: CATEGORY.get((k or "usage").lower(), "Adjustment")),
+        "charge_class": [None] * m,
+        "charge_type": mapped(kind, lambda k: k or "Usage"),
+        "charge_frequency": mapped(kind, lambda k: FREQUENCY.get((k or "").lower())),
+        "currency": currency,
+        "service": text_first(m, it.get("product_product_name"), it.get("line_item_product_code")),
+        "sku": text_col(it.get("product_sku"), m),
+        "sku_description": text_col(it.get("line_item_line_item_description"), m),
+        "resource_id": text_col(it.get("line_item_resource_id"), m),
+        "instance_type": text_col(it.get("product_instance_type"), m),
+        "region": text_first(m, it.get("product_region_code", "product_region"), it.get("line_item_availability_zone")),
+        "unit": text_col(it.get("pricing_unit"), m),
+        "tags": _tags(it, m, item_bad),
+    })
+    gpu_texts = [text_col(it.get("line_item_usage_type"), m)]
+    if item_of is None:
+        rows = Rows(n, {**per_row, **per_item}, ["aws"] * n, gpu_texts, bad)
+    else:
+        rows = Rows(n, per_row, ["aws"] * n, gpu_texts, bad, items=per_item, item_of=item_of, item_bad=item_bad)
     required = {"charge_period_start": c.name("line_item_usage_start_date"),
                 "billed_cost": c.name("line_item_unblended_cost")}
     if c.has("line_item_currency_code"):

@@ -33,8 +33,8 @@ from gpuspend import clock
 from gpuspend.collectors.billing import detect as detect_mod
 from gpuspend.collectors.billing import pipeline
 from gpuspend.collectors.billing.manifest import Unit, discover
-from gpuspend.collectors.billing.normalise import Cols, Rows, columns_read
-from gpuspend.collectors.billing.prepared import Prepared, prepare, prepared_batch
+from gpuspend.collectors.billing.normalise import FIELDS, Cols, Rows, columns_read, normalised
+from gpuspend.collectors.billing.prepared import ROW_FIELDS, Prepared, prepare, prepared_batch
 from gpuspend.collectors.billing.reader import Batch, Table, unreadable
 from gpuspend.errors import DataError
 from gpuspend.fmt import clean
@@ -197,6 +197,7 @@ def import_units(conn: sqlite3.Connection, units: Iterable[Unit], *, fmt: str | 
     except _NothingChanged:
         pass                           # only older versions or files already stored: the database is as it was
     finally:
+        conn.execute(f"DROP TABLE IF EXISTS {ITEMS_TABLE}")
         conn.execute(f"PRAGMA foreign_keys = {'ON' if fk else 'OFF'}")
         conn.execute(f"PRAGMA cache_size = {int(cache)}")
     return results
@@ -698,7 +699,7 @@ def _normalised(table: Table, keys: list[str], mod: Any, ctx: dict[str, Any]
         try:
             for batch in table.batches(columns_read(mod.normalise, keys, table.header, ctx)):
                 cols = Cols(keys, table.header, batch.columns, batch.num_rows)
-                if not put(prepared_batch(batch, mod.normalise(cols, ctx), table.skip_bad_rows)):
+                if not put(prepared_batch(batch, normalised(mod, cols, ctx), table.skip_bad_rows)):
                     return
             put(done)
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
@@ -733,7 +734,7 @@ def _open(path: Path, fmt: str | None, skip_bad: bool, dataset: str | None, curr
     table = Table(path, skip_bad_rows=skip_bad)
     verdict = detect_mod.detect(table.header, f"{path}:1", fmt)
     ctx = {"path": str(path), "dataset": dataset, "currency": currency}
-    batches = (pipeline.normalised(table, verdict.keys, verdict.fmt, ctx) if pipeline.usable(_estimate_rows(path))
+    batches = (pipeline.reader_process(table, verdict.keys, verdict.fmt, ctx) if pipeline.usable(_estimate_rows(path))
                else _normalised(table, verdict.keys, detect_mod.module(verdict.fmt), ctx))
     return _Opened(path, table, verdict, batches)
 
@@ -783,29 +784,56 @@ def _import_file(conn: sqlite3.Connection, opened: _Opened, sha: str, skip_bad: 
 
 
 ROWS_PER_INSERT = 32    # rows per INSERT statement: 32 x 27 parameters stays far below SQLite's limit
+# The line items of the batch being inserted (prepared.Prepared.items), batch-local ids: a temporary table of
+# the import's connection, never in the database file; emptied per batch, dropped after the import.
+ITEMS_TABLE = "temp.import_items"
 
 
 @lru_cache(maxsize=64)
-def _insert_sql(fields: tuple[str, ...], rows: int = 1) -> str:
-    """INSERT of `rows` rows naming only `fields` (all from FIELDS, our own constants); the rest take
-    their NULL default."""
-    cols = ("import_id", "line", *fields)
-    one = f"({', '.join('?' * len(cols))})"
-    return f"INSERT INTO charge_rows ({', '.join(cols)}) VALUES {', '.join([one] * rows)}"
+def _insert_sql(fields: tuple[str, ...], rows: int = 1, item_fields: tuple[str, ...] = ()) -> str:
+    """INSERT of `rows` rows naming only `fields` (all from FIELDS, our own constants); the rest take their NULL
+    default. With `item_fields`: each row's third parameter is its item's id, whose `item_fields` are taken
+    from ITEMS_TABLE (CROSS JOIN: the rows stay the outer loop, in file order)."""
+    if not item_fields:
+        cols = ("import_id", "line", *fields)
+        one = f"({', '.join('?' * len(cols))})"
+        return f"INSERT INTO charge_rows ({', '.join(cols)}) VALUES {', '.join([one] * rows)}"
+    one = f"({', '.join('?' * (len(fields) + 3))})"
+    picked = ["v.column1", "v.column2", *(f"v.column{j}" for j in range(4, len(fields) + 4)),
+              *(f"i.{f}" for f in item_fields)]
+    return (f"INSERT INTO charge_rows (import_id, line, {', '.join((*fields, *item_fields))}) "
+            f"SELECT {', '.join(picked)} FROM (VALUES {', '.join([one] * rows)}) AS v "
+            f"CROSS JOIN {ITEMS_TABLE} AS i ON i.id = v.column3")
 
 
-def _insert_rows(conn: sqlite3.Connection, fields: tuple[str, ...], flat: list[Any], n: int) -> None:
+def _items_ddl() -> str:
+    cols = [f for f in FIELDS if f not in ROW_FIELDS] + [f + "_tid" for f in INTERNED_FIELDS]
+    return f"CREATE TABLE IF NOT EXISTS {ITEMS_TABLE} (id INTEGER PRIMARY KEY, {', '.join(cols)})"
+
+
+def _insert_items(conn: sqlite3.Connection, item_fields: tuple[str, ...], items: list[Any], n: int) -> None:
+    """A batch's items into ITEMS_TABLE as ids 0..n-1 (the ids its rows carry)."""
+    conn.execute(_items_ddl())
+    conn.execute(f"DELETE FROM {ITEMS_TABLE}")
+    w = len(item_fields)
+    conn.executemany(f"INSERT INTO {ITEMS_TABLE} (id, {', '.join(item_fields)}) VALUES "
+                     f"({', '.join('?' * (w + 1))})", ([i, *items[i * w:(i + 1) * w]] for i in range(n)))
+
+
+def _insert_rows(conn: sqlite3.Connection, fields: tuple[str, ...], flat: list[Any], n: int,
+                 item_fields: tuple[str, ...] = ()) -> None:
     """executemany of a prepared batch (prepared.prepare), with the per-row costs of Python's sqlite3 taken out:
     ROWS_PER_INSERT rows per statement (one step, one GIL release and re-take, per 32 rows, not per row), each
-    statement's parameters one slice of the row-major list."""
-    width = len(fields) + 2
+    statement's parameters one slice of the row-major list. Itemized: the items are in ITEMS_TABLE already."""
+    width = len(fields) + 2 + bool(item_fields)
     full = n // ROWS_PER_INSERT * ROWS_PER_INSERT
     step = ROWS_PER_INSERT * width
     if full:
-        conn.executemany(_insert_sql(fields, ROWS_PER_INSERT),
+        conn.executemany(_insert_sql(fields, ROWS_PER_INSERT, item_fields),
                          (flat[i:i + step] for i in range(0, full * width, step)))
     if full < n:
-        conn.executemany(_insert_sql(fields), (flat[i:i + width] for i in range(full * width, n * width, width)))
+        conn.executemany(_insert_sql(fields, 1, item_fields),
+                         (flat[i:i + width] for i in range(full * width, n * width, width)))
 
 
 def _insert_batch(conn: sqlite3.Connection, prep: Prepared, path: Path, sha: str, fmt: str, slices: _Slices,
@@ -813,15 +841,24 @@ def _insert_batch(conn: sqlite3.Connection, prep: Prepared, path: Path, sha: str
     """Insert one prepared batch: its slice keys become `imports` ids, its groups add to the stats and totals."""
     sids = [slices.id_for(k, path, sha, fmt, None) for k in prep.keys]
     width = prep.width
-    flat = prep.flat
+    flat, items, wi = prep.flat, prep.items, len(prep.item_fields)
     for name, values in prep.texts.items():     # batch-local text indices -> charge_texts ids
-        j = prep.fields.index(name) + 2
-        flat[j::width] = list(map(slices.texts.ids(values).__getitem__, flat[j::width]))
+        ids = slices.texts.ids(values).__getitem__
+        if name in prep.item_fields:
+            j = prep.item_fields.index(name)
+            items[j::wi] = list(map(ids, items[j::wi]))
+        else:
+            j = prep.fields.index(name) + 2
+            flat[j::width] = list(map(ids, flat[j::width]))
     if prep.row_keys is None:
         flat[0::width] = [sids[0]] * prep.n
     else:
         flat[0::width] = list(map(sids.__getitem__, prep.row_keys))
-    _insert_rows(conn, prep.fields, flat, prep.n)
+    if wi:
+        _insert_items(conn, prep.item_fields, items, prep.n_items)
+        _insert_rows(conn, prep.fields, flat, prep.n, prep.item_fields)
+    else:
+        _insert_rows(conn, prep.fields, flat, prep.n)
     for sid, bp_end, export_time in zip(sids, prep.period_end, prep.export_time, strict=True):
         st = slices.stats[sid]
         if st[3] is None:                     # first seen period end per slice

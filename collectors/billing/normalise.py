@@ -17,6 +17,7 @@ from operator import itemgetter, lt
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from gpuspend.collectors.billing import gpu_catalog
 from gpuspend.collectors.billing.values import BadValue
@@ -105,6 +106,72 @@ class Rows:
     # When the export wrote this row (FOCUS x_ExportDateTime, GCP export_time): tells versions from parts.
     export_time: list[int | None] | None = None
     notes: list[str] = field(default_factory=list)       # said once per file (e.g. where a currency came from)
+    # Itemized (see itemize): `data` holds what varies per row (its hour, its amounts), `items` every other field
+    # once per distinct line item, `item_of` each row's item. `gpu_texts` are then per item, and so is a
+    # BadValue's row in `item_bad` until finish() spreads it over the item's rows.
+    items: dict[str, list[Any]] | None = None
+    item_of: list[int] | None = None
+    item_bad: list[BadValue] = field(default_factory=list)
+
+    def values_of(self, name: str) -> tuple[list[Any], bool]:
+        """(the values of a canonical field, whether they are per item)."""
+        if name in self.data or self.items is None:
+            return self.data[name], False
+        return self.items[name], True
+
+    def per_row(self, name: str) -> list[Any]:
+        """A field's value on every row, per-item fields spread over their rows (C-speed map)."""
+        values, per_item = self.values_of(name)
+        return list(map(values.__getitem__, self.item_of)) if per_item else values
+
+
+def spread(values: list[Any], item_of: list[int] | None) -> list[Any]:
+    """Per-item values on every row (item_of None: they are per row already)."""
+    return values if item_of is None else list(map(values.__getitem__, item_of))
+
+
+# A batch is itemized when its distinct line items are at most this share of its rows: a month's export repeats
+# each resource's line item every hour, so the fields describing an item (account, service, SKU, resource, tags,
+# GPU verdict) are read, checked and classified once per item, and only the hours and amounts per row.
+ITEM_MAX_SHARE = 0.25
+ITEMIZE_MIN_ROWS = 256          # below, the per-column Arrow work costs more than it saves
+_ONE = pa.scalar(1, pa.int64())
+
+
+def itemize(c: Cols, row_columns: frozenset[str]) -> tuple[Cols, list[int]] | None:
+    """(the batch's distinct line items, one row each, and each row's item index) from the columns read that
+    are not `row_columns` (a format's per-row columns: amounts, usage times), or None when the rows are not
+    that repetitive. In Arrow: each column dictionary-encoded, the codes combined column by column and
+    re-encoded (first seen first), so the first row of each item is its row in the file."""
+    n = c.n
+    if n < ITEMIZE_MIN_ROWS:
+        return None
+    key: pa.Array | None = None
+    m = 0
+    for k, a in zip(c.keys, c.arrays, strict=True):
+        if a is NOT_READ or k in row_columns:
+            continue
+        enc = pc.dictionary_encode(a)
+        card = pa.scalar(len(enc.dictionary) + 1, pa.int64())
+        codes = pc.fill_null(enc.indices.cast(pa.int64()), pc.subtract(card, _ONE))
+        combined = codes if key is None else pc.add(pc.multiply(key, card), codes)
+        enc = pc.dictionary_encode(combined)
+        key, m = enc.indices.cast(pa.int64()), len(enc.dictionary)
+        if m > n * ITEM_MAX_SHARE:
+            return None
+    if key is None:
+        return None
+    first = pc.index_in(pa.array(range(m), pa.int64()), value_set=key)
+    arrays = [a if a is NOT_READ else a.take(first) for a in c.arrays]
+    return Cols(c.keys, c.raw, arrays, m), key.to_pylist()
+
+
+def normalised(mod: Any, c: Cols, ctx: dict[str, Any]) -> Rows:
+    """A batch normalised by format module `mod`: itemized where the format says which of its columns vary
+    per row (ROW_COLUMNS) and the batch repeats its line items, else row by row."""
+    row_columns = getattr(mod, "ROW_COLUMNS", None)
+    found = itemize(c, row_columns) if row_columns else None
+    return mod.normalise(c, ctx) if found is None else mod.normalise(c, ctx, found)
 
 
 def charge_frequency(category: list[Any], frequency: list[Any]) -> list[Any]:
@@ -159,30 +226,51 @@ _INSTANCE_LIKE = re.compile(r"^(ml\.)?[a-z][a-z0-9-]*\.[a-z0-9]+$|^[a-z]\d-[a-z]
 
 
 def finish(rows: Rows, required: dict[str, str]) -> Rows:
-    """Required-value checks and GPU marking. `required` maps a canonical field to the file's column name."""
-    d = rows.data
+    """Required-value checks and GPU marking. `required` maps a canonical field to the file's column name.
+    Itemized rows are checked per item where a field is per item; a bad item is a bad value on each of its rows."""
     n = rows.n
     for fld, colname in required.items():
-        vals = d[fld]
+        vals, per_item = rows.values_of(fld)
         if None in vals:                      # C-speed scan; walk the column only when something is missing
-            rows.bad.extend(BadValue(i, colname, "", "a value (it is required)")
-                            for i, v in enumerate(vals) if v is None)
-    billed, effective = d["billed_cost"], d["effective_cost"]
+            _bad(rows, per_item).extend(BadValue(i, colname, "", "a value (it is required)")
+                                        for i, v in enumerate(vals) if v is None)
+    billed, effective = rows.data["billed_cost"], rows.data["effective_cost"]   # per row, always
     if None in billed and None in effective:  # Azure's amortised dataset carries effective only
         rows.bad.extend(BadValue(i, "cost", "", "a value (it is required)")
                         for i in range(n) if billed[i] is None and effective[i] is None)
     _currencies(rows, required.get("currency", "currency"))
     _ordered(rows, "billing_period_start", "billing_period_end", required.get("billing_period_start"))
     _ordered(rows, "charge_period_start", "charge_period_end", required.get("charge_period_start"))
-    _mark_gpus(rows)
+    if rows.items is None:
+        _mark_gpus(rows.data, n, rows.gpu_texts)
+    else:
+        _mark_gpus(rows.items, len(rows.items["instance_type"]), rows.gpu_texts)
+        _spread_bad(rows)
     return rows
+
+
+def _bad(rows: Rows, per_item: bool) -> list[BadValue]:
+    return rows.item_bad if per_item else rows.bad
+
+
+def _spread_bad(rows: Rows) -> None:
+    """Each bad item as a bad value on every row of it (the first of them is the item's first row in the file)."""
+    if not rows.item_bad:
+        return
+    of: dict[int, list[BadValue]] = {}
+    for b in rows.item_bad:
+        of.setdefault(b.row, []).append(b)
+    assert rows.item_of is not None
+    rows.bad.extend(BadValue(r, b.column, b.value, b.expected)
+                    for r, k in enumerate(rows.item_of) if k in of for b in of[k])
+    rows.item_bad = []
 
 
 def _currencies(rows: Rows, colname: str) -> None:
     """Every currency as its ISO 4217 code: `usd` is USD, never a second bucket of the month beside USD's. A
     cell that is no code (`US$`, an anonymised sample's `MC`) stays as written, its own currency, never summed
     with another, and the import says so once. Checked per distinct cell: a batch has one or two."""
-    col = rows.data["currency"]
+    col, per_item = rows.values_of("currency")
     fixed: dict[str, str] = {}
     for v in set(col):
         if v is None:
@@ -196,13 +284,15 @@ def _currencies(rows: Rows, colname: str) -> None:
         elif code != v:
             fixed[v] = code
     if fixed:
-        rows.data["currency"] = [fixed.get(v, v) for v in col]
+        (rows.items if per_item and rows.items is not None else rows.data)["currency"] = [fixed.get(v, v) for v in col]
 
 
 def _ordered(rows: Rows, start: str, end: str, colname: str | None) -> None:
     """A period that ends before it starts is a bad row: stored, its money would fall in the month its end
     names, and its hours count backwards. (Equal ends are one-time charges at an instant.)"""
-    starts, ends = rows.data[start], rows.data[end]
+    (starts, s_item), (ends, e_item) = rows.values_of(start), rows.values_of(end)
+    if s_item != e_item:                      # a format keeps both ends of a period at one level
+        starts, ends, s_item = rows.per_row(start), rows.per_row(end), False
     if None in starts or None in ends:
         pairs = [(i, s, e) for i, (s, e) in enumerate(zip(starts, ends, strict=True))
                  if s is not None and e is not None and e < s]
@@ -211,8 +301,8 @@ def _ordered(rows: Rows, start: str, end: str, colname: str | None) -> None:
     else:
         return
     label = colname or start
-    rows.bad.extend(BadValue(i, label, f"{_iso(s)} to {_iso(e)}", "a period that ends at or after it starts")
-                    for i, s, e in pairs)
+    _bad(rows, s_item).extend(BadValue(i, label, f"{_iso(s)} to {_iso(e)}", "a period that ends at or after it starts")
+                              for i, s, e in pairs)
 
 
 def _iso(ts: int) -> str:
@@ -225,17 +315,16 @@ _NO_GPU = (0, None, None, None)
 _VERDICTS: dict[tuple[int, ...], dict[tuple, tuple[int, str | None, float | None, str | None]]] = {}
 
 
-def _mark_gpus(rows: Rows) -> None:
-    """is_gpu / gpu_model / gpu_count from the catalog, classifying each distinct combination of texts once.
+def _mark_gpus(d: dict[str, list[Any]], n: int, gpu_texts: list[list[str | None]]) -> None:
+    """is_gpu / gpu_model / gpu_count in `d` (n values each: rows, or items) from the catalog, classifying each
+    distinct combination of texts once.
 
     Columns that are empty in the whole batch are left out of the key: they cannot match. Most rows of an
     export are not GPUs: each distinct text of each column is looked up once (cached), and only the rows
     holding a text that names a GPU are classified as a whole (the most specific text first).
     """
-    d = rows.data
-    n = rows.n
     inst = d["instance_type"]
-    cols = [inst, *rows.gpu_texts, d["sku"], d["sku_description"]]
+    cols = [inst, *gpu_texts, d["sku"], d["sku_description"]]
     live = tuple(i for i, c in enumerate(cols) if n and not (c[0] is None and c.count(None) == n))
     hit_rows: set[int] = set()
     for i in live:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from gpuspend.collectors.billing import detect as detect_mod
-from gpuspend.collectors.billing.normalise import Cols, columns_read
+from gpuspend.collectors.billing.normalise import Cols, columns_read, normalised
 from gpuspend.collectors.billing.prepared import Prepared, prepared_batch
 from gpuspend.collectors.billing.reader import Batch, Table
 from gpuspend.collectors.billing.values import BadValue
@@ -56,7 +56,7 @@ def _child(out: Connection, theirs: Connection, path: str, skip_bad: bool, keys:
         behind = False
         mod = detect_mod.module(fmt)
         for batch in table.batches(columns_read(mod.normalise, keys, table.header, ctx)):
-            rows = mod.normalise(Cols(keys, table.header, batch.columns, batch.num_rows), ctx)
+            rows = normalised(mod, Cols(keys, table.header, batch.columns, batch.num_rows), ctx)
             prep = None
             if behind:                                 # the parent has no slack: prepare the batch here
                 _b, rows, prep = prepared_batch(batch, rows, skip_bad)
@@ -136,5 +136,5 @@ class ReaderProcess:
         self._proc.join()
 
 
-def normalised(table: Table, keys: list[str], fmt: str, ctx: dict[str, Any]) -> ReaderProcess:
+def reader_process(table: Table, keys: list[str], fmt: str, ctx: dict[str, Any]) -> ReaderProcess:
     return ReaderProcess(table, keys, fmt, ctx)

@@ -1,5 +1,6 @@
-"""The fast insert path (multi-row INSERTs, nulls bound as NaN, empty columns left out, GPU verdicts cached
-across batches) stores exactly what a plain row-by-row insert of the same file would."""
+"""The fast insert path (multi-row INSERTs, line items bound once per batch and joined to their rows, nulls bound
+as NaN, empty columns left out, GPU verdicts cached across batches) stores exactly what a plain row-by-row insert
+of the same file would."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuspend.collectors.billing import importer
+from gpuspend.collectors.billing import importer, normalise
 from gpuspend.collectors.billing.importer import import_paths
 from gpuspend.collectors.billing.normalise import FIELDS
 from gpuspend.store import INTERNED_FIELDS, connect
@@ -50,6 +51,7 @@ def test_fast_path_stores_the_same_rows_as_a_plain_insert(tmp_path: Path, monkey
     [fast] = import_paths(conn, [src])
     conn.close()
     monkeypatch.setattr(importer, "_insert_rows", _plain_insert_rows)
+    monkeypatch.setattr(normalise, "ITEM_MAX_SHARE", -1)      # every column bound on every row
     conn = connect(plain_db)
     [plain] = import_paths(conn, [src])
     conn.close()

@@ -57,7 +57,36 @@ def test_interleaved_slices_and_currencies_group_by_hand() -> None:
     rows = rows_of(prep)                                                     # every row, in file order
     assert [r[1] for r in rows] == list(range(2, 2 + len(ALL)))
     assert [prep.keys[r[0]][1] for r in rows] == [c[0] for c in ALL]
-    assert [r[2 + prep.fields.index("service_tid")] for r in rows] == SERVICES * R
+    assert [r[2 + prep.all_fields.index("service_tid")] for r in rows] == SERVICES * R
+    assert [r[2 + prep.all_fields.index("billed_cost")] for r in rows] == [c[3] for c in ALL]
+
+
+def test_a_batch_repeating_its_line_items_binds_each_item_once() -> None:
+    """6 distinct line items (account, period, currency, service, GPU verdict: rows 1 and 5 of the pattern are one
+    item at two hours) over 28 rows: the descriptors go once per item, the rows carry their hour and amounts and
+    their item's index; spread back, every row is as written."""
+    prep = prepare(_rows(), range(2, 2 + len(ALL)), set())
+    assert prep is not None
+    assert prep.n_items == 6
+    assert "service_tid" in prep.item_fields and "billing_account_tid" in prep.item_fields
+    assert set(prep.fields) == {"charge_period_start", "charge_period_end", "billed_cost", "effective_cost"}
+    item_of = prep.flat[2::prep.width]
+    assert item_of == [0, 1, 2, 3, 0, 4, 5] * R
+    rows = rows_of(prep)
+    col = {f.removesuffix("_tid"): [r[2 + j] for r in rows] for j, f in enumerate(prep.all_fields)}
+    assert col["billing_account"] == [c[0] for c in ALL]
+    assert col["currency"] == [c[2] for c in ALL]
+    assert col["is_gpu"] == [c[4] for c in ALL]
+    assert col["charge_period_start"] == [c[5] for c in ALL]
+
+
+def test_a_batch_of_distinct_items_binds_every_column_per_row() -> None:
+    rows = _rows()
+    rows.data["sku"] = [f"sku-{i}" for i in range(rows.n)]        # every row its own line item
+    prep = prepare(rows, range(2, 2 + rows.n), set())
+    assert prep is not None
+    assert prep.item_fields == () and prep.n_items == 0
+    assert [r[2 + prep.fields.index("sku")] for r in rows_of(prep)] == rows.data["sku"]
 
 
 def test_the_importing_process_binds_the_stored_text_ids() -> None:
@@ -71,8 +100,9 @@ def test_the_importing_process_binds_the_stored_text_ids() -> None:
     prep = prepare(_rows(), range(2, 2 + len(ALL)), set(), text_ids)
     assert asked == [["a", "b"], ["Compute", "Storage", None]]   # once per distinct text, first seen first
     assert prep.texts == {}                                  # nothing left to map after
-    j = 2 + prep.fields.index("service_tid")
-    cells = prep.flat[j::prep.width]
-    want = [41, 7, 41, 7, 41, None, 41] * R
+    j = prep.item_fields.index("service_tid")
+    cells = prep.items[j::len(prep.item_fields)]             # once per line item
+    want = [41, 7, 41, 7, None, 41]
     assert [None if isinstance(c, float) and math.isnan(c) else c for c in cells] == want   # NaN binds as NULL
-    assert sum(1 for c in cells if isinstance(c, float)) == R
+    assert sum(1 for c in cells if isinstance(c, float)) == 1
+    assert [r[2 + prep.all_fields.index("service_tid")] for r in rows_of(prep)] == [41, 7, 41, 7, 41, None, 41] * R
