@@ -29,7 +29,7 @@ NOW_MS = NOW_S * 1000
 DAYS = 365
 GPUS = 8
 BILLING_ROWS = 1_000_000
-DB = Path(tempfile.gettempdir()) / "gpuspend-bench-report-v4.db"
+DB = Path(tempfile.gettempdir()) / "gpuspend-bench-report-v5.db"
 
 BASELINE = f"""
 import sqlite3, sys
@@ -104,11 +104,20 @@ def build(path: Path) -> None:
                 gpu = svc.endswith("Cloud") and n % 3 == 0
                 rows.append((imp, n, p0, p0 + 28 * 86400, s, s + 3600, round(rnd.uniform(0.01, 60), 4), "USD",
                              svc, "p5.48xlarge" if gpu else None, f"i-{n % 50:017x}", int(gpu)))
-            # as an import stores them (store v14): service, instance type and resource id as charge_texts ids
-            conn.executemany("INSERT INTO charge_rows (import_id, line, billing_period_start, billing_period_end, "
-                             "charge_period_start, charge_period_end, billed_cost, currency, service_tid, "
-                             "instance_type_tid, resource_id_tid, is_gpu) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                             [(*r[:8], text_id(r[8]), text_id(r[9]), text_id(r[10]), r[11]) for r in rows])
+            # as an import stores them (store v18): each distinct line item once, its service, instance type and
+            # resource id as charge_texts ids; each row its hour, its cost and its item
+            items: dict[tuple, int] = {}
+            for r in rows:
+                key = (r[2], r[3], r[7], r[8], r[9], r[10], r[11])
+                if key not in items:
+                    items[key] = conn.execute(
+                        "INSERT INTO charge_items (import_id, billing_period_start, billing_period_end, currency, "
+                        "service_tid, instance_type_tid, resource_id_tid, is_gpu) VALUES (?,?,?,?,?,?,?,?)",
+                        (imp, *key[:3], text_id(key[3]), text_id(key[4]), text_id(key[5]), key[6])).lastrowid
+            conn.executemany("INSERT INTO charge_lines (import_id, line, item_id, charge_period_start, "
+                             "charge_period_end, billed_cost) VALUES (?,?,?,?,?,?)",
+                             [(imp, r[1], items[(r[2], r[3], r[7], r[8], r[9], r[10], r[11])], *r[4:7])
+                              for r in rows])
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     os.replace(tmp, path)

@@ -89,7 +89,7 @@ def _holds_only_demo_data(conn: sqlite3.Connection) -> bool:
     if "gpus" in tables and conn.execute("SELECT 1 FROM gpus WHERE source IS NULL OR source != 'demo' "
                                          "LIMIT 1").fetchone():
         return False
-    real = ("charge_rows", "charges", "imports", "cloud_instances", "cloud_charges")   # charges: before v13
+    real = ("charge_lines", "charge_rows", "charges", "imports", "cloud_instances", "cloud_charges")   # before v18, v13
     return not any(conn.execute(f'SELECT 1 FROM "{t}" LIMIT 1').fetchone() for t in real if t in tables)
 
 

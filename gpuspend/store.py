@@ -492,8 +492,82 @@ WHERE charge_frequency IS NULL AND charge_category = 'Purchase'
   AND lower(charge_type) IN ('savingsplanrecurringfee', 'rifee', 'fee', 'savingsplanupfrontfee');
 """
 
+# v18: a line item's description stored once per batch of its hours. A month's export repeats each resource's
+# line item every hour (a CUR names an instance 720 times a month with the same account, service, SKU, tags,
+# GPU verdict...), so a row of `charge_lines` holds its hour, its amounts and its item's id, and the item's
+# ~30 descriptor columns live in `charge_items` (one per distinct item per import batch). The store is 2.5x
+# smaller and an import writes that much less. `charge_rows` is now the view that joins them, with the same
+# columns as the table it replaces, so every reader reads it as before (CROSS JOIN: the lines stay the outer
+# loop, reached by import as before, each item found by its id). Rows stored before become one item each.
+_ITEM_COLUMNS = ("billing_account", "billing_account_tid", "sub_account", "sub_account_tid", "billing_period_start",
+                 "billing_period_end", "charge_category", "charge_class", "charge_type", "charge_frequency",
+                 "currency", "service", "service_tid", "sku", "sku_tid", "sku_description", "sku_description_tid",
+                 "resource_id", "resource_id_tid", "instance_type", "instance_type_tid", "region", "region_tid",
+                 "unit", "tags", "tags_tid", "is_gpu", "gpu_model", "gpu_count")
+LINE_COLUMNS = ("charge_period_start", "charge_period_end", "billed_cost", "effective_cost", "list_cost", "quantity")
+# The old table's columns in its own order: the view keeps them (readers and tests that select * see no change).
+_ROW_COLUMNS_V17 = ("id", "import_id", "line", "billing_account", "sub_account", "billing_period_start",
+                    "billing_period_end", "charge_period_start", "charge_period_end", "charge_category", "charge_class",
+                    "charge_type", "billed_cost", "effective_cost", "list_cost", "currency", "service", "sku",
+                    "sku_description", "resource_id", "instance_type", "region", "quantity", "unit", "tags", "is_gpu",
+                    "gpu_model", "gpu_count", "sub_account_tid", "service_tid", "sku_tid", "sku_description_tid",
+                    "region_tid", "instance_type_tid", "tags_tid", "billing_account_tid", "resource_id_tid",
+                    "charge_frequency")
+_TRIGGER_ITEM_COLUMNS = ("billing_account", "sub_account", "billing_period_start", "billing_period_end",
+                         "charge_category", "charge_class", "charge_type", "charge_frequency", "currency", "service",
+                         "sku", "sku_description", "resource_id", "instance_type", "region", "unit", "tags")
+
+
+def _v18() -> str:
+    items = ", ".join(_ITEM_COLUMNS)
+    lines = ", ".join(LINE_COLUMNS)
+    picked = ", ".join(f"l.{c}" if c in ("id", "import_id", "line", *LINE_COLUMNS) else f"i.{c}"
+                       for c in _ROW_COLUMNS_V17)
+    trig_items = ", ".join(_TRIGGER_ITEM_COLUMNS)
+    trig_new = ", ".join(f"NEW.{c}" for c in _TRIGGER_ITEM_COLUMNS)
+    charges_view = _V16[_V16.index("CREATE VIEW"):_V16.index("CREATE TRIGGER charges_insert")]
+    return f"""
+CREATE TABLE charge_items (
+    id INTEGER PRIMARY KEY,
+    import_id INTEGER NOT NULL REFERENCES imports(id) ON DELETE CASCADE,
+    billing_account TEXT, billing_account_tid INTEGER, sub_account TEXT, sub_account_tid INTEGER,
+    billing_period_start INTEGER, billing_period_end INTEGER,
+    charge_category TEXT, charge_class TEXT, charge_type TEXT, charge_frequency TEXT, currency TEXT,
+    service TEXT, service_tid INTEGER, sku TEXT, sku_tid INTEGER, sku_description TEXT, sku_description_tid INTEGER,
+    resource_id TEXT, resource_id_tid INTEGER, instance_type TEXT, instance_type_tid INTEGER,
+    region TEXT, region_tid INTEGER, unit TEXT, tags TEXT, tags_tid INTEGER,
+    is_gpu INTEGER NOT NULL DEFAULT 0, gpu_model TEXT, gpu_count REAL
+);
+CREATE INDEX charge_items_import ON charge_items(import_id);
+CREATE TABLE charge_lines (
+    id INTEGER PRIMARY KEY,
+    import_id INTEGER NOT NULL REFERENCES imports(id) ON DELETE CASCADE,
+    line INTEGER,
+    item_id INTEGER NOT NULL,
+    charge_period_start INTEGER, charge_period_end INTEGER,
+    billed_cost REAL, effective_cost REAL, list_cost REAL, quantity REAL
+);
+INSERT INTO charge_items (id, import_id, {items}) SELECT id, import_id, {items} FROM charge_rows;
+INSERT INTO charge_lines (id, import_id, line, item_id, {lines}) SELECT id, import_id, line, id, {lines} FROM charge_rows;
+DROP VIEW charges;
+DROP TABLE charge_rows;
+CREATE INDEX charges_import ON charge_lines(import_id);
+CREATE VIEW charge_rows AS SELECT {picked}
+FROM charge_lines l CROSS JOIN charge_items i ON i.id = l.item_id;
+{charges_view.strip()}
+CREATE TRIGGER charges_insert INSTEAD OF INSERT ON charges BEGIN
+    INSERT INTO charge_items (import_id, {trig_items}, is_gpu, gpu_model, gpu_count)
+    VALUES (NEW.import_id, {trig_new}, COALESCE(NEW.is_gpu, 0), NEW.gpu_model, NEW.gpu_count); INSERT INTO charge_lines
+    (id, import_id, line, item_id, {lines}) VALUES (NEW.id, NEW.import_id, NEW.line, last_insert_rowid(),
+    NEW.charge_period_start, NEW.charge_period_end, NEW.billed_cost, NEW.effective_cost, NEW.list_cost, NEW.quantity); END;
+CREATE TRIGGER charges_delete INSTEAD OF DELETE ON charges BEGIN DELETE FROM charge_lines WHERE id = OLD.id; END;
+"""
+
+
+_V18 = _v18()
+
 MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13, _V14, _V15, _V16,
-                         _V17]
+                         _V17, _V18]
 # Python steps run after a version's statements, in the same transaction.
 _AFTER: dict[int, Callable[[sqlite3.Connection], None]] = {10: _v11_repack}
 SCHEMA_VERSION = len(MIGRATIONS)

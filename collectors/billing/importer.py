@@ -33,8 +33,8 @@ from gpuspend import clock
 from gpuspend.collectors.billing import detect as detect_mod
 from gpuspend.collectors.billing import pipeline
 from gpuspend.collectors.billing.manifest import Unit, discover
-from gpuspend.collectors.billing.normalise import FIELDS, Cols, Rows, columns_read, normalised
-from gpuspend.collectors.billing.prepared import ROW_FIELDS, Prepared, prepare, prepared_batch
+from gpuspend.collectors.billing.normalise import Cols, Rows, columns_read, normalised
+from gpuspend.collectors.billing.prepared import Prepared, prepare, prepared_batch
 from gpuspend.collectors.billing.reader import Batch, Table, unreadable
 from gpuspend.errors import DataError
 from gpuspend.fmt import clean
@@ -197,7 +197,6 @@ def import_units(conn: sqlite3.Connection, units: Iterable[Unit], *, fmt: str | 
     except _NothingChanged:
         pass                           # only older versions or files already stored: the database is as it was
     finally:
-        conn.execute(f"DROP TABLE IF EXISTS {ITEMS_TABLE}")
         conn.execute(f"PRAGMA foreign_keys = {'ON' if fk else 'OFF'}")
         conn.execute(f"PRAGMA cache_size = {int(cache)}")
     return results
@@ -231,10 +230,10 @@ def _drop_indexes_for_bulk(conn: sqlite3.Connection, units: list[Unit]) -> list[
     estimate = sum(_estimate_rows(f) for u in units for f in u.files)
     if estimate < BULK_MIN_ROWS:
         return []
-    existing = conn.execute("SELECT COUNT(*) FROM charge_rows").fetchone()[0]
+    existing = conn.execute("SELECT COUNT(*) FROM charge_lines").fetchone()[0]
     if estimate <= existing:
         return []
-    saved = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'charge_rows' "
+    saved = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'charge_lines' "
                          "AND sql IS NOT NULL ORDER BY name").fetchall()
     for name, _sql in saved:
         conn.execute(f'DROP INDEX "{name}"')
@@ -323,6 +322,15 @@ class _Slices:
         self.kept: set[int] = set()
         self.units: dict[int, tuple[list[FileResult], Unit]] = {}
         self.texts = _Texts(conn)
+        self._next_item: int | None = None
+
+    def item_ids(self, n: int) -> int:
+        """The first of n new `charge_items` ids (read once per call: its transaction holds the write lock)."""
+        if self._next_item is None:
+            self._next_item = int(self.conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM charge_items").fetchone()[0])
+        first = self._next_item
+        self._next_item += n
+        return first
 
     def begin_unit(self, unit: Unit) -> None:
         self.unit += 1
@@ -472,7 +480,8 @@ def _resolve_versions(conn: sqlite3.Connection, slices: _Slices) -> bool:
         by = [p for w in winners for p in ([w.path] if not w.stored else w.paths.values())]
         for c, held, why in losers:
             # charges first (one indexed delete), then the import rows
-            conn.executemany("DELETE FROM charge_rows WHERE import_id = ?", [(i,) for i in c.ids])
+            conn.executemany("DELETE FROM charge_lines WHERE import_id = ?", [(i,) for i in c.ids])
+            conn.executemany("DELETE FROM charge_items WHERE import_id = ?", [(i,) for i in c.ids])
             conn.executemany("DELETE FROM imports WHERE id = ?", [(i,) for i in c.ids])
             if c.stored:
                 changed = True
@@ -666,13 +675,13 @@ def _reconcile_azure(conn: sqlite3.Connection, slices: _Slices) -> None:
     for sid in sorted(slices.kept):
         source, account, start = slices.key_of[sid]
         if source == "azure-amortized":
-            conn.execute("UPDATE charge_rows SET effective_cost = 0 WHERE import_id IN (SELECT id FROM imports WHERE "
+            conn.execute("UPDATE charge_lines SET effective_cost = 0 WHERE import_id IN (SELECT id FROM imports WHERE "
                          "source = 'azure-actual' AND account IS ? AND billing_period_start = ?)", (account, start))
         elif source == "azure-actual":
             has = conn.execute("SELECT 1 FROM imports WHERE source = 'azure-amortized' AND account IS ? "
                                "AND billing_period_start = ?", (account, start)).fetchone()
             if has:
-                conn.execute("UPDATE charge_rows SET effective_cost = 0 WHERE import_id = ?", (sid,))
+                conn.execute("UPDATE charge_lines SET effective_cost = 0 WHERE import_id = ?", (sid,))
 
 
 def _normalised(table: Table, keys: list[str], mod: Any, ctx: dict[str, Any]
@@ -783,57 +792,39 @@ def _import_file(conn: sqlite3.Connection, opened: _Opened, sha: str, skip_bad: 
     return res
 
 
-ROWS_PER_INSERT = 32    # rows per INSERT statement: 32 x 27 parameters stays far below SQLite's limit
-# The line items of the batch being inserted (prepared.Prepared.items), batch-local ids: a temporary table of
-# the import's connection, never in the database file; emptied per batch, dropped after the import.
-ITEMS_TABLE = "temp.import_items"
+ROWS_PER_INSERT = 32    # rows per INSERT statement: 32 x 9 parameters stays far below SQLite's limit
 
 
 @lru_cache(maxsize=64)
-def _insert_sql(fields: tuple[str, ...], rows: int = 1, item_fields: tuple[str, ...] = ()) -> str:
-    """INSERT of `rows` rows naming only `fields` (all from FIELDS, our own constants); the rest take their NULL
-    default. With `item_fields`: each row's third parameter is its item's id, whose `item_fields` are taken
-    from ITEMS_TABLE (CROSS JOIN: the rows stay the outer loop, in file order)."""
-    if not item_fields:
-        cols = ("import_id", "line", *fields)
-        one = f"({', '.join('?' * len(cols))})"
-        return f"INSERT INTO charge_rows ({', '.join(cols)}) VALUES {', '.join([one] * rows)}"
-    one = f"({', '.join('?' * (len(fields) + 3))})"
-    picked = ["v.column1", "v.column2", *(f"v.column{j}" for j in range(4, len(fields) + 4)),
-              *(f"i.{f}" for f in item_fields)]
-    return (f"INSERT INTO charge_rows (import_id, line, {', '.join((*fields, *item_fields))}) "
-            f"SELECT {', '.join(picked)} FROM (VALUES {', '.join([one] * rows)}) AS v "
-            f"CROSS JOIN {ITEMS_TABLE} AS i ON i.id = v.column3")
+def _insert_sql(fields: tuple[str, ...], rows: int = 1) -> str:
+    """INSERT of `rows` lines naming only `fields` (from ROW_FIELDS, our own constants); the rest take their
+    NULL default."""
+    cols = ("import_id", "line", "item_id", *fields)
+    one = f"({', '.join('?' * len(cols))})"
+    return f"INSERT INTO charge_lines ({', '.join(cols)}) VALUES {', '.join([one] * rows)}"
 
 
-def _items_ddl() -> str:
-    cols = [f for f in FIELDS if f not in ROW_FIELDS] + [f + "_tid" for f in INTERNED_FIELDS]
-    return f"CREATE TABLE IF NOT EXISTS {ITEMS_TABLE} (id INTEGER PRIMARY KEY, {', '.join(cols)})"
-
-
-def _insert_items(conn: sqlite3.Connection, item_fields: tuple[str, ...], items: list[Any], n: int) -> None:
-    """A batch's items into ITEMS_TABLE as ids 0..n-1 (the ids its rows carry)."""
-    conn.execute(_items_ddl())
-    conn.execute(f"DELETE FROM {ITEMS_TABLE}")
-    w = len(item_fields)
-    conn.executemany(f"INSERT INTO {ITEMS_TABLE} (id, {', '.join(item_fields)}) VALUES "
-                     f"({', '.join('?' * (w + 1))})", ([i, *items[i * w:(i + 1) * w]] for i in range(n)))
-
-
-def _insert_rows(conn: sqlite3.Connection, fields: tuple[str, ...], flat: list[Any], n: int,
-                 item_fields: tuple[str, ...] = ()) -> None:
-    """executemany of a prepared batch (prepared.prepare), with the per-row costs of Python's sqlite3 taken out:
-    ROWS_PER_INSERT rows per statement (one step, one GIL release and re-take, per 32 rows, not per row), each
-    statement's parameters one slice of the row-major list. Itemized: the items are in ITEMS_TABLE already."""
-    width = len(fields) + 2 + bool(item_fields)
+def _insert_rows(conn: sqlite3.Connection, fields: tuple[str, ...], flat: list[Any], n: int) -> None:
+    """executemany of a prepared batch's lines (prepared.prepare), with the per-row costs of Python's sqlite3
+    taken out: ROWS_PER_INSERT rows per statement (one step, one GIL release and re-take, per 32 rows, not per
+    row), each statement's parameters one slice of the row-major list."""
+    width = len(fields) + 3
     full = n // ROWS_PER_INSERT * ROWS_PER_INSERT
     step = ROWS_PER_INSERT * width
     if full:
-        conn.executemany(_insert_sql(fields, ROWS_PER_INSERT, item_fields),
+        conn.executemany(_insert_sql(fields, ROWS_PER_INSERT),
                          (flat[i:i + step] for i in range(0, full * width, step)))
     if full < n:
-        conn.executemany(_insert_sql(fields, 1, item_fields),
-                         (flat[i:i + width] for i in range(full * width, n * width, width)))
+        conn.executemany(_insert_sql(fields), (flat[i:i + width] for i in range(full * width, n * width, width)))
+
+
+def _insert_items(conn: sqlite3.Connection, fields: tuple[str, ...], items: list[Any], sids: list[int],
+                  first_id: int) -> None:
+    """A batch's line items as `charge_items` first_id, first_id + 1, ... (the ids its lines carry)."""
+    w = len(fields)
+    conn.executemany(f"INSERT INTO charge_items (id, import_id, {', '.join(fields)}) VALUES "
+                     f"({', '.join('?' * (w + 2))})",
+                     ([first_id + k, sid, *items[k * w:(k + 1) * w]] for k, sid in enumerate(sids)))
 
 
 def _insert_batch(conn: sqlite3.Connection, prep: Prepared, path: Path, sha: str, fmt: str, slices: _Slices,
@@ -843,22 +834,18 @@ def _insert_batch(conn: sqlite3.Connection, prep: Prepared, path: Path, sha: str
     width = prep.width
     flat, items, wi = prep.flat, prep.items, len(prep.item_fields)
     for name, values in prep.texts.items():     # batch-local text indices -> charge_texts ids
-        ids = slices.texts.ids(values).__getitem__
-        if name in prep.item_fields:
-            j = prep.item_fields.index(name)
-            items[j::wi] = list(map(ids, items[j::wi]))
-        else:
-            j = prep.fields.index(name) + 2
-            flat[j::width] = list(map(ids, flat[j::width]))
+        j = prep.item_fields.index(name)
+        items[j::wi] = list(map(slices.texts.ids(values).__getitem__, items[j::wi]))
     if prep.row_keys is None:
         flat[0::width] = [sids[0]] * prep.n
     else:
         flat[0::width] = list(map(sids.__getitem__, prep.row_keys))
-    if wi:
-        _insert_items(conn, prep.item_fields, items, prep.n_items)
-        _insert_rows(conn, prep.fields, flat, prep.n, prep.item_fields)
-    else:
-        _insert_rows(conn, prep.fields, flat, prep.n)
+    first = slices.item_ids(prep.n_items)
+    flat[2::width] = list(map(first.__add__, flat[2::width]))
+    _insert_items(conn, prep.item_fields, items,
+                  [sids[0]] * prep.n_items if prep.item_keys is None else list(map(sids.__getitem__, prep.item_keys)),
+                  first)
+    _insert_rows(conn, prep.fields, flat, prep.n)
     for sid, bp_end, export_time in zip(sids, prep.period_end, prep.export_time, strict=True):
         st = slices.stats[sid]
         if st[3] is None:                     # first seen period end per slice

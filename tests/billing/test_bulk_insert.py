@@ -33,15 +33,32 @@ def _charges(db: Path) -> list[tuple]:
         conn.close()
 
 
-def _plain_insert_rows(conn, fields, flat, n) -> None:
-    """The reference: one row per statement, every column named (text ids too), None bound as None."""
-    width = len(fields) + 2
-    every = (*FIELDS, *(f + "_tid" for f in INTERNED_FIELDS))
-    sql = importer._insert_sql(every)
-    for i in range(0, n * width, width):
-        row = dict(zip(("import_id", "line", *fields), flat[i:i + width], strict=True))
-        conn.execute(sql, [None if isinstance(v, float) and v != v else v
-                           for v in (row["import_id"], row["line"], *(row.get(f) for f in every))])
+class _PlainInsert:
+    """The reference: each row on its own through the `charges` view, every column named, its texts inline (the
+    view's trigger stores an item per row), None bound as None."""
+
+    def __init__(self) -> None:
+        self.items: dict[int, dict] = {}
+
+    def items_in(self, conn, fields, items, sids, first_id) -> None:
+        w = len(fields)
+        for k in range(len(sids)):
+            values = dict(zip(fields, items[k * w:(k + 1) * w], strict=True))
+            for f in INTERNED_FIELDS:         # a text id back to its text
+                if f + "_tid" in values:
+                    tid = values.pop(f + "_tid")
+                    values[f] = None if tid != tid else conn.execute(
+                        "SELECT text FROM charge_texts WHERE id = ?", (tid,)).fetchone()[0]
+            self.items[first_id + k] = values
+
+    def rows_in(self, conn, fields, flat, n) -> None:
+        width = len(fields) + 3
+        sql = f"INSERT INTO charges (import_id, line, {', '.join(FIELDS)}) VALUES ({', '.join('?' * (len(FIELDS) + 2))})"
+        for i in range(0, n * width, width):
+            sid, line, item, *values = flat[i:i + width]
+            row = {**self.items[item], **dict(zip(fields, values, strict=True))}
+            conn.execute(sql, [sid, line, *(None if isinstance(v, float) and v != v else v
+                                            for v in (row.get(f) for f in FIELDS))])
 
 
 def test_fast_path_stores_the_same_rows_as_a_plain_insert(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -50,7 +67,9 @@ def test_fast_path_stores_the_same_rows_as_a_plain_insert(tmp_path: Path, monkey
     conn = connect(fast_db)
     [fast] = import_paths(conn, [src])
     conn.close()
-    monkeypatch.setattr(importer, "_insert_rows", _plain_insert_rows)
+    plain_insert = _PlainInsert()
+    monkeypatch.setattr(importer, "_insert_items", plain_insert.items_in)
+    monkeypatch.setattr(importer, "_insert_rows", plain_insert.rows_in)
     monkeypatch.setattr(normalise, "ITEM_MAX_SHARE", -1)      # every column bound on every row
     conn = connect(plain_db)
     [plain] = import_paths(conn, [src])

@@ -154,3 +154,47 @@ def test_a_bad_amount_names_its_own_line(tmp_path: Path) -> None:
         _import(tmp_path / "g.db", src)
     assert exc.value.where == f"{src}:303"
     assert "line_item_unblended_cost" in exc.value.message
+
+
+def _count(db: Path, sql: str) -> int:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute(sql).fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_each_line_item_is_stored_once_and_leaves_with_its_import(tmp_path: Path) -> None:
+    """Store v18: 601 rows of 4 line items are 4 `charge_items` and 601 `charge_lines`. A newer run of the same
+    month replaces the older one, its items with it: nothing is left that no line or import refers to."""
+    rows, _hand = _month()
+    db = tmp_path / "g.db"
+    _import(db, _csv(tmp_path / "older.csv", rows[:3 * 100] + rows[-1:]))     # the first 100 hours
+    assert _count(db, "SELECT COUNT(*) FROM charge_items") == 4
+    assert _count(db, "SELECT COUNT(*) FROM charge_lines") == 301
+    [newer] = _import(db, _csv(tmp_path / "newer.csv", rows))                # the same month, 200 hours
+    assert newer.supersedes == [str(tmp_path / "older.csv")]
+    assert _count(db, "SELECT COUNT(*) FROM charge_items") == 4
+    assert _count(db, "SELECT COUNT(*) FROM charge_lines") == 3 * HOURS + 1
+    assert _count(db, "SELECT COUNT(*) FROM charge_items WHERE import_id NOT IN (SELECT id FROM imports)") == 0
+    assert _count(db, "SELECT COUNT(*) FROM charge_items WHERE id NOT IN (SELECT item_id FROM charge_lines)") == 0
+    assert _count(db, "SELECT COUNT(*) FROM charge_lines WHERE item_id NOT IN (SELECT id FROM charge_items)") == 0
+
+
+def test_rows_written_through_the_charges_view_read_back(tmp_path: Path) -> None:
+    """Older tools and tests write `charges` rows directly: each becomes an item and a line, and reads back."""
+    db = tmp_path / "g.db"
+    conn = connect(db)
+    try:
+        conn.execute("INSERT INTO imports (id, path, sha256, format, source, rows, gpu_rows, skipped_rows, "
+                     "imported_at) VALUES (1, 'x.csv', 'x', 'focus', 'focus:aws', 2, 1, 0, 0)")
+        conn.execute("INSERT INTO charges (import_id, line, charge_period_start, charge_period_end, billed_cost, "
+                     "currency, service, is_gpu, gpu_model) VALUES (1, 2, 10, 3610, 98.32, 'USD', 'EC2', 1, 'H100')")
+        conn.execute("INSERT INTO charges (import_id, line, billed_cost, service) VALUES (1, 3, 0.5, 'S3')")
+        got = conn.execute("SELECT line, charge_period_start, billed_cost, currency, service, is_gpu, gpu_model "
+                           "FROM charges ORDER BY id").fetchall()
+        assert got == [(2, 10, 98.32, "USD", "EC2", 1, "H100"), (3, None, 0.5, None, "S3", 0, None)]
+        conn.execute("DELETE FROM charges WHERE line = 3")
+        assert conn.execute("SELECT line FROM charges").fetchall() == [(2,)]
+    finally:
+        conn.close()

@@ -80,13 +80,27 @@ def test_a_batch_repeating_its_line_items_binds_each_item_once() -> None:
     assert col["charge_period_start"] == [c[5] for c in ALL]
 
 
-def test_a_batch_of_distinct_items_binds_every_column_per_row() -> None:
+def test_a_batch_of_distinct_items_is_one_item_per_row() -> None:
     rows = _rows()
     rows.data["sku"] = [f"sku-{i}" for i in range(rows.n)]        # every row its own line item
     prep = prepare(rows, range(2, 2 + rows.n), set())
     assert prep is not None
-    assert prep.item_fields == () and prep.n_items == 0
-    assert [r[2 + prep.fields.index("sku")] for r in rows_of(prep)] == rows.data["sku"]
+    assert prep.n_items == rows.n
+    assert "sku" in prep.item_fields                              # mostly distinct: inline, not a text id
+    assert prep.flat[2::prep.width] == list(range(rows.n))
+    assert [r[2 + prep.all_fields.index("sku")] for r in rows_of(prep)] == rows.data["sku"]
+
+
+def test_skipped_rows_leave_no_item_behind() -> None:
+    """Rows 1 and 5 of every pattern skipped (bad values): the items only they had are not stored."""
+    rows = _rows()
+    skip = {i for i in range(rows.n) if i % len(CELLS) in (1, 5)}
+    prep = prepare(rows, range(2, 2 + rows.n), skip)
+    assert prep is not None
+    assert prep.n == rows.n - len(skip)
+    assert prep.n_items == 4                  # ("b", NOV, EUR, Storage) and ("b", NOV, EUR, None) had no other row
+    assert prep.keys == [("focus:x", "a", NOV), ("focus:x", "a", OCT)]      # nor does slice b
+    assert [r[1] for r in rows_of(prep)] == [2 + i for i in range(rows.n) if i not in skip]
 
 
 def test_the_importing_process_binds_the_stored_text_ids() -> None:

@@ -162,7 +162,7 @@ def test_bulk_import_rebuilds_the_indexes(conn, db_path: Path, tmp_path: Path, m
     monkeypatch.setattr(importer, "BYTES_PER_ROW", 1)
 
     def indexes() -> list[tuple]:
-        return conn.execute("SELECT name, sql FROM sqlite_master WHERE tbl_name = 'charge_rows' AND type = 'index' "
+        return conn.execute("SELECT name, sql FROM sqlite_master WHERE tbl_name = 'charge_lines' AND type = 'index' "
                             "ORDER BY name").fetchall()
 
     before = indexes()

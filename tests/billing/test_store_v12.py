@@ -27,9 +27,10 @@ def _v11_copy_of(ref: sqlite3.Connection, path: Path) -> None:
 
 
 def _indexes(conn: sqlite3.Connection) -> set[str]:
-    """The charges table's indexes (`charge_rows` from v13 on, the rows behind the `charges` view)."""
+    """The charges table's indexes (`charge_rows` from v13 on, the rows behind the `charges` view; `charge_lines`
+    from v18 on, the rows behind `charge_rows`)."""
     return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' "
-                                       "AND tbl_name IN ('charges', 'charge_rows')")}
+                                       "AND tbl_name IN ('charges', 'charge_rows', 'charge_lines')")}
 
 
 def _figures(conn: sqlite3.Connection, cfg) -> tuple:
@@ -72,7 +73,8 @@ def test_month_and_report_queries_on_charges_use_an_index(tmp_path: Path) -> Non
         (f"SELECT service, service_tid, SUM(billed_cost) AS t, MAX(is_gpu) FROM charge_rows WHERE {period} "
          "AND currency = ? GROUP BY service, service_tid", (*pargs, "USD")),
         ("SELECT charge_period_start, charge_period_end FROM charges WHERE import_id = ?", (1,)),
-        ("DELETE FROM charge_rows WHERE import_id = ?", (1,)),
+        ("DELETE FROM charge_lines WHERE import_id = ?", (1,)),
+        ("DELETE FROM charge_items WHERE import_id = ?", (1,)),
     ]
     try:
         for sql, args in queries:

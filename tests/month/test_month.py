@@ -319,7 +319,7 @@ def test_an_amortized_dataset_ahead_of_the_actual_cost_export_does_not_stop_the_
     charges(conn, actual, hourly(NOV1_S, 4 * 24, 2.0, resource_id=RID))
     amortized = new_import(conn, NOV1_S + 9 * DAY_S, source="azure-amortized")
     charges(conn, amortized, hourly(NOV1_S, 9 * 24, 2.0, resource_id=RID))
-    conn.execute("UPDATE charge_rows SET billed_cost = NULL WHERE import_id = ?", (amortized,))
+    conn.execute("UPDATE charge_lines SET billed_cost = NULL WHERE import_id = ?", (amortized,))
     conn.commit()
     cfg = cfg_from(tmp_path, f"billing: {{resource_id: {RID}}}\nrates: {{per_model: {{H100: 2.0}}}}\n")
     usd = views_of(conn, cfg)["USD"]

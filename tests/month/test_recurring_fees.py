@@ -86,7 +86,7 @@ def test_cur_purchases_imported_before_store_v16_get_their_frequency_on_upgrade(
     as every day's spend once the store is upgraded, without importing the file again; the migration maps
     the line item types as the importer does now (aws_cur.FREQUENCY)."""
     from gpuspend.collectors.billing.aws_cur import FREQUENCY
-    from gpuspend.store import SCHEMA_VERSION
+    from tests.billing.helpers import store_copy_at
 
     header = ("bill_billing_period_start_date,bill_billing_period_end_date,bill_payer_account_id,"
               "line_item_line_item_type,line_item_usage_start_date,line_item_usage_end_date,line_item_product_code,"
@@ -99,13 +99,14 @@ def test_cur_purchases_imported_before_store_v16_get_their_frequency_on_upgrade(
     path = tmp_path / "cur.csv"
     path.write_text("\n".join([header, *lines]) + "\n")
     env = {"GPUSPEND_NOW": "2026-12-11T01:00:00Z"}
-    assert cli("--db", str(db_path), "import", str(path), env=env).returncode == 0
-    conn = sqlite3.connect(db_path, isolation_level=None)
-    try:         # as the store was before v16: no frequency on any row
-        conn.execute("UPDATE charge_rows SET charge_frequency = NULL")
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+    ref_path = tmp_path / "ref.db"
+    assert cli("--db", str(ref_path), "import", str(path), env=env).returncode == 0
+    ref = sqlite3.connect(ref_path)
+    try:         # the same rows as a store at v16 held them, before v17 filled in their frequency
+        store_copy_at(16, db_path, ref, ("imports", "charge_rows", "charge_texts", "meta"),
+                      {"charge_frequency": "NULL"})
     finally:
-        conn.close()
+        ref.close()
     doc = json.loads(cli("--db", str(db_path), "--report", "--no-sample", "--format", "json", env=env).stdout)
     (mv,) = doc["month"]
     # MTD 10 x 240 + 5,000 + 700 + 3 = 8,103; projected: + 21 days x $240 = 13,143
