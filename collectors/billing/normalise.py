@@ -135,35 +135,53 @@ def spread(values: list[Any], item_of: list[int] | None) -> list[Any]:
 # GPU verdict) are read, checked and classified once per item, and only the hours and amounts per row.
 ITEM_MAX_SHARE = 0.25
 ITEMIZE_MIN_ROWS = 256          # below, the per-column Arrow work costs more than it saves
-_ONE = pa.scalar(1, pa.int64())
+_KEY_SPAN = 1 << 62
 
 
 def itemize(c: Cols, row_columns: frozenset[str]) -> tuple[Cols, list[int]] | None:
     """(the batch's distinct line items, one row each, and each row's item index) from the columns read that
     are not `row_columns` (a format's per-row columns: amounts, usage times), or None when the rows are not
-    that repetitive. In Arrow: each column dictionary-encoded, the codes combined column by column and
-    re-encoded (first seen first), so the first row of each item is its row in the file."""
+    that repetitive. In Arrow: each column dictionary-encoded, its codes folded into one key per row (a column
+    with one value in the whole batch adds nothing), re-encoded whenever the key could overflow and at the
+    end (first seen first), so the first row of each item is its row in the file."""
     n = c.n
     if n < ITEMIZE_MIN_ROWS:
         return None
     key: pa.Array | None = None
-    m = 0
+    span = 1                                  # the key's values are below this
     for k, a in zip(c.keys, c.arrays, strict=True):
         if a is NOT_READ or k in row_columns:
             continue
         enc = pc.dictionary_encode(a)
-        card = pa.scalar(len(enc.dictionary) + 1, pa.int64())
-        codes = pc.fill_null(enc.indices.cast(pa.int64()), pc.subtract(card, _ONE))
-        combined = codes if key is None else pc.add(pc.multiply(key, card), codes)
-        enc = pc.dictionary_encode(combined)
-        key, m = enc.indices.cast(pa.int64()), len(enc.dictionary)
-        if m > n * ITEM_MAX_SHARE:
+        card, codes = len(enc.dictionary), enc.indices
+        if codes.null_count:
+            codes = pc.fill_null(codes, pa.scalar(card, codes.type))
+            card += 1
+        if card == 1:
+            continue
+        if card > n * ITEM_MAX_SHARE:
             return None
-    if key is None:
+        codes = codes.cast(pa.int64())
+        if key is None:
+            key, span = codes, card
+            continue
+        if span * card >= _KEY_SPAN:          # folded further, the key could overflow int64: compact it first
+            enc = pc.dictionary_encode(key)
+            key, span = enc.indices.cast(pa.int64()), len(enc.dictionary)
+            if span > n * ITEM_MAX_SHARE:
+                return None
+        key = pc.add(pc.multiply(key, pa.scalar(card, pa.int64())), codes)
+        span *= card
+    if key is None:                           # every column read has one value: the whole batch is one item
+        return Cols(c.keys, c.raw, [a if a is NOT_READ else a.slice(0, 1) for a in c.arrays], 1), [0] * n
+    enc = pc.dictionary_encode(key)
+    m = len(enc.dictionary)
+    if m > n * ITEM_MAX_SHARE:
         return None
-    first = pc.index_in(pa.array(range(m), pa.int64()), value_set=key)
+    ids = enc.indices
+    first = pc.index_in(pa.array(range(m), ids.type), value_set=ids)
     arrays = [a if a is NOT_READ else a.take(first) for a in c.arrays]
-    return Cols(c.keys, c.raw, arrays, m), key.to_pylist()
+    return Cols(c.keys, c.raw, arrays, m), ids.to_pylist()
 
 
 def normalised(mod: Any, c: Cols, ctx: dict[str, Any]) -> Rows:
