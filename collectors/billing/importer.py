@@ -43,6 +43,7 @@ from gpuspend.store import INTERNED_FIELDS, bump_generation, transaction
 MAX_BAD_LINES = 5
 _NULL = float("nan")         # binds as SQL NULL (as prepared.prepare binds every None)
 TEXTS_CACHED = 50_000        # charge_texts ids an import keeps in memory (a month has a few thousand texts)
+ITEMS_CACHED = 50_000        # charge_items ids likewise (a month has a few thousand line items per account)
 CACHE_KIB = 16_384           # SQLite page cache during an import (KiB)
 
 
@@ -323,14 +324,33 @@ class _Slices:
         self.units: dict[int, tuple[list[FileResult], Unit]] = {}
         self.texts = _Texts(conn)
         self._next_item: int | None = None
+        self._items: dict[tuple, int] = {}
 
-    def item_ids(self, n: int) -> int:
-        """The first of n new `charge_items` ids (read once per call: its transaction holds the write lock)."""
-        if self._next_item is None:
+    def item_ids(self, fields: tuple[str, ...], items: list[Any], sids: list[int]) -> list[int]:
+        """The `charge_items` id of each of a batch's items (row-major `items` of `fields`, item k of slice
+        import sids[k]), storing those this import has not stored yet. An item recurs in later batches (the
+        next hours of a resource, the next day of a daily export): stored once per import, not once per batch."""
+        if self._next_item is None:     # read once per call: its transaction holds the write lock
             self._next_item = int(self.conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM charge_items").fetchone()[0])
-        first = self._next_item
-        self._next_item += n
-        return first
+        known = self._items
+        if len(known) > ITEMS_CACHED:   # memory stays flat in file size; an item seen again is stored again
+            known.clear()
+        w = len(fields)
+        ids: list[int] = []
+        new: list[list[Any]] = []
+        for k, sid in enumerate(sids):
+            values = items[k * w:(k + 1) * w]
+            key = (fields, sid, *values)
+            i = known.get(key)
+            if i is None:
+                i = known[key] = self._next_item
+                self._next_item += 1
+                new.append([i, sid, *values])
+            ids.append(i)
+        if new:
+            self.conn.executemany(f"INSERT INTO charge_items (id, import_id, {', '.join(fields)}) VALUES "
+                                  f"({', '.join('?' * (w + 2))})", new)
+        return ids
 
     def begin_unit(self, unit: Unit) -> None:
         self.unit += 1
@@ -818,15 +838,6 @@ def _insert_rows(conn: sqlite3.Connection, fields: tuple[str, ...], flat: list[A
         conn.executemany(_insert_sql(fields), (flat[i:i + width] for i in range(full * width, n * width, width)))
 
 
-def _insert_items(conn: sqlite3.Connection, fields: tuple[str, ...], items: list[Any], sids: list[int],
-                  first_id: int) -> None:
-    """A batch's line items as `charge_items` first_id, first_id + 1, ... (the ids its lines carry)."""
-    w = len(fields)
-    conn.executemany(f"INSERT INTO charge_items (id, import_id, {', '.join(fields)}) VALUES "
-                     f"({', '.join('?' * (w + 2))})",
-                     ([first_id + k, sid, *items[k * w:(k + 1) * w]] for k, sid in enumerate(sids)))
-
-
 def _insert_batch(conn: sqlite3.Connection, prep: Prepared, path: Path, sha: str, fmt: str, slices: _Slices,
                   totals: dict[tuple[int, str | None], PeriodTotal], res: FileResult) -> None:
     """Insert one prepared batch: its slice keys become `imports` ids, its groups add to the stats and totals."""
@@ -840,11 +851,8 @@ def _insert_batch(conn: sqlite3.Connection, prep: Prepared, path: Path, sha: str
         flat[0::width] = [sids[0]] * prep.n
     else:
         flat[0::width] = list(map(sids.__getitem__, prep.row_keys))
-    first = slices.item_ids(prep.n_items)
-    flat[2::width] = list(map(first.__add__, flat[2::width]))
-    _insert_items(conn, prep.item_fields, items,
-                  [sids[0]] * prep.n_items if prep.item_keys is None else list(map(sids.__getitem__, prep.item_keys)),
-                  first)
+    item_sids = [sids[0]] * prep.n_items if prep.item_keys is None else list(map(sids.__getitem__, prep.item_keys))
+    flat[2::width] = list(map(slices.item_ids(prep.item_fields, items, item_sids).__getitem__, flat[2::width]))
     _insert_rows(conn, prep.fields, flat, prep.n)
     for sid, bp_end, export_time in zip(sids, prep.period_end, prep.export_time, strict=True):
         st = slices.stats[sid]

@@ -28,9 +28,12 @@ SliceKey = tuple[str, "str | None", int]
 _NAN = float("nan")
 _AS_NAN = {None: _NAN}
 # A column is stored as text ids in a batch where its distinct values are at most this share of the rows (a
-# month's export repeats each tag set and description hundreds of times); a column of mostly unique texts
-# stays inline, where an id would only add a lookup.
+# month's export repeats each tag set and description hundreds of times), or at most INTERN_ALWAYS texts: a
+# column of mostly unique texts stays inline, where an id would only add a lookup. The floor keeps a batch of
+# few rows (a file's last) reading its items as the batches before it did: an item that reads the same is
+# stored once per import (store v18), one that came inline in one batch and as ids in another, twice.
 INTERN_MAX_SHARE = 0.25
+INTERN_ALWAYS = 64
 # What varies from one row of a line item to the next (its hour, its amounts): stored per row. Every other
 # field describes the item (account, period, service, SKU, resource, tags, GPU verdict...), stored per item.
 ROW_FIELDS = LINE_COLUMNS
@@ -116,15 +119,16 @@ def _items(rows: Any, col: dict[str, list[Any]], source: list[str], item_of: lis
 
 
 def _row_major(part: list[tuple[str, list[Any]]], m: int, rows: int, texts: dict[str, list[Any]],
-               text_ids: Callable[[list[Any]], list[Any]] | None, head: int = 0) -> list[Any]:
+               text_ids: Callable[[list[Any]], list[Any]] | None, head: int = 0, nan: bool = True) -> list[Any]:
     """The columns of `part` (m values each) as one row-major parameter list after `head` slots left for the
-    caller, interned texts coded (see prepare) where they repeat enough over the batch's `rows`. Renames an
-    interned column in `part`."""
+    caller, interned texts coded (see prepare) where they repeat enough over the batch's `rows`, None as NaN
+    with `nan` (items keep None: the importer compares them with the items it stored). Renames an interned
+    column in `part`."""
     coded: set[str] = set()                   # columns of text indices or ids: never None
     for j, (f, c) in enumerate(part):
         if f in INTERNED_FIELDS:
             distinct = dict.fromkeys(c)
-            if len(distinct) <= rows * INTERN_MAX_SHARE:
+            if len(distinct) <= max(rows * INTERN_MAX_SHARE, INTERN_ALWAYS):
                 if text_ids is None:
                     pos = {v: i for i, v in enumerate(distinct)}
                     texts[f + "_tid"] = list(distinct)
@@ -138,7 +142,7 @@ def _row_major(part: list[tuple[str, list[Any]]], m: int, rows: int, texts: dict
     # cheaper than zipping rows into tuples and flattening them).
     flat: list[Any] = [None] * (m * width)
     for j, (f, c) in enumerate(part, head):
-        flat[j::width] = c if f in coded else _sql_nulls(c)
+        flat[j::width] = c if f in coded or not nan else _sql_nulls(c)
     return flat
 
 
@@ -199,7 +203,7 @@ def prepare(rows: Any, lines: Any, skip: set[int],
     width = len(row_cols) + 3
     flat[1::width] = lines
     flat[2::width] = ix
-    items = _row_major(item_cols, m, n, texts, text_ids)
+    items = _row_major(item_cols, m, n, texts, text_ids, nan=False)
     fields, item_fields = tuple(f for f, _c in row_cols), tuple(f for f, _c in item_cols)
     billed, eff = col["billed_cost"], col["effective_cost"]
     starts, ends = col["charge_period_start"], col["charge_period_end"]

@@ -40,16 +40,19 @@ class _PlainInsert:
     def __init__(self) -> None:
         self.items: dict[int, dict] = {}
 
-    def items_in(self, conn, fields, items, sids, first_id) -> None:
+    def item_ids(self, slices, fields, items, sids) -> list[int]:
         w = len(fields)
+        ids = []
         for k in range(len(sids)):
             values = dict(zip(fields, items[k * w:(k + 1) * w], strict=True))
             for f in INTERNED_FIELDS:         # a text id back to its text
                 if f + "_tid" in values:
                     tid = values.pop(f + "_tid")
-                    values[f] = None if tid != tid else conn.execute(
+                    values[f] = None if tid is None or tid != tid else slices.conn.execute(
                         "SELECT text FROM charge_texts WHERE id = ?", (tid,)).fetchone()[0]
-            self.items[first_id + k] = values
+            ids.append(len(self.items))
+            self.items[ids[-1]] = values
+        return ids
 
     def rows_in(self, conn, fields, flat, n) -> None:
         width = len(fields) + 3
@@ -68,7 +71,7 @@ def test_fast_path_stores_the_same_rows_as_a_plain_insert(tmp_path: Path, monkey
     [fast] = import_paths(conn, [src])
     conn.close()
     plain_insert = _PlainInsert()
-    monkeypatch.setattr(importer, "_insert_items", plain_insert.items_in)
+    monkeypatch.setattr(importer._Slices, "item_ids", lambda slices, *a: plain_insert.item_ids(slices, *a))
     monkeypatch.setattr(importer, "_insert_rows", plain_insert.rows_in)
     monkeypatch.setattr(normalise, "ITEM_MAX_SHARE", -1)      # every column bound on every row
     conn = connect(plain_db)

@@ -198,3 +198,27 @@ def test_rows_written_through_the_charges_view_read_back(tmp_path: Path) -> None
         assert conn.execute("SELECT line FROM charges").fetchall() == [(2,)]
     finally:
         conn.close()
+
+
+def test_an_item_met_again_in_a_later_batch_is_stored_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next hours of a resource (or the next day of a daily export) come in later batches: still one item."""
+    from gpuspend.collectors.billing import reader
+
+    monkeypatch.setattr(reader, "BLOCK_SIZE", 4096)         # ~25 rows a batch: 20-odd batches
+    monkeypatch.setattr(reader, "BATCH_BYTES", 1)
+    rows, _hand = _month()
+    db = tmp_path / "g.db"
+    [res] = _import(db, _csv(tmp_path / "cur2.csv", rows))
+    assert res.rows == 3 * HOURS + 1
+    assert _count(db, "SELECT COUNT(*) FROM charge_items") == 4
+    assert _stored(db) == _stored_plain(tmp_path, rows, monkeypatch)
+
+
+def _stored_plain(tmp_path: Path, rows: list[list[str]], monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
+    from gpuspend.collectors.billing import importer
+
+    monkeypatch.setattr(importer, "ITEMS_CACHED", -1)          # every batch stores its items afresh
+    db = tmp_path / "plain.db"
+    _import(db, _csv(tmp_path / "plain.csv", rows))
+    assert _count(db, "SELECT COUNT(*) FROM charge_items") > 4
+    return _stored(db)

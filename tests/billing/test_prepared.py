@@ -86,9 +86,22 @@ def test_a_batch_of_distinct_items_is_one_item_per_row() -> None:
     prep = prepare(rows, range(2, 2 + rows.n), set())
     assert prep is not None
     assert prep.n_items == rows.n
-    assert "sku" in prep.item_fields                              # mostly distinct: inline, not a text id
+    assert "sku_tid" in prep.item_fields                          # 28 texts: few enough to go as ids
     assert prep.flat[2::prep.width] == list(range(rows.n))
-    assert [r[2 + prep.all_fields.index("sku")] for r in rows_of(prep)] == rows.data["sku"]
+    assert [r[2 + prep.all_fields.index("sku_tid")] for r in rows_of(prep)] == rows.data["sku"]
+
+
+def test_a_large_batch_of_distinct_texts_keeps_them_inline() -> None:
+    """Over INTERN_ALWAYS texts, each on a single row: inline (an id would only add a lookup and an index entry)."""
+    n = 400
+    data: dict[str, list] = {f: [None] * n for f in FIELDS}
+    data.update(billing_account=["a"] * n, billing_period_start=[NOV] * n, currency=["USD"] * n, is_gpu=[0] * n,
+                billed_cost=[1.0] * n, effective_cost=[1.0] * n, charge_period_start=[NOV + i * HOUR for i in range(n)],
+                charge_period_end=[NOV + (i + 1) * HOUR for i in range(n)], resource_id=[f"i-{i}" for i in range(n)])
+    prep = prepare(Rows(n, data, ["focus:x"] * n), range(2, 2 + n), set())
+    assert prep is not None
+    assert prep.n_items == n
+    assert "resource_id" in prep.item_fields and "billing_account_tid" in prep.item_fields
 
 
 def test_skipped_rows_leave_no_item_behind() -> None:

@@ -78,6 +78,7 @@ def test_texts_stored_as_ids_or_inline_read_the_same(tmp_path: Path, monkeypatch
         conn.execute("SELECT * FROM charge_texts").fetchall()
     uncached.close()
     monkeypatch.setattr(prepared, "INTERN_MAX_SHARE", 0.0)
+    monkeypatch.setattr(prepared, "INTERN_ALWAYS", 0)
     inline = connect(tmp_path / "inline.db")
     import_paths(inline, [src], now_s=NOW_S)
     try:
@@ -93,6 +94,7 @@ def test_texts_stored_as_ids_or_inline_read_the_same(tmp_path: Path, monkeypatch
 def test_a_v12_database_migrates_without_rewriting_and_a_newer_export_replaces_its_rows(tmp_path: Path) -> None:
     monkey = pytest.MonkeyPatch()
     monkey.setattr(prepared, "INTERN_MAX_SHARE", 0.0)             # the reference as v12 stored it: texts inline
+    monkey.setattr(prepared, "INTERN_ALWAYS", 0)
     ref = connect(tmp_path / "ref.db")
     import_paths(ref, [focus_file(tmp_path / "mtd-day5.csv", 5)], now_s=NOW_S)
     import_paths(ref, [FIXTURES / "focus_gpu.csv"], now_s=NOW_S)
