@@ -39,6 +39,19 @@ def store_copy_at(version: int, path: Path, ref: sqlite3.Connection, tables: tup
     conn.close()
 
 
+def stored_charges(db: Path, *, line: bool = True) -> list[tuple]:
+    """Every stored charge as (line, *FIELDS) in file order (without the line: to compare containers whose
+    rows are numbered differently, CSV lines and Parquet rows)."""
+    from gpuspend.collectors.billing.normalise import FIELDS
+
+    conn = sqlite3.connect(db)
+    try:
+        cols = ("line", *FIELDS) if line else FIELDS
+        return conn.execute(f"SELECT {', '.join(cols)} FROM charges ORDER BY id").fetchall()
+    finally:
+        conn.close()
+
+
 def csv_rows(path: Path) -> list[dict[str, str]]:
     with open(path, newline="", encoding="utf-8-sig") as fh:
         return list(csv.DictReader(fh))

@@ -4,7 +4,6 @@ of the same file would."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from gpuspend.collectors.billing import importer, normalise
 from gpuspend.collectors.billing.importer import import_paths
 from gpuspend.collectors.billing.normalise import FIELDS
 from gpuspend.store import INTERNED_FIELDS, connect
-from tests.billing.helpers import FIXTURES, csv_rows, num
+from tests.billing.helpers import FIXTURES, csv_rows, num, stored_charges
 
 REPEAT = 9      # 90 rows: several 32-row statements plus a remainder
 
@@ -23,14 +22,6 @@ def _big_focus(tmp_path: Path) -> Path:
     out = tmp_path / "focus_big.csv"
     out.write_text(lines[0] + "".join(lines[1:] * REPEAT), encoding="utf-8")
     return out
-
-
-def _charges(db: Path) -> list[tuple]:
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute(f"SELECT line, {', '.join(FIELDS)} FROM charges ORDER BY id").fetchall()
-    finally:
-        conn.close()
 
 
 class _PlainInsert:
@@ -78,8 +69,8 @@ def test_fast_path_stores_the_same_rows_as_a_plain_insert(tmp_path: Path, monkey
     [plain] = import_paths(conn, [src])
     conn.close()
     assert fast.as_json() == plain.as_json()
-    rows = _charges(fast_db)
-    assert rows == _charges(plain_db)
+    rows = stored_charges(fast_db)
+    assert rows == stored_charges(plain_db)
     assert [r[0] for r in rows] == list(range(2, 2 + 10 * REPEAT))        # file order and line numbers kept
     expected = sum(num(r["BilledCost"]) for r in csv_rows(src))
     assert sum(r[1 + FIELDS.index("billed_cost")] for r in rows) == pytest.approx(expected)

@@ -18,7 +18,7 @@ from gpuspend.collectors.billing.normalise import FIELDS, coalesce
 from gpuspend.collectors.billing.values import BadValue, ts_col
 from gpuspend.errors import DataError
 from gpuspend.store import connect
-from tests.billing.helpers import FIXTURES, csv_rows, dump, num
+from tests.billing.helpers import FIXTURES, csv_rows, dump, num, stored_charges
 from tests.conftest import ROOT
 
 FORK = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the reader process is used on Linux only")
@@ -36,14 +36,6 @@ def _big_focus(tmp_path: Path, bad_at: int | None = None) -> Path:
     out = tmp_path / "focus_big.csv"
     out.write_text(lines[0] + "".join(body), encoding="utf-8")
     return out
-
-
-def _charges(db: Path) -> list[tuple]:
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute(f"SELECT line, {', '.join(FIELDS)} FROM charges ORDER BY id").fetchall()
-    finally:
-        conn.close()
 
 
 @pytest.fixture
@@ -88,8 +80,8 @@ def case_reader_process_stores_what_the_thread_stores(tmp_path: Path) -> None:
     _fork_setup()
     [forked] = _import(tmp_path / "fork.db", src)
     assert forked.as_json() == threaded.as_json()
-    rows = _charges(tmp_path / "fork.db")
-    assert rows == _charges(tmp_path / "thread.db")
+    rows = stored_charges(tmp_path / "fork.db")
+    assert rows == stored_charges(tmp_path / "thread.db")
     assert [r[0] for r in rows] == list(range(2, 2 + 10 * REPEAT))       # file order and line numbers
     expected = sum(num(r["BilledCost"]) for r in csv_rows(src))
     assert sum(r[1 + FIELDS.index("billed_cost")] for r in rows) == pytest.approx(expected)
@@ -112,7 +104,7 @@ def case_reader_process_bad_row_names_its_line_and_writes_nothing(tmp_path: Path
     assert dump(db) == before
     [res] = _import(db, src, skip_bad_rows=True)                          # the rest, with the line reported
     assert res.rows == 10 * REPEAT - 1 and res.bad_lines == [333]
-    assert 333 not in {r[0] for r in _charges(db)}
+    assert 333 not in {r[0] for r in stored_charges(db)}
 
 
 def test_glued_batches_keep_every_row_and_line_across_blocks(tmp_path: Path, small_blocks: None) -> None:

@@ -19,6 +19,7 @@ from gpuspend.collectors.billing.importer import import_paths
 from gpuspend.collectors.billing.normalise import FIELDS
 from gpuspend.errors import DataError
 from gpuspend.store import connect
+from tests.billing.helpers import stored_charges
 
 HOURS = 200
 START = "2026-11-{d:02d}T{h:02d}:00:00.000Z"
@@ -82,11 +83,7 @@ def _parquet(csv_path: Path, path: Path) -> Path:
 
 
 def _stored(db: Path) -> list[tuple]:
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute(f"SELECT {', '.join(FIELDS)} FROM charges ORDER BY id").fetchall()
-    finally:
-        conn.close()
+    return stored_charges(db, line=False)
 
 
 def _import(db: Path, path: Path, **kw) -> list:

@@ -12,7 +12,8 @@ import pytest
 
 from gpuspend.collectors.billing import pipeline, reader
 from gpuspend.store import connect
-from tests.billing.test_import_pipeline import _big_focus, _charges, _import, _in_a_fresh_process
+from tests.billing.helpers import stored_charges
+from tests.billing.test_import_pipeline import _big_focus, _import, _in_a_fresh_process
 
 FORK = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the reader process is used on Linux only")
 
@@ -36,7 +37,7 @@ def case_either_side_prepares_the_same_rows(tmp_path: Path) -> None:
             db = tmp_path / f"{side}{bad_at}.db"
             [res] = _import(db, src, **kw)
             assert res.as_json() == plain.as_json(), side
-            assert _charges(db) == _charges(tmp_path / f"thread{bad_at}.db"), side
+            assert stored_charges(db) == stored_charges(tmp_path / f"thread{bad_at}.db"), side
             if bad_at is not None:
                 assert res.bad_lines == [bad_at] and res.skipped_rows == 1
 
