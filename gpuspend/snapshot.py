@@ -149,6 +149,11 @@ class Snapshot:
     # now_ms: a live refresh (costing.refresh_live) between full builds; the money is as of now_ms.
     live_ms: int | None = None
 
+    def idle_now(self) -> frozenset[str]:
+        """The GPUs in an open idle episode now (the ones the alerts name as idle): their holders are pinned at
+        the top of the process table's default order."""
+        return frozenset(g.uuid for g in self.gpus if g.episode_open and g.state in ("held-idle", "free-idle"))
+
     def currency_of(self, gpu_uuid: str) -> str:
         """The currency of one GPU's money and of its processes' (gpu_currency)."""
         return self._currencies.get(gpu_uuid, self.currency)

@@ -316,6 +316,27 @@ async def test_80x24_keeps_every_gpu_and_column(make_app, demo_db):
             assert cell(gpus, g.uuid, "state") in text
 
 
+async def test_80x24_shows_who_holds_an_idle_gpu_in_the_first_process_rows(make_app, demo_db):
+    """The README's promise: at 80x24 the process holding an idle GPU is among the first rows (the demo's is a
+    cheap notebook that the cost order put last, below the screen)."""
+    app = make_app(demo_db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot)
+        await pilot.pause()
+        snap = app.snapshot
+        idle = snap.idle_now()
+        holders = [p for p in snap.processes if p.gpu_uuid in idle]
+        assert holders, "the demo has a held-idle GPU in an open episode"
+        table = app.screen.query_one(ProcessTable)
+        assert {(p.pid, p.gpu_uuid) for p in table.shown[:len(holders)]} == {(p.pid, p.gpu_uuid) for p in holders}
+        lines = screen_text(app).splitlines()
+        at = next(i for i, ln in enumerate(lines) if ln.split()[:2] == ["pid", "user"])
+        for p in holders:                     # on screen, right under the header
+            assert any(ln.split()[:1] == [str(p.pid)] for ln in lines[at + 1:at + 1 + len(holders)]), lines[at:]
+        rest = [p for p in table.shown[len(holders):]]
+        assert [p.cost_today for p in rest] == sorted((p.cost_today for p in rest), reverse=True)
+
+
 async def test_ascii_mode_draws_no_box_or_block_characters(make_app, demo_db):
     app = make_app(demo_db, ascii_only=True)
     async with app.run_test(size=(120, 40)) as pilot:

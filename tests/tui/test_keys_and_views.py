@@ -14,6 +14,7 @@ import pytest
 
 from gpuspend.collectors.reading import ProcReading
 from gpuspend.config import load_config
+from gpuspend.snapshot import ProcessNow
 from gpuspend.tui.screens.billing import BillingScreen, shift_month
 from gpuspend.tui.screens.dashboard import DashboardScreen
 from gpuspend.tui.screens.help import HelpScreen
@@ -21,7 +22,7 @@ from gpuspend.tui.screens.process import ProcessScreen
 from gpuspend.tui.widgets.chart import render_chart
 from gpuspend.tui.widgets.fmt import money, share
 from gpuspend.tui.widgets.gpu_table import GpuTable
-from gpuspend.tui.widgets.process_table import ProcessTable
+from gpuspend.tui.widgets.process_table import ProcessTable, sort_processes
 from tests.conftest import run_cli
 from tests.tui.conftest import NOW_MS
 from tests.tui.factory import GIB, ScriptedSource, refreshed, screen_text, wait_for, write_samples
@@ -57,7 +58,8 @@ async def test_s_cycles_sort_cost_memory_gpu_user_and_S_reverses(make_app, demo_
     async with app.run_test(size=(120, 40)) as pilot:
         await started(pilot)
         box = app.screen.query_one("#procs-box")
-        assert order(app) == by_hand(app, lambda p: (-p.cost_today, -p.idle_cost_today))
+        idle = app.snapshot.idle_now()
+        assert order(app) == by_hand(app, lambda p: (p.gpu_uuid not in idle, -p.cost_today, -p.idle_cost_today))
         assert "by cost today" in str(box.border_title)
         await pilot.press("s")
         assert order(app) == by_hand(app, lambda p: (-(p.used_memory or 0),))
@@ -70,7 +72,24 @@ async def test_s_cycles_sort_cost_memory_gpu_user_and_S_reverses(make_app, demo_
         assert order(app) == by_hand(app, lambda p: (p.user,))[::-1]
         assert "ascending" in str(box.border_title)
         await pilot.press("s")                      # back to cost
-        assert order(app)[0] == by_hand(app, lambda p: (-p.cost_today, -p.idle_cost_today))[0]
+        assert order(app)[0] == by_hand(app, lambda p: (p.gpu_uuid not in idle, -p.cost_today,
+                                                         -p.idle_cost_today))[0]
+
+
+def test_the_default_order_puts_who_holds_an_idle_gpu_first() -> None:
+    """A notebook holding an idle H100 since this morning has cost less today than two busy training runs: in
+    the default order (cost today) it still comes first, since only the first rows show at 80x24. The other
+    orders are as asked."""
+    def proc(pid: int, gpu: str, index: int, cost: float, idle: float, mem: int) -> ProcessNow:
+        return ProcessNow(pid=pid, user="u", command="python", gpu_uuid=gpu, gpu_index=index, used_memory=mem,
+                          sm_util=None, cost_today=cost, idle_cost_today=idle)
+
+    rows = [proc(1, "GPU-a", 0, 90.0, 0.0, 70), proc(2, "GPU-b", 1, 80.0, 0.0, 60), proc(3, "GPU-c", 2, 12.5, 12.5, 5)]
+    idle = frozenset({"GPU-c"})
+    assert [p.pid for p in sort_processes(rows, "cost", idle=idle)] == [3, 1, 2]
+    assert [p.pid for p in sort_processes(rows, "cost")] == [1, 2, 3]
+    assert [p.pid for p in sort_processes(rows, "cost", reverse=True, idle=idle)] == [3, 2, 1]
+    assert [p.pid for p in sort_processes(rows, "memory", idle=idle)] == [1, 2, 3]
 
 
 async def test_sort_keeps_the_cursor_on_its_process(make_app, demo_db):

@@ -97,7 +97,8 @@ class DashboardScreen(Screen):
             gpus.bar_width = 3 if narrow else 8
             shown_gpus = tuple(g for g in snap.gpus if self.only_gpus is None or g.index in self.only_gpus)
             gpus.show(shown_gpus, snap.currency)
-            procs.show(snap.processes, snap.currency_of, no_rate=snap.no_rate_at_all, currency=snap.currency)
+            procs.show(snap.processes, snap.currency_of, no_rate=snap.no_rate_at_all, currency=snap.currency,
+                       idle=snap.idle_now())
             by_state = dict(snap.cost_per_hour_by_state)
             useful = by_state.get("busy", 0.0)
             idle = by_state.get("held-idle", 0.0) + by_state.get("free-idle", 0.0)

@@ -79,7 +79,8 @@ def alert_lines(snap: Snapshot, cfg: Config, *, stale_after_s: float = 300.0) ->
     # Its title too, as the engine will next write it: stored on the engine's last evaluation, it can name a
     # shorter episode than the GPU table beside it (on the demo's first start, until the month is in: 1d08h
     # beside 2d14h). Idle rows only: busy again before the episode ends, the engine keeps its last title too.
-    titles = {g.uuid: idle_title(g) for g in snap.gpus if g.episode_open and g.state in ("held-idle", "free-idle")}
+    idle = snap.idle_now()
+    titles = {g.uuid: idle_title(g) for g in snap.gpus if g.uuid in idle}
     currency_of = {g.uuid: gpu_currency(g.rate, cur) for g in snap.gpus}     # a GPU's money in its rate's currency
     # A GPU idle now is written as the panel writes one the engine has not stored yet, money before the rest:
     # the stored title (model, host) put it last, cut off at 80 columns.

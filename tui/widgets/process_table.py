@@ -89,12 +89,17 @@ def group_by_workload(procs: Iterable[ProcessNow]) -> list[ProcessNow]:
 
 
 def sort_processes(procs: Iterable[ProcessNow], key: str, reverse: bool = False, *,
-                   grouped: bool = False) -> list[ProcessNow]:
+                   grouped: bool = False, idle: frozenset[str] = frozenset()) -> list[ProcessNow]:
+    """Rows in the chosen order. In the default one (cost today, most first), the processes holding a GPU
+    that sits idle now (`idle`: Snapshot.idle_now) come first: at 80x24 only the first rows show, and the
+    holder is who to ask; a cheap notebook holding an idle H100 would otherwise sort last."""
     if grouped:
         out = group_by_workload(procs)
     else:
         fn = SORTS[key][1]
-        out = sorted(procs, key=lambda p: (*fn(p), _GPU if p.gpu_index is None else p.gpu_index, p.pid))
+        pin = bool(key == "cost" and not reverse and idle)
+        out = sorted(procs, key=lambda p: (pin and p.gpu_uuid not in idle, *fn(p),
+                                           _GPU if p.gpu_index is None else p.gpu_index, p.pid))
     return out[::-1] if reverse else out
 
 
@@ -121,20 +126,21 @@ class ProcessTable(LaidOutTable):
                 and (self.only_gpus is None or p.gpu_index in self.only_gpus)]
 
     def show(self, procs: tuple[ProcessNow, ...], currency_of: Callable[[str], str], *, no_rate: bool = False,
-             currency: str = "USD") -> bool:
+             currency: str = "USD", idle: frozenset[str] = frozenset()) -> bool:
         """`currency_of`: a GPU uuid's currency (Snapshot.currency_of): each row's money is its GPU's.
-        `currency`: the dashboard's, which the money columns' header names (`idle JPY`), its amounts bare."""
+        `currency`: the dashboard's, which the money columns' header names (`idle JPY`), its amounts bare.
+        `idle`: the GPUs idle now (Snapshot.idle_now), whose holders the default order puts first."""
         box = self.parent if self.parent is not None and self.parent.size.width else self   # a table is as wide as its rows
         total = box.size.width or (self.app.size.width if self.is_attached else 120)
         key = (tuple(shown_as(p, currency_of(p.gpu_uuid)) for p in procs), no_rate, self.filter_text, self.user_filter,
-               self.only_gpus, self.sort_key, self.sort_reverse, self.grouped, self.ascii_only, total, currency)
+               self.only_gpus, self.sort_key, self.sort_reverse, self.grouped, self.ascii_only, total, currency, idle)
         if key == self._shown_key and self.columns:
             # the same rows, order and width as on screen; what the detail view reads is still the newest
             fresh = {(p.pid, p.gpu_uuid): p for p in procs}
             self.shown = tuple(fresh[(p.pid, p.gpu_uuid)] for p in self.shown)
             return False
         self._shown_key = key
-        rows = sort_processes(self.visible(procs), self.sort_key, self.sort_reverse, grouped=self.grouped)
+        rows = sort_processes(self.visible(procs), self.sort_key, self.sort_reverse, grouped=self.grouped, idle=idle)
         workload = any(workload_of(p) for p in procs)
         base = tuple((f, f"idle {mark(currency)}") if f == "idle" else (f, label) for f, label in self.BASE_FIELDS)
         fields = (*base, *((("workload", "workload"),) if workload else ()), ("cmd", "command"))
