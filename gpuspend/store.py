@@ -492,11 +492,11 @@ WHERE charge_frequency IS NULL AND charge_category = 'Purchase'
   AND lower(charge_type) IN ('savingsplanrecurringfee', 'rifee', 'fee', 'savingsplanupfrontfee');
 """
 
-# v18: a line item's description stored once per batch of its hours. A month's export repeats each resource's
-# line item every hour (a CUR names an instance 720 times a month with the same account, service, SKU, tags,
-# GPU verdict...), so a row of `charge_lines` holds its hour, its amounts and its item's id, and the item's
-# ~30 descriptor columns live in `charge_items` (one per distinct item per import batch). The store is 2.5x
-# smaller and an import writes that much less. `charge_rows` is now the view that joins them, with the same
+# v18: a line item's description stored once, not on each of its hours. A month's export repeats each
+# resource's line item every hour (a CUR names an instance 720 times a month with the same account, service,
+# SKU, tags, GPU verdict...), so a row of `charge_lines` holds its hour, its amounts and its item's id, and the
+# item's ~30 descriptor columns live in `charge_items` (one per distinct item per import). The store is about
+# half the size (200k CUR 2.0 rows: 22 -> 11 MB) and an import writes that much less. `charge_rows` is now the view that joins them, with the same
 # columns as the table it replaces, so every reader reads it as before (CROSS JOIN: the lines stay the outer
 # loop, reached by import as before, each item found by its id). Rows stored before become one item each.
 _ITEM_COLUMNS = ("billing_account", "billing_account_tid", "sub_account", "sub_account_tid", "billing_period_start",
