@@ -167,7 +167,7 @@ def build_cur2(d: Path, rows: int) -> tuple[Path, Path]:
 
 def build_cur2_here(d: Path, rows: int) -> tuple[Path, Path]:
     """(CSV, Parquet) of the same CUR 2.0 rows: the fixture's line items over distinct hours and resources,
-    written as AWS does (typed columns, snappy, row groups of 128k rows)."""
+    written as AWS does (typed columns, tags as a map, snappy, row groups of 128k rows)."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
@@ -191,13 +191,28 @@ def build_cur2_here(d: Path, rows: int) -> tuple[Path, Path]:
                                 pa.array([(start + h * 3600 + 3600) * 1000 for h in hours], pa.timestamp("ms", tz="UTC")))
             t = t.append_column("line_item_resource_id", pa.array([f"i-{(lo + i) // (k * 720):08x}-{(lo + i) % k}"
                                                                    for i in range(n)]))
+            pacsv.write_csv(t, out, pacsv.WriteOptions(include_header=lo == 0))
+            t = _tags_as_map(t)
             if writer is None:
                 writer = pq.ParquetWriter(pq_path, t.schema, compression="snappy")
             writer.write_table(t)
-            pacsv.write_csv(t, out, pacsv.WriteOptions(include_header=lo == 0))
     assert writer is not None
     writer.close()
     return csv_path, pq_path
+
+
+def _tags_as_map(t):
+    """resource_tags as AWS writes it in CUR 2.0 Parquet: a map<string, string> (the CSV keeps the JSON text)."""
+    import json
+
+    import pyarrow as pa
+
+    i = t.schema.get_field_index("resource_tags")
+    if i < 0:
+        return t
+    texts = t.column(i).to_pylist()
+    maps = [list(json.loads(v).items()) if v else None for v in texts]
+    return t.set_column(i, "resource_tags", pa.array(maps, pa.map_(pa.string(), pa.string())))
 
 
 def parquet_speed(rows: int, runs: int) -> None:

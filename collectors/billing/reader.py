@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from gpuspend.collectors.billing.normalise import NOT_READ
@@ -374,15 +375,51 @@ def _as_text(col: pa.Array) -> pa.Array:
         # cost ~1 s per 200k rows); anything reading such a column as text gets Arrow's ISO rendering.
         # Naive Parquet timestamps are UTC by convention in billing exports.
         return col
+    if pa.types.is_map(col.type):
+        text = _map_as_text(col)
+        if text is not None:
+            return text
     if pa.types.is_nested(col.type) or pa.types.is_map(col.type):
-        return pa.array([None if v is None else json.dumps(v if not isinstance(v, list) or not v
-                                                           or not isinstance(v[0], tuple) else dict(v),
-                                                           default=str)
-                         for v in col.to_pylist()], pa.string())
+        return pa.array([_json_cell(v) for v in col.to_pylist()], pa.string())
     try:
         return col.cast(pa.string())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return pa.array([None if v is None else str(v) for v in col.to_pylist()], pa.string())
+
+
+def _json_cell(v: Any) -> str | None:
+    """A nested cell as JSON text; a map (a list of pairs in Python) as an object."""
+    if v is None:
+        return None
+    return json.dumps(v if not isinstance(v, list) or not v or not isinstance(v[0], tuple) else dict(v), default=str)
+
+
+# Joins a map's keys and values into one text per row (to find its distinct maps), and marks a null value: no AWS
+# tag may hold these control characters; a map whose texts hold one is converted row by row instead.
+_PAIR, _ENTRY, _NULL_VALUE = "\x1f", "\x1e", "\x1d"
+
+
+def _map_as_text(col: pa.Array) -> pa.Array | None:
+    """A map<string, string> column (CUR 2.0 Parquet's resource_tags) as JSON text, converted once per distinct
+    map: a month repeats each resource's tags on every hourly row, and converting every row in Python cost
+    ~4 us a row (more than reading the whole file). None when the column is not a map of texts."""
+    kt, vt = col.type.key_type, col.type.item_type
+    if not all(pa.types.is_string(t) or pa.types.is_large_string(t) for t in (kt, vt)) or len(col) == 0:
+        return None
+    keys, values = col.keys, col.items          # the whole buffer's: `offsets` index them (a slice's too)
+    for texts in (keys, values):
+        for mark in (_PAIR, _ENTRY, _NULL_VALUE):
+            if pc.any(pc.match_substring(texts, mark)).as_py():
+                return None
+    pairs = pc.binary_join_element_wise(keys, values, _PAIR, null_handling="replace", null_replacement=_NULL_VALUE)
+    offsets = col.offsets
+    lo = offsets[0].as_py()
+    rows = pa.ListArray.from_arrays(pc.subtract(offsets, pa.scalar(lo, offsets.type)),  # a fresh array: a slice's
+                                    pairs.slice(lo, offsets[-1].as_py() - lo), mask=col.is_null())   # cannot mask
+    enc = pc.dictionary_encode(pc.binary_join(rows, _ENTRY))
+    first = pc.index_in(pa.array(range(len(enc.dictionary)), enc.indices.type), value_set=enc.indices)
+    texts = pa.array([_json_cell(col[i].as_py()) for i in first.to_pylist()], pa.string())
+    return texts.take(enc.indices)
 
 
 def header_keys(header: list[str]) -> list[str]:
