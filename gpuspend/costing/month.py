@@ -166,13 +166,22 @@ def _month_billing(conn: sqlite3.Connection, month: str, rid: str | None) -> Mon
     # A row whose charge period lies wholly outside the month (a correction of an earlier month, late usage,
     # billed in this period) is money of this period once: never a rate, never how far an export reaches. Read
     # as a day's rate, one $50 hour of October made November's projection $4.1M.
-    q = (f"SELECT COALESCE(currency, 'USD'), CASE WHEN {_OUTSIDE} OR {_ONE_TIME} THEN 'once' "
-         f"WHEN {local_long} THEN 'local_long' WHEN {_RECURRING} "
-         f"THEN 'recurring' WHEN NOT ({_SHORT}) THEN 'once' WHEN {local_sql} AND {_USAGE} THEN 'local' "
-         "ELSE 'other' END AS cls, charge_period_start / 86400 AS d, SUM(billed_cost), MIN(charge_period_start), "
-         f"MAX(charge_period_end), import_id FROM charge_rows WHERE {period} GROUP BY 1, 2, 3, import_id")
+    # Classified per line item and day (store v18): the rows' own conditions (outside the month, a short period,
+    # both ends known) are summed over first in `charge_lines` alone, and each group is joined to its item
+    # once, not each row (the same classes as row by row: each flag holds its condition's value, NULL included).
+    both = "charge_period_start IS NOT NULL AND charge_period_end IS NOT NULL"
+    short = _SHORT.replace(_SHORT_PERIOD, "g.sp")
+    by_item = (f"SELECT item_id, import_id, charge_period_start / 86400 AS d, {_OUTSIDE} AS o, ({_SHORT_PERIOD}) AS sp, "
+               f"({both}) AS ends, SUM(billed_cost) AS total, MIN(charge_period_start) AS first, "
+               f"MAX(charge_period_end) AS last FROM charge_lines WHERE {period} GROUP BY item_id, d, o, sp, ends")
+    q = (f"SELECT COALESCE(currency, 'USD'), CASE WHEN g.o OR {_ONE_TIME} THEN 'once' "
+         f"WHEN {local_sql} AND {_USAGE} AND NOT ({short}) AND g.ends THEN 'local_long' "
+         f"WHEN {_RECURRING.replace(_SHORT_PERIOD, 'g.sp')} THEN 'recurring' WHEN NOT ({short}) THEN 'once' "
+         f"WHEN {local_sql} AND {_USAGE} THEN 'local' ELSE 'other' END AS cls, g.d, SUM(g.total), MIN(g.first), "
+         f"MAX(g.last), g.import_id FROM ({by_item}) g JOIN charge_items i ON i.id = g.item_id "
+         "GROUP BY 1, 2, 3, g.import_id")
     spans: list[tuple[int, int]] = []
-    rows = list(conn.execute(q, (start // 1000, end // 1000, *largs, *largs, *pargs)))
+    rows = list(conn.execute(q, (*largs, *largs, start // 1000, end // 1000, *pargs)))
     if any(r[1] == "recurring" for r in rows):
         rows += _recurring_fees(conn, period, pargs)
     for cur, cls, d, total, first, last, import_id in rows:
