@@ -316,24 +316,32 @@ async def test_80x24_keeps_every_gpu_and_column(make_app, demo_db):
             assert cell(gpus, g.uuid, "state") in text
 
 
-async def test_80x24_shows_who_holds_an_idle_gpu_in_the_first_process_rows(make_app, demo_db):
-    """The README's promise: at 80x24 the process holding an idle GPU is among the first rows (the demo's is a
-    cheap notebook that the cost order put last, below the screen)."""
-    app = make_app(demo_db)
+async def test_80x24_shows_who_holds_an_idle_gpu_in_the_first_process_rows(make_app, db_path, cfg, monkeypatch):
+    """The README's promise: at 80x24 the process holding an idle GPU is among the first rows. Six training runs
+    busy for two hours have each cost more today than the notebook holding GPU 6 idle for the last 20 minutes:
+    by cost alone it would be the last row, below the screen."""
+    runs = {i: [ProcReading(pid=1000 + i, used_memory=30 * GIB, user="train", command=f"torchrun job{i}")]
+            for i in range(6)}
+    src = ScriptedSource(gpus=7, procs=runs)
+    write_samples(db_path, cfg, src, NOW_MS - 7_200_000, 720, step_ms=10_000)        # two busy hours
+    src.util[6] = 0.0
+    src.procs[6] = [ProcReading(pid=4711, used_memory=10 * GIB, user="bob", command="jupyter kernel")]
+    last = write_samples(db_path, cfg, src, NOW_MS + 10_000, 120, step_ms=10_000)     # then 20 idle minutes
+    monkeypatch.setenv("GPUSPEND_NOW", str(last / 1000))
+    app = make_app(db_path)
     async with app.run_test(size=(80, 24)) as pilot:
         await started(pilot)
         await pilot.pause()
         snap = app.snapshot
-        idle = snap.idle_now()
-        holders = [p for p in snap.processes if p.gpu_uuid in idle]
-        assert holders, "the demo has a held-idle GPU in an open episode"
+        assert "GPU-test-0006" in snap.idle_now()
+        holder = next(p for p in snap.processes if p.pid == 4711)
+        assert holder.cost_today < min(p.cost_today for p in snap.processes if p.pid != 4711)
         table = app.screen.query_one(ProcessTable)
-        assert {(p.pid, p.gpu_uuid) for p in table.shown[:len(holders)]} == {(p.pid, p.gpu_uuid) for p in holders}
+        assert table.shown[0].pid == 4711
         lines = screen_text(app).splitlines()
         at = next(i for i, ln in enumerate(lines) if ln.split()[:2] == ["pid", "user"])
-        for p in holders:                     # on screen, right under the header
-            assert any(ln.split()[:1] == [str(p.pid)] for ln in lines[at + 1:at + 1 + len(holders)]), lines[at:]
-        rest = [p for p in table.shown[len(holders):]]
+        assert lines[at + 1].split()[:2] == ["4711", "bob"], lines[at:]
+        rest = table.shown[1:]
         assert [p.cost_today for p in rest] == sorted((p.cost_today for p in rest), reverse=True)
 
 
