@@ -102,10 +102,14 @@ _AMORTISED = {"savingsplancoveredusage", "savingsplannegation", "savingsplanupfr
               "discountedusage", "rifee", "fee"}
 
 
+def _amortises(kind: str | None) -> bool:
+    return (kind or "usage").lower() in _AMORTISED
+
+
 def _effective_col(kind: list[str | None], billed: list[float | None], *rest: list[Any]) -> list[float | None]:
     """_effective of every row, computed only for the rows of a type that amortises: the others (plain usage,
     tax, credits: nearly every row of an export) keep their billed cost."""
-    special = {k: (k or "usage").lower() in _AMORTISED for k in set(kind)}
+    special = {k: _amortises(k) for k in set(kind)}
     out = list(billed)
     if any(special.values()):
         for i in compress(range(len(kind)), map(special.__getitem__, kind)):
@@ -172,7 +176,7 @@ def normalise(c: Cols, ctx: dict[str, Any], items: tuple[Cols, list[int]] | None
     sp_total, sp_used = num("savings_plan_total_commitment_to_date"), num("savings_plan_used_commitment")
     ri_up = num("reservation_unused_amortized_upfront_fee_for_billing_period")
     ri_rec = num("reservation_unused_recurring_fee")
-    if any((k or "usage").lower() in _AMORTISED for k in set(kind)):
+    if any(map(_amortises, set(kind))):
         effective = _effective_col(spread(kind, item_of), billed, res_eff, sp_eff, sp_total, sp_used, ri_up, ri_rec,
                                    spread(text_col(bill_type, m), item_of))
     else:                                                # no row of a type that amortises: effective is billed

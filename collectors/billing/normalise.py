@@ -122,7 +122,7 @@ class Rows:
     def per_row(self, name: str) -> list[Any]:
         """A field's value on every row, per-item fields spread over their rows (C-speed map)."""
         values, per_item = self.values_of(name)
-        return list(map(values.__getitem__, self.item_of)) if per_item else values
+        return spread(values, self.item_of) if per_item else values
 
 
 def spread(values: list[Any], item_of: list[int] | None) -> list[Any]:

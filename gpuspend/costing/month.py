@@ -26,8 +26,8 @@ LONG_ROW_S = 25 * 3600
 ONCE_CATEGORIES = ("purchase",)
 # Slack for "the first day is complete": a collector started at 00:00:30 has a complete first day.
 FIRST_DAY_SLACK_MS = 60_000
-_SHORT_PERIOD = ("charge_period_start IS NOT NULL AND charge_period_end IS NOT NULL "
-                 f"AND charge_period_end - charge_period_start <= {LONG_ROW_S}")
+_BOTH_ENDS = "charge_period_start IS NOT NULL AND charge_period_end IS NOT NULL"
+_SHORT_PERIOD = f"{_BOTH_ENDS} AND charge_period_end - charge_period_start <= {LONG_ROW_S}"
 _ONCE = ', '.join(repr(c) for c in ONCE_CATEGORIES)
 _SHORT = f"{_SHORT_PERIOD} AND LOWER(COALESCE(charge_category, 'usage')) NOT IN ({_ONCE})"
 _USAGE = "LOWER(COALESCE(charge_category, 'usage')) = 'usage'"
@@ -161,18 +161,16 @@ def _month_billing(conn: sqlite3.Connection, month: str, rid: str | None) -> Mon
     export_ends: dict[str, int] = {}
     local_first: int | None = None
     ends: list[int] = []
-    local_long = (f"{local_sql} AND {_USAGE} AND NOT ({_SHORT}) AND charge_period_start IS NOT NULL "
-                  "AND charge_period_end IS NOT NULL")
+    local_long = f"{local_sql} AND {_USAGE} AND NOT ({_SHORT}) AND {_BOTH_ENDS}"
     # A row whose charge period lies wholly outside the month (a correction of an earlier month, late usage,
     # billed in this period) is money of this period once: never a rate, never how far an export reaches. Read
     # as a day's rate, one $50 hour of October made November's projection $4.1M.
     # Classified per line item and day (store v18): the rows' own conditions (outside the month, a short period,
     # both ends known) are summed over first in `charge_lines` alone, and each group is joined to its item
     # once, not each row (the same classes as row by row: each flag holds its condition's value, NULL included).
-    both = "charge_period_start IS NOT NULL AND charge_period_end IS NOT NULL"
     short = _SHORT.replace(_SHORT_PERIOD, "g.sp")
     by_item = (f"SELECT item_id, import_id, charge_period_start / 86400 AS d, {_OUTSIDE} AS o, ({_SHORT_PERIOD}) AS sp, "
-               f"({both}) AS ends, SUM(billed_cost) AS total, MIN(charge_period_start) AS first, "
+               f"({_BOTH_ENDS}) AS ends, SUM(billed_cost) AS total, MIN(charge_period_start) AS first, "
                f"MAX(charge_period_end) AS last FROM charge_lines WHERE {period} GROUP BY item_id, d, o, sp, ends")
     q = (f"SELECT COALESCE(currency, 'USD'), CASE WHEN g.o OR {_ONE_TIME} THEN 'once' "
          f"WHEN {local_sql} AND {_USAGE} AND NOT ({short}) AND g.ends THEN 'local_long' "
